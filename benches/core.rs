@@ -1,0 +1,105 @@
+//! Criterion benchmarks of the sans-I/O core: parsing, reply building, and
+//! announces into swarms of 1, 100 and 100k peers, scrape of 74 hashes.
+//! `make bench` runs them; numbers go to docs/BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use ringtracker::protocol::udp;
+use ringtracker::tracker::connection_id::ConnectionIdIssuer;
+use ringtracker::tracker::table::SwarmTable;
+use ringtracker::tracker::udp::{UdpOutcome, handle_datagram};
+use ringtracker::tracker::{AnnounceParams, AnnouncePolicy, Tracker};
+
+fn tracker() -> Tracker {
+    Tracker::new(
+        AnnouncePolicy {
+            interval: 1800,
+            peer_timeout: 3600,
+            default_numwant: 50,
+            max_numwant: 200,
+            allow_ip_param: false,
+        },
+        SwarmTable::new(1024, [1, 2]),
+        ConnectionIdIssuer::new([3; 16]),
+    )
+}
+
+fn announce_packet(cid: u64, hash: [u8; 20], port: u16) -> Vec<u8> {
+    let mut p = cid.to_be_bytes().to_vec();
+    p.extend_from_slice(&1u32.to_be_bytes());
+    p.extend_from_slice(&5u32.to_be_bytes());
+    p.extend_from_slice(&hash);
+    p.extend_from_slice(&[1; 20]);
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&100u64.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&0u32.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&(-1i32).to_be_bytes());
+    p.extend_from_slice(&port.to_be_bytes());
+    p
+}
+
+/// Fill swarm `hash` with `n` seeders at distinct addresses.
+fn fill(t: &Tracker, hash: [u8; 20], n: u32, rng: &mut SmallRng) {
+    let mut out = vec![0u8; 2048];
+    for i in 0..n {
+        let ip = (0x0a00_0000 + i).to_be_bytes();
+        let p = AnnounceParams {
+            info_hash: ringtracker::protocol::InfoHash(hash),
+            ip: std::net::Ipv4Addr::from(ip).into(),
+            port: 6881,
+            event: ringtracker::protocol::Event::Started,
+            left: 0,
+            numwant: 0,
+        };
+        t.announce(&p, 0, rng, &mut out);
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let t = tracker();
+    let mut rng = SmallRng::seed_from_u64(1);
+    let src: SocketAddr = "192.0.2.1:7000".parse().unwrap();
+    let cid = t.connection_ids.issue(src.ip(), 0);
+    let packet = announce_packet(cid, [9; 20], 7000);
+    let mut out = vec![0u8; 2048];
+
+    c.bench_function("parse_announce", |b| {
+        b.iter(|| udp::parse_request(black_box(&packet)))
+    });
+    c.bench_function("connection_id_check", |b| {
+        b.iter(|| t.connection_ids.is_valid(black_box(cid), src.ip(), 1))
+    });
+    c.bench_function("write_announce_header", |b| {
+        b.iter(|| udp::write_announce_header(&mut out, black_box(5), 1800, 10, 20))
+    });
+
+    for (n, hash) in [(1u32, [11u8; 20]), (100, [12; 20]), (100_000, [13; 20])] {
+        fill(&t, hash, n, &mut rng);
+        let packet = announce_packet(cid, hash, 7000);
+        c.bench_function(&format!("udp_announce_swarm_{n}"), |b| {
+            b.iter(|| {
+                let o = handle_datagram(&t, black_box(&packet), src, 1, &mut rng, &mut out);
+                assert!(matches!(o, UdpOutcome::Reply { .. }));
+            })
+        });
+    }
+
+    let mut scrape = cid.to_be_bytes().to_vec();
+    scrape.extend_from_slice(&2u32.to_be_bytes());
+    scrape.extend_from_slice(&5u32.to_be_bytes());
+    for i in 0..74u8 {
+        scrape.extend_from_slice(&[i; 20]);
+    }
+    c.bench_function("udp_scrape_74", |b| {
+        b.iter(|| handle_datagram(&t, black_box(&scrape), src, 1, &mut rng, &mut out))
+    });
+}
+
+criterion_group!(core, benches);
+criterion_main!(core);

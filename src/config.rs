@@ -1,0 +1,440 @@
+//! Configuration: a TOML file (every key optional), then command-line flags
+//! on top. Unknown keys are errors that name the key and line, so a typo
+//! never silently leaves a default in force.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::tracker::AnnouncePolicy;
+use crate::tracker::peer_set::MAX_PEER_TIMEOUT;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub udp: UdpConfig,
+    pub http: HttpConfig,
+    pub tracker: TrackerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub workers: usize,
+    pub stats_interval: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub recv_buffers: u32,
+    pub send_slots: u32,
+    pub socket_recv_buffer: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    pub interval: u32,
+    pub peer_timeout: u32,
+    pub default_numwant: u32,
+    pub max_numwant: u32,
+    pub allow_ip_param: bool,
+    pub shards: u32,
+}
+
+fn default_addr() -> SocketAddr {
+    "0.0.0.0:6969".parse().expect("valid literal")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig {
+                workers: 0,
+                stats_interval: 60,
+            },
+            udp: UdpConfig {
+                listen: vec![default_addr()],
+                recv_buffers: 4096,
+                send_slots: 2048,
+                socket_recv_buffer: 8 << 20,
+            },
+            http: HttpConfig {
+                listen: vec![default_addr()],
+            },
+            tracker: TrackerConfig {
+                interval: 1800,
+                peer_timeout: 3600,
+                default_numwant: 50,
+                max_numwant: 200,
+                allow_ip_param: false,
+                shards: 1024,
+            },
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Config::default().server
+    }
+}
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Config::default().udp
+    }
+}
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Config::default().http
+    }
+}
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Config::default().tracker
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{location}{key} = {value}: {problem}")]
+    Invalid {
+        location: String,
+        key: &'static str,
+        value: String,
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Read and check a config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parse and check TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: one_line(&e, text),
+        })?;
+        config.validate().map_err(|e| e.located(text, origin))?;
+        Ok(config)
+    }
+
+    /// Check value ranges (also after command-line overrides).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.tracker;
+        let u = &self.udp;
+        let invalid = |key: &'static str, value: String, problem: &str| ConfigError::Invalid {
+            location: String::new(),
+            key,
+            value,
+            problem: problem.to_string(),
+        };
+        if self.server.workers > 1024 {
+            return Err(invalid(
+                "server.workers",
+                self.server.workers.to_string(),
+                "at most 1024",
+            ));
+        }
+        if t.interval == 0 || t.interval > 86_400 {
+            return Err(invalid(
+                "tracker.interval",
+                t.interval.to_string(),
+                "must be 1 to 86400 seconds",
+            ));
+        }
+        if t.peer_timeout < t.interval || t.peer_timeout > MAX_PEER_TIMEOUT {
+            return Err(invalid(
+                "tracker.peer_timeout",
+                t.peer_timeout.to_string(),
+                &format!(
+                    "must be at least tracker.interval ({}) and at most {MAX_PEER_TIMEOUT} seconds",
+                    t.interval
+                ),
+            ));
+        }
+        if t.max_numwant == 0 {
+            return Err(invalid(
+                "tracker.max_numwant",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if t.default_numwant == 0 {
+            return Err(invalid(
+                "tracker.default_numwant",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if !t.shards.is_power_of_two() || t.shards > 65_536 {
+            return Err(invalid(
+                "tracker.shards",
+                t.shards.to_string(),
+                "must be a power of two up to 65536",
+            ));
+        }
+        if !u.recv_buffers.is_power_of_two() || !(64..=32_768).contains(&u.recv_buffers) {
+            return Err(invalid(
+                "udp.recv_buffers",
+                u.recv_buffers.to_string(),
+                "must be a power of two from 64 to 32768",
+            ));
+        }
+        if !(16..=65_536).contains(&u.send_slots) {
+            return Err(invalid(
+                "udp.send_slots",
+                u.send_slots.to_string(),
+                "must be 16 to 65536",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn announce_policy(&self) -> AnnouncePolicy {
+        let t = &self.tracker;
+        AnnouncePolicy {
+            interval: t.interval,
+            peer_timeout: t.peer_timeout,
+            default_numwant: t.default_numwant as usize,
+            max_numwant: t.max_numwant as usize,
+            allow_ip_param: t.allow_ip_param,
+        }
+    }
+
+    /// The effective worker count (0 in the config means one per core).
+    pub fn worker_count(&self) -> usize {
+        match self.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The full default configuration, one comment per key: what
+    /// `--print-config` prints. A test checks it parses back to the defaults.
+    pub fn default_toml() -> String {
+        let d = Config::default();
+        let list = |v: &[SocketAddr]| {
+            v.iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            r#"# ringtracker configuration. Every key is optional; flags on the command
+# line (--udp, --http, --workers, --interval) override what is set here.
+
+[server]
+# Worker threads, each with its own io_uring and its own sockets
+# (SO_REUSEPORT). 0 means one per CPU core.
+workers = {workers}
+# Seconds between log lines with the packet counters. 0 turns them off.
+stats_interval = {stats_interval}
+
+[udp]
+# Addresses to serve BEP 15 on. Add "[::]:6969" for IPv6 (a socket of its
+# own, IPV6_V6ONLY). Replies leave from the address a request arrived on.
+listen = [{udp_listen}]
+# Receive buffers per worker in the provided-buffer ring (power of two,
+# 64 to 32768; 2 KiB each).
+recv_buffers = {recv_buffers}
+# Replies that can be in flight per worker before new ones are dropped
+# (and counted as drop_no_send_slot).
+send_slots = {send_slots}
+# SO_RCVBUF of each UDP socket in bytes; the kernel caps it at
+# net.core.rmem_max. 0 keeps the kernel default.
+socket_recv_buffer = {socket_recv_buffer}
+
+[http]
+# Addresses for the HTTP announce frontend (BEP 3). Not served yet: HTTP
+# arrives in a later release; the key is accepted so configs stay valid.
+listen = [{http_listen}]
+
+[tracker]
+# Seconds clients are asked to wait between announces.
+interval = {interval}
+# Seconds after its last announce that a peer is forgotten. At least
+# `interval`, at most {max_timeout}.
+peer_timeout = {peer_timeout}
+# Peers sent when a client asks for 0 or a negative number (numwant).
+default_numwant = {default_numwant}
+# The most peers sent in one reply (a UDP reply is also capped by what
+# fits one 1500-byte packet: 242 IPv4 or 79 IPv6 peers).
+max_numwant = {max_numwant}
+# Use the address a client puts in the announce's `ip` field instead of
+# the packet's source. Off by default: BEP 7 warns that it lets anyone
+# point a swarm at a third party's address (a reflection attack).
+allow_ip_param = {allow_ip_param}
+# Shards of the swarm table (power of two). More shards, less contention
+# between workers.
+shards = {shards}
+"#,
+            workers = d.server.workers,
+            stats_interval = d.server.stats_interval,
+            udp_listen = list(&d.udp.listen),
+            recv_buffers = d.udp.recv_buffers,
+            send_slots = d.udp.send_slots,
+            socket_recv_buffer = d.udp.socket_recv_buffer,
+            http_listen = list(&d.http.listen),
+            interval = d.tracker.interval,
+            max_timeout = MAX_PEER_TIMEOUT,
+            peer_timeout = d.tracker.peer_timeout,
+            default_numwant = d.tracker.default_numwant,
+            max_numwant = d.tracker.max_numwant,
+            allow_ip_param = d.tracker.allow_ip_param,
+            shards = d.tracker.shards,
+        )
+    }
+}
+
+impl ConfigError {
+    /// Add "file:line: " to a validation error, found by the key's name.
+    fn located(self, text: &str, origin: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid {
+                key,
+                value,
+                problem,
+                ..
+            } => {
+                let location = match line_of(text, key) {
+                    Some(line) => format!("{origin}:{line}: "),
+                    None => format!("{origin}: "),
+                };
+                ConfigError::Invalid {
+                    location,
+                    key,
+                    value,
+                    problem,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The 1-based line where `section.key` is set, if it is set in the file.
+fn line_of(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.split_once('.')?;
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim();
+        } else if current == section
+            && l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// toml's errors span several lines with a source excerpt; keep the line
+/// number and the message on one line.
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_config_is_the_default() {
+        let parsed = Config::from_toml(&Config::default_toml(), "printed").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn every_key_has_a_comment() {
+        let text = Config::default_toml();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains(" = ") {
+                assert!(lines[i - 1].starts_with('#'), "no comment above {l}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_toml("", "x").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = Config::from_toml("[tracker]\ninterval = 60\nintervall = 5\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("intervall"), "{e}");
+        let e = Config::from_toml("[trackers]\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trackers") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_line() {
+        let e = Config::from_toml("[tracker]\ninterval = 600\npeer_timeout = 10\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:3: tracker.peer_timeout = 10"), "{e}");
+        let e = Config::from_toml("[udp]\nrecv_buffers = 1000\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:2: udp.recv_buffers = 1000"), "{e}");
+        let e = Config::from_toml("[udp]\nlisten = [\"nonsense\"]\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let e = Config::from_toml("[tracker]\ninterval = \"x\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn numwant_policy() {
+        let p = Config::default().announce_policy();
+        assert_eq!(p.numwant(-1), 50);
+        assert_eq!(p.numwant(0), 50);
+        assert_eq!(p.numwant(1), 1);
+        assert_eq!(p.numwant(10_000), 200);
+    }
+}

@@ -1,0 +1,132 @@
+//! The `ringtracker` command: flags, config file, start, wait for a signal.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use ringtracker::config::Config;
+use ringtracker::net::{Server, signals};
+use ringtracker::stats;
+
+/// A UDP-first BitTorrent tracker on Linux io_uring.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// TOML config file (see --print-config); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// UDP address to serve (repeatable; replaces the configured list).
+    #[arg(long, value_name = "ADDR")]
+    udp: Vec<SocketAddr>,
+    /// HTTP address to serve (repeatable; replaces the configured list).
+    #[arg(long, value_name = "ADDR")]
+    http: Vec<SocketAddr>,
+    /// Worker threads (0: one per core).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Announce interval sent to clients, in seconds.
+    #[arg(long, value_name = "SECS")]
+    interval: Option<u32>,
+    /// Print the full default configuration (with comments) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn load(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if !cli.udp.is_empty() {
+        config.udp.listen = cli.udp.clone();
+    }
+    if !cli.http.is_empty() {
+        config.http.listen = cli.http.clone();
+    }
+    if let Some(n) = cli.workers {
+        config.server.workers = n;
+    }
+    if let Some(secs) = cli.interval {
+        config.tracker.interval = secs;
+        // Keep the default timeout consistent with a longer interval.
+        if config.tracker.peer_timeout < secs {
+            config.tracker.peer_timeout = secs.saturating_mul(2);
+        }
+    }
+    config
+        .validate()
+        .map_err(|e| format!("command line: {e}"))?;
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", Config::default_toml());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringtracker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    signals::block_termination_signals();
+    let server = match Server::start(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringtracker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in server.udp_addrs() {
+        tracing::info!("listening on udp {addr}");
+    }
+    if !config.http.listen.is_empty() {
+        tracing::info!(
+            "http frontend not available in this version; not serving {:?}",
+            config.http.listen
+        );
+    }
+    tracing::info!("{} worker(s) started", config.worker_count());
+
+    let every = match config.server.stats_interval {
+        0 => Duration::from_secs(3600),
+        s => Duration::from_secs(s),
+    };
+    let mut next_log = Instant::now() + every;
+    loop {
+        let wait = next_log.saturating_duration_since(Instant::now());
+        if let Some(sig) = signals::wait_for_termination(wait) {
+            tracing::info!("signal {sig} received, stopping");
+            break;
+        }
+        if Instant::now() < next_log {
+            continue;
+        }
+        next_log += every;
+        if config.server.stats_interval > 0 {
+            let totals = server.tracker().table.totals();
+            tracing::info!(
+                "stats: {} torrents={} seeders={} leechers={}",
+                stats::summary(&stats::totals(server.stats())),
+                totals.torrents,
+                totals.seeders,
+                totals.leechers
+            );
+        }
+    }
+    server.shutdown();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,216 @@
+//! The I/O side: sockets, io_uring rings and worker threads. This is the
+//! only module with `unsafe`, each block stating the invariant it relies on.
+//!
+//! `Server::start` checks io_uring, binds every socket (so a bad address
+//! fails before anything runs), then starts one worker thread per core,
+//! each with its own ring and its own SO_REUSEPORT socket per address.
+//! Workers share one `Tracker` (and so one swarm table); there is no
+//! channel between receiving a packet and answering it.
+
+pub mod buf_ring;
+pub mod signals;
+pub mod socket;
+pub mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rand::Rng;
+
+use crate::config::Config;
+use crate::stats::WorkerStats;
+use crate::tracker::Tracker;
+use crate::tracker::connection_id::ConnectionIdIssuer;
+use crate::tracker::table::SwarmTable;
+
+/// The oldest kernel with everything the UDP path uses (multishot
+/// RecvMsg arrived in 6.0; provided-buffer rings in 5.19).
+pub const MIN_KERNEL: (u32, u32) = (6, 0);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "io_uring is not available ({source}): check /proc/sys/kernel/io_uring_disabled (it must be 0) \
+         and the kernel version (ringtracker needs Linux {}.{} or newer, this is {kernel}); \
+         containers may block io_uring in their seccomp profile",
+        MIN_KERNEL.0, MIN_KERNEL.1
+    )]
+    IoUringUnavailable { source: io::Error, kernel: String },
+    #[error(
+        "Linux {kernel} is too old: ringtracker needs {}.{} or newer for multishot receives",
+        MIN_KERNEL.0, MIN_KERNEL.1
+    )]
+    KernelTooOld { kernel: String },
+    #[error("cannot bind udp {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("udp worker {index} could not start: {source}")]
+    Worker { index: usize, source: io::Error },
+    #[error("no udp address to listen on")]
+    NothingToServe,
+}
+
+pub struct Server {
+    workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    udp_addrs: Vec<SocketAddr>,
+    stats: Arc<[WorkerStats]>,
+    tracker: Arc<Tracker>,
+}
+
+/// `uname -r`, as the kernel reports it.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        // Unparseable: let io_uring itself say no.
+        _ => true,
+    }
+}
+
+impl Server {
+    /// Build the tracker from `config`, bind everything and start serving.
+    pub fn start(config: &Config) -> Result<Server, StartError> {
+        let kernel = kernel_release();
+        if let Err(source) = udp::probe() {
+            return Err(StartError::IoUringUnavailable { source, kernel });
+        }
+        if !kernel_at_least(&kernel, MIN_KERNEL) {
+            return Err(StartError::KernelTooOld { kernel });
+        }
+        if config.udp.listen.is_empty() {
+            return Err(StartError::NothingToServe);
+        }
+        let workers = config.worker_count();
+
+        // Bind every worker's sockets up front. Port 0 is resolved by the
+        // first bind; later workers join the same port.
+        let mut udp_addrs = Vec::new();
+        let mut sockets: Vec<Vec<socket2::Socket>> = (0..workers).map(|_| Vec::new()).collect();
+        for &wanted in &config.udp.listen {
+            let mut addr = wanted;
+            for worker_sockets in sockets.iter_mut() {
+                let s = socket::bind_udp(addr, config.udp.socket_recv_buffer)
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                if addr.port() == 0 {
+                    addr = s
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_socket())
+                        .ok_or_else(|| StartError::Bind {
+                            addr,
+                            source: io::Error::other("no local address after bind"),
+                        })?;
+                }
+                worker_sockets.push(s);
+            }
+            udp_addrs.push(addr);
+        }
+
+        let mut rng = rand::rng();
+        let mut key = [0u8; 16];
+        rng.fill_bytes(&mut key);
+        let shards = config.tracker.shards as usize;
+        let tracker = Arc::new(Tracker::new(
+            config.announce_policy(),
+            SwarmTable::new(shards, [rng.next_u64(), rng.next_u64()]),
+            ConnectionIdIssuer::new(key),
+        ));
+        let stats: Arc<[WorkerStats]> = (0..workers).map(|_| WorkerStats::default()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        // A full pass over the table every ~30 s (120 ticks of 250 ms).
+        let sweep_per_tick = shards.div_ceil(120 * workers).max(1);
+
+        let mut server = Server {
+            workers: Vec::new(),
+            stop: stop.clone(),
+            udp_addrs,
+            stats: stats.clone(),
+            tracker: tracker.clone(),
+        };
+        for (index, worker_sockets) in sockets.into_iter().enumerate() {
+            let setup = udp::WorkerSetup {
+                index,
+                sockets: worker_sockets,
+                tracker: tracker.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+                started,
+                recv_buffers: config.udp.recv_buffers as u16,
+                send_slots: config.udp.send_slots as usize,
+                sweep_per_tick,
+            };
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let handle = std::thread::Builder::new()
+                .name(format!("udp-{index}"))
+                .spawn(move || udp::run(setup, ready_tx))
+                .map_err(|source| StartError::Worker { index, source })?;
+            server.workers.push(handle);
+            let ready = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("worker exited during set-up")));
+            if let Err(source) = ready {
+                server.stop_and_join();
+                return Err(StartError::Worker { index, source });
+            }
+        }
+        Ok(server)
+    }
+
+    /// The UDP addresses served, with ephemeral ports resolved.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    pub fn stats(&self) -> &[WorkerStats] {
+        &self.stats
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Ask every worker to stop (each notices within one tick, 250 ms) and
+    /// wait for them.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert!(kernel_at_least("6.18.44-fc-v669", (6, 0)));
+        assert!(kernel_at_least("6.0.0", (6, 0)));
+        assert!(!kernel_at_least("5.19.17-generic", (6, 0)));
+        assert!(kernel_at_least("garbage", (6, 0)));
+    }
+}

@@ -1,0 +1,49 @@
+//! UDP socket set-up: SO_REUSEPORT so every worker has a socket of its own
+//! on the same address, IPV6_V6ONLY so each family has its own socket, and
+//! packet-info control messages so a reply can leave from the very address
+//! the request arrived on.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Bind one UDP socket of a worker's set.
+pub fn bind_udp(addr: SocketAddr, recv_buffer: u32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    if recv_buffer > 0 {
+        // Best effort: the kernel silently caps it at net.core.rmem_max.
+        let _ = socket.set_recv_buffer_size(recv_buffer as usize);
+    }
+    if addr.is_ipv6() {
+        set_int_option(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+    } else {
+        set_int_option(&socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+fn set_int_option(socket: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and we pass its exact size; the fd is
+    // owned by `socket` and open for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

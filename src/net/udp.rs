@@ -1,0 +1,607 @@
+//! The UDP worker: one thread, one io_uring, one SO_REUSEPORT socket per
+//! listening address, all registered with the ring.
+//!
+//! - Receiving: one multishot RecvMsg per socket over a shared provided-
+//!   buffer ring. Each completion carries one datagram with its source
+//!   address and its IP_PKTINFO / IPV6_PKTINFO (the local address it came
+//!   to). The buffer goes back to the ring as soon as the datagram is
+//!   answered. When a multishot ends (ENOBUFS when every buffer was in use,
+//!   or any error) it is counted and armed again.
+//! - Answering: `tracker::udp::handle_datagram` writes the reply straight
+//!   into a free send slot: a preallocated buffer with its own msghdr,
+//!   iovec, address and control message, which stay put until the send
+//!   completes. Replies are queued as SendMsg entries and go to the kernel
+//!   in one `io_uring_enter` with the wait for the next completions. Nothing
+//!   is allocated per packet.
+//! - Timing: a 250 ms timeout entry wakes the loop to sweep a few shards of
+//!   the swarm table and to notice shutdown.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use io_uring::squeue::Entry;
+use io_uring::types::{CancelBuilder, Fixed, RecvMsgOut, Timespec};
+use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use socket2::Socket;
+
+use super::buf_ring::BufRing;
+use crate::stats::{Counter, WorkerStats};
+use crate::tracker::Tracker;
+use crate::tracker::udp::{REPLY_BUFFER_LEN, UdpOutcome, handle_datagram};
+
+/// Bytes per receive buffer: the io_uring_recvmsg_out header, the source
+/// address, the control message and a payload of up to ~1.9 KB (a 74-hash
+/// scrape is 1496 bytes; anything longer than the payload room is dropped
+/// and counted as oversized).
+const RECV_BUF_LEN: usize = 2048;
+const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
+const CONTROL_LEN: usize = 64;
+const CMSG_HEADER_LEN: usize = std::mem::size_of::<libc::cmsghdr>();
+const TICK: Timespec = Timespec::new().nsec(250_000_000);
+
+const TAG_RECV: u64 = 1 << 32;
+const TAG_SEND: u64 = 2 << 32;
+const TAG_TICK: u64 = 3 << 32;
+const TAG_CANCEL: u64 = 4 << 32;
+const TAG_MASK: u64 = 0xffff_ffff << 32;
+
+pub struct WorkerSetup {
+    pub index: usize,
+    pub sockets: Vec<Socket>,
+    pub tracker: Arc<Tracker>,
+    pub stats: Arc<[WorkerStats]>,
+    pub stop: Arc<AtomicBool>,
+    pub started: Instant,
+    pub recv_buffers: u16,
+    pub send_slots: usize,
+    /// Swarm-table shards this worker expires per tick.
+    pub sweep_per_tick: usize,
+}
+
+/// The local address a datagram arrived on, from its packet-info message.
+#[derive(Clone, Copy)]
+enum LocalAddr {
+    V4([u8; 4]),
+    V6 { addr: [u8; 16], ifindex: u32 },
+}
+
+#[repr(C, align(8))]
+struct Control([u8; CONTROL_LEN]);
+
+#[repr(C, align(4))]
+struct Name([u8; NAME_LEN]);
+
+/// One reply in flight. Its msghdr points into itself, so slots live in a
+/// boxed slice that is never moved or resized.
+#[repr(C)]
+struct SendSlot {
+    msg: libc::msghdr,
+    iov: libc::iovec,
+    name: Name,
+    control: Control,
+    buf: [u8; REPLY_BUFFER_LEN],
+}
+
+impl SendSlot {
+    /// Point the msghdr at this slot's own fields (after it has its final
+    /// address).
+    fn link(&mut self) {
+        self.iov.iov_base = self.buf.as_mut_ptr().cast();
+        self.msg.msg_name = self.name.0.as_mut_ptr().cast();
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_control = self.control.0.as_mut_ptr().cast();
+        self.msg.msg_flags = 0;
+    }
+
+    /// Address the reply of `len` bytes to `name` (the raw source sockaddr)
+    /// from `local`.
+    fn address(&mut self, name: &[u8], local: Option<LocalAddr>, len: usize) {
+        self.name.0[..name.len()].copy_from_slice(name);
+        self.msg.msg_namelen = name.len() as libc::socklen_t;
+        self.iov.iov_len = len;
+        let control_len = match local {
+            None => 0,
+            Some(LocalAddr::V4(addr)) => {
+                // struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
+                let mut data = [0u8; 12];
+                data[4..8].copy_from_slice(&addr);
+                write_cmsg(
+                    &mut self.control.0,
+                    libc::IPPROTO_IP,
+                    libc::IP_PKTINFO,
+                    &data,
+                )
+            }
+            Some(LocalAddr::V6 { addr, ifindex }) => {
+                // struct in6_pktinfo { in6_addr addr; unsigned ifindex; }
+                let mut data = [0u8; 20];
+                data[..16].copy_from_slice(&addr);
+                data[16..].copy_from_slice(&ifindex.to_ne_bytes());
+                write_cmsg(
+                    &mut self.control.0,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_PKTINFO,
+                    &data,
+                )
+            }
+        };
+        self.msg.msg_controllen = control_len;
+        if control_len == 0 {
+            self.msg.msg_control = std::ptr::null_mut();
+        } else {
+            self.msg.msg_control = self.control.0.as_mut_ptr().cast();
+        }
+    }
+}
+
+fn cmsg_align(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// Write one control message into `out`; returns CMSG_SPACE of it.
+fn write_cmsg(out: &mut [u8], level: i32, kind: i32, data: &[u8]) -> usize {
+    let len = CMSG_HEADER_LEN + data.len();
+    out[..8].copy_from_slice(&len.to_ne_bytes());
+    out[8..12].copy_from_slice(&level.to_ne_bytes());
+    out[12..16].copy_from_slice(&kind.to_ne_bytes());
+    out[CMSG_HEADER_LEN..len].copy_from_slice(data);
+    cmsg_align(len)
+}
+
+/// Find the packet-info message among received control messages.
+fn parse_local_addr(mut control: &[u8]) -> Option<LocalAddr> {
+    while control.len() >= CMSG_HEADER_LEN {
+        let len = usize::from_ne_bytes(control[..8].try_into().ok()?);
+        let level = i32::from_ne_bytes(control[8..12].try_into().ok()?);
+        let kind = i32::from_ne_bytes(control[12..16].try_into().ok()?);
+        if len < CMSG_HEADER_LEN || len > control.len() {
+            return None;
+        }
+        let data = &control[CMSG_HEADER_LEN..len];
+        if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO && data.len() >= 12 {
+            // ipi_addr: the destination address in the packet's header.
+            return Some(LocalAddr::V4(data[8..12].try_into().ok()?));
+        }
+        if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO && data.len() >= 20 {
+            return Some(LocalAddr::V6 {
+                addr: data[..16].try_into().ok()?,
+                ifindex: u32::from_ne_bytes(data[16..20].try_into().ok()?),
+            });
+        }
+        control = &control[cmsg_align(len).min(control.len())..];
+    }
+    None
+}
+
+/// Decode a raw sockaddr_in / sockaddr_in6 as the kernel wrote it.
+fn parse_sockaddr(name: &[u8]) -> Option<SocketAddr> {
+    let family = i32::from(u16::from_ne_bytes(name.get(..2)?.try_into().ok()?));
+    let port = u16::from_be_bytes(name.get(2..4)?.try_into().ok()?);
+    match family {
+        libc::AF_INET => {
+            let ip: [u8; 4] = name.get(4..8)?.try_into().ok()?;
+            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
+        }
+        libc::AF_INET6 => {
+            let flowinfo = u32::from_be_bytes(name.get(4..8)?.try_into().ok()?);
+            let ip: [u8; 16] = name.get(8..24)?.try_into().ok()?;
+            let scope = u32::from_ne_bytes(name.get(24..28)?.try_into().ok()?);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(ip),
+                port,
+                flowinfo,
+                scope,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Everything the loop owns besides the ring. Field order is drop order:
+/// the ring (in `run`) is dropped before any of this memory.
+struct Worker {
+    bufs: BufRing,
+    slots: Box<[SendSlot]>,
+    free_slots: Vec<u32>,
+    /// One msghdr per socket: the multishot receive reads its name and
+    /// control lengths for every datagram, so it must stay put.
+    recv_msgs: Box<[libc::msghdr]>,
+    sockets: Vec<Socket>,
+    tracker: Arc<Tracker>,
+    stats: Arc<[WorkerStats]>,
+    index: usize,
+    rng: SmallRng,
+    started: Instant,
+    sweep_per_tick: usize,
+    /// Operations the kernel still holds (receives, sends, the tick).
+    inflight: usize,
+}
+
+/// Check once, before any worker starts, that io_uring can be used here.
+pub fn probe() -> io::Result<()> {
+    IoUring::new(8).map(drop)
+}
+
+/// Run a worker until `stop` is set. `ready` is told whether set-up worked.
+pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
+    let stop = setup.stop.clone();
+    match Ring::new(setup) {
+        Ok(mut ring) => {
+            let _ = ready.send(Ok(()));
+            if let Err(e) = ring.serve(&stop) {
+                tracing::error!("udp worker {} stopped: {e}", ring.worker.index);
+            }
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+}
+
+/// The ring and the worker state; `ring` is declared first so it is dropped
+/// (and the kernel lets go of our memory) before the buffers are freed.
+struct Ring {
+    ring: IoUring,
+    worker: Worker,
+}
+
+impl Ring {
+    fn new(setup: WorkerSetup) -> io::Result<Ring> {
+        let sq_entries = (setup.send_slots + setup.sockets.len() + 4).next_power_of_two() as u32;
+        let cq_entries = (sq_entries + u32::from(setup.recv_buffers)).next_power_of_two() * 2;
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_coop_taskrun()
+            .setup_cqsize(cq_entries)
+            .build(sq_entries)
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(cq_entries)
+                    .build(sq_entries)
+            })?;
+        let fds: Vec<i32> = setup.sockets.iter().map(|s| s.as_raw_fd()).collect();
+        ring.submitter().register_files(&fds)?;
+        let bufs = BufRing::register(&ring.submitter(), setup.recv_buffers, RECV_BUF_LEN, 0)?;
+
+        let mut slots: Box<[SendSlot]> = (0..setup.send_slots)
+            .map(|_| SendSlot {
+                // SAFETY: msghdr and iovec are plain C structs for which all
+                // zeroes (null pointers, zero lengths) is a valid value.
+                msg: unsafe { std::mem::zeroed() },
+                // SAFETY: as above.
+                iov: unsafe { std::mem::zeroed() },
+                name: Name([0; NAME_LEN]),
+                control: Control([0; CONTROL_LEN]),
+                buf: [0; REPLY_BUFFER_LEN],
+            })
+            .collect();
+        for s in slots.iter_mut() {
+            s.link();
+        }
+        let recv_msgs = setup
+            .sockets
+            .iter()
+            .map(|_| {
+                // SAFETY: all-zero is a valid msghdr; only the two lengths
+                // matter to a multishot receive.
+                let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+                m.msg_namelen = NAME_LEN as libc::socklen_t;
+                m.msg_controllen = CONTROL_LEN;
+                m
+            })
+            .collect();
+        let mut seed = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
+        Ok(Ring {
+            ring,
+            worker: Worker {
+                bufs,
+                free_slots: (0..setup.send_slots as u32).rev().collect(),
+                slots,
+                recv_msgs,
+                sockets: setup.sockets,
+                tracker: setup.tracker,
+                stats: setup.stats,
+                index: setup.index,
+                rng: SmallRng::from_seed(seed),
+                started: setup.started,
+                sweep_per_tick: setup.sweep_per_tick,
+                inflight: 0,
+            },
+        })
+    }
+
+    fn serve(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let w = &mut self.worker;
+        let (submitter, mut sq, mut cq) = self.ring.split();
+        for i in 0..w.sockets.len() {
+            w.arm_recv(i, &mut sq, &submitter);
+        }
+        w.arm_tick(&mut sq, &submitter);
+        let mut stopping = false;
+        loop {
+            sq.sync();
+            match submitter.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // The completion queue is full: reap it, then submit again.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(e),
+            }
+            cq.sync();
+            let now = w.now();
+            for cqe in &mut cq {
+                let (tag, idx) = (
+                    cqe.user_data() & TAG_MASK,
+                    (cqe.user_data() & 0xffff_ffff) as usize,
+                );
+                match tag {
+                    TAG_RECV => w.on_recv(
+                        idx,
+                        cqe.result(),
+                        cqe.flags(),
+                        now,
+                        &mut sq,
+                        &submitter,
+                        stopping,
+                    ),
+                    TAG_SEND => w.on_send(idx, cqe.result()),
+                    TAG_TICK => {
+                        w.inflight -= 1;
+                        if stop.load(Ordering::Relaxed) {
+                            if !stopping {
+                                stopping = true;
+                                w.cancel_all(&mut sq, &submitter);
+                            }
+                        } else {
+                            w.on_tick(now);
+                            w.arm_tick(&mut sq, &submitter);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            cq.sync();
+            w.bufs.publish();
+            if stopping && w.inflight == 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn stats(&self) -> &WorkerStats {
+        &self.stats[self.index]
+    }
+
+    fn now(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    fn arm_recv(&mut self, socket: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let entry = opcode::RecvMsgMulti::new(
+            Fixed(socket as u32),
+            &self.recv_msgs[socket],
+            self.bufs.group(),
+        )
+        .build()
+        .user_data(TAG_RECV | socket as u64);
+        // SAFETY: the msghdr lives in `recv_msgs` (a boxed slice, never moved)
+        // and the buffers in `bufs`, both owned by this worker and dropped
+        // only after the ring.
+        unsafe { push(sq, submitter, &entry) };
+        self.inflight += 1;
+    }
+
+    fn arm_tick(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let entry = opcode::Timeout::new(&TICK).build().user_data(TAG_TICK);
+        // SAFETY: TICK is a `static`-lifetime constant.
+        unsafe { push(sq, submitter, &entry) };
+        self.inflight += 1;
+    }
+
+    fn cancel_all(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(TAG_CANCEL);
+        // SAFETY: a cancel entry references no memory of ours.
+        unsafe { push(sq, submitter, &entry) };
+    }
+
+    fn on_tick(&mut self, now: u32) {
+        let t = &self.tracker;
+        let dropped = t
+            .table
+            .sweep_next(self.sweep_per_tick, now, t.policy.peer_timeout);
+        self.stats().add(Counter::SweptPeers, dropped as u64);
+    }
+
+    fn on_send(&mut self, slot: usize, result: i32) {
+        self.inflight -= 1;
+        self.free_slots.push(slot as u32);
+        if result < 0 {
+            self.stats().add(Counter::SendFailed, 1);
+        } else {
+            self.stats().add(Counter::Sent, 1);
+            self.stats().add(Counter::BytesOut, result as u64);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_recv(
+        &mut self,
+        socket: usize,
+        result: i32,
+        flags: u32,
+        now: u32,
+        sq: &mut SubmissionQueue<'_>,
+        submitter: &Submitter<'_>,
+        stopping: bool,
+    ) {
+        if !cqueue::more(flags) {
+            self.inflight -= 1;
+        }
+        if result >= 0 {
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                self.answer(socket, bid, result as usize, now, sq, submitter);
+                self.bufs.recycle(bid);
+            } else {
+                self.stats().add(Counter::RecvError, 1);
+            }
+        } else if result == -libc::ENOBUFS {
+            self.stats().add(Counter::RecvEnobufs, 1);
+        } else if result != -libc::ECANCELED {
+            self.stats().add(Counter::RecvError, 1);
+        }
+        if !cqueue::more(flags) && !stopping {
+            self.stats().add(Counter::RecvRearm, 1);
+            // Buffers recycled so far must be visible before the new receive
+            // looks for one.
+            self.bufs.publish();
+            self.arm_recv(socket, sq, submitter);
+        }
+    }
+
+    /// Handle the datagram in buffer `bid` and queue its reply, if any.
+    fn answer(
+        &mut self,
+        socket: usize,
+        bid: u16,
+        len: usize,
+        now: u32,
+        sq: &mut SubmissionQueue<'_>,
+        submitter: &Submitter<'_>,
+    ) {
+        let stats = &self.stats[self.index];
+        let Ok(msg) = RecvMsgOut::parse(self.bufs.buffer(bid, len), &self.recv_msgs[socket]) else {
+            stats.add(Counter::RecvError, 1);
+            return;
+        };
+        stats.add(Counter::Received, 1);
+        stats.add(Counter::BytesIn, u64::from(msg.incoming_payload_len()));
+        if msg.is_payload_truncated() {
+            stats.add(Counter::DropOversized, 1);
+            return;
+        }
+        let Some(src) = parse_sockaddr(msg.name_data()) else {
+            stats.add(Counter::DropNoAddress, 1);
+            return;
+        };
+        let Some(slot_index) = self.free_slots.pop() else {
+            stats.add(Counter::DropNoSendSlot, 1);
+            return;
+        };
+        let slot = &mut self.slots[slot_index as usize];
+        match handle_datagram(
+            &self.tracker,
+            msg.payload_data(),
+            src,
+            now,
+            &mut self.rng,
+            &mut slot.buf,
+        ) {
+            UdpOutcome::Reply { len, kind } => {
+                stats.count_reply(kind);
+                slot.address(msg.name_data(), parse_local_addr(msg.control_data()), len);
+                let entry = opcode::SendMsg::new(Fixed(socket as u32), &slot.msg)
+                    .build()
+                    .user_data(TAG_SEND | u64::from(slot_index));
+                // SAFETY: the slot (msghdr, iovec, name, control, buffer) is
+                // not touched again until this send completes: it is off the
+                // free list until `on_send`. Slots outlive the ring.
+                unsafe { push(sq, submitter, &entry) };
+                self.inflight += 1;
+            }
+            UdpOutcome::Drop(why) => {
+                stats.count_drop(why);
+                self.free_slots.push(slot_index);
+            }
+        }
+    }
+}
+
+/// Queue an entry, submitting first if the submission queue is full (it is
+/// sized for every slot plus the receives, so this is a safety net).
+///
+/// # Safety
+/// Whatever `entry` points to must stay valid until its completion.
+unsafe fn push(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, entry: &Entry) {
+    loop {
+        // SAFETY: forwarded from the caller.
+        if unsafe { sq.push(entry) }.is_ok() {
+            return;
+        }
+        sq.sync();
+        let _ = submitter.submit();
+        sq.sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_messages_round_trip() {
+        let mut buf = [0u8; CONTROL_LEN];
+        let n = write_cmsg(
+            &mut buf,
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            &[0, 0, 0, 0, 9, 9, 9, 9, 127, 0, 0, 2],
+        );
+        assert_eq!(n, 32);
+        assert!(matches!(
+            parse_local_addr(&buf[..n]),
+            Some(LocalAddr::V4([127, 0, 0, 2]))
+        ));
+        let mut data = [0u8; 20];
+        data[15] = 1;
+        data[16] = 3;
+        let n = write_cmsg(&mut buf, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &data);
+        assert_eq!(n, 40);
+        match parse_local_addr(&buf[..n]) {
+            Some(LocalAddr::V6 { addr, ifindex }) => {
+                assert_eq!(Ipv6Addr::from(addr), Ipv6Addr::LOCALHOST);
+                assert_eq!(ifindex, 3);
+            }
+            _ => panic!("expected IPv6 packet info"),
+        }
+        assert!(parse_local_addr(&buf[..10]).is_none());
+        buf[..8].copy_from_slice(&1000usize.to_ne_bytes());
+        assert!(parse_local_addr(&buf).is_none(), "length past the end");
+    }
+
+    #[test]
+    fn sockaddrs_decode() {
+        let mut v4 = [0u8; 16];
+        v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        v4[2..4].copy_from_slice(&6881u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(parse_sockaddr(&v4), Some("127.0.0.1:6881".parse().unwrap()));
+        let mut v6 = [0u8; 28];
+        v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        v6[2..4].copy_from_slice(&80u16.to_be_bytes());
+        v6[23] = 1;
+        assert_eq!(parse_sockaddr(&v6), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(parse_sockaddr(&v6[..20]), None);
+        assert_eq!(parse_sockaddr(&[0, 0]), None);
+    }
+
+    #[test]
+    fn sockaddr_layout_matches_libc() {
+        assert_eq!(CMSG_HEADER_LEN, 16);
+        assert_eq!(NAME_LEN, 28);
+        assert_eq!(std::mem::size_of::<libc::in_pktinfo>(), 12);
+        assert_eq!(std::mem::size_of::<libc::in6_pktinfo>(), 20);
+    }
+}

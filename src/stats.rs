@@ -1,0 +1,135 @@
+//! Per-worker counters: every datagram is counted, by what became of it.
+//!
+//! Each worker owns one `WorkerStats` and is its only writer, so a counter
+//! is a relaxed load and store, not a locked read-modify-write; readers
+//! (the periodic log line, later the metrics endpoint) sum across workers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::protocol::udp::DropReason;
+use crate::tracker::udp::{ReplyKind, UdpDrop};
+
+macro_rules! counters {
+    ($($name:ident => $label:literal,)*) => {
+        /// One counter per variant; `label` names it in logs and metrics.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Counter { $($name,)* }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            pub fn label(self) -> &'static str {
+                match self { $(Counter::$name => $label,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    Received => "received",
+    BytesIn => "bytes_in",
+    Sent => "sent",
+    BytesOut => "bytes_out",
+    ReplyConnect => "connect",
+    ReplyAnnounce => "announce",
+    ReplyScrape => "scrape",
+    ReplyError => "error_reply",
+    DropTooShort => "drop_too_short",
+    DropBadMagic => "drop_bad_magic",
+    DropUnknownAction => "drop_unknown_action",
+    DropShortAnnounce => "drop_short_announce",
+    DropBadConnectionId => "drop_bad_connection_id",
+    DropOversized => "drop_oversized",
+    DropNoAddress => "drop_no_address",
+    DropNoSendSlot => "drop_no_send_slot",
+    SendFailed => "send_failed",
+    RecvEnobufs => "recv_enobufs",
+    RecvRearm => "recv_rearm",
+    RecvError => "recv_error",
+    SweptPeers => "expired_peers",
+}
+
+/// One worker's counters, on a cache line pair of its own.
+#[repr(align(128))]
+pub struct WorkerStats {
+    counts: [AtomicU64; Counter::COUNT],
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Only the owning worker calls this (single writer).
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        let a = &self.counts[c as usize];
+        a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counts[c as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn count_reply(&self, kind: ReplyKind) {
+        self.add(
+            match kind {
+                ReplyKind::Connect => Counter::ReplyConnect,
+                ReplyKind::Announce => Counter::ReplyAnnounce,
+                ReplyKind::Scrape => Counter::ReplyScrape,
+                ReplyKind::Error => Counter::ReplyError,
+            },
+            1,
+        );
+    }
+
+    pub fn count_drop(&self, why: UdpDrop) {
+        self.add(
+            match why {
+                UdpDrop::Malformed(DropReason::TooShort) => Counter::DropTooShort,
+                UdpDrop::Malformed(DropReason::BadMagic) => Counter::DropBadMagic,
+                UdpDrop::Malformed(DropReason::UnknownAction) => Counter::DropUnknownAction,
+                UdpDrop::Malformed(DropReason::ShortAnnounce) => Counter::DropShortAnnounce,
+                UdpDrop::BadConnectionId => Counter::DropBadConnectionId,
+            },
+            1,
+        );
+    }
+}
+
+/// Sum of every worker's counters.
+pub fn totals(workers: &[WorkerStats]) -> [u64; Counter::COUNT] {
+    let mut t = [0u64; Counter::COUNT];
+    for w in workers {
+        for c in Counter::ALL {
+            t[*c as usize] += w.get(*c);
+        }
+    }
+    t
+}
+
+/// `name=value` pairs of the non-zero counters, for a log line.
+pub fn summary(totals: &[u64; Counter::COUNT]) -> String {
+    let mut s = String::new();
+    for c in Counter::ALL {
+        let v = totals[*c as usize];
+        if v != 0 {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(c.label());
+            s.push('=');
+            s.push_str(&v.to_string());
+        }
+    }
+    if s.is_empty() {
+        s.push_str("idle");
+    }
+    s
+}

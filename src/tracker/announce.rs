@@ -1,0 +1,215 @@
+//! The one announce / scrape path, shared by every frontend (UDP now, HTTP
+//! later): frontends parse their wire format into `AnnounceParams`, call
+//! `Tracker::announce` with the time and a random source, and encode the
+//! `AnnounceAnswer` plus the peers it wrote into their reply buffer.
+
+use std::net::IpAddr;
+
+use rand::Rng;
+
+use super::connection_id::ConnectionIdIssuer;
+use super::peer_set::{V4, V6};
+use super::swarm::{PeerUpdate, Swarm};
+use super::table::SwarmTable;
+use crate::protocol::{Event, InfoHash};
+
+/// The operator's announce policy (from `[tracker]` in the config).
+#[derive(Debug, Clone)]
+pub struct AnnouncePolicy {
+    /// Seconds clients are told to wait between announces.
+    pub interval: u32,
+    /// Seconds after its last announce that a peer is forgotten.
+    pub peer_timeout: u32,
+    /// Peers sent when the client asks for 0 or a negative number.
+    pub default_numwant: usize,
+    /// The most peers sent in one reply.
+    pub max_numwant: usize,
+    /// Honour the client-supplied `ip` field / parameter.
+    pub allow_ip_param: bool,
+}
+
+impl AnnouncePolicy {
+    /// How many peers to send for a request's `numwant` (before the room in
+    /// the reply caps it further).
+    pub fn numwant(&self, requested: i32) -> usize {
+        if requested <= 0 {
+            self.default_numwant.min(self.max_numwant)
+        } else {
+            (requested as usize).min(self.max_numwant)
+        }
+    }
+}
+
+/// Everything the swarm logic needs from an announce, whatever the wire.
+#[derive(Debug, Clone)]
+pub struct AnnounceParams {
+    pub info_hash: InfoHash,
+    /// The peer's address: the packet's source unless policy allows `ip`.
+    /// IPv4-mapped IPv6 addresses must already be turned into IPv4.
+    pub ip: IpAddr,
+    /// The port the peer listens on. 0 (sent by clients behind a proxy) is
+    /// served but never stored: nobody could connect to it.
+    pub port: u16,
+    pub event: Event,
+    pub left: u64,
+    pub numwant: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceAnswer {
+    pub seeders: u32,
+    pub leechers: u32,
+    /// Peers written to the output, each `peer_len` bytes.
+    pub peers: usize,
+    /// 6 for IPv4 peers, 18 for IPv6.
+    pub peer_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScrapeCounts {
+    pub seeders: u32,
+    pub completed: u32,
+    pub leechers: u32,
+}
+
+pub struct Tracker {
+    pub policy: AnnouncePolicy,
+    pub table: SwarmTable,
+    pub connection_ids: ConnectionIdIssuer,
+}
+
+impl Tracker {
+    pub fn new(
+        policy: AnnouncePolicy,
+        table: SwarmTable,
+        connection_ids: ConnectionIdIssuer,
+    ) -> Self {
+        Tracker {
+            policy,
+            table,
+            connection_ids,
+        }
+    }
+
+    /// Apply one announce at tracker time `now` and write the peers for it
+    /// into `out` (compact layout of the peer's family; as many as fit).
+    pub fn announce(
+        &self,
+        p: &AnnounceParams,
+        now: u32,
+        rng: &mut impl Rng,
+        out: &mut [u8],
+    ) -> AnnounceAnswer {
+        let update = match p.event {
+            Event::Stopped => PeerUpdate::Remove,
+            _ if p.port == 0 => PeerUpdate::ReadOnly,
+            _ if p.left == 0 => PeerUpdate::Seeder,
+            _ => PeerUpdate::Leecher,
+        };
+        let is_seeder = p.left == 0;
+        let numwant = if update == PeerUpdate::Remove {
+            0
+        } else {
+            self.policy.numwant(p.numwant)
+        };
+        let peer_len = if p.ip.is_ipv4() { V4 } else { V6 };
+        let mut shard = self.table.lock(&p.info_hash);
+        let creates = matches!(update, PeerUpdate::Seeder | PeerUpdate::Leecher);
+        let torrent = if creates {
+            shard.get_or_insert(p.info_hash)
+        } else {
+            match shard.get_mut(&p.info_hash) {
+                Some(t) => t,
+                None => {
+                    return AnnounceAnswer {
+                        seeders: 0,
+                        leechers: 0,
+                        peers: 0,
+                        peer_len,
+                    };
+                }
+            }
+        };
+        let h = *self.table.addr_hasher();
+        let step = Step {
+            update,
+            is_seeder,
+            numwant,
+            now,
+        };
+        let (became_seeder, peers) = match p.ip {
+            IpAddr::V4(ip) => {
+                let mut addr = [0u8; V4];
+                addr[..4].copy_from_slice(&ip.octets());
+                addr[4..].copy_from_slice(&p.port.to_be_bytes());
+                step.apply(&mut torrent.v4, addr, &h, rng, out)
+            }
+            IpAddr::V6(ip) => {
+                let mut addr = [0u8; V6];
+                addr[..16].copy_from_slice(&ip.octets());
+                addr[16..].copy_from_slice(&p.port.to_be_bytes());
+                if creates {
+                    step.apply(torrent.v6_mut(), addr, &h, rng, out)
+                } else if let Some(v6) = &mut torrent.v6 {
+                    step.apply(v6, addr, &h, rng, out)
+                } else {
+                    (false, 0)
+                }
+            }
+        };
+        let unstored_completion = update == PeerUpdate::ReadOnly && is_seeder;
+        if p.event == Event::Completed && (became_seeder || unstored_completion) {
+            torrent.downloaded = torrent.downloaded.saturating_add(1);
+        }
+        let answer = AnnounceAnswer {
+            seeders: torrent.seeders() as u32,
+            leechers: torrent.leechers() as u32,
+            peers,
+            peer_len,
+        };
+        if update == PeerUpdate::Remove {
+            shard.remove_if_empty(&p.info_hash);
+        }
+        answer
+    }
+
+    /// Counts for one info hash; unknown torrents answer zeros.
+    pub fn scrape(&self, info_hash: &InfoHash) -> ScrapeCounts {
+        let shard = self.table.lock(info_hash);
+        shard
+            .get(info_hash)
+            .map_or_else(ScrapeCounts::default, |t| ScrapeCounts {
+                seeders: t.seeders() as u32,
+                completed: t.downloaded,
+                leechers: t.leechers() as u32,
+            })
+    }
+}
+
+/// The family-independent part of one announce.
+struct Step {
+    update: PeerUpdate,
+    is_seeder: bool,
+    numwant: usize,
+    now: u32,
+}
+
+impl Step {
+    /// Returns (became a seeder, peers written).
+    fn apply<const N: usize>(
+        &self,
+        swarm: &mut Swarm<N>,
+        addr: [u8; N],
+        h: &super::peer_set::AddrHasher,
+        rng: &mut impl Rng,
+        out: &mut [u8],
+    ) -> (bool, usize) {
+        let became_seeder = swarm.update(addr, self.update, self.now, h);
+        let peers = if self.numwant == 0 {
+            0
+        } else {
+            swarm.select(self.is_seeder, out, self.numwant, &addr, rng)
+        };
+        (became_seeder, peers)
+    }
+}

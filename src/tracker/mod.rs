@@ -1,0 +1,13 @@
+//! Sans-I/O tracker logic: connection ids, swarms, the swarm table and the
+//! announce path. Time (`now`, tracker seconds) and randomness come in as
+//! arguments; nothing here opens a socket, reads a clock or spawns a thread.
+#![forbid(unsafe_code)]
+
+pub mod announce;
+pub mod connection_id;
+pub mod peer_set;
+pub mod swarm;
+pub mod table;
+pub mod udp;
+
+pub use announce::{AnnounceAnswer, AnnounceParams, AnnouncePolicy, ScrapeCounts, Tracker};

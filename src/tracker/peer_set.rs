@@ -1,0 +1,572 @@
+//! The peers of one role (seeders, or leechers) in one swarm.
+//!
+//! Shaped for memory per peer and for answering announces by copying:
+//! - A record is the peer's address in the exact byte layout of a compact
+//!   reply (IPv4: 4 + 2 bytes, IPv6: 16 + 2) plus a 16-bit "last seen"
+//!   stamp: 8 bytes per IPv4 peer, 20 per IPv6 peer, no pointers.
+//! - Up to `INLINE` peers live inside the set itself (most torrents have one
+//!   or two), with no heap allocation.
+//! - Beyond that the records *are* an open-addressing hash table (linear
+//!   probing, backward-shift deletion, no tombstones), kept between 20% and
+//!   80% full: about 10–15 bytes per IPv4 peer with no separate index.
+//!   The all-zero address marks an empty slot: no stored peer has it, since
+//!   port 0 is never stored and 0.0.0.0 / :: never sends a packet.
+//! - Picking peers for a reply walks the table from a random slot and copies
+//!   the occupied ones: random, yet a sequential read through memory.
+//!
+//! `last_seen` is the tracker clock in seconds, truncated to 16 bits, and
+//! ages are computed with wrapping arithmetic. That is exact as long as every
+//! peer is looked at within 65536 s of its last announce, which the
+//! incremental sweep (a full pass in well under a minute) guarantees; the
+//! configured peer timeout is capped well below it (`MAX_PEER_TIMEOUT`).
+
+use rand::{Rng, RngExt};
+
+/// Bytes of a compact IPv4 peer (BEP 23).
+pub const V4: usize = 6;
+/// Bytes of a compact IPv6 peer (BEP 7).
+pub const V6: usize = 18;
+/// Peers held without a heap allocation.
+pub const INLINE: usize = 2;
+/// The longest peer timeout the 16-bit clock can represent with margin.
+pub const MAX_PEER_TIMEOUT: u32 = 12 * 3600;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(C)]
+pub struct PeerRecord<const N: usize> {
+    /// IP then port, big-endian: a window of a compact reply.
+    pub addr: [u8; N],
+    /// Tracker seconds of the last announce, mod 2^16.
+    pub last_seen: u16,
+}
+
+impl<const N: usize> PeerRecord<N> {
+    const EMPTY: Self = PeerRecord {
+        addr: [0; N],
+        last_seen: 0,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.addr == [0; N]
+    }
+
+    fn age(&self, now: u32) -> u32 {
+        u32::from((now as u16).wrapping_sub(self.last_seen))
+    }
+}
+
+/// A keyed hash of peer addresses. Addresses are chosen by clients (and an
+/// attacker can pick many ports), so the key keeps them from piling up in
+/// one probe run.
+#[derive(Clone, Copy, Debug)]
+pub struct AddrHasher {
+    k0: u64,
+    k1: u64,
+}
+
+impl AddrHasher {
+    pub fn new(k0: u64, k1: u64) -> Self {
+        AddrHasher { k0, k1: k1 | 1 }
+    }
+
+    pub fn hash(&self, addr: &[u8]) -> u64 {
+        let mut h = self.k0;
+        for chunk in addr.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            h = fold_mul(h ^ u64::from_le_bytes(w), self.k1);
+        }
+        fold_mul(h, 0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+pub struct PeerSet<const N: usize> {
+    repr: Repr<N>,
+}
+
+enum Repr<const N: usize> {
+    /// The first `len` records are peers.
+    Inline {
+        len: u8,
+        recs: [PeerRecord<N>; INLINE],
+    },
+    /// An open-addressing table; `len` slots are occupied.
+    Hashed {
+        slots: Box<[PeerRecord<N>]>,
+        len: u32,
+    },
+}
+
+impl<const N: usize> Default for PeerSet<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> PeerSet<N> {
+    pub const fn new() -> Self {
+        PeerSet {
+            repr: Repr::Inline {
+                len: 0,
+                recs: [PeerRecord::EMPTY; INLINE],
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Inline { len, .. } => *len as usize,
+            Repr::Hashed { len, .. } => *len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes this set holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Inline { .. } => 0,
+            Repr::Hashed { slots, .. } => std::mem::size_of_val(&**slots),
+        }
+    }
+
+    pub fn contains(&self, addr: &[u8; N], hasher: &AddrHasher) -> bool {
+        match &self.repr {
+            Repr::Inline { len, recs } => recs[..*len as usize].iter().any(|r| r.addr == *addr),
+            Repr::Hashed { slots, .. } => find(slots, addr, hasher).is_ok(),
+        }
+    }
+
+    /// Insert the peer or refresh its stamp. Returns true if it was new.
+    pub fn upsert(&mut self, addr: [u8; N], now: u32, hasher: &AddrHasher) -> bool {
+        debug_assert!(addr != [0; N], "the all-zero address marks empty slots");
+        let rec = PeerRecord {
+            addr,
+            last_seen: now as u16,
+        };
+        match &mut self.repr {
+            Repr::Inline { len, recs } => {
+                let n = *len as usize;
+                if let Some(r) = recs[..n].iter_mut().find(|r| r.addr == addr) {
+                    r.last_seen = rec.last_seen;
+                    return false;
+                }
+                if n < INLINE {
+                    recs[n] = rec;
+                    *len += 1;
+                    return true;
+                }
+                let mut slots = vec![PeerRecord::EMPTY; capacity_for(n + 1)].into_boxed_slice();
+                for r in &recs[..n] {
+                    place(&mut slots, *r, hasher);
+                }
+                place(&mut slots, rec, hasher);
+                self.repr = Repr::Hashed {
+                    slots,
+                    len: n as u32 + 1,
+                };
+                true
+            }
+            Repr::Hashed { slots, len } => match find(slots, &addr, hasher) {
+                Ok(i) => {
+                    slots[i].last_seen = rec.last_seen;
+                    false
+                }
+                Err(i) => {
+                    slots[i] = rec;
+                    *len += 1;
+                    // Keep probe runs short: at most 80% full.
+                    if (*len as usize) * 5 > slots.len() * 4 {
+                        let cap = capacity_for(*len as usize);
+                        *slots = rehash(slots, cap, hasher);
+                    }
+                    true
+                }
+            },
+        }
+    }
+
+    /// Remove the peer; returns whether it was there.
+    pub fn remove(&mut self, addr: &[u8; N], hasher: &AddrHasher) -> bool {
+        let removed = match &mut self.repr {
+            Repr::Inline { len, recs } => {
+                let n = *len as usize;
+                match recs[..n].iter().position(|r| r.addr == *addr) {
+                    Some(i) => {
+                        recs[i] = recs[n - 1];
+                        recs[n - 1] = PeerRecord::EMPTY;
+                        *len -= 1;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Repr::Hashed { slots, len } => match find(slots, addr, hasher) {
+                Ok(i) => {
+                    delete_at(slots, i, hasher);
+                    *len -= 1;
+                    true
+                }
+                Err(_) => false,
+            },
+        };
+        if removed {
+            self.shrink_if_sparse(hasher);
+        }
+        removed
+    }
+
+    /// Drop every peer not seen for more than `timeout` seconds; returns how
+    /// many went. One pass over the records, in place.
+    pub fn retain_fresh(&mut self, now: u32, timeout: u32, hasher: &AddrHasher) -> usize {
+        let before = self.len();
+        match &mut self.repr {
+            Repr::Inline { len, recs } => {
+                let mut kept = 0;
+                for i in 0..*len as usize {
+                    if recs[i].age(now) <= timeout {
+                        recs[kept] = recs[i];
+                        kept += 1;
+                    }
+                }
+                for r in &mut recs[kept..] {
+                    *r = PeerRecord::EMPTY;
+                }
+                *len = kept as u8;
+            }
+            Repr::Hashed { slots, len } => {
+                // Backward-shift deletion only ever moves a record to an
+                // earlier slot of its own probe run, i.e. to the slot being
+                // looked at or to one not yet reached: so re-examining slot
+                // `i` after a deletion visits every record exactly once or
+                // (when a wrapped run moves back past the end) again, which
+                // is harmless.
+                let mut i = 0;
+                while i < slots.len() {
+                    if !slots[i].is_empty() && slots[i].age(now) > timeout {
+                        delete_at(slots, i, hasher);
+                        *len -= 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+        self.shrink_if_sparse(hasher);
+        before - self.len()
+    }
+
+    /// Copy up to `max` peer addresses into `out` (N bytes each, compact
+    /// layout), starting from a random place, skipping `skip` (the announcing
+    /// peer). Returns how many were written. Never writes one peer twice.
+    pub fn copy_random(
+        &self,
+        out: &mut [u8],
+        max: usize,
+        skip: &[u8; N],
+        rng: &mut impl Rng,
+    ) -> usize {
+        let max = max.min(out.len() / N);
+        if max == 0 {
+            return 0;
+        }
+        let records: &[PeerRecord<N>] = match &self.repr {
+            Repr::Inline { len, recs } => &recs[..*len as usize],
+            Repr::Hashed { slots, .. } => slots,
+        };
+        let start = if records.len() > 1 {
+            rng.random_range(0..records.len())
+        } else {
+            0
+        };
+        let (before, from_start) = records.split_at(start);
+        let mut written = 0;
+        for r in from_start.iter().chain(before) {
+            if r.is_empty() || r.addr == *skip {
+                continue;
+            }
+            out[written * N..(written + 1) * N].copy_from_slice(&r.addr);
+            written += 1;
+            if written == max {
+                break;
+            }
+        }
+        written
+    }
+
+    /// Every stored record, for snapshots and tests.
+    pub fn iter(&self) -> impl Iterator<Item = &PeerRecord<N>> {
+        let records: &[PeerRecord<N>] = match &self.repr {
+            Repr::Inline { len, recs } => &recs[..*len as usize],
+            Repr::Hashed { slots, .. } => slots,
+        };
+        records.iter().filter(|r| !r.is_empty())
+    }
+
+    fn shrink_if_sparse(&mut self, hasher: &AddrHasher) {
+        let Repr::Hashed { slots, len } = &mut self.repr else {
+            return;
+        };
+        let n = *len as usize;
+        if n <= INLINE {
+            let mut recs = [PeerRecord::EMPTY; INLINE];
+            for (dst, src) in recs.iter_mut().zip(slots.iter().filter(|r| !r.is_empty())) {
+                *dst = *src;
+            }
+            self.repr = Repr::Inline { len: n as u8, recs };
+        } else if n * 5 < slots.len() {
+            *slots = rehash(slots, capacity_for(n), hasher);
+        }
+    }
+}
+
+/// Slots for `n` peers: about 55% full, so that both growing (at 80%) and
+/// shrinking (below 20%) are some way off.
+fn capacity_for(n: usize) -> usize {
+    (n * 9 / 5).max(4)
+}
+
+/// The slot a record's probe run starts at (multiply-shift range reduction,
+/// so any capacity works and growth can be by 1.5x rather than 2x).
+fn home(addr: &[u8], cap: usize, hasher: &AddrHasher) -> usize {
+    ((u128::from(hasher.hash(addr)) * cap as u128) >> 64) as usize
+}
+
+/// `Ok(slot)` holding `addr`, or `Err(slot)`: the empty slot where it goes.
+fn find<const N: usize>(
+    slots: &[PeerRecord<N>],
+    addr: &[u8; N],
+    hasher: &AddrHasher,
+) -> Result<usize, usize> {
+    let cap = slots.len();
+    let mut i = home(addr, cap, hasher);
+    // The table is never full (at most 80%), so this ends at an empty slot.
+    loop {
+        let r = &slots[i];
+        if r.addr == *addr {
+            return Ok(i);
+        }
+        if r.is_empty() {
+            return Err(i);
+        }
+        i += 1;
+        if i == cap {
+            i = 0;
+        }
+    }
+}
+
+fn place<const N: usize>(slots: &mut [PeerRecord<N>], rec: PeerRecord<N>, hasher: &AddrHasher) {
+    match find(slots, &rec.addr, hasher) {
+        Ok(i) | Err(i) => slots[i] = rec,
+    }
+}
+
+fn rehash<const N: usize>(
+    slots: &[PeerRecord<N>],
+    cap: usize,
+    hasher: &AddrHasher,
+) -> Box<[PeerRecord<N>]> {
+    let mut new = vec![PeerRecord::EMPTY; cap].into_boxed_slice();
+    for r in slots.iter().filter(|r| !r.is_empty()) {
+        place(&mut new, *r, hasher);
+    }
+    new
+}
+
+/// Empty slot `hole` and pull later records of its probe run back, so that
+/// lookups never need tombstones.
+fn delete_at<const N: usize>(slots: &mut [PeerRecord<N>], mut hole: usize, hasher: &AddrHasher) {
+    let cap = slots.len();
+    let mut j = hole;
+    loop {
+        j += 1;
+        if j == cap {
+            j = 0;
+        }
+        if slots[j].is_empty() {
+            break;
+        }
+        let h = home(&slots[j].addr, cap, hasher);
+        // The record at j may move to `hole` unless its home lies
+        // cyclically in (hole, j].
+        let stays = if hole <= j {
+            hole < h && h <= j
+        } else {
+            hole < h || h <= j
+        };
+        if !stays {
+            slots[hole] = slots[j];
+            hole = j;
+        }
+    }
+    slots[hole] = PeerRecord::EMPTY;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use std::collections::HashSet;
+
+    fn addr(i: u32) -> [u8; V4] {
+        let ip = (i + 1).to_be_bytes();
+        [ip[0], ip[1], ip[2], ip[3], 0x1a, 0xe1]
+    }
+
+    fn hasher() -> AddrHasher {
+        AddrHasher::new(12345, 67890)
+    }
+
+    #[test]
+    fn record_sizes_are_pinned() {
+        assert_eq!(std::mem::size_of::<PeerRecord<V4>>(), 8);
+        assert_eq!(std::mem::size_of::<PeerRecord<V6>>(), 20);
+        assert_eq!(std::mem::size_of::<PeerSet<V4>>(), 24);
+        assert!(std::mem::size_of::<PeerSet<V6>>() <= 48);
+    }
+
+    #[test]
+    fn tiny_sets_stay_inline() {
+        let h = hasher();
+        let mut s = PeerSet::<V4>::new();
+        assert!(s.upsert(addr(1), 0, &h));
+        assert!(s.upsert(addr(2), 0, &h));
+        assert!(!s.upsert(addr(2), 5, &h));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.heap_bytes(), 0);
+        assert!(s.upsert(addr(3), 0, &h));
+        assert!(s.heap_bytes() > 0);
+        assert!(s.remove(&addr(3), &h));
+        assert_eq!(s.heap_bytes(), 0, "back inline once small");
+        assert!(s.contains(&addr(1), &h) && s.contains(&addr(2), &h));
+    }
+
+    #[test]
+    fn matches_a_model_under_random_operations() {
+        let h = hasher();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut s = PeerSet::<V4>::new();
+        let mut model = HashSet::new();
+        for step in 0..200_000u32 {
+            let a = addr(rng.random_range(0..3000));
+            if rng.random_range(0..3) == 0 {
+                assert_eq!(s.remove(&a, &h), model.remove(&a), "step {step}");
+            } else {
+                assert_eq!(s.upsert(a, step, &h), model.insert(a), "step {step}");
+            }
+            assert_eq!(s.len(), model.len());
+        }
+        for a in &model {
+            assert!(s.contains(a, &h));
+        }
+        let stored: HashSet<_> = s.iter().map(|r| r.addr).collect();
+        assert_eq!(stored, model);
+    }
+
+    #[test]
+    fn table_stays_between_20_and_80_percent_full() {
+        let h = hasher();
+        let mut s = PeerSet::<V4>::new();
+        for i in 0..10_000 {
+            s.upsert(addr(i), 0, &h);
+            let slots = s.heap_bytes() / 8;
+            if slots > 0 {
+                assert!(s.len() * 5 <= slots * 4);
+            }
+        }
+        for i in 0..9_990 {
+            s.remove(&addr(i), &h);
+            let slots = s.heap_bytes() / 8;
+            if slots > 4 {
+                assert!(s.len() * 5 >= slots, "len {} slots {slots}", s.len());
+            }
+        }
+    }
+
+    #[test]
+    fn expiry_by_injected_clock() {
+        let h = hasher();
+        let mut s = PeerSet::<V4>::new();
+        for i in 0..1000 {
+            // Half the peers announced at t=100, half at t=700.
+            s.upsert(addr(i), if i % 2 == 0 { 100 } else { 700 }, &h);
+        }
+        assert_eq!(
+            s.retain_fresh(700, 600, &h),
+            0,
+            "exactly the timeout is kept"
+        );
+        assert_eq!(s.retain_fresh(701, 600, &h), 500);
+        assert_eq!(s.len(), 500);
+        for i in 0..1000 {
+            assert_eq!(s.contains(&addr(i), &h), i % 2 == 1);
+        }
+        assert_eq!(s.retain_fresh(1300, 600, &h), 0);
+        assert_eq!(s.retain_fresh(1301, 600, &h), 500);
+        assert!(s.is_empty());
+        assert_eq!(s.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn expiry_across_the_16_bit_wrap() {
+        let h = hasher();
+        let mut s = PeerSet::<V4>::new();
+        s.upsert(addr(1), 65_530, &h);
+        s.upsert(addr(2), 65_000, &h);
+        // 65_536 + 10 is 16 s after the first, 546 s after the second.
+        assert_eq!(s.retain_fresh(65_546, 100, &h), 1);
+        assert!(s.contains(&addr(1), &h));
+    }
+
+    #[test]
+    fn copy_random_skips_self_and_never_repeats() {
+        let h = hasher();
+        let mut rng = SmallRng::seed_from_u64(2);
+        let mut s = PeerSet::<V4>::new();
+        for i in 0..100 {
+            s.upsert(addr(i), 0, &h);
+        }
+        let mut out = [0u8; 200 * V4];
+        for _ in 0..100 {
+            let n = s.copy_random(&mut out, 99, &addr(7), &mut rng);
+            assert_eq!(n, 99);
+            let got: HashSet<_> = out[..n * V4].chunks(V4).collect();
+            assert_eq!(got.len(), 99);
+            assert!(!got.contains(&addr(7)[..]));
+        }
+        assert_eq!(s.copy_random(&mut out, 10, &addr(7), &mut rng), 10);
+        assert_eq!(
+            s.copy_random(&mut out[..3 * V4 + 1], 10, &addr(7), &mut rng),
+            3
+        );
+        assert_eq!(s.copy_random(&mut out, 0, &addr(7), &mut rng), 0);
+    }
+
+    #[test]
+    fn ipv6_records() {
+        let h = hasher();
+        let mut s = PeerSet::<V6>::new();
+        let mut a = [0u8; V6];
+        a[15] = 1;
+        a[17] = 80;
+        for i in 0..10u8 {
+            a[0] = i;
+            s.upsert(a, 0, &h);
+        }
+        assert_eq!(s.len(), 10);
+        let mut out = [0u8; 10 * V6];
+        assert_eq!(
+            s.copy_random(&mut out, 10, &[0xff; V6], &mut SmallRng::seed_from_u64(3)),
+            10
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The swarm table: info hash -> `Torrent`, split into many shards.
+//!
+//! Every worker thread answers from the same table, so contention is kept
+//! low by numbers: a power-of-two count of shards (1024 by default), each a
+//! small mutex around a `hashbrown` map, chosen by the first bytes of the
+//! info hash. A lock is held for one announce (update and copy of peers)
+//! and never across I/O.
+//!
+//! Info hashes are picked by whoever announces, not by chance: an attacker
+//! could choose thousands of hashes that agree in any fixed 8 bytes. So the
+//! map hashes the whole info hash with a per-process random key (foldhash,
+//! a few nanoseconds) instead of using its bytes as the hash directly.
+//!
+//! Expiry is incremental: `sweep_next` visits the next few shards (a shared
+//! cursor, so workers split the work), drops peers not seen within the
+//! timeout and frees torrents left without peers. There is no pass over the
+//! whole table under one lock.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use hashbrown::{DefaultHashBuilder, HashMap};
+
+use super::peer_set::AddrHasher;
+use super::swarm::Torrent;
+use crate::protocol::InfoHash;
+
+struct Shard {
+    torrents: HashMap<InfoHash, Torrent, DefaultHashBuilder>,
+}
+
+/// What the last sweep of one shard found, for the stats line.
+#[derive(Default)]
+struct ShardGauge {
+    torrents: AtomicU64,
+    seeders: AtomicU64,
+    leechers: AtomicU64,
+}
+
+pub struct SwarmTable {
+    shards: Box<[Mutex<Shard>]>,
+    gauges: Box<[ShardGauge]>,
+    mask: usize,
+    sweep_cursor: AtomicUsize,
+    addr_hasher: AddrHasher,
+}
+
+/// Totals as of the last sweep of each shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TableTotals {
+    pub torrents: u64,
+    pub seeders: u64,
+    pub leechers: u64,
+}
+
+/// A shard's torrents, locked. Dropping it releases the lock.
+pub struct ShardGuard<'a> {
+    guard: MutexGuard<'a, Shard>,
+}
+
+impl ShardGuard<'_> {
+    pub fn get(&self, info_hash: &InfoHash) -> Option<&Torrent> {
+        self.guard.torrents.get(info_hash)
+    }
+
+    pub fn get_mut(&mut self, info_hash: &InfoHash) -> Option<&mut Torrent> {
+        self.guard.torrents.get_mut(info_hash)
+    }
+
+    pub fn get_or_insert(&mut self, info_hash: InfoHash) -> &mut Torrent {
+        self.guard.torrents.entry(info_hash).or_default()
+    }
+
+    pub fn remove_if_empty(&mut self, info_hash: &InfoHash) {
+        if self
+            .guard
+            .torrents
+            .get(info_hash)
+            .is_some_and(|t| t.is_empty())
+        {
+            self.guard.torrents.remove(info_hash);
+        }
+    }
+}
+
+impl SwarmTable {
+    /// `shards` must be a power of two; `seeds` key the map and peer hashes.
+    pub fn new(shards: usize, seeds: [u64; 2]) -> Self {
+        assert!(
+            shards.is_power_of_two(),
+            "shard count must be a power of two"
+        );
+        let map_hasher = DefaultHashBuilder::default();
+        SwarmTable {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        torrents: HashMap::with_hasher(map_hasher.clone()),
+                    })
+                })
+                .collect(),
+            gauges: (0..shards).map(|_| ShardGauge::default()).collect(),
+            mask: shards - 1,
+            sweep_cursor: AtomicUsize::new(0),
+            addr_hasher: AddrHasher::new(seeds[0], seeds[1]),
+        }
+    }
+
+    pub fn addr_hasher(&self) -> &AddrHasher {
+        &self.addr_hasher
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard_index(&self, info_hash: &InfoHash) -> usize {
+        usize::from(u16::from_le_bytes([info_hash.0[0], info_hash.0[1]])) & self.mask
+    }
+
+    /// Lock the shard holding `info_hash`.
+    pub fn lock(&self, info_hash: &InfoHash) -> ShardGuard<'_> {
+        ShardGuard {
+            guard: lock(&self.shards[self.shard_index(info_hash)]),
+        }
+    }
+
+    /// Expire peers in the next `count` shards (shared cursor: concurrent
+    /// callers take different shards). Returns how many peers were dropped.
+    pub fn sweep_next(&self, count: usize, now: u32, peer_timeout: u32) -> usize {
+        let mut dropped = 0;
+        for _ in 0..count {
+            let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) & self.mask;
+            dropped += self.sweep_shard(i, now, peer_timeout);
+        }
+        dropped
+    }
+
+    /// Expire one shard. Also used to sweep everything in tests.
+    pub fn sweep_shard(&self, i: usize, now: u32, peer_timeout: u32) -> usize {
+        let mut shard = lock(&self.shards[i]);
+        let h = &self.addr_hasher;
+        let (mut dropped, mut seeders, mut leechers) = (0, 0, 0);
+        shard.torrents.retain(|_, t| {
+            dropped += t.retain_fresh(now, peer_timeout, h);
+            seeders += t.seeders() as u64;
+            leechers += t.leechers() as u64;
+            !t.is_empty()
+        });
+        let g = &self.gauges[i];
+        g.torrents
+            .store(shard.torrents.len() as u64, Ordering::Relaxed);
+        g.seeders.store(seeders, Ordering::Relaxed);
+        g.leechers.store(leechers, Ordering::Relaxed);
+        dropped
+    }
+
+    /// Sum of the gauges left by the last sweep of every shard.
+    pub fn totals(&self) -> TableTotals {
+        let mut t = TableTotals::default();
+        for g in self.gauges.iter() {
+            t.torrents += g.torrents.load(Ordering::Relaxed);
+            t.seeders += g.seeders.load(Ordering::Relaxed);
+            t.leechers += g.leechers.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
+/// A worker that panicked while holding a shard leaves the map consistent
+/// (every mutation is a single map or set operation), so keep serving.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,406 @@
+//! The UDP frontend's logic, sans I/O: one datagram in (with its source
+//! address and the time), one reply written into a caller-owned buffer, or a
+//! reason it was dropped. The io_uring driver only moves the bytes.
+//!
+//! A request whose connection id is not valid for its source address is
+//! dropped without a reply: answering would let a spoofed source aim our
+//! replies at a victim, and a well-behaved client simply connects again
+//! when its request times out.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use rand::Rng;
+
+use super::announce::{AnnounceParams, Tracker};
+use crate::protocol::udp::{self, DropReason, Request, RequestError};
+
+/// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
+pub const MAX_REPLY_V4: usize = 1500 - 20 - 8;
+pub const MAX_REPLY_V6: usize = 1500 - 40 - 8;
+/// A reply buffer must hold this much.
+pub const REPLY_BUFFER_LEN: usize = MAX_REPLY_V4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Connect,
+    Announce,
+    Scrape,
+    Error,
+}
+
+/// Why a datagram got no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpDrop {
+    Malformed(DropReason),
+    /// Unknown, expired or issued to another address.
+    BadConnectionId,
+}
+
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpOutcome {
+    /// Send `out[..len]` back to the source, from the address it came to.
+    Reply {
+        len: usize,
+        kind: ReplyKind,
+    },
+    Drop(UdpDrop),
+}
+
+/// Handle one datagram from `src` at tracker time `now`. `out` must be at
+/// least `REPLY_BUFFER_LEN` bytes.
+pub fn handle_datagram(
+    tracker: &Tracker,
+    packet: &[u8],
+    src: SocketAddr,
+    now: u32,
+    rng: &mut impl Rng,
+    out: &mut [u8],
+) -> UdpOutcome {
+    debug_assert!(out.len() >= REPLY_BUFFER_LEN);
+    let ip = src.ip().to_canonical();
+    let request = match udp::parse_request(packet) {
+        Ok(r) => r,
+        Err(RequestError::Unanswerable(reason)) => {
+            return UdpOutcome::Drop(UdpDrop::Malformed(reason));
+        }
+        Err(RequestError::Answerable {
+            connection_id,
+            transaction_id,
+            message,
+        }) => {
+            if !tracker.connection_ids.is_valid(connection_id, ip, now) {
+                return UdpOutcome::Drop(UdpDrop::BadConnectionId);
+            }
+            let len = udp::write_error(out, transaction_id, message);
+            return UdpOutcome::Reply {
+                len,
+                kind: ReplyKind::Error,
+            };
+        }
+    };
+    match request {
+        Request::Connect { transaction_id } => {
+            let id = tracker.connection_ids.issue(ip, now);
+            UdpOutcome::Reply {
+                len: udp::write_connect(out, transaction_id, id),
+                kind: ReplyKind::Connect,
+            }
+        }
+        Request::Announce(a) => {
+            if !tracker.connection_ids.is_valid(a.connection_id, ip, now) {
+                return UdpOutcome::Drop(UdpDrop::BadConnectionId);
+            }
+            let peer_ip = match ip {
+                IpAddr::V4(_) if tracker.policy.allow_ip_param && a.ip != 0 => {
+                    IpAddr::V4(Ipv4Addr::from(a.ip))
+                }
+                _ => ip,
+            };
+            let params = AnnounceParams {
+                info_hash: a.info_hash,
+                ip: peer_ip,
+                port: a.port,
+                event: a.event,
+                left: a.left,
+                numwant: a.num_want,
+            };
+            let limit = if ip.is_ipv4() {
+                MAX_REPLY_V4
+            } else {
+                MAX_REPLY_V6
+            };
+            let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
+            let answer = tracker.announce(&params, now, rng, room);
+            udp::write_announce_header(
+                out,
+                a.transaction_id,
+                tracker.policy.interval,
+                answer.leechers,
+                answer.seeders,
+            );
+            UdpOutcome::Reply {
+                len: udp::ANNOUNCE_REPLY_HEADER_LEN + answer.peers * answer.peer_len,
+                kind: ReplyKind::Announce,
+            }
+        }
+        Request::Scrape(s) => {
+            if !tracker.connection_ids.is_valid(s.connection_id, ip, now) {
+                return UdpOutcome::Drop(UdpDrop::BadConnectionId);
+            }
+            let mut len = udp::write_scrape_header(out, s.transaction_id);
+            for hash in s.info_hashes() {
+                let c = tracker.scrape(&hash);
+                udp::write_scrape_entry(&mut out[len..], c.seeders, c.completed, c.leechers);
+                len += udp::SCRAPE_ENTRY_LEN;
+            }
+            UdpOutcome::Reply {
+                len,
+                kind: ReplyKind::Scrape,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::udp::*;
+    use crate::tracker::announce::AnnouncePolicy;
+    use crate::tracker::connection_id::ConnectionIdIssuer;
+    use crate::tracker::table::SwarmTable;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    fn tracker(max_numwant: usize) -> Tracker {
+        Tracker::new(
+            AnnouncePolicy {
+                interval: 1800,
+                peer_timeout: 3600,
+                default_numwant: 50,
+                max_numwant,
+                allow_ip_param: false,
+            },
+            SwarmTable::new(16, [1, 2]),
+            ConnectionIdIssuer::new([9; 16]),
+        )
+    }
+
+    struct Client {
+        src: SocketAddr,
+        rng: SmallRng,
+        out: Vec<u8>,
+    }
+
+    impl Client {
+        fn new(src: &str) -> Self {
+            Client {
+                src: src.parse().unwrap(),
+                rng: SmallRng::seed_from_u64(4),
+                out: vec![0; 2048],
+            }
+        }
+
+        fn send(&mut self, t: &Tracker, packet: &[u8], now: u32) -> Option<&[u8]> {
+            match handle_datagram(t, packet, self.src, now, &mut self.rng, &mut self.out) {
+                UdpOutcome::Reply { len, .. } => Some(&self.out[..len]),
+                UdpOutcome::Drop(_) => None,
+            }
+        }
+
+        fn connect(&mut self, t: &Tracker, now: u32) -> u64 {
+            let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
+            p.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 42]);
+            let r = self.send(t, &p, now).unwrap();
+            assert_eq!(r[..8], [0, 0, 0, 0, 0, 0, 0, 42]);
+            u64::from_be_bytes(r[8..16].try_into().unwrap())
+        }
+    }
+
+    fn announce(cid: u64, hash: u8, event: u32, left: u64, num_want: i32, port: u16) -> Vec<u8> {
+        let mut p = cid.to_be_bytes().to_vec();
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&77u32.to_be_bytes());
+        p.extend_from_slice(&[hash; 20]);
+        p.extend_from_slice(&[1; 20]);
+        p.extend_from_slice(&0u64.to_be_bytes());
+        p.extend_from_slice(&left.to_be_bytes());
+        p.extend_from_slice(&0u64.to_be_bytes());
+        p.extend_from_slice(&event.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.extend_from_slice(&num_want.to_be_bytes());
+        p.extend_from_slice(&port.to_be_bytes());
+        p
+    }
+
+    fn counts(r: &[u8]) -> (u32, u32, usize) {
+        let l = u32::from_be_bytes(r[12..16].try_into().unwrap());
+        let s = u32::from_be_bytes(r[16..20].try_into().unwrap());
+        (l, s, r.len() - 20)
+    }
+
+    #[test]
+    fn seeder_and_leecher_meet() {
+        let t = tracker(200);
+        let mut seeder = Client::new("10.0.0.1:5000");
+        let mut leecher = Client::new("10.0.0.2:5000");
+        let cs = seeder.connect(&t, 0);
+        let cl = leecher.connect(&t, 0);
+        let r = seeder
+            .send(&t, &announce(cs, 1, 2, 0, -1, 6881), 1)
+            .unwrap();
+        assert_eq!(counts(r), (0, 1, 0));
+        let r = leecher
+            .send(&t, &announce(cl, 1, 2, 100, -1, 6882), 2)
+            .unwrap();
+        assert_eq!(counts(r), (1, 1, 6));
+        assert_eq!(r[20..26], [10, 0, 0, 1, 0x1a, 0xe1]);
+        assert_eq!(r[8..12], 1800u32.to_be_bytes());
+    }
+
+    #[test]
+    fn invalid_connection_id_is_dropped_and_ipv6_gets_18_byte_peers() {
+        let t = tracker(200);
+        let mut a = Client::new("[2001:db8::1]:1");
+        let mut b = Client::new("[2001:db8::2]:1");
+        assert!(a.send(&t, &announce(123, 1, 2, 5, -1, 1), 0).is_none());
+        let ca = a.connect(&t, 0);
+        let cb = b.connect(&t, 0);
+        a.send(&t, &announce(ca, 1, 2, 5, -1, 1000), 0).unwrap();
+        // b's id is refused from a's address.
+        assert!(a.send(&t, &announce(cb, 1, 2, 5, -1, 1000), 0).is_none());
+        let r = b.send(&t, &announce(cb, 1, 2, 5, -1, 2000), 0).unwrap();
+        assert_eq!(counts(r), (2, 0, 18));
+        assert_eq!(r[20 + 15], 1);
+        assert_eq!(r[36..38], 1000u16.to_be_bytes());
+        // Expired after two minutes.
+        assert!(b.send(&t, &announce(cb, 1, 2, 5, -1, 2000), 121).is_none());
+    }
+
+    #[test]
+    fn ipv4_mapped_counts_as_ipv4() {
+        let t = tracker(200);
+        let mut a = Client::new("[::ffff:10.1.2.3]:9");
+        let mut b = Client::new("10.1.2.4:9");
+        let ca = a.connect(&t, 0);
+        let cb = b.connect(&t, 0);
+        a.send(&t, &announce(ca, 3, 2, 5, -1, 7000), 0).unwrap();
+        let r = b.send(&t, &announce(cb, 3, 2, 5, -1, 7001), 0).unwrap();
+        assert_eq!(counts(r), (2, 0, 6));
+        assert_eq!(r[20..24], [10, 1, 2, 3]);
+    }
+
+    #[test]
+    fn stopped_removes_and_completed_counts_in_scrape() {
+        let t = tracker(200);
+        let mut a = Client::new("10.0.0.1:1");
+        let ca = a.connect(&t, 0);
+        a.send(&t, &announce(ca, 5, 2, 10, -1, 1), 0).unwrap();
+        let r = a.send(&t, &announce(ca, 5, 1, 0, -1, 1), 0).unwrap();
+        assert_eq!(counts(r), (0, 1, 0));
+        // Retransmitted completed does not count twice.
+        a.send(&t, &announce(ca, 5, 1, 0, -1, 1), 0).unwrap();
+        let mut scrape = ca.to_be_bytes().to_vec();
+        scrape.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 3]);
+        scrape.extend_from_slice(&[5; 20]);
+        scrape.extend_from_slice(&[6; 20]);
+        let r = a.send(&t, &scrape, 0).unwrap().to_vec();
+        assert_eq!(
+            r,
+            [
+                0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0
+            ]
+        );
+        let r = a.send(&t, &announce(ca, 5, 3, 0, -1, 1), 0).unwrap();
+        assert_eq!(counts(r), (0, 0, 0));
+        // The swarm is gone, the count went with it.
+        assert_eq!(t.scrape(&crate::protocol::InfoHash([5; 20])).seeders, 0);
+    }
+
+    #[test]
+    fn numwant_edges() {
+        let t = tracker(30);
+        let mut rng_clients: Vec<Client> = (0..100)
+            .map(|i| Client::new(&format!("10.0.{}.{}:1", i / 200, i % 200 + 1)))
+            .collect();
+        for c in rng_clients.iter_mut() {
+            let id = c.connect(&t, 0);
+            c.send(&t, &announce(id, 9, 2, 0, 0, 1), 0).unwrap();
+        }
+        let mut l = Client::new("10.9.9.9:1");
+        let id = l.connect(&t, 0);
+        for (numwant, expect) in [
+            (-1, 30),
+            (0, 30),
+            (1, 1),
+            (7, 7),
+            (30, 30),
+            (31, 30),
+            (i32::MAX, 30),
+        ] {
+            let r = l.send(&t, &announce(id, 9, 0, 1, numwant, 1), 0).unwrap();
+            assert_eq!(counts(r).2, expect * 6, "numwant {numwant}");
+        }
+    }
+
+    #[test]
+    fn replies_fit_one_datagram() {
+        let t = tracker(10_000);
+        for v6 in [false, true] {
+            for i in 0..300u32 {
+                let src = if v6 {
+                    format!("[2001:db8::{:x}]:1", i + 1)
+                } else {
+                    format!("10.1.{}.{}:1", i / 250, i % 250 + 1)
+                };
+                let mut c = Client::new(&src);
+                let id = c.connect(&t, 0);
+                c.send(&t, &announce(id, 11, 2, 0, -1, 1), 0).unwrap();
+            }
+            let mut l = Client::new(if v6 {
+                "[2001:db8::ffff]:1"
+            } else {
+                "10.9.9.9:1"
+            });
+            let id = l.connect(&t, 0);
+            let r = l.send(&t, &announce(id, 11, 0, 1, 5000, 1), 0).unwrap();
+            let (max, entry) = if v6 {
+                (MAX_REPLY_V6, 18)
+            } else {
+                (MAX_REPLY_V4, 6)
+            };
+            assert!(r.len() <= max);
+            assert_eq!(counts(r).2, (max - 20) / entry * entry);
+        }
+    }
+
+    #[test]
+    fn port_zero_is_served_but_not_stored() {
+        let t = tracker(200);
+        let mut a = Client::new("10.0.0.1:1");
+        let mut b = Client::new("10.0.0.2:1");
+        let ca = a.connect(&t, 0);
+        let cb = b.connect(&t, 0);
+        a.send(&t, &announce(ca, 4, 2, 0, -1, 5), 0).unwrap();
+        let r = b.send(&t, &announce(cb, 4, 2, 10, -1, 0), 0).unwrap();
+        assert_eq!(counts(r), (0, 1, 6));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let t = tracker(200);
+        let mut c = Client::new("10.0.0.1:1");
+        let id = c.connect(&t, 0);
+        let mut rng = SmallRng::seed_from_u64(8);
+        for len in [0usize, 1, 15, 16, 17, 35, 36, 97, 98, 99, 1500] {
+            for _ in 0..200 {
+                let mut p = vec![0u8; len];
+                rand::Rng::fill_bytes(&mut rng, &mut p);
+                if len >= 16 && rand::RngExt::random_bool(&mut rng, 0.5) {
+                    p[..8].copy_from_slice(&id.to_be_bytes());
+                    p[8..12].copy_from_slice(
+                        &(rand::RngExt::random_range(&mut rng, 0..4u32)).to_be_bytes(),
+                    );
+                }
+                let _ = c.send(&t, &p, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_scrape_gets_an_error_only_with_a_valid_id() {
+        let t = tracker(200);
+        let mut c = Client::new("10.0.0.1:1");
+        let id = c.connect(&t, 0);
+        let mut p = id.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 5]);
+        let r = c.send(&t, &p, 0).unwrap();
+        assert_eq!(r[..8], [0, 0, 0, 3, 0, 0, 0, 5]);
+        assert_eq!(&r[8..], b"scrape without info hash");
+        // With an invalid id: nothing at all.
+        p[0] ^= 1;
+        assert!(c.send(&t, &p, 0).is_none());
+    }
+}

@@ -1,0 +1,111 @@
+//! The `ringtracker` binary as an operator runs it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringtracker"))
+}
+
+/// Start the binary and read its log until it names its UDP address.
+/// The caller owns the child and waits for it.
+#[allow(clippy::zombie_processes)]
+fn spawn(args: &[&str]) -> (Child, SocketAddr, BufReader<std::process::ChildStderr>) {
+    let mut child = bin()
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("exited before listening: {status:?}");
+        }
+        if let Some(rest) = line.trim().split("listening on udp ").nth(1) {
+            return (child, rest.parse().unwrap(), stderr);
+        }
+    }
+}
+
+#[test]
+fn print_config_prints_commented_defaults() {
+    let out = bin().arg("--print-config").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = [\"0.0.0.0:6969\"]"));
+    assert!(text.contains("[tracker]") && text.contains("# Seconds clients are asked"));
+    let dir = std::env::temp_dir().join(format!("rt-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("printed.toml");
+    std::fs::write(&path, &text).unwrap();
+    let parsed = ringtracker::config::Config::from_file(&path).unwrap();
+    assert_eq!(parsed, ringtracker::config::Config::default());
+}
+
+#[test]
+fn unknown_config_key_is_a_one_line_error() {
+    let dir = std::env::temp_dir().join(format!("rt-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[tracker]\ninterval = 900\nnumwant = 3\n").unwrap();
+    let out = bin().arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("numwant") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn bind_failure_names_the_address() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = bin()
+        .args(["--udp", &addr, "--workers", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn serves_then_stops_cleanly_on_sigterm() {
+    let (mut child, addr, mut stderr) = spawn(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--interval",
+        "900",
+    ]);
+    let mut c = common::Client::new("127.0.0.1:0", addr);
+    let id = c.connect();
+    assert_eq!(c.announce(id, [1; 20], 2, 0, -1, 1).interval, 900);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(rest.contains("stopped"), "{rest}");
+}
+
+#[test]
+fn sigint_stops_it_too() {
+    let (mut child, _, _stderr) = spawn(&["--udp", "[::1]:0", "--workers", "1"]);
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

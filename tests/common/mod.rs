@@ -1,0 +1,155 @@
+//! A small BEP 15 client for the integration tests.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+pub const PROTOCOL_ID: u64 = 0x41727101980;
+
+/// A blocking UDP client. The read timeout only turns a lost reply into a
+/// test failure instead of a hang; no test waits on it to pass.
+pub struct Client {
+    pub socket: UdpSocket,
+    pub server: SocketAddr,
+    next_tid: u32,
+}
+
+pub struct AnnounceReply {
+    pub interval: u32,
+    pub leechers: u32,
+    pub seeders: u32,
+    pub peers: Vec<SocketAddr>,
+}
+
+impl Client {
+    pub fn new(bind: &str, server: SocketAddr) -> Client {
+        let socket = UdpSocket::bind(bind).expect("bind client");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            socket,
+            server,
+            next_tid: 1,
+        }
+    }
+
+    pub fn tid(&mut self) -> u32 {
+        self.next_tid += 1;
+        self.next_tid
+    }
+
+    pub fn send(&self, packet: &[u8]) {
+        self.socket.send_to(packet, self.server).unwrap();
+    }
+
+    pub fn recv(&self) -> Vec<u8> {
+        let mut buf = [0u8; 4096];
+        let (n, from) = self.socket.recv_from(&mut buf).expect("reply");
+        assert_eq!(
+            from, self.server,
+            "reply must come from the address we sent to"
+        );
+        buf[..n].to_vec()
+    }
+
+    pub fn connect(&mut self) -> u64 {
+        let tid = self.tid();
+        let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.extend_from_slice(&tid.to_be_bytes());
+        self.send(&p);
+        let r = self.recv();
+        assert_eq!(r.len(), 16);
+        assert_eq!(r[..4], 0u32.to_be_bytes());
+        assert_eq!(r[4..8], tid.to_be_bytes());
+        u64::from_be_bytes(r[8..16].try_into().unwrap())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn announce_packet(
+        &mut self,
+        cid: u64,
+        info_hash: [u8; 20],
+        event: u32,
+        left: u64,
+        num_want: i32,
+        port: u16,
+    ) -> (u32, Vec<u8>) {
+        let tid = self.tid();
+        let mut p = cid.to_be_bytes().to_vec();
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&tid.to_be_bytes());
+        p.extend_from_slice(&info_hash);
+        p.extend_from_slice(b"-RT0001-abcdefghijkl");
+        p.extend_from_slice(&0u64.to_be_bytes());
+        p.extend_from_slice(&left.to_be_bytes());
+        p.extend_from_slice(&0u64.to_be_bytes());
+        p.extend_from_slice(&event.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.extend_from_slice(&num_want.to_be_bytes());
+        p.extend_from_slice(&port.to_be_bytes());
+        (tid, p)
+    }
+
+    pub fn announce(
+        &mut self,
+        cid: u64,
+        info_hash: [u8; 20],
+        event: u32,
+        left: u64,
+        num_want: i32,
+        port: u16,
+    ) -> AnnounceReply {
+        let (tid, p) = self.announce_packet(cid, info_hash, event, left, num_want, port);
+        self.send(&p);
+        let r = self.recv();
+        assert!(r.len() >= 20, "announce reply of {} bytes", r.len());
+        assert_eq!(r[..4], 1u32.to_be_bytes(), "action announce: {r:?}");
+        assert_eq!(r[4..8], tid.to_be_bytes());
+        let be = |at: usize| u32::from_be_bytes(r[at..at + 4].try_into().unwrap());
+        let entry = if self.server.is_ipv4() { 6 } else { 18 };
+        assert_eq!((r.len() - 20) % entry, 0);
+        let peers = r[20..]
+            .chunks(entry)
+            .map(|c| {
+                let port = u16::from_be_bytes([c[entry - 2], c[entry - 1]]);
+                let ip: std::net::IpAddr = if entry == 6 {
+                    <[u8; 4]>::try_from(&c[..4]).unwrap().into()
+                } else {
+                    <[u8; 16]>::try_from(&c[..16]).unwrap().into()
+                };
+                SocketAddr::new(ip, port)
+            })
+            .collect();
+        AnnounceReply {
+            interval: be(8),
+            leechers: be(12),
+            seeders: be(16),
+            peers,
+        }
+    }
+
+    /// (seeders, completed, leechers) per hash.
+    pub fn scrape(&mut self, cid: u64, hashes: &[[u8; 20]]) -> Vec<(u32, u32, u32)> {
+        let tid = self.tid();
+        let mut p = cid.to_be_bytes().to_vec();
+        p.extend_from_slice(&2u32.to_be_bytes());
+        p.extend_from_slice(&tid.to_be_bytes());
+        for h in hashes {
+            p.extend_from_slice(h);
+        }
+        self.send(&p);
+        let r = self.recv();
+        assert_eq!(r[..4], 2u32.to_be_bytes(), "action scrape: {r:?}");
+        assert_eq!(r[4..8], tid.to_be_bytes());
+        r[8..]
+            .chunks(12)
+            .map(|c| {
+                let be = |at: usize| u32::from_be_bytes(c[at..at + 4].try_into().unwrap());
+                (be(0), be(4), be(8))
+            })
+            .collect()
+    }
+}
