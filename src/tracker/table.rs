@@ -172,3 +172,70 @@ impl SwarmTable {
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::peer_set::V4;
+    use crate::tracker::swarm::PeerUpdate;
+
+    fn addr(i: u32) -> [u8; V4] {
+        let ip = (0x0a00_0001 + i).to_be_bytes();
+        [ip[0], ip[1], ip[2], ip[3], 0, 80]
+    }
+
+    #[test]
+    fn sweeps_expire_peers_and_free_empty_torrents() {
+        let table = SwarmTable::new(4, [5, 6]);
+        let h = *table.addr_hasher();
+        for t in 0..40u8 {
+            let hash = InfoHash([t; 20]);
+            let mut shard = table.lock(&hash);
+            let torrent = shard.get_or_insert(hash);
+            // Torrent t has t+1 peers: one fresh (seen at 1000), the rest old.
+            torrent.v4.update(addr(0), PeerUpdate::Seeder, 1000, &h);
+            for i in 1..=u32::from(t) {
+                torrent.v4.update(addr(i), PeerUpdate::Leecher, 100, &h);
+            }
+        }
+        // Nothing is old enough yet.
+        assert_eq!(table.sweep_next(4, 1000, 900), 0);
+        assert_eq!(
+            table.totals(),
+            TableTotals {
+                torrents: 40,
+                seeders: 40,
+                leechers: (0..40).sum(),
+            }
+        );
+        // The old peers go; the fresh ones stay.
+        let dropped: usize = (0..4).map(|i| table.sweep_shard(i, 1001, 900)).sum();
+        assert_eq!(dropped, (0..40).sum::<usize>());
+        assert_eq!(table.totals().leechers, 0);
+        assert_eq!(table.totals().torrents, 40);
+        // Then everything goes, and the torrents are freed.
+        assert_eq!(table.sweep_next(4, 1901, 900), 40);
+        assert_eq!(table.totals(), TableTotals::default());
+        assert!(
+            table
+                .lock(&InfoHash([3; 20]))
+                .get(&InfoHash([3; 20]))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn shard_cursor_visits_every_shard() {
+        let table = SwarmTable::new(8, [1, 1]);
+        let hash = InfoHash([0xff; 20]);
+        let h = *table.addr_hasher();
+        table
+            .lock(&hash)
+            .get_or_insert(hash)
+            .v4
+            .update(addr(1), PeerUpdate::Seeder, 0, &h);
+        // Eight single-shard steps must reach the shard, wherever it is.
+        let dropped: usize = (0..8).map(|_| table.sweep_next(1, 10_000, 60)).sum();
+        assert_eq!(dropped, 1);
+    }
+}
