@@ -6,7 +6,7 @@ ARGS ?=
 .PHONY: build run test e2e bench lint ci
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 
 # The tracker on its defaults (UDP on 0.0.0.0:6969). Extra flags: make run ARGS="--workers 1".
 run: build
@@ -14,7 +14,7 @@ run: build
 
 # Every unit and integration test (real sockets on loopback).
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 # A libtorrent seeder and leecher swarm through the release build.
 e2e: build
@@ -26,7 +26,7 @@ bench:
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ci:
 	bash .ci/run

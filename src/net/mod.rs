@@ -59,6 +59,7 @@ pub struct Server {
     udp_addrs: Vec<SocketAddr>,
     stats: Arc<[WorkerStats]>,
     tracker: Arc<Tracker>,
+    started: Instant,
 }
 
 /// `uname -r`, as the kernel reports it.
@@ -139,6 +140,7 @@ impl Server {
             udp_addrs,
             stats: stats.clone(),
             tracker: tracker.clone(),
+            started,
         };
         for (index, worker_sockets) in sockets.into_iter().enumerate() {
             let setup = udp::WorkerSetup {
@@ -180,6 +182,11 @@ impl Server {
 
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
+    }
+
+    /// Tracker time (seconds since start), as the workers see it.
+    pub fn now(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
     }
 
     /// Ask every worker to stop (each notices within one tick, 250 ms) and
