@@ -69,6 +69,7 @@ struct Args {
     #[arg(long, default_value_t = 2_000_000)]
     peers: u32,
     /// Zipf exponent of torrent popularity: a few huge swarms, a long tail.
+    /// 0 gives every torrent exactly peers/torrents peers.
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
     /// Share of peers that are seeders.

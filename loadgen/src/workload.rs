@@ -18,7 +18,9 @@ pub enum Kind {
 pub struct WorkloadConfig {
     pub torrents: u32,
     pub peers: u32,
-    /// Zipf exponent of torrent popularity (0 = uniform).
+    /// Zipf exponent of torrent popularity. 0 places peers round-robin:
+    /// every torrent gets exactly peers / torrents of them (for the
+    /// bytes-per-peer table).
     pub zipf: f64,
     pub seeder_share: f64,
     pub numwant: i32,
@@ -53,6 +55,15 @@ pub const PEERS_PER_SOURCE: u32 = 64_000;
 impl Workload {
     pub fn new(config: WorkloadConfig, rng: &mut impl Rng) -> Workload {
         assert!(config.torrents > 0 && config.peers > 0);
+        let event_total = config.events.iter().sum::<u32>().max(1);
+        if config.zipf == 0.0 {
+            let peer_torrent = (0..config.peers).map(|k| k % config.torrents).collect();
+            return Workload {
+                config,
+                peer_torrent,
+                event_total,
+            };
+        }
         // Cumulative Zipf weights, then each peer draws its torrent.
         let mut cdf = Vec::with_capacity(config.torrents as usize);
         let mut sum = 0.0;
@@ -66,7 +77,6 @@ impl Workload {
                 cdf.partition_point(|&c| c < x).min(cdf.len() - 1) as u32
             })
             .collect();
-        let event_total = config.events.iter().sum::<u32>().max(1);
         Workload {
             config,
             peer_torrent,
@@ -263,6 +273,17 @@ mod tests {
         }
         let seeders = (0..10_000).filter(|&k| w.is_seeder(k)).count();
         assert!((2000..3000).contains(&seeders), "{seeders}");
+    }
+
+    #[test]
+    fn zipf_zero_makes_equal_swarms() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let w = Workload::new(WorkloadConfig { zipf: 0.0, ..config() }, &mut rng);
+        let mut sizes = vec![0; 1000];
+        for k in 0..10_000 {
+            sizes[w.peer_torrent(k) as usize] += 1;
+        }
+        assert!(sizes.iter().all(|&n| n == 10));
     }
 
     #[test]

@@ -9,8 +9,7 @@
 //! - Beyond that the records *are* an open-addressing hash table (linear
 //!   probing, backward-shift deletion, no tombstones), kept between 20% and
 //!   80% full: about 10–15 bytes per IPv4 peer with no separate index.
-//!   The all-zero address marks an empty slot: no stored peer has it, since
-//!   port 0 is never stored and 0.0.0.0 / :: never sends a packet.
+//!   Port 0 marks an empty slot: a peer announcing port 0 is never stored.
 //! - Picking peers for a reply walks the table from a random slot and copies
 //!   the occupied ones: random, yet a sequential read through memory.
 //!
@@ -46,8 +45,10 @@ impl<const N: usize> PeerRecord<N> {
         last_seen: 0,
     };
 
+    /// Stored peers never have port 0 (see `AnnounceParams::port`), so the
+    /// port alone tells an empty slot: a two-byte compare.
     fn is_empty(&self) -> bool {
-        self.addr == [0; N]
+        self.addr[N - 2] == 0 && self.addr[N - 1] == 0
     }
 
     fn age(&self, now: u32) -> u32 {
@@ -146,7 +147,7 @@ impl<const N: usize> PeerSet<N> {
 
     /// Insert the peer or refresh its stamp. Returns true if it was new.
     pub fn upsert(&mut self, addr: [u8; N], now: u32, hasher: &AddrHasher) -> bool {
-        debug_assert!(addr != [0; N], "the all-zero address marks empty slots");
+        debug_assert!(addr[N - 2..] != [0, 0], "port 0 marks empty slots");
         let rec = PeerRecord {
             addr,
             last_seen: now as u16,

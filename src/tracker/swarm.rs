@@ -39,14 +39,21 @@ impl<const N: usize> Swarm<N> {
     /// (was not one before), which is when `completed` counts a download:
     /// a retransmitted `completed` counts once.
     pub fn update(&mut self, addr: [u8; N], update: PeerUpdate, now: u32, h: &AddrHasher) -> bool {
+        // Refresh in the set the peer announces for first: in the steady
+        // state (same role as last time) that is the only probe. Only a new
+        // or role-changing peer also looks in the other set.
         match update {
             PeerUpdate::Seeder => {
-                self.leechers.remove(&addr, h);
-                self.seeders.upsert(addr, now, h)
+                let new = self.seeders.upsert(addr, now, h);
+                if new {
+                    self.leechers.remove(&addr, h);
+                }
+                new
             }
             PeerUpdate::Leecher => {
-                self.seeders.remove(&addr, h);
-                self.leechers.upsert(addr, now, h);
+                if self.leechers.upsert(addr, now, h) {
+                    self.seeders.remove(&addr, h);
+                }
                 false
             }
             PeerUpdate::Remove => {
