@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test e2e bench lint ci
+.PHONY: build run test e2e bench bench-peers lint ci
 
 build:
 	$(CARGO) build --release --workspace
@@ -20,9 +20,20 @@ test:
 e2e: build
 	tests/e2e/run.sh
 
-# Criterion benchmarks of the sans-I/O core.
-bench:
+# Side by side with aquatic_udp and opentracker (those installed; see
+# bench-peers), then the criterion benchmarks of the sans-I/O core.
+# Writes docs/BENCHMARKS.md and docs/bench-chart.svg.
+bench: build
+	/usr/bin/python3 loadgen/bench.py
 	$(CARGO) bench --bench core
+
+# Install the trackers we compare with: aquatic_udp from crates.io (plain
+# install: --locked fails on current rustc) and Debian's opentracker.
+bench-peers:
+	command -v aquatic_udp >/dev/null || test -x $(HOME)/.cargo/bin/aquatic_udp || \
+		$(CARGO) install aquatic_udp --version 0.9.0 --features io-uring
+	command -v opentracker >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker)
 
 lint:
 	$(CARGO) fmt --check

@@ -77,6 +77,27 @@ fn bind_failure_names_the_address() {
 }
 
 #[test]
+fn a_second_instance_on_the_same_port_is_refused() {
+    // SO_REUSEPORT would let a second tracker join the first one's port and
+    // take half its traffic; it must fail like any other bind conflict.
+    let (mut first, addr, _stderr) = spawn(&["--udp", "127.0.0.1:0", "--workers", "2"]);
+    let out = bin()
+        .args(["--udp", &addr.to_string(), "--workers", "1"])
+        .output()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status();
+    assert!(first.wait().unwrap().success());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&addr.to_string()) && err.contains("in use"),
+        "{err}"
+    );
+}
+
+#[test]
 fn serves_then_stops_cleanly_on_sigterm() {
     let (mut child, addr, mut stderr) = spawn(&[
         "--udp",

@@ -565,11 +565,12 @@ impl Engine<'_> {
             self.counts.invalid += 1;
             return;
         };
-        if slot.generation != generation || slot.source as usize != s {
+        if slot.source as usize != s && slot.generation == generation {
             self.counts.invalid += 1;
             return;
         }
-        if !slot.active {
+        if !slot.active || slot.generation != generation {
+            // The request timed out (its slot may already serve another).
             self.counts.late += 1;
             return;
         }

@@ -278,7 +278,13 @@ mod tests {
     #[test]
     fn zipf_zero_makes_equal_swarms() {
         let mut rng = SmallRng::seed_from_u64(1);
-        let w = Workload::new(WorkloadConfig { zipf: 0.0, ..config() }, &mut rng);
+        let w = Workload::new(
+            WorkloadConfig {
+                zipf: 0.0,
+                ..config()
+            },
+            &mut rng,
+        );
         let mut sizes = vec![0; 1000];
         for k in 0..10_000 {
             sizes[w.peer_torrent(k) as usize] += 1;

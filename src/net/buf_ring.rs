@@ -58,7 +58,10 @@ impl BufRing {
             ring_bytes,
             entries,
             tail: 0,
-            buffers: vec![0u8; usize::from(entries) * buf_len].into_boxed_slice(),
+            // Filled (not merely zero-allocated) so every page is resident
+            // from the start: no page faults on the receive path, and the
+            // resident size does not creep up under the first load.
+            buffers: vec![0xa5u8; usize::from(entries) * buf_len].into_boxed_slice(),
             buf_len,
             group,
         };

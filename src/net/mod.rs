@@ -100,6 +100,12 @@ impl Server {
         let mut udp_addrs = Vec::new();
         let mut sockets: Vec<Vec<socket2::Socket>> = (0..workers).map(|_| Vec::new()).collect();
         for &wanted in &config.udp.listen {
+            if wanted.port() != 0 {
+                socket::check_udp_free(wanted).map_err(|source| StartError::Bind {
+                    addr: wanted,
+                    source,
+                })?;
+            }
             let mut addr = wanted;
             for worker_sockets in sockets.iter_mut() {
                 let s = socket::bind_udp(addr, config.udp.socket_recv_buffer)
@@ -153,6 +159,8 @@ impl Server {
                 recv_buffers: config.udp.recv_buffers as u16,
                 send_slots: config.udp.send_slots as usize,
                 sweep_per_tick,
+                batch_size: config.udp.batch_size as usize,
+                batch_wait_us: config.udp.batch_wait_us,
             };
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let handle = std::thread::Builder::new()

@@ -9,6 +9,17 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// Fail if anything already holds `addr`, even another SO_REUSEPORT group
+/// (a second ringtracker would otherwise silently share the port and split
+/// the traffic). Binds and drops a socket without SO_REUSEPORT.
+pub fn check_udp_free(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
+}
+
 /// Bind one UDP socket of a worker's set.
 pub fn bind_udp(addr: SocketAddr, recv_buffer: u32) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -20,10 +31,15 @@ pub fn bind_udp(addr: SocketAddr, recv_buffer: u32) -> io::Result<Socket> {
         // Best effort: the kernel silently caps it at net.core.rmem_max.
         let _ = socket.set_recv_buffer_size(recv_buffer as usize);
     }
-    if addr.is_ipv6() {
-        set_int_option(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-    } else {
-        set_int_option(&socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+    // Only a wildcard socket needs to learn (and reply from) the address a
+    // datagram came to; a socket bound to one address replies from it
+    // anyway, and skipping the control messages saves work per packet.
+    if addr.ip().is_unspecified() {
+        if addr.is_ipv6() {
+            set_int_option(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        } else {
+            set_int_option(&socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+        }
     }
     socket.bind(&addr.into())?;
     Ok(socket)

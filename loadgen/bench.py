@@ -1,0 +1,404 @@
+#!/usr/bin/python3
+"""make bench: ringtracker side by side with aquatic_udp and opentracker.
+
+Every server runs pinned to CPU 0 with one worker; loadgen runs on CPU 1.
+The servers are alternated run by run (A B C A B C ...) and medians are
+reported, because only ratios from one run mean anything on a shared machine.
+Writes docs/BENCHMARKS.md and docs/bench-chart.svg, and the raw numbers to
+target/bench/results.json.
+
+Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 10),
+BENCH_QUICK=1 (short runs, for trying the script out).
+"""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "target" / "release"
+LOADGEN = TARGET / "loadgen"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3" if QUICK else "10"))
+WARMUP = 1.0 if QUICK else 2.0
+INFLIGHT = 128
+STANDARD = dict(torrents=1_000_000, peers=2_000_000)
+SWARM_SIZES = [10, 100, 1_000, 10_000, 100_000, 1_000_000]
+FILL_PEERS = 200_000 if QUICK else 1_000_000
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+
+def find(name, extra=()):
+    for p in [*extra, shutil.which(name)]:
+        if p and Path(p).is_file() and os.access(p, os.X_OK):
+            return str(p)
+    return None
+
+
+class Server:
+    """One tracker process, started fresh for each measurement."""
+
+    def __init__(self, name, port):
+        self.name, self.port, self.proc = name, port, None
+
+    def command(self):
+        raise NotImplementedError
+
+    def ready(self):
+        """Block until the server answers a connect (bounded)."""
+        import socket
+        import struct
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.2)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+            s.sendto(struct.pack(">QII", 0x41727101980, 0, 1), ("127.0.0.1", self.port))
+            try:
+                s.recv(64)
+                return
+            except OSError:
+                continue
+        raise RuntimeError(f"{self.name} did not answer on port {self.port}")
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *self.command()],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.cwd())
+        self.ready()
+        return self.proc.pid
+
+    def cwd(self):
+        return None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Ringtracker(Server):
+    def __init__(self):
+        super().__init__("ringtracker", 6979)
+
+    def command(self):
+        return [str(TARGET / "ringtracker"), "--workers", "1", "--udp", f"127.0.0.1:{self.port}"]
+
+
+class Aquatic(Server):
+    def __init__(self, binary, workdir):
+        super().__init__("aquatic_udp", 7000)
+        self.binary = binary
+        self.config = workdir / "aquatic.toml"
+        text = subprocess.run([binary, "-p"], capture_output=True, text=True).stdout
+        lines = []
+        for line in text.splitlines():
+            if line.startswith("address ="):
+                line = f'address = "127.0.0.1:{self.port}"'
+            elif line.startswith("socket_workers ="):
+                line = "socket_workers = 1"
+            elif line.startswith("max_response_peers ="):
+                line = "max_response_peers = 50"
+            elif line.startswith("use_io_uring ="):
+                line = "use_io_uring = true"
+            lines.append(line)
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def command(self):
+        return [self.binary, "-c", str(self.config)]
+
+
+class Opentracker(Server):
+    """Debian's build is whitelist-only: it gets loadgen's info hashes."""
+
+    def __init__(self, binary, workdir):
+        super().__init__("opentracker", 7100)
+        self.binary = binary
+        self.dir = workdir / "opentracker"
+        self.dir.mkdir(exist_ok=True)
+        os.chmod(workdir, 0o755)
+        os.chmod(self.dir, 0o755)
+        wl = self.dir / "whitelist.txt"
+        subprocess.run([str(LOADGEN), "--write-hashes", str(wl), "--torrents", str(STANDARD["torrents"]),
+                        "--peers", "1"], check=True)
+        os.chmod(wl, 0o644)
+
+    def cwd(self):
+        return str(self.dir)
+
+    def command(self):
+        # It refuses to run as root and chroots to -d.
+        return [self.binary, "-i", "127.0.0.1", "-p", str(self.port + 1), "-P", str(self.port),
+                "-d", str(self.dir), "-w", "whitelist.txt", "-u", "nobody"]
+
+    def ready(self):
+        super().ready()
+        # The whitelist loads in the background; wait until an announce for
+        # a listed hash is answered with peers counted (bounded).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = loadgen(self, ["--mode", "once", "--torrents", "1", "--peers", "1", "--duration", "2",
+                               "--timeout-ms", "200", "--first-source", "127.99.0.1", "--sources", "1"])
+            if r["counts"]["announces"] == 1:
+                return
+        raise RuntimeError("opentracker never accepted a whitelisted hash")
+
+
+def loadgen(server, args, pid=None):
+    cmd = ["taskset", "-c", LOAD_CPU, str(LOADGEN), "--target", f"127.0.0.1:{server.port}", "--json", *args]
+    if pid:
+        cmd += ["--server-pid", str(pid)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def rss(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def timed(server, args):
+    pid = server.start()
+    try:
+        return loadgen(server, args, pid)
+    finally:
+        server.stop()
+
+
+def main():
+    if not LOADGEN.exists():
+        sys.exit("build first: cargo build --release --workspace")
+    workdir = Path(tempfile.mkdtemp(prefix="ringtracker-bench-"))
+    servers = [Ringtracker()]
+    aq = find("aquatic_udp", [Path.home() / ".cargo/bin/aquatic_udp"])
+    if aq:
+        servers.append(Aquatic(aq, workdir))
+    ot = find("opentracker", ["/usr/bin/opentracker"])
+    if ot:
+        servers.append(Opentracker(ot, workdir))
+    names = [s.name for s in servers]
+    log(f"bench: {', '.join(names)}; {ROUNDS} round(s) of {SECONDS:.0f} s; server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}")
+    results = {"servers": names, "rounds": ROUNDS, "seconds": SECONDS, "inflight": INFLIGHT,
+               "throughput": {n: [] for n in names}, "latency": [], "memory": {}, "per_peer": {},
+               "swarm_1m": {}}
+    common = ["--duration", str(SECONDS), "--warmup", str(WARMUP)]
+
+    # 1. Maximum throughput, closed loop, servers alternated.
+    for r in range(ROUNDS):
+        for s in servers:
+            rep = timed(s, ["--mode", "closed", "--inflight", str(INFLIGHT), *common])
+            results["throughput"][s.name].append({
+                "rps": rep["replies_per_second"], "cpu_us": rep["server"]["cpu_us_per_reply"],
+                "drops": rep["server"]["socket_drops"], "lost": rep["counts"]["lost"],
+                "p99": rep["latency_us"]["p99"]})
+            log(f"  throughput round {r + 1} {s.name}: {rep['replies_per_second']:.0f}/s, "
+                f"{rep['server']['cpu_us_per_reply']:.2f} µs/reply")
+
+    # 2. Latency at fixed offered rates: shares of the slowest server's max.
+    slowest = min(median([x["rps"] for x in results["throughput"][n]]) for n in names)
+    for share in (0.25, 0.5, 0.75):
+        rate = round(slowest * share, -3)
+        row = {"share": share, "rate": rate, "servers": {}}
+        for s in servers:
+            rep = timed(s, ["--mode", "open", "--rate", str(rate), *common])
+            row["servers"][s.name] = {
+                "p50": rep["latency_us"]["p50"], "p99": rep["latency_us"]["p99"],
+                "p999": rep["latency_us"]["p999"], "cpu_us": rep["server"]["cpu_us_per_reply"],
+                "lost": rep["counts"]["lost"], "rps": rep["replies_per_second"]}
+            log(f"  open loop {rate:.0f}/s {s.name}: p99 {rep['latency_us']['p99']} µs, "
+                f"{rep['server']['cpu_us_per_reply']:.2f} µs/reply")
+        results["latency"].append(row)
+
+    # 3. Resident memory after the standard load (every peer announces once).
+    for s in servers:
+        pid = s.start()
+        try:
+            rep = loadgen(s, ["--mode", "once", "--torrents", str(STANDARD["torrents"]),
+                              "--peers", str(STANDARD["peers"]), "--duration", "300",
+                              "--inflight", str(INFLIGHT), "--timeout-ms", "3000"], pid)
+            results["memory"][s.name] = {"rss": rss(pid), "announces": rep["counts"]["announces"],
+                                         "lost": rep["counts"]["lost"]}
+            log(f"  standard load {s.name}: rss {rss(pid) / 1e6:.1f} MB")
+        finally:
+            s.stop()
+
+    # 4. Bytes per peer by swarm size (FILL_PEERS peers in swarms of N), and
+    #    announce throughput into the largest swarm.
+    for n in SWARM_SIZES:
+        if n > FILL_PEERS:
+            continue
+        torrents = FILL_PEERS // n
+        for s in servers:
+            pid = s.start()
+            try:
+                before = rss(pid)
+                rep = loadgen(s, ["--mode", "once", "--torrents", str(torrents), "--peers", str(FILL_PEERS),
+                                  "--zipf", "0", "--seeders", "0.5", "--duration", "300",
+                                  "--inflight", str(INFLIGHT), "--timeout-ms", "3000"], pid)
+                after = rss(pid)
+                stored = rep["counts"]["announces"]
+                results["per_peer"].setdefault(str(n), {})[s.name] = {
+                    "bytes_per_peer": (after - before) / max(stored, 1), "announces": stored,
+                    "lost": rep["counts"]["lost"]}
+                log(f"  swarms of {n}: {s.name} {(after - before) / max(stored, 1):.1f} B/peer")
+                if n == max(x for x in SWARM_SIZES if x <= FILL_PEERS):
+                    rep = loadgen(s, ["--mode", "closed", "--torrents", "1", "--peers", str(FILL_PEERS),
+                                      "--zipf", "0", "--seeders", "0.5", "--inflight", str(INFLIGHT),
+                                      "--duration", str(min(SECONDS, 5)), "--warmup", "1"], pid)
+                    results["swarm_1m"][s.name] = {"rps": rep["replies_per_second"],
+                                                   "lost": rep["counts"]["lost"]}
+                    log(f"  announces into the {FILL_PEERS}-peer swarm {s.name}: {rep['replies_per_second']:.0f}/s")
+            finally:
+                s.stop()
+
+    out = ROOT / "target" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_markdown(results)
+    write_svg(results)
+    shutil.rmtree(workdir, ignore_errors=True)
+    log("bench: wrote docs/BENCHMARKS.md, docs/bench-chart.svg, target/bench/results.json")
+
+
+def machine():
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} cores, Linux {os.uname().release}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b else "–"
+
+
+def write_markdown(res):
+    names = res["servers"]
+    tp = {n: median([x["rps"] for x in res["throughput"][n]]) for n in names}
+    cpu = {n: median([x["cpu_us"] for x in res["throughput"][n]]) for n in names}
+    L = []
+    L.append("# Benchmarks\n")
+    L.append("Produced by `make bench` (loadgen/bench.py); do not edit by hand: rerun it.\n")
+    L.append(f"- Machine: {machine()}; shared and noisy, so compare ratios within one run.")
+    L.append(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    L.append(f"- Each server pinned to CPU {SERVER_CPU} with one worker; loadgen pinned to CPU {LOAD_CPU}; "
+             f"loopback, many 127.16.x.x source addresses.")
+    L.append(f"- Workload: {STANDARD['torrents']:,} torrents with Zipf(1.0) popularity, {STANDARD['peers']:,} peers, "
+             f"25% seeders, numwant 50, events none/started/completed/stopped 94/3/1/2.")
+    L.append(f"- Servers alternated run by run, {res['rounds']} round(s) of {res['seconds']:.0f} s each "
+             f"(after a warm-up), medians shown.\n")
+    L.append("![throughput and latency](bench-chart.svg)\n")
+    L.append(f"## Maximum announce throughput (closed loop, {res['inflight']} requests in flight)\n")
+    L.append("| server | replies/s (median) | runs | server CPU per reply (µs) | vs ringtracker |")
+    L.append("|---|---|---|---|---|")
+    for n in names:
+        runs = ", ".join(f"{x['rps'] / 1000:.0f}k" for x in res["throughput"][n])
+        L.append(f"| {n} | {tp[n]:,.0f} | {runs} | {cpu[n]:.2f} | {ratio(tp['ringtracker'], tp[n])} |")
+    L.append("\nSocket drops during these runs: " + ", ".join(
+        f"{n} {sum(x['drops'] for x in res['throughput'][n])}" for n in names) + ".\n")
+    L.append("## Latency at fixed offered rates (open loop, from each request's scheduled send time)\n")
+    L.append("| offered rate | server | p50 µs | p99 µs | p99.9 µs | server CPU per reply (µs) | lost |")
+    L.append("|---|---|---|---|---|---|---|")
+    for row in res["latency"]:
+        for n in names:
+            s = row["servers"][n]
+            L.append(f"| {row['rate']:,.0f}/s ({row['share']:.0%}) | {n} | {s['p50']} | {s['p99']} | {s['p999']} | "
+                     f"{s['cpu_us']:.2f} | {s['lost']} |")
+    L.append("\n## Resident memory after the standard load (every peer announced once)\n")
+    L.append("| server | RSS | vs ringtracker |")
+    L.append("|---|---|---|")
+    for n in names:
+        m = res["memory"].get(n)
+        if m:
+            L.append(f"| {n} | {m['rss'] / 1e6:.1f} MB | {ratio(m['rss'], res['memory']['ringtracker']['rss'])} |")
+    if "opentracker" in names:
+        L.append("\nopentracker's figure includes its whitelist of the 1M info hashes (Debian builds it "
+                 "whitelist-only).")
+    L.append(f"\n## Bytes per peer by swarm size ({FILL_PEERS:,} peers in equal swarms, IPv4, half seeders)\n")
+    L.append("Growth of resident memory divided by the peers stored (the same table as ExTracker's README).\n")
+    L.append("| peers per swarm | " + " | ".join(names) + " |")
+    L.append("|---|" + "---|" * len(names))
+    for n in SWARM_SIZES:
+        row = res["per_peer"].get(str(n))
+        if row:
+            L.append(f"| {n:,} | " + " | ".join(f"{row[s]['bytes_per_peer']:.1f} B" if s in row else "–"
+                                                 for s in names) + " |")
+    if res["swarm_1m"]:
+        L.append(f"\nAnnounces per second into that {FILL_PEERS:,}-peer swarm (closed loop): " + ", ".join(
+            f"{n} {v['rps']:,.0f}" for n, v in res["swarm_1m"].items()) + ".")
+    L.append("\n## Reproduce\n")
+    L.append("```sh\nmake bench-peers   # once: installs aquatic_udp (cargo) and opentracker (Debian)\nmake bench\n```")
+    L.append("\n`make bench` also runs the criterion benchmarks of the core (`cargo bench --bench core`); "
+             "their output is in target/criterion.")
+    (ROOT / "docs" / "BENCHMARKS.md").write_text("\n".join(L) + "\n")
+
+
+def write_svg(res):
+    names = res["servers"]
+    colors = {"ringtracker": "#2b7bb9", "aquatic_udp": "#e08a1e", "opentracker": "#7a7a7a"}
+    tp = {n: median([x["rps"] for x in res["throughput"][n]]) for n in names}
+    W, H = 900, 360
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{W}" height="{H}" fill="white"/>',
+             '<text x="20" y="24" font-size="15" font-weight="bold">Max announce replies/s (closed loop)</text>',
+             '<text x="470" y="24" font-size="15" font-weight="bold">p99 latency (µs) by offered rate</text>']
+    top = max(tp.values()) or 1
+    x0, base, height = 40, 320, 260
+    bw = 90
+    for i, n in enumerate(names):
+        h = tp[n] / top * height
+        x = x0 + i * (bw + 30)
+        parts.append(f'<rect x="{x}" y="{base - h:.1f}" width="{bw}" height="{h:.1f}" fill="{colors.get(n, "#555")}"/>')
+        parts.append(f'<text x="{x + bw / 2}" y="{base - h - 6:.1f}" text-anchor="middle">{tp[n] / 1000:.0f}k</text>')
+        parts.append(f'<text x="{x + bw / 2}" y="{base + 16}" text-anchor="middle">{n}</text>')
+    rows = res["latency"]
+    worst = max((row["servers"][n]["p99"] for row in rows for n in names), default=1) or 1
+    gx, gw = 480, 380
+    group = gw / max(len(rows), 1)
+    bw2 = (group - 20) / max(len(names), 1)
+    for j, row in enumerate(rows):
+        for i, n in enumerate(names):
+            v = row["servers"][n]["p99"]
+            h = v / worst * height
+            x = gx + j * group + i * bw2
+            parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bw2 - 2:.1f}" height="{h:.1f}" '
+                         f'fill="{colors.get(n, "#555")}"><title>{n}: {v} µs</title></rect>')
+            parts.append(f'<text x="{x + bw2 / 2:.1f}" y="{base - h - 4:.1f}" text-anchor="middle" font-size="10">{v}</text>')
+        parts.append(f'<text x="{gx + j * group + (group - 20) / 2:.1f}" y="{base + 16}" text-anchor="middle">'
+                     f'{row["rate"] / 1000:.0f}k/s</text>')
+    for i, n in enumerate(names):
+        parts.append(f'<rect x="{480 + i * 130}" y="340" width="12" height="12" fill="{colors.get(n, "#555")}"/>')
+        parts.append(f'<text x="{496 + i * 130}" y="351">{n}</text>')
+    parts.append("</svg>")
+    (ROOT / "docs" / "bench-chart.svg").write_text("\n".join(parts) + "\n")
+
+
+if __name__ == "__main__":
+    main()
