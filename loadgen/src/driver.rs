@@ -73,7 +73,11 @@ pub struct RunResult {
 
 struct Slot {
     kind: Kind,
+    /// The low bits of `use_count`, carried in the transaction id.
     generation: u16,
+    /// Times this slot was taken: tells a deadline entry from an earlier
+    /// use of the slot apart even when the short generation has wrapped.
+    use_count: u64,
     active: bool,
     source: u32,
     intended_ns: u64,
@@ -115,6 +119,7 @@ pub fn run(
             .map(|_| Slot {
                 kind: Kind::Connect,
                 generation: 0,
+                use_count: 0,
                 active: false,
                 source: 0,
                 intended_ns: 0,
@@ -283,7 +288,8 @@ struct Engine<'a> {
     sources: Vec<Source>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    deadlines: VecDeque<(u32, u16, u64)>,
+    /// (slot, use_count, deadline) in send order.
+    deadlines: VecDeque<(u32, u64, u64)>,
     counts: Counts,
     hist: Histogram<u64>,
     start: Instant,
@@ -396,13 +402,14 @@ impl Engine<'_> {
         };
         let s = &mut self.slots[slot as usize];
         s.kind = kind;
-        s.generation = s.generation.wrapping_add(1) & ((1 << (32 - SLOT_BITS)) - 1);
+        s.use_count += 1;
+        s.generation = (s.use_count & ((1 << (32 - SLOT_BITS)) - 1)) as u16;
         s.active = true;
         s.source = source as u32;
         s.intended_ns = intended;
         self.deadlines.push_back((
             slot,
-            s.generation,
+            s.use_count,
             intended + self.cfg.timeout.as_nanos() as u64,
         ));
         Some((u32::from(s.generation) << SLOT_BITS) | slot)
@@ -608,13 +615,13 @@ impl Engine<'_> {
     }
 
     fn expire(&mut self, now: u64) {
-        while let Some(&(slot, generation, deadline)) = self.deadlines.front() {
+        while let Some(&(slot, use_count, deadline)) = self.deadlines.front() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop_front();
             let s = &mut self.slots[slot as usize];
-            if s.active && s.generation == generation {
+            if s.active && s.use_count == use_count {
                 s.active = false;
                 if s.kind == Kind::Connect {
                     self.sources[s.source as usize].connecting = false;

@@ -5,11 +5,13 @@
 //! compact layout of that family. Seeders and leechers are apart, so a
 //! seeder is sent leechers only without filtering. The IPv6 swarm is boxed
 //! and made on first use: most torrents never see an IPv6 peer, and the
-//! inline IPv4 swarm keeps a one- or two-peer torrent free of heap memory.
+//! inline IPv4 swarm keeps a one- or two-peer torrent free of heap memory:
+//! a whole such torrent is a 64-byte table entry (20-byte key, 40-byte
+//! `Torrent`).
 
 use rand::Rng;
 
-use super::peer_set::{AddrHasher, PeerSet, V4, V6};
+use super::peer_set::{AddrHasher, INLINE, PeerRecord, PeerSet, V4, V6};
 
 /// What an announce does to the announcing peer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -24,46 +26,210 @@ pub enum PeerUpdate {
     ReadOnly,
 }
 
-#[derive(Default)]
+/// The peers of one family in one torrent.
+///
+/// A swarm of one or two peers (most torrents) keeps them inline, whatever
+/// their roles, with a bit per record saying "seeder": 24 bytes and no heap
+/// allocation. A third peer moves the swarm to a boxed pair of `PeerSet`s,
+/// seeders and leechers apart; it moves back inline when it shrinks to two.
 pub struct Swarm<const N: usize> {
-    pub seeders: PeerSet<N>,
-    pub leechers: PeerSet<N>,
+    repr: Repr<N>,
+}
+
+enum Repr<const N: usize> {
+    Inline {
+        len: u8,
+        /// Bit i set: `recs[i]` is a seeder.
+        seeder_bits: u8,
+        recs: [PeerRecord<N>; INLINE],
+    },
+    Split(Box<Split<N>>),
+}
+
+#[derive(Default)]
+struct Split<const N: usize> {
+    seeders: PeerSet<N>,
+    leechers: PeerSet<N>,
+}
+
+impl<const N: usize> Default for Swarm<N> {
+    fn default() -> Self {
+        Swarm {
+            repr: Repr::Inline {
+                len: 0,
+                seeder_bits: 0,
+                recs: [PeerRecord {
+                    addr: [0; N],
+                    last_seen: 0,
+                }; INLINE],
+            },
+        }
+    }
 }
 
 impl<const N: usize> Swarm<N> {
+    pub fn seeders(&self) -> usize {
+        match &self.repr {
+            Repr::Inline { seeder_bits, .. } => seeder_bits.count_ones() as usize,
+            Repr::Split(s) => s.seeders.len(),
+        }
+    }
+
+    pub fn leechers(&self) -> usize {
+        match &self.repr {
+            Repr::Inline {
+                len, seeder_bits, ..
+            } => *len as usize - seeder_bits.count_ones() as usize,
+            Repr::Split(s) => s.leechers.len(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.seeders.is_empty() && self.leechers.is_empty()
+        self.seeders() + self.leechers() == 0
+    }
+
+    /// `Some(is_seeder)` if the peer is in the swarm.
+    pub fn role_of(&self, addr: &[u8; N], h: &AddrHasher) -> Option<bool> {
+        match &self.repr {
+            Repr::Inline {
+                len,
+                seeder_bits,
+                recs,
+            } => recs[..*len as usize]
+                .iter()
+                .position(|r| r.addr == *addr)
+                .map(|i| seeder_bits & (1 << i) != 0),
+            Repr::Split(s) => {
+                if s.seeders.contains(addr, h) {
+                    Some(true)
+                } else if s.leechers.contains(addr, h) {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+        }
     }
 
     /// Apply an announce. Returns true if the peer just became a seeder
     /// (was not one before), which is when `completed` counts a download:
     /// a retransmitted `completed` counts once.
     pub fn update(&mut self, addr: [u8; N], update: PeerUpdate, now: u32, h: &AddrHasher) -> bool {
+        if let Repr::Inline {
+            len,
+            seeder_bits,
+            recs,
+        } = &mut self.repr
+        {
+            let n = *len as usize;
+            let found = recs[..n].iter().position(|r| r.addr == addr);
+            match (update, found) {
+                (PeerUpdate::ReadOnly, _) | (PeerUpdate::Remove, None) => return false,
+                (PeerUpdate::Remove, Some(i)) => {
+                    let last = n - 1;
+                    recs[i] = recs[last];
+                    // The last record moves into slot i, its role bit with it.
+                    let last_bit = (*seeder_bits >> last) & 1;
+                    *seeder_bits &= !(1 << last);
+                    if i != last {
+                        *seeder_bits = (*seeder_bits & !(1 << i)) | (last_bit << i);
+                    }
+                    *len -= 1;
+                    return false;
+                }
+                (PeerUpdate::Seeder | PeerUpdate::Leecher, Some(i)) => {
+                    recs[i].last_seen = now as u16;
+                    let was_seeder = *seeder_bits & (1 << i) != 0;
+                    let seeder = update == PeerUpdate::Seeder;
+                    *seeder_bits = (*seeder_bits & !(1 << i)) | (u8::from(seeder) << i);
+                    return seeder && !was_seeder;
+                }
+                (PeerUpdate::Seeder | PeerUpdate::Leecher, None) if n < INLINE => {
+                    recs[n] = PeerRecord {
+                        addr,
+                        last_seen: now as u16,
+                    };
+                    let seeder = update == PeerUpdate::Seeder;
+                    *seeder_bits |= u8::from(seeder) << n;
+                    *len += 1;
+                    return seeder;
+                }
+                (PeerUpdate::Seeder | PeerUpdate::Leecher, None) => {
+                    // A third peer: move to separate sets.
+                    let mut split = Box::<Split<N>>::default();
+                    for (i, r) in recs[..n].iter().enumerate() {
+                        let set = if *seeder_bits & (1 << i) != 0 {
+                            &mut split.seeders
+                        } else {
+                            &mut split.leechers
+                        };
+                        set.upsert(r.addr, u32::from(r.last_seen), h);
+                    }
+                    self.repr = Repr::Split(split);
+                }
+            }
+        }
+        let Repr::Split(split) = &mut self.repr else {
+            unreachable!("inline cases returned above")
+        };
         // Refresh in the set the peer announces for first: in the steady
         // state (same role as last time) that is the only probe. Only a new
         // or role-changing peer also looks in the other set.
-        match update {
+        let became_seeder = match update {
             PeerUpdate::Seeder => {
-                let new = self.seeders.upsert(addr, now, h);
+                let new = split.seeders.upsert(addr, now, h);
                 if new {
-                    self.leechers.remove(&addr, h);
+                    split.leechers.remove(&addr, h);
                 }
                 new
             }
             PeerUpdate::Leecher => {
-                if self.leechers.upsert(addr, now, h) {
-                    self.seeders.remove(&addr, h);
+                if split.leechers.upsert(addr, now, h) {
+                    split.seeders.remove(&addr, h);
                 }
                 false
             }
             PeerUpdate::Remove => {
-                if !self.seeders.remove(&addr, h) {
-                    self.leechers.remove(&addr, h);
+                if !split.seeders.remove(&addr, h) {
+                    split.leechers.remove(&addr, h);
                 }
                 false
             }
             PeerUpdate::ReadOnly => false,
+        };
+        if update == PeerUpdate::Remove {
+            self.inline_if_small();
         }
+        became_seeder
+    }
+
+    /// Move a split swarm of at most `INLINE` peers back inline.
+    fn inline_if_small(&mut self) {
+        let Repr::Split(split) = &self.repr else {
+            return;
+        };
+        if split.seeders.len() + split.leechers.len() > INLINE {
+            return;
+        }
+        let mut inline = Swarm::<N>::default();
+        if let Repr::Inline {
+            len,
+            seeder_bits,
+            recs,
+        } = &mut inline.repr
+        {
+            let all = split
+                .seeders
+                .iter()
+                .map(|r| (r, true))
+                .chain(split.leechers.iter().map(|r| (r, false)));
+            for (i, (r, seeder)) in all.enumerate() {
+                recs[i] = *r;
+                *seeder_bits |= u8::from(seeder) << i;
+                *len += 1;
+            }
+        }
+        *self = inline;
     }
 
     /// Write up to `max` peers for a peer that is (`is_seeder`) or is not a
@@ -79,10 +245,28 @@ impl<const N: usize> Swarm<N> {
         rng: &mut impl Rng,
     ) -> usize {
         let max = max.min(out.len() / N);
+        let split = match &self.repr {
+            Repr::Inline {
+                len,
+                seeder_bits,
+                recs,
+            } => {
+                let mut n = 0;
+                for (i, r) in recs[..*len as usize].iter().enumerate() {
+                    let wanted = !is_seeder || seeder_bits & (1 << i) == 0;
+                    if n < max && wanted && r.addr != *skip {
+                        out[n * N..(n + 1) * N].copy_from_slice(&r.addr);
+                        n += 1;
+                    }
+                }
+                return n;
+            }
+            Repr::Split(split) => split,
+        };
         if is_seeder {
-            return self.leechers.copy_random(out, max, skip, rng);
+            return split.leechers.copy_random(out, max, skip, rng);
         }
-        let (s, l) = (self.seeders.len(), self.leechers.len());
+        let (s, l) = (split.seeders.len(), split.leechers.len());
         let seeder_share = if s + l <= max {
             s
         } else {
@@ -92,12 +276,53 @@ impl<const N: usize> Swarm<N> {
         // a shortfall of leechers (or `skip` among them) goes to seeders.
         // The asker is a leecher, so it is never among the seeders and the
         // seeders always deliver at least their share.
-        let n = self
+        let n = split
             .leechers
             .copy_random(out, max - seeder_share, skip, rng);
-        n + self
+        n + split
             .seeders
             .copy_random(&mut out[n * N..], max - n, skip, rng)
+    }
+
+    /// Expire peers not seen for more than `timeout` seconds; returns how
+    /// many went.
+    pub fn retain_fresh(&mut self, now: u32, timeout: u32, h: &AddrHasher) -> usize {
+        match &mut self.repr {
+            Repr::Inline {
+                len,
+                seeder_bits,
+                recs,
+            } => {
+                let (mut kept, mut bits) = (0, 0u8);
+                for i in 0..*len as usize {
+                    if u32::from((now as u16).wrapping_sub(recs[i].last_seen)) <= timeout {
+                        recs[kept] = recs[i];
+                        bits |= ((*seeder_bits >> i) & 1) << kept;
+                        kept += 1;
+                    }
+                }
+                let gone = *len as usize - kept;
+                *len = kept as u8;
+                *seeder_bits = bits;
+                gone
+            }
+            Repr::Split(split) => {
+                let gone = split.seeders.retain_fresh(now, timeout, h)
+                    + split.leechers.retain_fresh(now, timeout, h);
+                self.inline_if_small();
+                gone
+            }
+        }
+    }
+
+    /// Heap bytes held by this swarm.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Inline { .. } => 0,
+            Repr::Split(s) => {
+                std::mem::size_of::<Split<N>>() + s.seeders.heap_bytes() + s.leechers.heap_bytes()
+            }
+        }
     }
 }
 
@@ -111,11 +336,11 @@ pub struct Torrent {
 
 impl Torrent {
     pub fn seeders(&self) -> usize {
-        self.v4.seeders.len() + self.v6.as_ref().map_or(0, |s| s.seeders.len())
+        self.v4.seeders() + self.v6.as_ref().map_or(0, |s| s.seeders())
     }
 
     pub fn leechers(&self) -> usize {
-        self.v4.leechers.len() + self.v6.as_ref().map_or(0, |s| s.leechers.len())
+        self.v4.leechers() + self.v6.as_ref().map_or(0, |s| s.leechers())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,11 +354,9 @@ impl Torrent {
     /// Expire peers not seen for more than `timeout` seconds; frees the IPv6
     /// swarm when it empties. Returns how many peers went.
     pub fn retain_fresh(&mut self, now: u32, timeout: u32, h: &AddrHasher) -> usize {
-        let mut gone = self.v4.seeders.retain_fresh(now, timeout, h)
-            + self.v4.leechers.retain_fresh(now, timeout, h);
+        let mut gone = self.v4.retain_fresh(now, timeout, h);
         if let Some(v6) = &mut self.v6 {
-            gone += v6.seeders.retain_fresh(now, timeout, h)
-                + v6.leechers.retain_fresh(now, timeout, h);
+            gone += v6.retain_fresh(now, timeout, h);
             if v6.is_empty() {
                 self.v6 = None;
             }
@@ -143,11 +366,11 @@ impl Torrent {
 
     /// Heap bytes held by this torrent's peers (not the table entry itself).
     pub fn heap_bytes(&self) -> usize {
-        let v4 = self.v4.seeders.heap_bytes() + self.v4.leechers.heap_bytes();
-        let v6 = self.v6.as_ref().map_or(0, |s| {
-            std::mem::size_of::<Swarm<V6>>() + s.seeders.heap_bytes() + s.leechers.heap_bytes()
-        });
-        v4 + v6
+        let v6 = self
+            .v6
+            .as_ref()
+            .map_or(0, |s| std::mem::size_of::<Swarm<V6>>() + s.heap_bytes());
+        self.v4.heap_bytes() + v6
     }
 }
 
@@ -165,8 +388,13 @@ mod tests {
 
     #[test]
     fn sizes_are_pinned() {
-        assert_eq!(std::mem::size_of::<Swarm<V4>>(), 48);
-        assert_eq!(std::mem::size_of::<Torrent>(), 64);
+        assert_eq!(std::mem::size_of::<Swarm<V4>>(), 24);
+        assert_eq!(std::mem::size_of::<Torrent>(), 40);
+        assert_eq!(
+            std::mem::size_of::<(crate::protocol::InfoHash, Torrent)>(),
+            64,
+            "one table entry, one cache line"
+        );
     }
 
     #[test]
@@ -174,17 +402,75 @@ mod tests {
         let h = AddrHasher::new(1, 2);
         let mut s = Swarm::<V4>::default();
         assert!(!s.update(addr(1), PeerUpdate::Leecher, 0, &h));
-        assert_eq!((s.seeders.len(), s.leechers.len()), (0, 1));
+        assert_eq!((s.seeders(), s.leechers()), (0, 1));
         assert!(s.update(addr(1), PeerUpdate::Seeder, 0, &h));
         assert!(
             !s.update(addr(1), PeerUpdate::Seeder, 0, &h),
             "already a seeder"
         );
-        assert_eq!((s.seeders.len(), s.leechers.len()), (1, 0));
+        assert_eq!((s.seeders(), s.leechers()), (1, 0));
         s.update(addr(1), PeerUpdate::ReadOnly, 0, &h);
-        assert_eq!((s.seeders.len(), s.leechers.len()), (1, 0));
+        assert_eq!((s.seeders(), s.leechers()), (1, 0));
         s.update(addr(1), PeerUpdate::Remove, 0, &h);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn inline_and_split_agree_with_a_model() {
+        use rand::RngExt;
+        let h = AddrHasher::new(3, 4);
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut s = Swarm::<V4>::default();
+        let mut model: std::collections::HashMap<[u8; V4], bool> = Default::default();
+        for step in 0..50_000u32 {
+            let a = addr(rng.random_range(0..6));
+            let (update, expect_became) = match rng.random_range(0..4) {
+                0 => (PeerUpdate::Seeder, model.get(&a) != Some(&true)),
+                1 => (PeerUpdate::Leecher, false),
+                2 => (PeerUpdate::Remove, false),
+                _ => (PeerUpdate::ReadOnly, false),
+            };
+            assert_eq!(s.update(a, update, step, &h), expect_became, "step {step}");
+            match update {
+                PeerUpdate::Seeder => drop(model.insert(a, true)),
+                PeerUpdate::Leecher => drop(model.insert(a, false)),
+                PeerUpdate::Remove => drop(model.remove(&a)),
+                PeerUpdate::ReadOnly => {}
+            }
+            let seeders = model.values().filter(|s| **s).count();
+            assert_eq!(
+                (s.seeders(), s.leechers()),
+                (seeders, model.len() - seeders)
+            );
+            for i in 0..6 {
+                assert_eq!(s.role_of(&addr(i), &h), model.get(&addr(i)).copied());
+            }
+            if model.len() <= INLINE {
+                assert_eq!(s.heap_bytes(), 0, "small swarms live inline");
+            }
+            // A seeder is never sent seeders; nobody is sent themselves.
+            let mut out = [0u8; 10 * V4];
+            let n = s.select(true, &mut out, 10, &a, &mut rng);
+            assert!(
+                out[..n * V4]
+                    .chunks(V4)
+                    .all(|c| model.get(c) == Some(&false) && c != a)
+            );
+            let n = s.select(false, &mut out, 10, &a, &mut rng);
+            let expected = model.len() - usize::from(model.contains_key(&a));
+            assert_eq!(n, expected);
+        }
+    }
+
+    #[test]
+    fn inline_expiry_keeps_roles() {
+        let h = AddrHasher::new(1, 2);
+        let mut s = Swarm::<V4>::default();
+        s.update(addr(1), PeerUpdate::Leecher, 10, &h);
+        s.update(addr(2), PeerUpdate::Seeder, 100, &h);
+        assert_eq!(s.retain_fresh(150, 100, &h), 1);
+        assert_eq!(s.role_of(&addr(2), &h), Some(true));
+        assert_eq!((s.seeders(), s.leechers()), (1, 0));
     }
 
     #[test]
