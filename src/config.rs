@@ -34,8 +34,6 @@ pub struct UdpConfig {
     pub recv_buffers: u32,
     pub send_slots: u32,
     pub socket_recv_buffer: u32,
-    pub batch_size: u32,
-    pub batch_wait_us: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -71,8 +69,6 @@ impl Default for Config {
                 recv_buffers: 4096,
                 send_slots: 2048,
                 socket_recv_buffer: 8 << 20,
-                batch_size: 32,
-                batch_wait_us: 0,
             },
             http: HttpConfig {
                 listen: vec![default_addr()],
@@ -210,20 +206,6 @@ impl Config {
                 "must be a power of two from 64 to 32768",
             ));
         }
-        if !(1..=4096).contains(&u.batch_size) {
-            return Err(invalid(
-                "udp.batch_size",
-                u.batch_size.to_string(),
-                "must be 1 to 4096",
-            ));
-        }
-        if u.batch_wait_us > 1_000_000 {
-            return Err(invalid(
-                "udp.batch_wait_us",
-                u.batch_wait_us.to_string(),
-                "at most 1000000 (one second)",
-            ));
-        }
         if !(16..=65_536).contains(&u.send_slots) {
             return Err(invalid(
                 "udp.send_slots",
@@ -287,14 +269,6 @@ send_slots = {send_slots}
 # SO_RCVBUF of each UDP socket in bytes; the kernel caps it at
 # net.core.rmem_max. 0 keeps the kernel default.
 socket_recv_buffer = {socket_recv_buffer}
-# With batch_wait_us > 0, a worker sleeps until this many completions
-# are ready ...
-batch_size = {batch_size}
-# ... or until this many microseconds have passed and at least one is
-# (io_uring min_wait, Linux 6.12+; ignored on older kernels). 0 (the
-# default) wakes for every completion. Experimental: measured here, a
-# lone request then waited about a millisecond (see docs/BENCHMARKS.md).
-batch_wait_us = {batch_wait_us}
 
 [http]
 # Addresses for the HTTP announce frontend (BEP 3). Not served yet: HTTP
@@ -326,8 +300,6 @@ shards = {shards}
             recv_buffers = d.udp.recv_buffers,
             send_slots = d.udp.send_slots,
             socket_recv_buffer = d.udp.socket_recv_buffer,
-            batch_size = d.udp.batch_size,
-            batch_wait_us = d.udp.batch_wait_us,
             http_listen = list(&d.http.listen),
             interval = d.tracker.interval,
             max_timeout = MAX_PEER_TIMEOUT,

@@ -159,8 +159,6 @@ impl Server {
                 recv_buffers: config.udp.recv_buffers as u16,
                 send_slots: config.udp.send_slots as usize,
                 sweep_per_tick,
-                batch_size: config.udp.batch_size as usize,
-                batch_wait_us: config.udp.batch_wait_us,
             };
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let handle = std::thread::Builder::new()

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use io_uring::squeue::Entry;
-use io_uring::types::{CancelBuilder, Fixed, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fixed, RecvMsgOut, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -62,11 +62,6 @@ pub struct WorkerSetup {
     pub send_slots: usize,
     /// Swarm-table shards this worker expires per tick.
     pub sweep_per_tick: usize,
-    /// Completions to wait for before waking (see `batch_wait_us`).
-    pub batch_size: usize,
-    /// Microseconds to wait for `batch_size` completions before settling for
-    /// one (IORING_ENTER min_wait, Linux 6.12+). 0 wakes for every one.
-    pub batch_wait_us: u32,
 }
 
 /// The local address a datagram arrived on, from its packet-info message.
@@ -227,8 +222,6 @@ struct Worker {
     sweep_per_tick: usize,
     /// Operations the kernel still holds (receives, sends, the tick).
     inflight: usize,
-    batch_size: usize,
-    batch_wait_us: u32,
 }
 
 /// Check once, before any worker starts, that io_uring can be used here.
@@ -307,11 +300,6 @@ impl Ring {
             .collect();
         let mut seed = [0u8; 32];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
-        let batch_wait_us = if ring.params().is_feature_min_timeout() {
-            setup.batch_wait_us
-        } else {
-            0
-        };
         Ok(Ring {
             ring,
             worker: Worker {
@@ -327,8 +315,6 @@ impl Ring {
                 started: setup.started,
                 sweep_per_tick: setup.sweep_per_tick,
                 inflight: 0,
-                batch_size: setup.batch_size.max(1),
-                batch_wait_us,
             },
         })
     }
@@ -341,26 +327,14 @@ impl Ring {
         }
         w.arm_tick(&mut sq, &submitter);
         let mut stopping = false;
-        // The kernel applies min_wait only together with an overall timeout;
-        // the tick bounds every wait anyway, so use the tick's length.
-        let batch_args = SubmitArgs::new()
-            .min_wait_usec(w.batch_wait_us)
-            .timespec(&TICK);
         loop {
             sq.sync();
-            // Wake for a batch of completions, or after `batch_wait_us` for
-            // whatever has come: fewer wake-ups per packet under load, at
-            // most that much added latency when idle.
-            let entered = if w.batch_wait_us > 0 && !stopping {
-                submitter.submit_with_args(w.batch_size, &batch_args)
-            } else {
-                submitter.submit_and_wait(1)
-            };
-            match entered {
+            // Submit every queued reply and sleep until the next completion.
+            // (Waiting for a batch with a timeout, or with IORING_ENTER's
+            // min_wait, cost more CPU per reply here: docs/BENCHMARKS.md.)
+            match submitter.submit_and_wait(1) {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                // The overall wait timed out with fewer than a batch.
-                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 // The completion queue is full: reap it, then submit again.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) => return Err(e),
@@ -540,12 +514,24 @@ impl Worker {
         ) {
             UdpOutcome::Reply { len, kind } => {
                 stats.count_reply(kind);
-                slot.address(msg.name_data(), parse_local_addr(msg.control_data()), len);
-                let entry = opcode::SendMsg::new(Fixed(socket as u32), &slot.msg)
-                    .build()
-                    .user_data(TAG_SEND | u64::from(slot_index));
-                // SAFETY: the slot (msghdr, iovec, name, control, buffer) is
-                // not touched again until this send completes: it is off the
+                let local = parse_local_addr(msg.control_data());
+                slot.address(msg.name_data(), local, len);
+                let entry = if local.is_some() {
+                    // A wildcard socket: the control message picks the
+                    // source address, so this needs the full sendmsg.
+                    opcode::SendMsg::new(Fixed(socket as u32), &slot.msg).build()
+                } else {
+                    // Bound to one address: a plain send with a destination
+                    // skips copying and checking a msghdr per packet.
+                    opcode::Send::new(Fixed(socket as u32), slot.buf.as_ptr(), len as u32)
+                        .dest_addr(slot.name.0.as_ptr().cast())
+                        .dest_addr_len(slot.msg.msg_namelen)
+                        .build()
+                }
+                .user_data(TAG_SEND | u64::from(slot_index));
+                // SAFETY: the slot (msghdr, iovec, name, control, buffer)
+                // that either entry points into is not touched again until
+                // this send completes: it is off the
                 // free list until `on_send`. Slots outlive the ring.
                 unsafe { push(sq, submitter, &entry) };
                 self.inflight += 1;
