@@ -122,6 +122,27 @@ fn serves_then_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn restarts_at_once_on_the_same_port() {
+    // The ring must hand its sockets back before the process exits, or a
+    // restarted tracker (systemd, an operator) finds the port taken.
+    let (mut first, addr, _e) = spawn(&["--udp", "127.0.0.1:0", "--workers", "2"]);
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(first.wait().unwrap().success());
+    let (mut second, again, _e) = spawn(&["--udp", &addr.to_string(), "--workers", "2"]);
+    assert_eq!(again, addr);
+    let mut c = common::Client::new("127.0.0.1:0", addr);
+    c.connect();
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(second.wait().unwrap().success());
+}
+
+#[test]
 fn sigint_stops_it_too() {
     let (mut child, _, _stderr) = spawn(&["--udp", "[::1]:0", "--workers", "1"]);
     Command::new("kill")

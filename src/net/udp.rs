@@ -375,6 +375,11 @@ impl Ring {
             cq.sync();
             w.bufs.publish();
             if stopping && w.inflight == 0 {
+                // Hand the sockets back now: a ring lets go of registered
+                // files only in its asynchronous teardown, after the process
+                // may have exited, and a tracker restarted at once would
+                // find its port still taken.
+                submitter.unregister_files()?;
                 return Ok(());
             }
         }
