@@ -66,8 +66,8 @@ impl Default for Config {
             },
             udp: UdpConfig {
                 listen: vec![default_addr()],
-                recv_buffers: 4096,
-                send_slots: 2048,
+                recv_buffers: 2048,
+                send_slots: 1024,
                 socket_recv_buffer: 8 << 20,
             },
             http: HttpConfig {
