@@ -1,17 +1,19 @@
-//! The real server (io_uring workers, SO_REUSEPORT sockets) on loopback
-//! ephemeral ports, spoken to over real UDP sockets.
+//! The real server (workers with SO_REUSEPORT sockets) on loopback
+//! ephemeral ports, spoken to over real UDP sockets. Every test runs once
+//! per UDP backend: io_uring and recvmmsg/sendmmsg.
 
 mod common;
 
 use std::net::SocketAddr;
 
 use common::Client;
-use ringtracker::config::Config;
+use ringtracker::config::{Config, UdpBackend};
 use ringtracker::net::Server;
 use ringtracker::stats::{self, Counter};
 
-fn start(listen: &[&str], tweak: impl FnOnce(&mut Config)) -> Server {
+fn start(backend: UdpBackend, listen: &[&str], tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
+    config.udp.backend = backend;
     config.udp.listen = listen.iter().map(|a| a.parse().unwrap()).collect();
     config.server.workers = 2;
     config.udp.recv_buffers = 256;
@@ -43,21 +45,18 @@ fn swarm_meets(bind: &str, server: &Server) {
     assert_eq!(r.peers, vec![SocketAddr::new(seeder_ip, 50_002)]);
 }
 
-#[test]
-fn seeder_and_leecher_meet_over_ipv4() {
-    let server = start(&["127.0.0.1:0"], |_| {});
+fn seeder_and_leecher_meet_over_ipv4(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |_| {});
     swarm_meets("127.0.0.1:0", &server);
 }
 
-#[test]
-fn seeder_and_leecher_meet_over_ipv6() {
-    let server = start(&["[::1]:0"], |_| {});
+fn seeder_and_leecher_meet_over_ipv6(backend: UdpBackend) {
+    let server = start(backend, &["[::1]:0"], |_| {});
     swarm_meets("[::1]:0", &server);
 }
 
-#[test]
-fn ipv4_and_ipv6_sockets_side_by_side_keep_separate_swarms() {
-    let server = start(&["127.0.0.1:0", "[::1]:0"], |_| {});
+fn ipv4_and_ipv6_sockets_side_by_side_keep_separate_swarms(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0", "[::1]:0"], |_| {});
     let (v4, v6) = (server.udp_addrs()[0], server.udp_addrs()[1]);
     assert!(v4.is_ipv4() && v6.is_ipv6());
     let hash = [3u8; 20];
@@ -74,9 +73,8 @@ fn ipv4_and_ipv6_sockets_side_by_side_keep_separate_swarms() {
     );
 }
 
-#[test]
-fn stopped_removes_and_completed_counts_in_scrape() {
-    let server = start(&["127.0.0.1:0"], |_| {});
+fn stopped_removes_and_completed_counts_in_scrape(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |_| {});
     let addr = server.udp_addrs()[0];
     let hash = [9u8; 20];
     let mut a = Client::new("127.0.0.1:0", addr);
@@ -96,9 +94,8 @@ fn stopped_removes_and_completed_counts_in_scrape() {
     assert_eq!(r.peers.len(), 1, "only the seeder is left");
 }
 
-#[test]
-fn numwant_is_capped_by_config() {
-    let server = start(&["127.0.0.1:0"], |c| {
+fn numwant_is_capped_by_config(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |c| {
         c.tracker.max_numwant = 5;
         c.tracker.default_numwant = 3;
     });
@@ -118,9 +115,8 @@ fn numwant_is_capped_by_config() {
     assert_eq!(l.announce(lid, hash, 0, 1, 2, 1).peers.len(), 2);
 }
 
-#[test]
-fn connection_id_is_refused_from_another_address() {
-    let server = start(&["127.0.0.1:0"], |_| {});
+fn connection_id_is_refused_from_another_address(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |_| {});
     let addr = server.udp_addrs()[0];
     let hash = [5u8; 20];
     let mut a = Client::new("127.0.0.1:0", addr);
@@ -142,9 +138,8 @@ fn connection_id_is_refused_from_another_address() {
     assert_eq!(r.seeders, 1);
 }
 
-#[test]
-fn garbage_does_not_stop_it() {
-    let server = start(&["127.0.0.1:0"], |_| {});
+fn garbage_does_not_stop_it(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |_| {});
     let addr = server.udp_addrs()[0];
     let mut c = Client::new("127.0.0.1:0", addr);
     let id = c.connect();
@@ -197,9 +192,8 @@ fn garbage_does_not_stop_it() {
     );
 }
 
-#[test]
-fn scrape_of_74_and_75_hashes() {
-    let server = start(&["127.0.0.1:0"], |_| {});
+fn scrape_of_74_and_75_hashes(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |_| {});
     let addr = server.udp_addrs()[0];
     let mut c = Client::new("127.0.0.1:0", addr);
     let id = c.connect();
@@ -212,11 +206,10 @@ fn scrape_of_74_and_75_hashes() {
     assert_eq!(r.len(), 74, "the first 74 are answered");
 }
 
-#[test]
-fn replies_leave_from_the_address_the_request_came_to() {
+fn replies_leave_from_the_address_the_request_came_to(backend: UdpBackend) {
     // Bound to the wildcard address, asked on 127.0.0.3: the reply must come
     // from 127.0.0.3 (Client::recv checks the source).
-    let server = start(&["0.0.0.0:0"], |_| {});
+    let server = start(backend, &["0.0.0.0:0"], |_| {});
     let port = server.udp_addrs()[0].port();
     for target in ["127.0.0.3", "127.0.0.1"] {
         let mut c = Client::new("127.0.0.1:0", format!("{target}:{port}").parse().unwrap());
@@ -224,9 +217,8 @@ fn replies_leave_from_the_address_the_request_came_to() {
     }
 }
 
-#[test]
-fn workers_share_one_swarm_table() {
-    let server = start(&["127.0.0.1:0"], |c| c.server.workers = 2);
+fn workers_share_one_swarm_table(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |c| c.server.workers = 2);
     let addr = server.udp_addrs()[0];
     let hash = [8u8; 20];
     // Many client sockets: SO_REUSEPORT spreads them across both workers
@@ -245,3 +237,28 @@ fn workers_share_one_swarm_table() {
         .count();
     assert_eq!(busy_workers, 2);
 }
+
+/// Each scenario above, once per backend.
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod io_uring {
+            $(#[test] fn $name() { super::$name(ringtracker::config::UdpBackend::IoUring) })*
+        }
+        mod mmsg {
+            $(#[test] fn $name() { super::$name(ringtracker::config::UdpBackend::Mmsg) })*
+        }
+    };
+}
+
+per_backend!(
+    seeder_and_leecher_meet_over_ipv4,
+    seeder_and_leecher_meet_over_ipv6,
+    ipv4_and_ipv6_sockets_side_by_side_keep_separate_swarms,
+    stopped_removes_and_completed_counts_in_scrape,
+    numwant_is_capped_by_config,
+    connection_id_is_refused_from_another_address,
+    garbage_does_not_stop_it,
+    scrape_of_74_and_75_hashes,
+    replies_leave_from_the_address_the_request_came_to,
+    workers_share_one_swarm_table,
+);

@@ -8,6 +8,8 @@
 //! channel between receiving a packet and answering it.
 
 pub mod buf_ring;
+pub mod mmsg;
+pub mod msg;
 pub mod signals;
 pub mod socket;
 pub mod udp;
@@ -21,11 +23,26 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use crate::config::Config;
+use crate::config::{Config, UdpBackend};
 use crate::stats::WorkerStats;
 use crate::tracker::Tracker;
 use crate::tracker::connection_id::ConnectionIdIssuer;
 use crate::tracker::table::SwarmTable;
+
+/// What a UDP worker thread is given: its sockets (one per listening
+/// address) and its share of everything else.
+pub struct WorkerSetup {
+    pub index: usize,
+    pub sockets: Vec<socket2::Socket>,
+    pub tracker: Arc<Tracker>,
+    pub stats: Arc<[WorkerStats]>,
+    pub stop: Arc<AtomicBool>,
+    pub started: Instant,
+    pub recv_buffers: u16,
+    pub send_slots: usize,
+    /// Swarm-table shards this worker expires per tick.
+    pub sweep_per_tick: usize,
+}
 
 /// The oldest kernel with everything the UDP path uses (multishot
 /// RecvMsg arrived in 6.0; provided-buffer rings in 5.19).
@@ -36,12 +53,13 @@ pub enum StartError {
     #[error(
         "io_uring is not available ({source}): check /proc/sys/kernel/io_uring_disabled (it must be 0) \
          and the kernel version (ringtracker needs Linux {}.{} or newer, this is {kernel}); \
-         containers may block io_uring in their seccomp profile",
+         containers may block io_uring in their seccomp profile; or run without it: udp.backend = \"mmsg\"",
         MIN_KERNEL.0, MIN_KERNEL.1
     )]
     IoUringUnavailable { source: io::Error, kernel: String },
     #[error(
-        "Linux {kernel} is too old: ringtracker needs {}.{} or newer for multishot receives",
+        "Linux {kernel} is too old: ringtracker needs {}.{} or newer for multishot receives \
+         (or run without io_uring: udp.backend = \"mmsg\")",
         MIN_KERNEL.0, MIN_KERNEL.1
     )]
     KernelTooOld { kernel: String },
@@ -83,12 +101,15 @@ fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
 impl Server {
     /// Build the tracker from `config`, bind everything and start serving.
     pub fn start(config: &Config) -> Result<Server, StartError> {
-        let kernel = kernel_release();
-        if let Err(source) = udp::probe() {
-            return Err(StartError::IoUringUnavailable { source, kernel });
-        }
-        if !kernel_at_least(&kernel, MIN_KERNEL) {
-            return Err(StartError::KernelTooOld { kernel });
+        let backend = config.udp.backend;
+        if backend == UdpBackend::IoUring {
+            let kernel = kernel_release();
+            if let Err(source) = udp::probe() {
+                return Err(StartError::IoUringUnavailable { source, kernel });
+            }
+            if !kernel_at_least(&kernel, MIN_KERNEL) {
+                return Err(StartError::KernelTooOld { kernel });
+            }
         }
         if config.udp.listen.is_empty() {
             return Err(StartError::NothingToServe);
@@ -149,7 +170,7 @@ impl Server {
             started,
         };
         for (index, worker_sockets) in sockets.into_iter().enumerate() {
-            let setup = udp::WorkerSetup {
+            let setup = WorkerSetup {
                 index,
                 sockets: worker_sockets,
                 tracker: tracker.clone(),
@@ -163,7 +184,10 @@ impl Server {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let handle = std::thread::Builder::new()
                 .name(format!("udp-{index}"))
-                .spawn(move || udp::run(setup, ready_tx))
+                .spawn(move || match backend {
+                    UdpBackend::IoUring => udp::run(setup, ready_tx),
+                    UdpBackend::Mmsg => mmsg::run(setup, ready_tx),
+                })
                 .map_err(|source| StartError::Worker { index, source })?;
             server.workers.push(handle);
             let ready = ready_rx
