@@ -205,6 +205,12 @@ def timed(server, args):
 
 
 def main():
+    if sys.argv[1:] == ["--render"]:
+        # Rewrite the docs from the last run's numbers (no measuring).
+        results = json.loads((ROOT / "target" / "bench" / "results.json").read_text())
+        write_markdown(results)
+        write_svg(results)
+        return
     if not LOADGEN.exists():
         sys.exit("build first: cargo build --release --workspace")
     workdir = Path(tempfile.mkdtemp(prefix="ringtracker-bench-"))
@@ -290,6 +296,7 @@ def main():
             finally:
                 s.stop()
 
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = ROOT / "target" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -320,7 +327,7 @@ def write_markdown(res):
     L.append("# Benchmarks\n")
     L.append("Produced by `make bench` (loadgen/bench.py); do not edit by hand: rerun it.\n")
     L.append(f"- Machine: {machine()}; shared and noisy, so compare ratios within one run.")
-    L.append(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    L.append(f"- Date: {res.get('date') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     L.append(f"- Each server pinned to CPU {SERVER_CPU} with one worker; loadgen pinned to CPU {LOAD_CPU}; "
              f"loopback, many 127.16.x.x source addresses.")
     L.append("- `ringtracker` is the io_uring backend (the default); `ringtracker-mmsg` is the same tracker on "
@@ -368,6 +375,7 @@ def write_markdown(res):
     if res["swarm_1m"]:
         L.append(f"\nAnnounces per second into that {FILL_PEERS:,}-peer swarm (closed loop): " + ", ".join(
             f"{n} {v['rps']:,.0f}" for n, v in res["swarm_1m"].items()) + ".")
+    L.append("\nWhat each tuning knob did, the profile, and what limits us: [PERFORMANCE.md](PERFORMANCE.md).")
     L.append("\n## Reproduce\n")
     L.append("```sh\nmake bench-peers   # once: installs aquatic_udp (cargo) and opentracker (Debian)\nmake bench\n```")
     L.append("\n`make bench` also runs the criterion benchmarks of the core (`cargo bench --bench core`); "
@@ -384,7 +392,7 @@ def write_svg(res):
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
              f'<rect width="{W}" height="{H}" fill="white"/>',
              '<text x="20" y="24" font-size="15" font-weight="bold">Max announce replies/s (closed loop)</text>',
-             '<text x="470" y="24" font-size="15" font-weight="bold">p99 latency (µs) by offered rate</text>']
+             '<text x="470" y="24" font-size="15" font-weight="bold">p99 latency (µs, log scale) by offered rate</text>']
     top = max(tp.values()) or 1
     x0, base, height = 30, 320, 260
     bw = 80
@@ -395,14 +403,18 @@ def write_svg(res):
         parts.append(f'<text x="{x + bw / 2}" y="{base - h - 6:.1f}" text-anchor="middle">{tp[n] / 1000:.0f}k</text>')
         parts.append(f'<text x="{x + bw / 2}" y="{base + 16}" text-anchor="middle" font-size="10">{n}</text>')
     rows = res["latency"]
-    worst = max((row["servers"][n]["p99"] for row in rows for n in names), default=1) or 1
+    # Log scale: the slow outliers would flatten everything else.
+    import math
+    worst = math.log10(max((row["servers"][n]["p99"] for row in rows for n in names), default=10) or 10)
+    def scaled(v):
+        return max(math.log10(max(v, 1)), 0.0) / worst * height
     gx, gw = 480, 500
     group = gw / max(len(rows), 1)
     bw2 = (group - 20) / max(len(names), 1)
     for j, row in enumerate(rows):
         for i, n in enumerate(names):
             v = row["servers"][n]["p99"]
-            h = v / worst * height
+            h = scaled(v)
             x = gx + j * group + i * bw2
             parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bw2 - 2:.1f}" height="{h:.1f}" '
                          f'fill="{colors.get(n, "#555")}"><title>{n}: {v} µs</title></rect>')

@@ -129,6 +129,17 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
     }
 }
 
+/// Wait up to 100 ms for room in `fd`'s send buffer.
+fn wait_writable(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, 100) > 0 }
+}
+
 impl Worker {
     fn stats(&self) -> &WorkerStats {
         &self.stats[self.index]
@@ -238,7 +249,14 @@ impl Worker {
                 )
             };
             if n <= 0 {
-                // A full socket buffer or an error for the first reply:
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock && wait_writable(fd) {
+                    // The socket's send buffer is full (on loopback it holds
+                    // replies until the client reads them): wait for room,
+                    // as the io_uring backend does, rather than drop.
+                    continue;
+                }
+                // An error for this reply (or no room for a long time):
                 // count it and go on with the rest.
                 self.stats().add(Counter::SendFailed, 1);
                 sent += 1;
