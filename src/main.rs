@@ -105,10 +105,21 @@ fn main() -> ExitCode {
         s => Duration::from_secs(s),
     };
     let mut next_log = Instant::now() + every;
+    let mut failed = false;
     loop {
-        let wait = next_log.saturating_duration_since(Instant::now());
+        // Wake at least every second to check that every worker still runs.
+        let wait = next_log
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1));
         if let Some(sig) = signals::wait_for_termination(wait) {
             tracing::info!("signal {sig} received, stopping");
+            break;
+        }
+        if let Some(index) = server.stopped_worker() {
+            // Better to exit (and be restarted by a supervisor) than to keep
+            // a port where some clients are never answered.
+            tracing::error!("udp worker {index} stopped unexpectedly; shutting down");
+            failed = true;
             break;
         }
         if Instant::now() < next_log {
@@ -128,5 +139,9 @@ fn main() -> ExitCode {
     }
     server.shutdown();
     tracing::info!("stopped");
-    ExitCode::SUCCESS
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -49,6 +49,7 @@ counters! {
     RecvRearm => "recv_rearm",
     RecvError => "recv_error",
     SweptPeers => "expired_peers",
+    InternalError => "internal_error",
 }
 
 /// One worker's counters, on a cache line pair of its own.

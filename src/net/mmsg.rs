@@ -24,6 +24,7 @@ use super::WorkerSetup;
 use super::msg::{
     CONTROL_LEN, Control, NAME_LEN, Name, ReplySlot, parse_local_addr, parse_sockaddr,
 };
+use super::udp::contain;
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
 use crate::tracker::udp::{UdpOutcome, handle_datagram};
@@ -214,14 +215,14 @@ impl Worker {
             return 0;
         };
         let reply = &mut self.replies[next];
-        match handle_datagram(
-            &self.tracker,
-            &slot.buf[..len.min(RECV_LEN)],
-            src,
-            now,
-            &mut self.rng,
-            &mut reply.buf,
-        ) {
+        let (tracker, rng) = (&self.tracker, &mut self.rng);
+        let payload = &slot.buf[..len.min(RECV_LEN)];
+        let Some(outcome) = contain(stats, || {
+            handle_datagram(tracker, payload, src, now, rng, &mut reply.buf)
+        }) else {
+            return 0;
+        };
+        match outcome {
             UdpOutcome::Reply { len, kind } => {
                 stats.count_reply(kind);
                 reply.address(name, parse_local_addr(control), len);

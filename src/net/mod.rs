@@ -219,6 +219,15 @@ impl Server {
         self.started.elapsed().as_secs() as u32
     }
 
+    /// A worker whose thread ended although nobody asked it to stop (its
+    /// ring failed): the server is then only partly serving.
+    pub fn stopped_worker(&self) -> Option<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.workers.iter().position(|h| h.is_finished())
+    }
+
     /// Ask every worker to stop (each notices within one tick, 250 ms) and
     /// wait for them.
     pub fn shutdown(mut self) {

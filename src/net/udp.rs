@@ -343,14 +343,14 @@ impl Worker {
             return;
         };
         let slot = &mut self.slots[slot_index as usize];
-        match handle_datagram(
-            &self.tracker,
-            msg.payload_data(),
-            src,
-            now,
-            &mut self.rng,
-            &mut slot.buf,
-        ) {
+        let (tracker, rng) = (&self.tracker, &mut self.rng);
+        let Some(outcome) = contain(stats, || {
+            handle_datagram(tracker, msg.payload_data(), src, now, rng, &mut slot.buf)
+        }) else {
+            self.free_slots.push(slot_index);
+            return;
+        };
+        match outcome {
             UdpOutcome::Reply { len, kind } => {
                 stats.count_reply(kind);
                 let local = parse_local_addr(msg.control_data());
@@ -379,6 +379,20 @@ impl Worker {
                 stats.count_drop(why);
                 self.free_slots.push(slot_index);
             }
+        }
+    }
+}
+
+/// Run the core on one datagram; a panic (a bug) costs that datagram, is
+/// counted as `internal_error` and logged by the panic hook, and the worker
+/// goes on serving: a dead worker would leave its SO_REUSEPORT socket
+/// bound and silently drop every client the kernel hashes to it.
+pub(super) fn contain<T>(stats: &WorkerStats, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            stats.add(Counter::InternalError, 1);
+            None
         }
     }
 }
