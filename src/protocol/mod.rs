@@ -4,6 +4,8 @@
 //! so every byte layout can be tested (and fuzzed) by feeding slices.
 #![forbid(unsafe_code)]
 
+pub mod bencode;
+pub mod http;
 pub mod udp;
 
 /// A torrent's info hash as it travels on the wire: 20 bytes (BEP 52 v2
