@@ -18,6 +18,7 @@ fn tracker() -> Tracker {
     Tracker::new(
         AnnouncePolicy {
             interval: 1800,
+            min_interval: 900,
             peer_timeout: 3600,
             default_numwant: 50,
             max_numwant: 200,

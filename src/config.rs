@@ -61,12 +61,17 @@ pub struct UdpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: Vec<SocketAddr>,
+    pub full_scrape: bool,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub max_connections: u32,
+    pub idle_timeout: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
     pub interval: u32,
+    pub min_interval: u32,
     pub peer_timeout: u32,
     pub default_numwant: u32,
     pub max_numwant: u32,
@@ -94,9 +99,14 @@ impl Default for Config {
             },
             http: HttpConfig {
                 listen: vec![default_addr()],
+                full_scrape: false,
+                trusted_proxies: Vec::new(),
+                max_connections: 10_000,
+                idle_timeout: 30,
             },
             tracker: TrackerConfig {
                 interval: 1800,
+                min_interval: 900,
                 peer_timeout: 3600,
                 default_numwant: 50,
                 max_numwant: 200,
@@ -200,6 +210,20 @@ impl Config {
                 ),
             ));
         }
+        if self.http.max_connections == 0 {
+            return Err(invalid(
+                "http.max_connections",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if self.http.idle_timeout == 0 {
+            return Err(invalid(
+                "http.idle_timeout",
+                "0".into(),
+                "must be at least 1 second",
+            ));
+        }
         if t.max_numwant == 0 {
             return Err(invalid(
                 "tracker.max_numwant",
@@ -242,6 +266,7 @@ impl Config {
         let t = &self.tracker;
         AnnouncePolicy {
             interval: t.interval,
+            min_interval: t.min_interval.min(t.interval),
             peer_timeout: t.peer_timeout,
             default_numwant: t.default_numwant as usize,
             max_numwant: t.max_numwant as usize,
@@ -298,13 +323,24 @@ send_slots = {send_slots}
 socket_recv_buffer = {socket_recv_buffer}
 
 [http]
-# Addresses for the HTTP announce frontend (BEP 3). Not served yet: HTTP
-# arrives in a later release; the key is accepted so configs stay valid.
+# Addresses for the HTTP announce and scrape frontend (BEP 3, 23, 7, 24, 48).
 listen = [{http_listen}]
+# Answer a scrape without info_hash with every torrent (can be large).
+full_scrape = {full_scrape}
+# Reverse proxies whose X-Forwarded-For / X-Real-IP headers are believed
+# (exact addresses). From anyone else those headers are ignored.
+trusted_proxies = [{trusted_proxies}]
+# Open connections per worker; further ones are closed at once.
+max_connections = {max_connections}
+# Seconds a connection may sit idle (or half-sent) before it is closed.
+idle_timeout = {idle_timeout}
 
 [tracker]
 # Seconds clients are asked to wait between announces.
 interval = {interval}
+# Seconds clients must wait at least between announces (HTTP `min
+# interval`; capped at `interval`).
+min_interval = {min_interval}
 # Seconds after its last announce that a peer is forgotten. At least
 # `interval`, at most {max_timeout}.
 peer_timeout = {peer_timeout}
@@ -329,7 +365,18 @@ shards = {shards}
             send_slots = d.udp.send_slots,
             socket_recv_buffer = d.udp.socket_recv_buffer,
             http_listen = list(&d.http.listen),
+            full_scrape = d.http.full_scrape,
+            trusted_proxies = d
+                .http
+                .trusted_proxies
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            max_connections = d.http.max_connections,
+            idle_timeout = d.http.idle_timeout,
             interval = d.tracker.interval,
+            min_interval = d.tracker.min_interval,
             max_timeout = MAX_PEER_TIMEOUT,
             peer_timeout = d.tracker.peer_timeout,
             default_numwant = d.tracker.default_numwant,

@@ -18,6 +18,8 @@ use crate::protocol::{Event, InfoHash};
 pub struct AnnouncePolicy {
     /// Seconds clients are told to wait between announces.
     pub interval: u32,
+    /// Seconds clients must wait at least (sent over HTTP).
+    pub min_interval: u32,
     /// Seconds after its last announce that a peer is forgotten.
     pub peer_timeout: u32,
     /// Peers sent when the client asks for 0 or a negative number.
@@ -59,6 +61,8 @@ pub struct AnnounceParams {
 pub struct AnnounceAnswer {
     pub seeders: u32,
     pub leechers: u32,
+    /// Completed downloads of the torrent (scrape's `downloaded`).
+    pub downloaded: u32,
     /// Peers written to the output, each `peer_len` bytes.
     pub peers: usize,
     /// 6 for IPv4 peers, 18 for IPv6.
@@ -124,6 +128,7 @@ impl Tracker {
                     return AnnounceAnswer {
                         seeders: 0,
                         leechers: 0,
+                        downloaded: 0,
                         peers: 0,
                         peer_len,
                     };
@@ -164,6 +169,7 @@ impl Tracker {
         let answer = AnnounceAnswer {
             seeders: torrent.seeders() as u32,
             leechers: torrent.leechers() as u32,
+            downloaded: torrent.downloaded,
             peers,
             peer_len,
         };

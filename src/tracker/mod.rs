@@ -5,6 +5,7 @@
 
 pub mod announce;
 pub mod connection_id;
+pub mod http;
 pub mod peer_set;
 pub mod swarm;
 pub mod table;

@@ -155,6 +155,16 @@ impl SwarmTable {
         dropped
     }
 
+    /// Visit every torrent, one shard locked at a time (full scrape).
+    pub fn for_each(&self, mut f: impl FnMut(&InfoHash, &Torrent)) {
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for (hash, torrent) in shard.torrents.iter() {
+                f(hash, torrent);
+            }
+        }
+    }
+
     /// Sum of the gauges left by the last sweep of every shard.
     pub fn totals(&self) -> TableTotals {
         let mut t = TableTotals::default();

@@ -1,0 +1,423 @@
+//! The HTTP frontend's logic, sans I/O: one parsed request head (with the
+//! connection's peer address and the time) in, one complete HTTP response
+//! appended to a caller-owned buffer out. The io_uring driver only moves
+//! bytes and keeps connections.
+//!
+//! Client mistakes in an announce or scrape are answered `200 OK` with a
+//! bencoded `failure reason`: clients such as libtorrent ignore the body of
+//! any other status. Only requests that are not tracker requests at all get
+//! an HTTP error status (404 here; 400/405/413/431 from the head parser).
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+
+use arrayvec::ArrayVec;
+use rand::Rng;
+
+use super::announce::{AnnounceParams, Tracker};
+use super::peer_set::{V4, V6};
+use crate::protocol::InfoHash;
+use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, ScrapeEntry};
+use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
+
+/// The operator's HTTP settings (from `[http]`).
+#[derive(Debug, Clone, Default)]
+pub struct HttpPolicy {
+    /// Answer a scrape without `info_hash` with every torrent.
+    pub full_scrape: bool,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Scratch space one worker reuses for every request: peers picked by the
+/// swarm and the bencoded body, so steady state allocates nothing.
+#[derive(Default)]
+pub struct Scratch {
+    peers: Vec<u8>,
+    body: Vec<u8>,
+    hashes: ArrayVec<InfoHash, { http::MAX_SCRAPE_HASHES }>,
+    files: Vec<(InfoHash, ScrapeEntry)>,
+}
+
+/// The client's address: the connection's peer, or, when that is a trusted
+/// proxy, the rightmost `X-Forwarded-For` address that is not itself a
+/// trusted proxy (the leftmost ones are whatever the client wrote), else
+/// `X-Real-IP`.
+pub fn client_ip(peer: IpAddr, head: &RequestHead<'_>, policy: &HttpPolicy) -> IpAddr {
+    let peer = peer.to_canonical();
+    let trusted = |ip: &IpAddr| {
+        policy
+            .trusted_proxies
+            .iter()
+            .any(|t| t.to_canonical() == *ip)
+    };
+    if !trusted(&peer) {
+        return peer;
+    }
+    let parse = |b: &[u8]| -> Option<IpAddr> {
+        std::str::from_utf8(b)
+            .ok()?
+            .trim()
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical())
+    };
+    if let Some(list) = head.forwarded_for {
+        for part in list.rsplit(|&b| b == b',') {
+            match parse(part) {
+                Some(ip) if !trusted(&ip) => return ip,
+                Some(_) => continue,
+                None => break,
+            }
+        }
+    }
+    head.real_ip.and_then(parse).unwrap_or(peer)
+}
+
+/// Append the response to `head` to `out`; returns whether the connection
+/// stays open.
+#[allow(clippy::too_many_arguments)]
+pub fn handle_request(
+    tracker: &Tracker,
+    policy: &HttpPolicy,
+    head: &RequestHead<'_>,
+    peer: SocketAddr,
+    now: u32,
+    rng: &mut impl Rng,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> bool {
+    let keep_alive = head.keep_alive;
+    scratch.body.clear();
+    match http::endpoint(head.target) {
+        Endpoint::Unknown => {
+            respond(
+                out,
+                head.minor_version,
+                404,
+                "Not Found",
+                b"not found\n",
+                keep_alive,
+            );
+            return keep_alive;
+        }
+        Endpoint::Announce { query, .. } => {
+            announce(tracker, policy, head, peer, query, now, rng, scratch)
+        }
+        Endpoint::Scrape { query, .. } => scrape(tracker, policy, query, scratch),
+    }
+    respond(
+        out,
+        head.minor_version,
+        200,
+        "OK",
+        &scratch.body,
+        keep_alive,
+    );
+    keep_alive
+}
+
+/// Append the response for a head that could not be parsed; the connection
+/// is closed after it.
+pub fn reject(out: &mut Vec<u8>, error: HeadError) {
+    let (code, reason) = error.status();
+    let body = format!("{reason}\n");
+    respond(out, 1, code, reason, body.as_bytes(), false);
+}
+
+fn respond(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, body: &[u8], keep_alive: bool) {
+    let _ = write!(
+        out,
+        "HTTP/1.{minor} {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
+        body.len(),
+        if keep_alive {
+            if minor == 0 {
+                "Connection: keep-alive\r\n"
+            } else {
+                ""
+            }
+        } else {
+            "Connection: close\r\n"
+        },
+    );
+    out.extend_from_slice(body);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn announce(
+    tracker: &Tracker,
+    policy: &HttpPolicy,
+    head: &RequestHead<'_>,
+    peer: SocketAddr,
+    query: &[u8],
+    now: u32,
+    rng: &mut impl Rng,
+    scratch: &mut Scratch,
+) {
+    let q = match http::parse_announce(query) {
+        Ok(q) => q,
+        Err(e) => {
+            bencode::write_failure(&mut scratch.body, &e.to_string(), None);
+            return;
+        }
+    };
+    let seen = client_ip(peer.ip(), head, policy);
+    let ip = match q.ip {
+        Some(ip) if tracker.policy.allow_ip_param => ip.to_canonical(),
+        _ => seen,
+    };
+    let params = AnnounceParams {
+        info_hash: q.info_hash,
+        ip,
+        port: q.port,
+        event: q.event,
+        left: q.left,
+        numwant: q.numwant,
+    };
+    let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
+    scratch.peers.resize(room, 0);
+    let a = tracker.announce(&params, now, rng, &mut scratch.peers);
+    let peers = &scratch.peers[..a.peers * a.peer_len];
+    let (peers4, peers6) = if ip.is_ipv4() {
+        (peers, &[][..])
+    } else {
+        (&[][..], peers)
+    };
+    let reply = AnnounceReplyHead {
+        complete: a.seeders,
+        incomplete: a.leechers,
+        downloaded: a.downloaded,
+        interval: tracker.policy.interval,
+        min_interval: tracker.policy.min_interval,
+        external_ip: Some(seen),
+    };
+    let format = if q.compact {
+        PeerFormat::Compact
+    } else {
+        PeerFormat::Dictionaries
+    };
+    bencode::write_announce(&mut scratch.body, &reply, peers4, peers6, format);
+}
+
+fn scrape(tracker: &Tracker, policy: &HttpPolicy, query: &[u8], scratch: &mut Scratch) {
+    if let Err(e) = http::parse_scrape(query, &mut scratch.hashes) {
+        bencode::write_failure(&mut scratch.body, &e.to_string(), None);
+        return;
+    }
+    scratch.files.clear();
+    if scratch.hashes.is_empty() {
+        if !policy.full_scrape {
+            bencode::write_failure(
+                &mut scratch.body,
+                "full scrape is disabled: name info_hash",
+                None,
+            );
+            return;
+        }
+        let files = &mut scratch.files;
+        tracker.table.for_each(|hash, t| {
+            files.push((
+                *hash,
+                ScrapeEntry {
+                    complete: t.seeders() as u32,
+                    downloaded: t.downloaded,
+                    incomplete: t.leechers() as u32,
+                },
+            ));
+        });
+        files.sort_unstable_by_key(|f| f.0);
+    } else {
+        for h in &scratch.hashes {
+            let c = tracker.scrape(h);
+            scratch.files.push((
+                *h,
+                ScrapeEntry {
+                    complete: c.seeders,
+                    downloaded: c.completed,
+                    incomplete: c.leechers,
+                },
+            ));
+        }
+    }
+    bencode::write_scrape(&mut scratch.body, &scratch.files);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::http::parse_head;
+    use crate::tracker::announce::AnnouncePolicy;
+    use crate::tracker::connection_id::ConnectionIdIssuer;
+    use crate::tracker::table::SwarmTable;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    fn tracker() -> Tracker {
+        Tracker::new(
+            AnnouncePolicy {
+                interval: 1800,
+                min_interval: 900,
+                peer_timeout: 3600,
+                default_numwant: 50,
+                max_numwant: 200,
+                allow_ip_param: false,
+            },
+            SwarmTable::new(16, [1, 2]),
+            ConnectionIdIssuer::new([9; 16]),
+        )
+    }
+
+    fn get(t: &Tracker, policy: &HttpPolicy, peer: &str, request: &str) -> (String, Vec<u8>) {
+        let head = parse_head(request.as_bytes()).unwrap().unwrap();
+        let mut out = Vec::new();
+        let mut scratch = Scratch::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        handle_request(
+            t,
+            policy,
+            &head,
+            peer.parse().unwrap(),
+            0,
+            &mut rng,
+            &mut scratch,
+            &mut out,
+        );
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        (
+            String::from_utf8_lossy(&out[..split]).into_owned(),
+            out[split..].to_vec(),
+        )
+    }
+
+    fn announce_req(hash: char, port: u16, left: u64, extra: &str) -> String {
+        let h: String = std::iter::repeat_n(hash, 20).collect();
+        format!(
+            "GET /announce?info_hash={h}&peer_id=-XX0001-abcdefghijkl&port={port}&left={left}{extra} HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn two_peers_meet_over_http() {
+        let t = tracker();
+        let p = HttpPolicy::default();
+        let (_, body) = get(&t, &p, "127.0.0.1:5000", &announce_req('a', 6881, 0, ""));
+        assert!(
+            body.starts_with(b"d8:completei1e10:downloadedi0e11:external ip4:\x7f\x00\x00\x01")
+        );
+        let (head, body) = get(&t, &p, "127.0.0.2:5000", &announce_req('a', 6882, 10, ""));
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
+        assert!(!head.contains("Connection: close"));
+        let mut peers = b"5:peers6:".to_vec();
+        peers.extend_from_slice(&[127, 0, 0, 1, 0x1a, 0xe1]);
+        assert!(
+            body.windows(peers.len()).any(|w| w == peers),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(body.windows(13).any(|w| w == b"incompletei1e"));
+        assert!(body.windows(15).any(|w| w == b"min intervali90"));
+    }
+
+    #[test]
+    fn ipv6_peers_go_in_peers6() {
+        let t = tracker();
+        let p = HttpPolicy::default();
+        get(&t, &p, "[::1]:5000", &announce_req('b', 6881, 0, ""));
+        let (_, body) = get(&t, &p, "[::2]:5000", &announce_req('b', 6882, 10, ""));
+        assert!(
+            body.windows(10).any(|w| w == b"5:peers0:6"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(body.windows(11).any(|w| w == b"6:peers618:"));
+    }
+
+    #[test]
+    fn client_errors_are_200_with_failure_reason() {
+        let t = tracker();
+        let p = HttpPolicy::default();
+        let (head, body) = get(
+            &t,
+            &p,
+            "127.0.0.1:1",
+            "GET /announce?info_hash=x HTTP/1.1\r\n\r\n",
+        );
+        assert!(head.starts_with("HTTP/1.1 200 OK"));
+        assert_eq!(body, b"d14:failure reason17:invalid info_hashe");
+        let (head, _) = get(&t, &p, "127.0.0.1:1", "GET /favicon.ico HTTP/1.0\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.0 404 Not Found") && head.contains("Connection: close"));
+    }
+
+    #[test]
+    fn scrape_and_full_scrape() {
+        let t = tracker();
+        let mut p = HttpPolicy::default();
+        get(
+            &t,
+            &p,
+            "127.0.0.1:1",
+            &announce_req('c', 1, 0, "&event=completed"),
+        );
+        let h: String = std::iter::repeat_n('c', 20).collect();
+        let z: String = std::iter::repeat_n('z', 20).collect();
+        let (_, body) = get(
+            &t,
+            &p,
+            "127.0.0.1:1",
+            &format!("GET /scrape?info_hash={z}&info_hash={h} HTTP/1.1\r\n\r\n"),
+        );
+        let expected = format!(
+            "d5:filesd20:{h}d8:completei1e10:downloadedi1e10:incompletei0ee20:{z}d8:completei0e10:downloadedi0e10:incompletei0eeee"
+        );
+        assert_eq!(String::from_utf8_lossy(&body), expected);
+        let (_, body) = get(&t, &p, "127.0.0.1:1", "GET /scrape HTTP/1.1\r\n\r\n");
+        assert!(String::from_utf8_lossy(&body).contains("full scrape is disabled"));
+        p.full_scrape = true;
+        let (_, body) = get(&t, &p, "127.0.0.1:1", "GET /scrape HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("d5:filesd20:{h}d8:completei1e10:downloadedi1e10:incompletei0eeee")
+        );
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let policy = HttpPolicy {
+            full_scrape: false,
+            trusted_proxies: vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+        };
+        let head = parse_head(
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6, 1.2.3.4, 10.0.0.2\r\nX-Real-IP: 5.5.5.5\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_ip(ip("10.0.0.1"), &head, &policy), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &head, &policy),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(ip("9.9.9.9"), &head, &policy),
+            ip("9.9.9.9"),
+            "untrusted peer"
+        );
+        let head = parse_head(b"GET / HTTP/1.1\r\nX-Real-IP: 5.5.5.5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(client_ip(ip("10.0.0.1"), &head, &policy), ip("5.5.5.5"));
+        let head = parse_head(b"GET / HTTP/1.1\r\nX-Forwarded-For: junk\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(client_ip(ip("10.0.0.1"), &head, &policy), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn rejected_heads_close() {
+        let mut out = Vec::new();
+        reject(&mut out, HeadError::TooLarge);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 431 ") && s.contains("Connection: close"));
+    }
+}
