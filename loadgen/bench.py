@@ -92,11 +92,15 @@ class Server:
 
 
 class Ringtracker(Server):
-    def __init__(self):
+    def __init__(self, workdir):
         super().__init__("ringtracker", 6979)
+        # UDP only: an idle HTTP worker would share the measured core.
+        self.config = workdir / "udp-only.toml"
+        self.config.write_text("[http]\nlisten = []\n")
 
     def command(self):
-        return [str(TARGET / "ringtracker"), "--workers", "1", "--udp", f"127.0.0.1:{self.port}"]
+        return [str(TARGET / "ringtracker"), "--workers", "1", "--udp", f"127.0.0.1:{self.port}",
+                "--config", str(self.config)]
 
 
 class RingtrackerMmsg(Ringtracker):
@@ -106,10 +110,7 @@ class RingtrackerMmsg(Ringtracker):
     def __init__(self, workdir):
         Server.__init__(self, "ringtracker-mmsg", 6989)
         self.config = workdir / "mmsg.toml"
-        self.config.write_text('[udp]\nbackend = "mmsg"\n')
-
-    def command(self):
-        return [*super().command(), "--config", str(self.config)]
+        self.config.write_text('[udp]\nbackend = "mmsg"\n[http]\nlisten = []\n')
 
 
 class Aquatic(Server):
@@ -214,7 +215,7 @@ def main():
     if not LOADGEN.exists():
         sys.exit("build first: cargo build --release --workspace")
     workdir = Path(tempfile.mkdtemp(prefix="ringtracker-bench-"))
-    servers = [Ringtracker(), RingtrackerMmsg(workdir)]
+    servers = [Ringtracker(workdir), RingtrackerMmsg(workdir)]
     aq = find("aquatic_udp", [Path.home() / ".cargo/bin/aquatic_udp"])
     if aq:
         servers.append(Aquatic(aq, workdir))

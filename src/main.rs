@@ -92,11 +92,8 @@ fn main() -> ExitCode {
     for addr in server.udp_addrs() {
         tracing::info!("listening on udp {addr}");
     }
-    if !config.http.listen.is_empty() {
-        tracing::info!(
-            "http frontend not available in this version; not serving {:?}",
-            config.http.listen
-        );
+    for addr in server.http_addrs() {
+        tracing::info!("listening on http {addr}");
     }
     tracing::info!("{} worker(s) started", config.worker_count());
 

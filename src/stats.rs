@@ -50,6 +50,11 @@ counters! {
     RecvError => "recv_error",
     SweptPeers => "expired_peers",
     InternalError => "internal_error",
+    HttpConnections => "http_connections",
+    HttpRequests => "http_requests",
+    HttpRejected => "http_rejected",
+    HttpRefused => "http_refused_over_cap",
+    HttpTimeouts => "http_timeouts",
 }
 
 /// One worker's counters, on a cache line pair of its own.

@@ -67,7 +67,7 @@ fn bind_failure_names_the_address() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = bin()
-        .args(["--udp", &addr, "--workers", "1"])
+        .args(["--udp", &addr, "--workers", "1", "--http", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -80,9 +80,23 @@ fn bind_failure_names_the_address() {
 fn a_second_instance_on_the_same_port_is_refused() {
     // SO_REUSEPORT would let a second tracker join the first one's port and
     // take half its traffic; it must fail like any other bind conflict.
-    let (mut first, addr, _stderr) = spawn(&["--udp", "127.0.0.1:0", "--workers", "2"]);
+    let (mut first, addr, _stderr) = spawn(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--http",
+        "127.0.0.1:0",
+    ]);
     let out = bin()
-        .args(["--udp", &addr.to_string(), "--workers", "1"])
+        .args([
+            "--udp",
+            &addr.to_string(),
+            "--workers",
+            "1",
+            "--http",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     let _ = Command::new("kill")
@@ -106,6 +120,8 @@ fn serves_then_stops_cleanly_on_sigterm() {
         "2",
         "--interval",
         "900",
+        "--http",
+        "127.0.0.1:0",
     ]);
     let mut c = common::Client::new("127.0.0.1:0", addr);
     let id = c.connect();
@@ -125,13 +141,27 @@ fn serves_then_stops_cleanly_on_sigterm() {
 fn restarts_at_once_on_the_same_port() {
     // The ring must hand its sockets back before the process exits, or a
     // restarted tracker (systemd, an operator) finds the port taken.
-    let (mut first, addr, _e) = spawn(&["--udp", "127.0.0.1:0", "--workers", "2"]);
+    let (mut first, addr, _e) = spawn(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--http",
+        "127.0.0.1:0",
+    ]);
     Command::new("kill")
         .args(["-TERM", &first.id().to_string()])
         .status()
         .unwrap();
     assert!(first.wait().unwrap().success());
-    let (mut second, again, _e) = spawn(&["--udp", &addr.to_string(), "--workers", "2"]);
+    let (mut second, again, _e) = spawn(&[
+        "--udp",
+        &addr.to_string(),
+        "--workers",
+        "2",
+        "--http",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(again, addr);
     let mut c = common::Client::new("127.0.0.1:0", addr);
     c.connect();
@@ -144,7 +174,8 @@ fn restarts_at_once_on_the_same_port() {
 
 #[test]
 fn sigint_stops_it_too() {
-    let (mut child, _, _stderr) = spawn(&["--udp", "[::1]:0", "--workers", "1"]);
+    let (mut child, _, _stderr) =
+        spawn(&["--udp", "[::1]:0", "--workers", "1", "--http", "[::1]:0"]);
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -14,6 +14,7 @@ use ringtracker::stats::{self, Counter};
 fn start(backend: UdpBackend, listen: &[&str], tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
     config.udp.backend = backend;
+    config.http.listen = Vec::new();
     config.udp.listen = listen.iter().map(|a| a.parse().unwrap()).collect();
     config.server.workers = 2;
     config.udp.recv_buffers = 256;

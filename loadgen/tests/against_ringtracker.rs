@@ -10,6 +10,7 @@ fn server() -> Server {
     let mut config = Config::default();
     config.udp.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.workers = 1;
+    config.http.listen = Vec::new();
     Server::start(&config).expect("server starts")
 }
 

@@ -8,6 +8,7 @@
 //! channel between receiving a packet and answering it.
 
 pub mod buf_ring;
+pub mod http;
 pub mod mmsg;
 pub mod msg;
 pub mod signals;
@@ -27,6 +28,7 @@ use crate::config::{Config, UdpBackend};
 use crate::stats::WorkerStats;
 use crate::tracker::Tracker;
 use crate::tracker::connection_id::ConnectionIdIssuer;
+use crate::tracker::http::HttpPolicy;
 use crate::tracker::table::SwarmTable;
 
 /// What a UDP worker thread is given: its sockets (one per listening
@@ -63,11 +65,17 @@ pub enum StartError {
         MIN_KERNEL.0, MIN_KERNEL.1
     )]
     KernelTooOld { kernel: String },
-    #[error("cannot bind udp {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot bind {proto} {addr}: {source}")]
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
     #[error("udp worker {index} could not start: {source}")]
     Worker { index: usize, source: io::Error },
-    #[error("no udp address to listen on")]
+    #[error("http worker {index} could not start (it needs io_uring): {source}")]
+    HttpWorker { index: usize, source: io::Error },
+    #[error("no udp or http address to listen on")]
     NothingToServe,
 }
 
@@ -75,6 +83,7 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     udp_addrs: Vec<SocketAddr>,
+    http_addrs: Vec<SocketAddr>,
     stats: Arc<[WorkerStats]>,
     tracker: Arc<Tracker>,
     started: Instant,
@@ -111,40 +120,15 @@ impl Server {
                 return Err(StartError::KernelTooOld { kernel });
             }
         }
-        if config.udp.listen.is_empty() {
+        if config.udp.listen.is_empty() && config.http.listen.is_empty() {
             return Err(StartError::NothingToServe);
         }
         let workers = config.worker_count();
-
-        // Bind every worker's sockets up front. Port 0 is resolved by the
-        // first bind; later workers join the same port.
-        let mut udp_addrs = Vec::new();
-        let mut sockets: Vec<Vec<socket2::Socket>> = (0..workers).map(|_| Vec::new()).collect();
-        for &wanted in &config.udp.listen {
-            if wanted.port() != 0 {
-                socket::check_udp_free(wanted).map_err(|source| StartError::Bind {
-                    addr: wanted,
-                    source,
-                })?;
-            }
-            let mut addr = wanted;
-            for worker_sockets in sockets.iter_mut() {
-                let s = socket::bind_udp(addr, config.udp.socket_recv_buffer)
-                    .map_err(|source| StartError::Bind { addr, source })?;
-                if addr.port() == 0 {
-                    addr = s
-                        .local_addr()
-                        .ok()
-                        .and_then(|a| a.as_socket())
-                        .ok_or_else(|| StartError::Bind {
-                            addr,
-                            source: io::Error::other("no local address after bind"),
-                        })?;
-                }
-                worker_sockets.push(s);
-            }
-            udp_addrs.push(addr);
-        }
+        let (udp_addrs, udp_sockets) = bind_all(&config.udp.listen, workers, Proto::Udp, |a| {
+            socket::bind_udp(a, config.udp.socket_recv_buffer)
+        })?;
+        let (http_addrs, http_sockets) =
+            bind_all(&config.http.listen, workers, Proto::Tcp, socket::bind_tcp)?;
 
         let mut rng = rand::rng();
         let mut key = [0u8; 16];
@@ -155,7 +139,8 @@ impl Server {
             SwarmTable::new(shards, [rng.next_u64(), rng.next_u64()]),
             ConnectionIdIssuer::new(key),
         ));
-        let stats: Arc<[WorkerStats]> = (0..workers).map(|_| WorkerStats::default()).collect();
+        // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
+        let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         // A full pass over the table every ~30 s (120 ticks of 250 ms).
@@ -165,11 +150,17 @@ impl Server {
             workers: Vec::new(),
             stop: stop.clone(),
             udp_addrs,
+            http_addrs,
             stats: stats.clone(),
             tracker: tracker.clone(),
             started,
         };
-        for (index, worker_sockets) in sockets.into_iter().enumerate() {
+        let udp_workers = if udp_sockets.iter().all(|s| s.is_empty()) {
+            Vec::new()
+        } else {
+            udp_sockets
+        };
+        for (index, worker_sockets) in udp_workers.into_iter().enumerate() {
             let setup = WorkerSetup {
                 index,
                 sockets: worker_sockets,
@@ -198,7 +189,47 @@ impl Server {
                 return Err(StartError::Worker { index, source });
             }
         }
+        let policy = HttpPolicy {
+            full_scrape: config.http.full_scrape,
+            trusted_proxies: config.http.trusted_proxies.clone(),
+        };
+        for (index, listeners) in http_sockets.into_iter().enumerate() {
+            if listeners.is_empty() {
+                continue;
+            }
+            let setup = http::HttpWorkerSetup {
+                index,
+                stats_index: workers + index,
+                listeners,
+                tracker: tracker.clone(),
+                policy: policy.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+                started,
+                max_connections: config.http.max_connections as usize,
+                idle_timeout: config.http.idle_timeout,
+                sweep_per_tick,
+            };
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let handle = std::thread::Builder::new()
+                .name(format!("http-{index}"))
+                .spawn(move || http::run(setup, ready_tx))
+                .map_err(|source| StartError::HttpWorker { index, source })?;
+            server.workers.push(handle);
+            let ready = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("worker exited during set-up")));
+            if let Err(source) = ready {
+                server.stop_and_join();
+                return Err(StartError::HttpWorker { index, source });
+            }
+        }
         Ok(server)
+    }
+
+    /// The HTTP addresses served, with ephemeral ports resolved.
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
     }
 
     /// The UDP addresses served, with ephemeral ports resolved.
@@ -240,6 +271,59 @@ impl Server {
             let _ = h.join();
         }
     }
+}
+
+#[derive(Clone, Copy)]
+enum Proto {
+    Udp,
+    Tcp,
+}
+
+/// Bind `workers` sockets on every address: after checking that nobody
+/// holds it yet, each worker gets its own SO_REUSEPORT socket; port 0 is
+/// resolved by the first bind and the other workers join that port.
+/// Returns the resolved addresses and, per worker, its sockets.
+#[allow(clippy::type_complexity)]
+fn bind_all(
+    wanted: &[SocketAddr],
+    workers: usize,
+    proto: Proto,
+    bind: impl Fn(SocketAddr) -> io::Result<socket2::Socket>,
+) -> Result<(Vec<SocketAddr>, Vec<Vec<socket2::Socket>>), StartError> {
+    let name = match proto {
+        Proto::Udp => "udp",
+        Proto::Tcp => "http",
+    };
+    let mut addrs = Vec::new();
+    let mut sockets: Vec<Vec<socket2::Socket>> = (0..workers).map(|_| Vec::new()).collect();
+    for &first in wanted {
+        let err = |addr, source| StartError::Bind {
+            proto: name,
+            addr,
+            source,
+        };
+        if first.port() != 0 {
+            match proto {
+                Proto::Udp => socket::check_udp_free(first),
+                Proto::Tcp => socket::check_tcp_free(first),
+            }
+            .map_err(|e| err(first, e))?;
+        }
+        let mut addr = first;
+        for worker_sockets in sockets.iter_mut() {
+            let s = bind(addr).map_err(|e| err(addr, e))?;
+            if addr.port() == 0 {
+                addr = s
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .ok_or_else(|| err(addr, io::Error::other("no local address after bind")))?;
+            }
+            worker_sockets.push(s);
+        }
+        addrs.push(addr);
+    }
+    Ok((addrs, sockets))
 }
 
 impl Drop for Server {

@@ -63,3 +63,26 @@ fn set_int_option(socket: &Socket, level: i32, name: i32, value: i32) -> io::Res
         Err(io::Error::last_os_error())
     }
 }
+
+/// Fail if anything already holds TCP `addr` (see `check_udp_free`).
+pub fn check_tcp_free(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
+}
+
+/// Bind and listen on one TCP socket of a worker's set.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket)
+}

@@ -402,7 +402,7 @@ pub(super) fn contain<T>(stats: &WorkerStats, f: impl FnOnce() -> T) -> Option<T
 ///
 /// # Safety
 /// Whatever `entry` points to must stay valid until its completion.
-unsafe fn push(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, entry: &Entry) {
+pub(super) unsafe fn push(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, entry: &Entry) {
     loop {
         // SAFETY: forwarded from the caller.
         if unsafe { sq.push(entry) }.is_ok() {

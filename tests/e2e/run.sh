@@ -22,23 +22,28 @@ trap cleanup EXIT
 # The tracker's log goes through a FIFO so we can block on its first lines
 # (no polling, no sleeping) and keep the rest in a file.
 mkfifo "$work/log.fifo"
-./target/release/ringtracker --udp 127.0.0.1:0 --workers 2 2>"$work/log.fifo" &
+./target/release/ringtracker --udp 127.0.0.1:0 --http 127.0.0.1:0 --workers 2 2>"$work/log.fifo" &
 pid=$!
 exec 3<"$work/log.fifo"
-port=""
+udp_port=""
+http_port=""
 while IFS= read -r -u 3 line; do
     echo "$line" >>"$log"
     case "$line" in
-        *"listening on udp 127.0.0.1:"*) port=${line##*127.0.0.1:}; break ;;
+        *"listening on udp 127.0.0.1:"*) udp_port=${line##*127.0.0.1:} ;;
+        *"listening on http 127.0.0.1:"*) http_port=${line##*127.0.0.1:} ;;
     esac
+    [ -n "$udp_port" ] && [ -n "$http_port" ] && break
 done
-[ -n "$port" ] || { cat "$log"; echo "e2e: tracker exited before listening"; exit 1; }
+[ -n "$udp_port" ] && [ -n "$http_port" ] || { cat "$log"; echo "e2e: tracker exited before listening"; exit 1; }
 cat <&3 >>"$log" &
-echo "e2e: tracker on udp 127.0.0.1:$port"
+echo "e2e: tracker on udp 127.0.0.1:$udp_port and http 127.0.0.1:$http_port"
 
-timeout 300 /usr/bin/python3 tests/e2e/libtorrent_swarm.py 127.0.0.1 "$port" "$work"
+mkdir "$work/udp" "$work/http"
+timeout 300 /usr/bin/python3 tests/e2e/libtorrent_swarm.py "udp://127.0.0.1:$udp_port/announce" "$work/udp"
+timeout 300 /usr/bin/python3 tests/e2e/libtorrent_swarm.py "http://127.0.0.1:$http_port/announce" "$work/http"
 kill -TERM "$pid"
 wait "$pid"
 pid=""
 grep -q "stopped" "$log" || { cat "$log"; echo "e2e: tracker did not stop cleanly"; exit 1; }
-echo "e2e: 1 passed, 0 failed"
+echo "e2e: 2 passed, 0 failed"

@@ -1,0 +1,513 @@
+//! The HTTP worker: one thread, one io_uring, one SO_REUSEPORT listener per
+//! `--http` address, and a slab of connections.
+//!
+//! Every connection has at most one operation in flight: a `Recv` into its
+//! read buffer or a `Send` of its write buffer. A received chunk is parsed
+//! for as many complete request heads as it holds (pipelining); each is
+//! answered by `tracker::http::handle_request` into the write buffer, in
+//! order, and the whole buffer goes out in one `Send`. Then the connection
+//! reads again, or closes (`Connection: close`, HTTP/1.0, an error).
+//!
+//! Slow and idle clients cost a pending `Recv` and two small buffers, not a
+//! thread: a 250 ms tick closes connections idle longer than the timeout, or
+//! whose request head has not completed within it (slowloris). Past the
+//! connection cap, new connections are closed at once; existing ones are
+//! unharmed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use io_uring::types::{CancelBuilder, Fd, Timespec};
+use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use super::udp::{contain, push};
+use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
+use crate::stats::{Counter, WorkerStats};
+use crate::tracker::Tracker;
+use crate::tracker::http::{HttpPolicy, Scratch, handle_request, reject};
+
+const TICK: Timespec = Timespec::new().nsec(250_000_000);
+/// Read buffer per connection: one maximal request head plus a pipelined
+/// follower's start.
+const READ_BUF: usize = MAX_HEAD_BYTES + 1024;
+
+const TAG_ACCEPT: u64 = 1 << 56;
+const TAG_RECV: u64 = 2 << 56;
+const TAG_SEND: u64 = 3 << 56;
+const TAG_TICK: u64 = 4 << 56;
+const TAG_CANCEL: u64 = 5 << 56;
+const TAG_MASK: u64 = 0xff << 56;
+
+pub struct HttpWorkerSetup {
+    pub index: usize,
+    /// Index of this worker's counters in `stats`.
+    pub stats_index: usize,
+    pub listeners: Vec<socket2::Socket>,
+    pub tracker: Arc<Tracker>,
+    pub policy: HttpPolicy,
+    pub stats: Arc<[WorkerStats]>,
+    pub stop: Arc<AtomicBool>,
+    pub started: Instant,
+    pub max_connections: usize,
+    pub idle_timeout: u32,
+    /// Swarm-table shards this worker expires per tick.
+    pub sweep_per_tick: usize,
+}
+
+struct Conn {
+    fd: OwnedFd,
+    peer: SocketAddr,
+    read: Box<[u8]>,
+    filled: usize,
+    write: Vec<u8>,
+    sent: usize,
+    /// Close once the write buffer is out.
+    close_after_write: bool,
+    /// An operation of ours is in the kernel.
+    busy: bool,
+    /// Closing: shut down, waiting for the operation in flight.
+    closing: bool,
+    last_active: u32,
+    /// When the first byte of a not yet complete request head arrived.
+    head_started: Option<u32>,
+    generation: u32,
+}
+
+struct Worker {
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    generations: Vec<u32>,
+    open: usize,
+    listeners: Vec<socket2::Socket>,
+    tracker: Arc<Tracker>,
+    policy: HttpPolicy,
+    stats: Arc<[WorkerStats]>,
+    stats_index: usize,
+    rng: SmallRng,
+    scratch: Scratch,
+    started: Instant,
+    max_connections: usize,
+    idle_timeout: u32,
+    sweep_per_tick: usize,
+    /// Operations in the kernel besides connection ones (accepts, tick).
+    armed: usize,
+}
+
+fn user_data(tag: u64, slot: usize, generation: u32) -> u64 {
+    tag | (u64::from(generation & 0xff_ffff) << 32) | slot as u64
+}
+
+/// Run an HTTP worker until `stop` is set.
+pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
+    let mut ring = match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun()
+        .build(1024)
+        .or_else(|_| IoUring::new(1024))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut seed = [0u8; 32];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
+    let stop = setup.stop.clone();
+    let mut w = Worker {
+        conns: Vec::new(),
+        free: Vec::new(),
+        generations: Vec::new(),
+        open: 0,
+        listeners: setup.listeners,
+        tracker: setup.tracker,
+        policy: setup.policy,
+        stats: setup.stats,
+        stats_index: setup.stats_index,
+        rng: SmallRng::from_seed(seed),
+        scratch: Scratch::default(),
+        started: setup.started,
+        max_connections: setup.max_connections,
+        idle_timeout: setup.idle_timeout,
+        sweep_per_tick: setup.sweep_per_tick,
+        armed: 0,
+    };
+    let _ = ready.send(Ok(()));
+    if let Err(e) = w.serve(&mut ring, &stop) {
+        tracing::error!("http worker {} stopped: {e}", setup.index);
+    }
+    // Connections (and their fds) drop with `w`, after the ring has been
+    // drained of every operation that referenced their buffers.
+}
+
+impl Worker {
+    fn stats(&self) -> &WorkerStats {
+        &self.stats[self.stats_index]
+    }
+
+    fn now(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    fn serve(&mut self, ring: &mut IoUring, stop: &AtomicBool) -> io::Result<()> {
+        let (submitter, mut sq, mut cq) = ring.split();
+        for i in 0..self.listeners.len() {
+            self.arm_accept(i, &mut sq, &submitter);
+        }
+        self.arm_tick(&mut sq, &submitter);
+        let mut stopping = false;
+        loop {
+            sq.sync();
+            match submitter.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(e),
+            }
+            cq.sync();
+            for cqe in &mut cq {
+                let ud = cqe.user_data();
+                let slot = (ud & 0xffff_ffff) as usize;
+                let generation = ((ud >> 32) & 0xff_ffff) as u32;
+                match ud & TAG_MASK {
+                    TAG_ACCEPT => self.on_accept(
+                        slot,
+                        cqe.result(),
+                        cqe.flags(),
+                        stopping,
+                        &mut sq,
+                        &submitter,
+                    ),
+                    TAG_RECV => self.on_recv(slot, generation, cqe.result(), &mut sq, &submitter),
+                    TAG_SEND => self.on_send(slot, generation, cqe.result(), &mut sq, &submitter),
+                    TAG_TICK => {
+                        self.armed -= 1;
+                        if stop.load(Ordering::Relaxed) {
+                            if !stopping {
+                                stopping = true;
+                                self.begin_shutdown(&mut sq, &submitter);
+                            }
+                        } else {
+                            self.on_tick();
+                            self.arm_tick(&mut sq, &submitter);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            cq.sync();
+            if stopping && self.armed == 0 && self.open == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn arm_accept(&mut self, i: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let entry = opcode::AcceptMulti::new(Fd(self.listeners[i].as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(TAG_ACCEPT, i, 0));
+        // SAFETY: an accept references no memory of ours; the listener
+        // outlives the ring's use of it (dropped after `serve` returns).
+        unsafe { push(sq, submitter, &entry) };
+        self.armed += 1;
+    }
+
+    fn arm_tick(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let entry = opcode::Timeout::new(&TICK).build().user_data(TAG_TICK);
+        // SAFETY: TICK is a constant with 'static lifetime.
+        unsafe { push(sq, submitter, &entry) };
+        self.armed += 1;
+    }
+
+    fn begin_shutdown(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        // Stop accepting (the multishot accepts end with ECANCELED) and shut
+        // every connection down: their pending operations complete and the
+        // connections close as those completions arrive.
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(TAG_CANCEL);
+        // SAFETY: a cancel references no memory of ours.
+        unsafe { push(sq, submitter, &entry) };
+        for slot in 0..self.conns.len() {
+            self.close(slot);
+        }
+    }
+
+    fn on_accept(
+        &mut self,
+        listener: usize,
+        result: i32,
+        flags: u32,
+        stopping: bool,
+        sq: &mut SubmissionQueue<'_>,
+        submitter: &Submitter<'_>,
+    ) {
+        if !cqueue::more(flags) {
+            self.armed -= 1;
+            if !stopping {
+                self.arm_accept(listener, sq, submitter);
+            }
+        }
+        if result < 0 {
+            return;
+        }
+        // SAFETY: a successful accept returned a new fd that nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(result) };
+        if stopping || self.open >= self.max_connections {
+            self.stats().add(Counter::HttpRefused, 1);
+            return; // dropping `fd` closes it
+        }
+        let Some(peer) = peer_addr(&fd) else {
+            return;
+        };
+        self.stats().add(Counter::HttpConnections, 1);
+        let slot = self.free.pop().map(|s| s as usize).unwrap_or_else(|| {
+            self.conns.push(None);
+            self.generations.push(0);
+            self.conns.len() - 1
+        });
+        self.generations[slot] = self.generations[slot].wrapping_add(1);
+        let now = self.now();
+        self.conns[slot] = Some(Conn {
+            fd,
+            peer,
+            read: vec![0; READ_BUF].into_boxed_slice(),
+            filled: 0,
+            write: Vec::new(),
+            sent: 0,
+            close_after_write: false,
+            busy: false,
+            closing: false,
+            last_active: now,
+            head_started: None,
+            generation: self.generations[slot],
+        });
+        self.open += 1;
+        self.arm_recv(slot, sq, submitter);
+    }
+
+    fn conn(&mut self, slot: usize, generation: u32) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(slot)?
+            .as_mut()
+            .filter(|c| c.generation & 0xff_ffff == generation)
+    }
+
+    fn arm_recv(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let c = self.conns[slot].as_mut().expect("live connection");
+        let room = &mut c.read[c.filled..];
+        let entry = opcode::Recv::new(Fd(c.fd.as_raw_fd()), room.as_mut_ptr(), room.len() as u32)
+            .build()
+            .user_data(user_data(TAG_RECV, slot, c.generation));
+        c.busy = true;
+        // SAFETY: the read buffer is a boxed slice owned by the connection,
+        // which is not freed while `busy` (an operation in flight).
+        unsafe { push(sq, submitter, &entry) };
+    }
+
+    fn arm_send(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let c = self.conns[slot].as_mut().expect("live connection");
+        let rest = &c.write[c.sent..];
+        let entry = opcode::Send::new(Fd(c.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(TAG_SEND, slot, c.generation));
+        c.busy = true;
+        // SAFETY: the write buffer is not touched (so not reallocated) while
+        // `busy`, and the connection is not freed before the completion.
+        unsafe { push(sq, submitter, &entry) };
+    }
+
+    fn on_recv(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        result: i32,
+        sq: &mut SubmissionQueue<'_>,
+        submitter: &Submitter<'_>,
+    ) {
+        let now = self.now();
+        let Some(c) = self.conn(slot, generation) else {
+            return;
+        };
+        c.busy = false;
+        if c.closing || result <= 0 {
+            // Peer closed, an error, or our own shutdown.
+            self.finish(slot);
+            return;
+        }
+        c.filled += result as usize;
+        c.last_active = now;
+        self.process(slot, now);
+        self.next_step(slot, sq, submitter);
+    }
+
+    fn on_send(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        result: i32,
+        sq: &mut SubmissionQueue<'_>,
+        submitter: &Submitter<'_>,
+    ) {
+        let now = self.now();
+        let Some(c) = self.conn(slot, generation) else {
+            return;
+        };
+        c.busy = false;
+        if c.closing || result <= 0 {
+            self.finish(slot);
+            return;
+        }
+        c.sent += result as usize;
+        c.last_active = now;
+        if c.sent < c.write.len() {
+            self.arm_send(slot, sq, submitter);
+            return;
+        }
+        c.write.clear();
+        c.sent = 0;
+        if c.close_after_write {
+            self.finish(slot);
+            return;
+        }
+        // Pipelined requests may already be waiting in the read buffer.
+        self.process(slot, now);
+        self.next_step(slot, sq, submitter);
+    }
+
+    /// Answer every complete request head in the read buffer, in order.
+    fn process(&mut self, slot: usize, now: u32) {
+        let Some(c) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let stats = &self.stats[self.stats_index];
+        let mut consumed = 0;
+        while !c.close_after_write {
+            match parse_head(&c.read[consumed..c.filled]) {
+                Ok(Some(head)) => {
+                    stats.add(Counter::HttpRequests, 1);
+                    let (tracker, policy, rng, scratch) = (
+                        &self.tracker,
+                        &self.policy,
+                        &mut self.rng,
+                        &mut self.scratch,
+                    );
+                    let write = &mut c.write;
+                    let peer = c.peer;
+                    let keep = contain(stats, || {
+                        handle_request(tracker, policy, &head, peer, now, rng, scratch, write)
+                    });
+                    consumed += head.len;
+                    match keep {
+                        Some(true) => {}
+                        Some(false) => c.close_after_write = true,
+                        None => {
+                            reject(&mut c.write, crate::protocol::http::HeadError::NotHttp);
+                            c.close_after_write = true;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    stats.add(Counter::HttpRejected, 1);
+                    reject(&mut c.write, e);
+                    c.close_after_write = true;
+                    consumed = c.filled;
+                }
+            }
+        }
+        if c.close_after_write {
+            consumed = c.filled;
+        }
+        c.read.copy_within(consumed..c.filled, 0);
+        c.filled -= consumed;
+        c.head_started = match (c.filled, c.head_started) {
+            (0, _) => None,
+            (_, Some(t)) if consumed == 0 => Some(t),
+            _ => Some(now),
+        };
+    }
+
+    /// Send what is written, else read more (or close).
+    fn next_step(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let c = self.conns[slot].as_mut().expect("live connection");
+        if !c.write.is_empty() {
+            self.arm_send(slot, sq, submitter);
+        } else if c.close_after_write {
+            self.finish(slot);
+        } else {
+            self.arm_recv(slot, sq, submitter);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.now();
+        // HTTP workers share the table's expiry with the UDP workers (a
+        // tracker may serve HTTP only).
+        let t = &self.tracker;
+        let dropped = t
+            .table
+            .sweep_next(self.sweep_per_tick, now, t.policy.peer_timeout);
+        self.stats().add(Counter::SweptPeers, dropped as u64);
+        let timeout = self.idle_timeout;
+        for slot in 0..self.conns.len() {
+            let Some(c) = &self.conns[slot] else {
+                continue;
+            };
+            let stalled_head = c
+                .head_started
+                .is_some_and(|t| now.saturating_sub(t) > timeout);
+            let idle = now.saturating_sub(c.last_active) > timeout;
+            if stalled_head || idle {
+                self.stats().add(Counter::HttpTimeouts, 1);
+                self.close(slot);
+            }
+        }
+    }
+
+    /// Close a connection: at once if nothing is in flight, else shut the
+    /// socket down so the operation completes and `finish` runs then.
+    fn close(&mut self, slot: usize) {
+        let Some(c) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if c.busy {
+            if !c.closing {
+                c.closing = true;
+                // SAFETY: shutdown on an fd we own.
+                unsafe { libc::shutdown(c.fd.as_raw_fd(), libc::SHUT_RDWR) };
+            }
+        } else {
+            self.finish(slot);
+        }
+    }
+
+    /// Free a connection that has nothing in flight.
+    fn finish(&mut self, slot: usize) {
+        if let Some(c) = self.conns[slot].take() {
+            debug_assert!(!c.busy);
+            drop(c);
+            self.free.push(slot as u32);
+            self.open -= 1;
+        }
+    }
+}
+
+fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
+    // Borrow the fd as a socket just to ask for its peer, then give it back.
+    // SAFETY: the fd is a valid socket; `into_raw_fd` below returns
+    // ownership to `fd` without closing it.
+    let s = unsafe { socket2::Socket::from_raw_fd(fd.as_raw_fd()) };
+    let addr = s.peer_addr().ok().and_then(|a| a.as_socket());
+    let _ = s.into_raw_fd();
+    addr
+}

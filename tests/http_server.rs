@@ -1,0 +1,250 @@
+//! The HTTP frontend over real TCP on loopback: announces, scrapes,
+//! keep-alive, pipelining, and clients that are slow, idle or not HTTP.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use ringtracker::config::Config;
+use ringtracker::net::Server;
+
+fn start(listen: &str, tweak: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config::default();
+    config.udp.listen = Vec::new();
+    config.http.listen = vec![listen.parse().unwrap()];
+    config.server.workers = 2;
+    tweak(&mut config);
+    Server::start(&config).expect("server starts")
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    // Turns a missing reply into a failure instead of a hang; nothing waits
+    // on it to pass.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Read one response: (status line, headers, body).
+fn read_response(s: &mut TcpStream) -> (String, String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).unwrap();
+        assert!(n > 0, "connection closed before a response");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("content length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    let status = head.lines().next().unwrap().to_string();
+    (status, head, body)
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+fn hash(c: u8) -> String {
+    std::iter::repeat_n(c as char, 20).collect()
+}
+
+fn announce(c: u8, port: u16, left: u64, extra: &str) -> String {
+    format!(
+        "GET /announce?info_hash={}&peer_id=-XX0001-abcdefghijkl&port={port}&left={left}{extra} HTTP/1.1\r\nHost: t\r\n\r\n",
+        hash(c)
+    )
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn two_peers_meet_and_scrape_counts() {
+    let server = start("127.0.0.1:0", |_| {});
+    let addr = server.http_addrs()[0];
+    let mut a = connect(addr);
+    a.write_all(announce(b'a', 6881, 0, "&event=started").as_bytes())
+        .unwrap();
+    let (status, _, body) = read_response(&mut a);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        contains(&body, b"8:completei1e"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let mut b = connect(addr);
+    b.write_all(announce(b'a', 6882, 10, "&event=started").as_bytes())
+        .unwrap();
+    let (_, _, body) = read_response(&mut b);
+    let mut peer = b"5:peers6:".to_vec();
+    peer.extend_from_slice(&[127, 0, 0, 1, 0x1a, 0xe1]);
+    assert!(contains(&body, &peer), "{}", String::from_utf8_lossy(&body));
+    assert!(contains(&body, b"11:external ip4:\x7f\x00\x00\x01"));
+    // The leecher completes; then a scrape sees two seeders and a download.
+    b.write_all(announce(b'a', 6882, 0, "&event=completed").as_bytes())
+        .unwrap();
+    read_response(&mut b);
+    b.write_all(format!("GET /scrape?info_hash={} HTTP/1.1\r\n\r\n", hash(b'a')).as_bytes())
+        .unwrap();
+    let (_, _, body) = read_response(&mut b);
+    assert!(contains(
+        &body,
+        b"8:completei2e10:downloadedi1e10:incompletei0e"
+    ));
+    // Stopped removes.
+    a.write_all(announce(b'a', 6881, 0, "&event=stopped").as_bytes())
+        .unwrap();
+    let (_, _, body) = read_response(&mut a);
+    assert!(
+        contains(&body, b"8:completei1e"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+#[test]
+fn ipv6_peers_come_in_peers6() {
+    let server = start("[::1]:0", |_| {});
+    let addr = server.http_addrs()[0];
+    let mut a = connect(addr);
+    a.write_all(announce(b'6', 7001, 0, "").as_bytes()).unwrap();
+    read_response(&mut a);
+    a.write_all(announce(b'6', 7002, 5, "").as_bytes()).unwrap();
+    let (_, _, body) = read_response(&mut a);
+    assert!(
+        contains(&body, b"5:peers0:6:peers618:"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+#[test]
+fn keep_alive_and_pipelining_answer_in_order() {
+    let server = start("127.0.0.1:0", |_| {});
+    let mut s = connect(server.http_addrs()[0]);
+    // Three requests in one write: an announce, a 404, a scrape.
+    let pipelined = format!(
+        "{}GET /nope HTTP/1.1\r\n\r\nGET /scrape?info_hash={} HTTP/1.1\r\n\r\n",
+        announce(b'p', 1000, 0, ""),
+        hash(b'p')
+    );
+    s.write_all(pipelined.as_bytes()).unwrap();
+    let (st1, _, b1) = read_response(&mut s);
+    let (st2, _, _) = read_response(&mut s);
+    let (st3, _, b3) = read_response(&mut s);
+    assert_eq!(st1, "HTTP/1.1 200 OK");
+    assert!(b1.starts_with(b"d8:complete"));
+    assert_eq!(st2, "HTTP/1.1 404 Not Found");
+    assert_eq!(st3, "HTTP/1.1 200 OK");
+    assert!(contains(&b3, b"5:filesd20:"));
+    // And the connection is still usable.
+    s.write_all(announce(b'p', 1001, 0, "").as_bytes()).unwrap();
+    let (st, _, _) = read_response(&mut s);
+    assert_eq!(st, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn connection_close_and_http_1_0_close_after_the_reply() {
+    let server = start("127.0.0.1:0", |_| {});
+    let addr = server.http_addrs()[0];
+    let mut s = connect(addr);
+    s.write_all(
+        b"GET /scrape?info_hash=aaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let (_, head, _) = read_response(&mut s);
+    assert!(head.contains("Connection: close"));
+    assert!(closed(&mut s));
+    let mut s = connect(addr);
+    s.write_all(b"GET /scrape?info_hash=aaaaaaaaaaaaaaaaaaaa HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let (status, _, _) = read_response(&mut s);
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn garbage_gets_400_and_long_requests_431() {
+    let server = start("127.0.0.1:0", |_| {});
+    let addr = server.http_addrs()[0];
+    let mut s = connect(addr);
+    s.write_all(b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n")
+        .unwrap();
+    let (status, _, _) = read_response(&mut s);
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    assert!(closed(&mut s));
+    let mut s = connect(addr);
+    // Over the 8 KiB limit but within what the server reads, so it closes
+    // with nothing unread (a close with unread data would be a reset).
+    let long = format!("GET /announce?{} HTTP/1.1\r\n", "x".repeat(8_300));
+    s.write_all(long.as_bytes()).unwrap();
+    let (status, _, _) = read_response(&mut s);
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    assert!(closed(&mut s));
+    let mut s = connect(addr);
+    s.write_all(b"GET /announce?info_hash=%zz HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(
+        status, "HTTP/1.1 200 OK",
+        "client errors are bencoded failures"
+    );
+    assert!(body.starts_with(b"d14:failure reason"));
+}
+
+#[test]
+fn idle_and_half_sent_connections_do_not_block_an_announce() {
+    let server = start("127.0.0.1:0", |c| c.server.workers = 1);
+    let addr = server.http_addrs()[0];
+    let mut idle: Vec<TcpStream> = (0..50).map(|_| connect(addr)).collect();
+    for s in idle.iter_mut().take(25) {
+        s.write_all(b"GET /announce?info_hash=").unwrap();
+    }
+    let mut s = connect(addr);
+    s.write_all(announce(b'i', 5000, 0, "").as_bytes()).unwrap();
+    let (status, _, _) = read_response(&mut s);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // The half-sent ones finish their request and are answered too.
+    let rest = format!(
+        "{}&peer_id=-XX0001-abcdefghijkl&port=1&left=0 HTTP/1.1\r\n\r\n",
+        hash(b'i')
+    );
+    idle[0].write_all(rest.as_bytes()).unwrap();
+    let (status, _, _) = read_response(&mut idle[0]);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn connections_over_the_cap_are_refused_old_ones_unharmed() {
+    let server = start("127.0.0.1:0", |c| {
+        c.server.workers = 1;
+        c.http.max_connections = 3;
+    });
+    let addr = server.http_addrs()[0];
+    let mut old: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    // Make sure the three are accepted before the fourth arrives.
+    for s in old.iter_mut() {
+        s.write_all(b"GET /x HTTP/1.1\r\n\r\n").unwrap();
+        read_response(s);
+    }
+    let mut extra = connect(addr);
+    assert!(
+        closed(&mut extra),
+        "the fourth connection is closed at once"
+    );
+    for s in old.iter_mut() {
+        s.write_all(announce(b'c', 4000, 0, "").as_bytes()).unwrap();
+        let (status, _, _) = read_response(s);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+}
