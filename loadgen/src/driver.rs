@@ -60,6 +60,8 @@ pub struct Counts {
     pub overrun: u64,
     /// Every reply in the whole run, warm-up included (for CPU per reply).
     pub replies_total: u64,
+    /// HTTP: connections the server closed that were opened again.
+    pub reconnects: u64,
 }
 
 pub struct RunResult {

@@ -7,6 +7,7 @@
 //! exactly once (to fill swarms for memory measurements).
 
 mod driver;
+mod http_driver;
 mod procfs;
 mod workload;
 
@@ -23,6 +24,15 @@ use rand::rngs::SmallRng;
 
 use driver::{Mode, RunConfig};
 use workload::{PEERS_PER_SOURCE, Workload, WorkloadConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Protocol {
+    /// BEP 15 over UDP, batched with sendmmsg/recvmmsg.
+    Udp,
+    /// BEP 3 / 48 over keep-alive, pipelined HTTP/1.1 connections.
+    Http,
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +54,10 @@ struct Args {
     target: SocketAddr,
     #[arg(long, value_enum, default_value = "closed")]
     mode: ModeArg,
+    /// UDP (one socket per source address) or HTTP (one keep-alive
+    /// connection per source address, pipelined).
+    #[arg(long, value_enum, default_value = "udp")]
+    protocol: Protocol,
     /// Offered requests per second (open loop).
     #[arg(long, default_value_t = 100_000.0)]
     rate: f64,
@@ -122,6 +136,7 @@ fn parse_events(s: &str) -> Result<[u32; 4], String> {
 
 #[derive(serde::Serialize)]
 struct Report {
+    protocol: Protocol,
     mode: ModeArg,
     target: SocketAddr,
     offered_rate: Option<f64>,
@@ -282,8 +297,11 @@ fn run(args: Args) -> Result<(), String> {
     let cpu_before = args.server_pid.and_then(procfs::cpu_seconds);
     let drops_before = procfs::udp_drops(args.target.port());
     let mut progress = Bar(bar);
-    let result =
-        driver::run(&cfg, &workload, &mut rng, &mut progress).map_err(|e| e.to_string())?;
+    let result = match args.protocol {
+        Protocol::Udp => driver::run(&cfg, &workload, &mut rng, &mut progress),
+        Protocol::Http => http_driver::run(&cfg, &workload, &mut rng, &mut progress),
+    }
+    .map_err(|e| e.to_string())?;
     progress.0.finish_and_clear();
     let drops = procfs::udp_drops(args.target.port()).saturating_sub(drops_before);
 
@@ -305,6 +323,7 @@ fn run(args: Args) -> Result<(), String> {
     let good = c.announces + c.scrapes + c.connects;
     let h = &result.latency_us;
     let report = Report {
+        protocol: args.protocol,
         mode: args.mode,
         target: args.target,
         offered_rate: (args.mode == ModeArg::Open).then_some(args.rate),
@@ -343,7 +362,7 @@ fn print_table(r: &Report, drops: u64) {
         ),
         ModeArg::Once => "every peer announces once".to_string(),
     };
-    println!("loadgen: {what}, target {}", r.target);
+    println!("loadgen: {:?} {what}, target {}", r.protocol, r.target);
     println!("  measured              {:>12.2} s", r.measured_seconds);
     println!("  replies/s             {:>12.0}", r.replies_per_second);
     println!(

@@ -98,6 +98,78 @@ fn closed_loop_with_scrapes_gets_only_valid_replies() {
 }
 
 #[test]
+fn http_mode_fills_a_swarm_and_scrapes() {
+    let mut config = Config::default();
+    config.udp.listen = Vec::new();
+    config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = 1;
+    let s = Server::start(&config).expect("server starts");
+    let target = s.http_addrs()[0].to_string();
+    let r = loadgen(&[
+        "--protocol",
+        "http",
+        "--target",
+        &target,
+        "--mode",
+        "once",
+        "--torrents",
+        "1",
+        "--peers",
+        "2000",
+        "--sources",
+        "4",
+        "--first-source",
+        "127.19.0.1",
+        "--timeout-ms",
+        "5000",
+        "--duration",
+        "60",
+    ]);
+    let c = &r["counts"];
+    assert_eq!(c["announces"], 2000, "{r}");
+    assert_eq!(
+        (
+            c["lost"].as_u64(),
+            c["invalid"].as_u64(),
+            c["errors"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    let r = loadgen(&[
+        "--protocol",
+        "http",
+        "--target",
+        &target,
+        "--torrents",
+        "100",
+        "--peers",
+        "2000",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+        "--scrape-share",
+        "0.3",
+        "--sources",
+        "4",
+        "--first-source",
+        "127.19.0.1",
+        "--timeout-ms",
+        "5000",
+    ]);
+    let c = &r["counts"];
+    assert!(
+        c["announces"].as_u64().unwrap() > 0 && c["scrapes"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    assert_eq!(
+        (c["invalid"].as_u64(), c["errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+}
+
+#[test]
 fn refuses_targets_off_loopback() {
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--target", "192.0.2.1:6969"])
