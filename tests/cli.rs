@@ -12,8 +12,21 @@ fn bin() -> Command {
 
 /// Start the binary and read its log until it names its UDP address.
 /// The caller owns the child and waits for it.
-#[allow(clippy::zombie_processes)]
 fn spawn(args: &[&str]) -> (Child, SocketAddr, BufReader<std::process::ChildStderr>) {
+    let (child, udp, _, stderr) = spawn_both(args);
+    (child, udp, stderr)
+}
+
+/// Like `spawn`, also waiting for (and returning) the HTTP address.
+#[allow(clippy::zombie_processes)]
+fn spawn_both(
+    args: &[&str],
+) -> (
+    Child,
+    SocketAddr,
+    SocketAddr,
+    BufReader<std::process::ChildStderr>,
+) {
     let mut child = bin()
         .args(args)
         .stderr(Stdio::piped())
@@ -22,6 +35,8 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, BufReader<std::process::ChildStde
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
+    let (mut udp, mut http) = (None, None);
+    let wants_http = args.contains(&"--http");
     loop {
         line.clear();
         if stderr.read_line(&mut line).unwrap_or(0) == 0 {
@@ -29,7 +44,16 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, BufReader<std::process::ChildStde
             panic!("exited before listening: {status:?}");
         }
         if let Some(rest) = line.trim().split("listening on udp ").nth(1) {
-            return (child, rest.parse().unwrap(), stderr);
+            udp = Some(rest.parse().unwrap());
+        }
+        if let Some(rest) = line.trim().split("listening on http ").nth(1) {
+            http = Some(rest.parse().unwrap());
+        }
+        if let Some(u) = udp
+            && (http.is_some() || !wants_http)
+        {
+            let h = http.unwrap_or(u);
+            return (child, u, h, stderr);
         }
     }
 }
@@ -74,6 +98,32 @@ fn bind_failure_names_the_address() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains(&addr) && err.contains("in use"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_second_instance_on_the_same_http_port_is_refused() {
+    let (mut first, _, http, _e) = spawn_both(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let out = bin()
+        .args(["--udp", "127.0.0.1:0", "--http", &http.to_string()])
+        .output()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status();
+    assert!(first.wait().unwrap().success());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("http {http}")) && err.contains("in use"),
+        "{err}"
+    );
 }
 
 #[test]

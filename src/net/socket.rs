@@ -64,13 +64,20 @@ fn set_int_option(socket: &Socket, level: i32, name: i32, value: i32) -> io::Res
     }
 }
 
-/// Fail if anything already holds TCP `addr` (see `check_udp_free`).
+/// Fail if anything already listens on TCP `addr` (see `check_udp_free`).
+/// SO_REUSEADDR keeps connections of an earlier run (TIME_WAIT) from ever
+/// blocking a restart, while any socket still listening there makes the
+/// probe's `listen` fail.
 pub fn check_tcp_free(addr: SocketAddr) -> io::Result<()> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.bind(&addr.into())
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    // Binding alone can succeed beside a SO_REUSEADDR listener; listening
+    // cannot.
+    socket.listen(1)
 }
 
 /// Bind and listen on one TCP socket of a worker's set.
