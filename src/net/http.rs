@@ -21,18 +21,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use io_uring::types::{CancelBuilder, Fd, Timespec};
+use io_uring::types::Fd;
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use super::udp::{contain, push};
+use super::ring::{contain, push, push_cancel_all, push_tick};
 use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
 use crate::tracker::http::{HttpPolicy, Scratch, handle_request, reject};
 
-const TICK: Timespec = Timespec::new().nsec(250_000_000);
 /// Read buffer per connection: one maximal request head plus a pipelined
 /// follower's start.
 const READ_BUF: usize = MAX_HEAD_BYTES + 1024;
@@ -221,9 +220,7 @@ impl Worker {
     }
 
     fn arm_tick(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let entry = opcode::Timeout::new(&TICK).build().user_data(TAG_TICK);
-        // SAFETY: TICK is a constant with 'static lifetime.
-        unsafe { push(sq, submitter, &entry) };
+        push_tick(sq, submitter, TAG_TICK);
         self.armed += 1;
     }
 
@@ -231,11 +228,7 @@ impl Worker {
         // Stop accepting (the multishot accepts end with ECANCELED) and shut
         // every connection down: their pending operations complete and the
         // connections close as those completions arrive.
-        let entry = opcode::AsyncCancel2::new(CancelBuilder::any())
-            .build()
-            .user_data(TAG_CANCEL);
-        // SAFETY: a cancel references no memory of ours.
-        unsafe { push(sq, submitter, &entry) };
+        push_cancel_all(sq, submitter, TAG_CANCEL);
         for slot in 0..self.conns.len() {
             self.close(slot);
         }

@@ -24,7 +24,7 @@ use super::WorkerSetup;
 use super::msg::{
     CONTROL_LEN, Control, NAME_LEN, Name, ReplySlot, parse_local_addr, parse_sockaddr,
 };
-use super::udp::contain;
+use super::ring::contain;
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
 use crate::tracker::udp::{UdpOutcome, handle_datagram};

@@ -11,6 +11,7 @@ pub mod buf_ring;
 pub mod http;
 pub mod mmsg;
 pub mod msg;
+pub mod ring;
 pub mod signals;
 pub mod socket;
 pub mod udp;
@@ -172,22 +173,11 @@ impl Server {
                 send_slots: config.udp.send_slots as usize,
                 sweep_per_tick,
             };
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let handle = std::thread::Builder::new()
-                .name(format!("udp-{index}"))
-                .spawn(move || match backend {
-                    UdpBackend::IoUring => udp::run(setup, ready_tx),
-                    UdpBackend::Mmsg => mmsg::run(setup, ready_tx),
-                })
-                .map_err(|source| StartError::Worker { index, source })?;
-            server.workers.push(handle);
-            let ready = ready_rx
-                .recv()
-                .unwrap_or_else(|_| Err(io::Error::other("worker exited during set-up")));
-            if let Err(source) = ready {
-                server.stop_and_join();
-                return Err(StartError::Worker { index, source });
-            }
+            let started = server.spawn(format!("udp-{index}"), move |ready| match backend {
+                UdpBackend::IoUring => udp::run(setup, ready),
+                UdpBackend::Mmsg => mmsg::run(setup, ready),
+            });
+            started.map_err(|source| StartError::Worker { index, source })?;
         }
         let policy = HttpPolicy {
             full_scrape: config.http.full_scrape,
@@ -210,19 +200,10 @@ impl Server {
                 idle_timeout: config.http.idle_timeout,
                 sweep_per_tick,
             };
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let handle = std::thread::Builder::new()
-                .name(format!("http-{index}"))
-                .spawn(move || http::run(setup, ready_tx))
-                .map_err(|source| StartError::HttpWorker { index, source })?;
-            server.workers.push(handle);
-            let ready = ready_rx
-                .recv()
-                .unwrap_or_else(|_| Err(io::Error::other("worker exited during set-up")));
-            if let Err(source) = ready {
-                server.stop_and_join();
-                return Err(StartError::HttpWorker { index, source });
-            }
+            let started = server.spawn(format!("http-{index}"), move |ready| {
+                http::run(setup, ready)
+            });
+            started.map_err(|source| StartError::HttpWorker { index, source })?;
         }
         Ok(server)
     }
@@ -230,6 +211,29 @@ impl Server {
     /// The HTTP addresses served, with ephemeral ports resolved.
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
+    }
+
+    /// Start a worker thread and wait for it to report its set-up; on
+    /// failure every worker started so far is stopped.
+    fn spawn(
+        &mut self,
+        name: String,
+        run: impl FnOnce(std::sync::mpsc::Sender<io::Result<()>>) + Send + 'static,
+    ) -> io::Result<()> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let started = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(ready_tx))
+            .and_then(|handle| {
+                self.workers.push(handle);
+                ready_rx
+                    .recv()
+                    .unwrap_or_else(|_| Err(io::Error::other("worker exited during set-up")))
+            });
+        if started.is_err() {
+            self.stop_and_join();
+        }
+        started
     }
 
     /// The UDP addresses served, with ephemeral ports resolved.

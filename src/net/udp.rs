@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use io_uring::squeue::Entry;
-use io_uring::types::{CancelBuilder, Fixed, RecvMsgOut, Timespec};
+use io_uring::types::{Fixed, RecvMsgOut};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -32,6 +31,7 @@ use socket2::Socket;
 use super::WorkerSetup;
 use super::buf_ring::BufRing;
 use super::msg::{CONTROL_LEN, NAME_LEN, ReplySlot, parse_local_addr, parse_sockaddr};
+use super::ring::{contain, push, push_cancel_all, push_tick};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
 use crate::tracker::udp::{UdpOutcome, handle_datagram};
@@ -41,7 +41,6 @@ use crate::tracker::udp::{UdpOutcome, handle_datagram};
 /// scrape is 1496 bytes; anything longer than the payload room is dropped
 /// and counted as oversized).
 const RECV_BUF_LEN: usize = 2048;
-const TICK: Timespec = Timespec::new().nsec(250_000_000);
 
 const TAG_RECV: u64 = 1 << 32;
 const TAG_SEND: u64 = 2 << 32;
@@ -196,7 +195,7 @@ impl Ring {
                         if stop.load(Ordering::Relaxed) {
                             if !stopping {
                                 stopping = true;
-                                w.cancel_all(&mut sq, &submitter);
+                                push_cancel_all(&mut sq, &submitter, TAG_CANCEL);
                             }
                         } else {
                             w.on_tick(now);
@@ -245,18 +244,8 @@ impl Worker {
     }
 
     fn arm_tick(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let entry = opcode::Timeout::new(&TICK).build().user_data(TAG_TICK);
-        // SAFETY: TICK is a `static`-lifetime constant.
-        unsafe { push(sq, submitter, &entry) };
+        push_tick(sq, submitter, TAG_TICK);
         self.inflight += 1;
-    }
-
-    fn cancel_all(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let entry = opcode::AsyncCancel2::new(CancelBuilder::any())
-            .build()
-            .user_data(TAG_CANCEL);
-        // SAFETY: a cancel entry references no memory of ours.
-        unsafe { push(sq, submitter, &entry) };
     }
 
     fn on_tick(&mut self, now: u32) {
@@ -380,36 +369,5 @@ impl Worker {
                 self.free_slots.push(slot_index);
             }
         }
-    }
-}
-
-/// Run the core on one datagram; a panic (a bug) costs that datagram, is
-/// counted as `internal_error` and logged by the panic hook, and the worker
-/// goes on serving: a dead worker would leave its SO_REUSEPORT socket
-/// bound and silently drop every client the kernel hashes to it.
-pub(super) fn contain<T>(stats: &WorkerStats, f: impl FnOnce() -> T) -> Option<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            stats.add(Counter::InternalError, 1);
-            None
-        }
-    }
-}
-
-/// Queue an entry, submitting first if the submission queue is full (it is
-/// sized for every slot plus the receives, so this is a safety net).
-///
-/// # Safety
-/// Whatever `entry` points to must stay valid until its completion.
-pub(super) unsafe fn push(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, entry: &Entry) {
-    loop {
-        // SAFETY: forwarded from the caller.
-        if unsafe { sq.push(entry) }.is_ok() {
-            return;
-        }
-        sq.sync();
-        let _ = submitter.submit();
-        sq.sync();
     }
 }
