@@ -26,7 +26,7 @@ use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use super::ring::{contain, push, push_cancel_all, push_tick};
+use super::ring::{contain, push, push_cancel_all, push_tick, submit_and_wait};
 use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
@@ -164,12 +164,7 @@ impl Worker {
         let mut stopping = false;
         loop {
             sq.sync();
-            match submitter.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-                Err(e) => return Err(e),
-            }
+            submit_and_wait(&submitter)?;
             cq.sync();
             for cqe in &mut cq {
                 let ud = cqe.user_data();

@@ -11,6 +11,17 @@ use crate::stats::{Counter, WorkerStats};
 /// How often a worker wakes when idle: expiry sweeps, timeouts, shutdown.
 pub const TICK: Timespec = Timespec::new().nsec(250_000_000);
 
+/// Submit everything queued and sleep until at least one completion. An
+/// interrupted wait, or a full completion queue (reap it, then submit
+/// again), is not an error.
+pub fn submit_and_wait(submitter: &Submitter<'_>) -> std::io::Result<()> {
+    match submitter.submit_and_wait(1) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Queue the tick timeout with `user_data`.
 pub fn push_tick(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, user_data: u64) {
     let entry = opcode::Timeout::new(&TICK).build().user_data(user_data);

@@ -31,7 +31,7 @@ use socket2::Socket;
 use super::WorkerSetup;
 use super::buf_ring::BufRing;
 use super::msg::{CONTROL_LEN, NAME_LEN, ReplySlot, parse_local_addr, parse_sockaddr};
-use super::ring::{contain, push, push_cancel_all, push_tick};
+use super::ring::{contain, push, push_cancel_all, push_tick, submit_and_wait};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
 use crate::tracker::udp::{UdpOutcome, handle_datagram};
@@ -164,14 +164,8 @@ impl Ring {
             sq.sync();
             // Submit every queued reply and sleep until the next completion.
             // (Waiting for a batch with a timeout, or with IORING_ENTER's
-            // min_wait, cost more CPU per reply here: docs/BENCHMARKS.md.)
-            match submitter.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                // The completion queue is full: reap it, then submit again.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-                Err(e) => return Err(e),
-            }
+            // min_wait, cost more CPU per reply: docs/PERFORMANCE.md.)
+            submit_and_wait(&submitter)?;
             cq.sync();
             let now = w.now();
             for cqe in &mut cq {
