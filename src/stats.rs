@@ -48,6 +48,7 @@ counters! {
     RecvEnobufs => "recv_enobufs",
     RecvRearm => "recv_rearm",
     RecvError => "recv_error",
+    RingEnters => "ring_enters",
     SweptPeers => "expired_peers",
     InternalError => "internal_error",
     HttpConnections => "http_connections",

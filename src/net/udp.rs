@@ -166,6 +166,7 @@ impl Ring {
             // (Waiting for a batch with a timeout, or with IORING_ENTER's
             // min_wait, cost more CPU per reply: docs/PERFORMANCE.md.)
             submit_and_wait(&submitter)?;
+            w.stats().add(Counter::RingEnters, 1);
             cq.sync();
             let now = w.now();
             for cqe in &mut cq {
