@@ -451,11 +451,7 @@ impl Worker {
             let Some(c) = &self.conns[slot] else {
                 continue;
             };
-            let stalled_head = c
-                .head_started
-                .is_some_and(|t| now.saturating_sub(t) > timeout);
-            let idle = now.saturating_sub(c.last_active) > timeout;
-            if stalled_head || idle {
+            if timed_out(c.last_active, c.head_started, now, timeout) {
                 self.stats().add(Counter::HttpTimeouts, 1);
                 self.close(slot);
             }
@@ -490,6 +486,15 @@ impl Worker {
     }
 }
 
+/// Whether a connection has had its time: idle (nothing received or sent)
+/// for longer than `timeout`, or a request head begun longer than `timeout`
+/// ago and still not complete (a client trickling bytes to hold the
+/// connection open). Seconds of tracker time.
+fn timed_out(last_active: u32, head_started: Option<u32>, now: u32, timeout: u32) -> bool {
+    let stalled_head = head_started.is_some_and(|t| now.saturating_sub(t) > timeout);
+    stalled_head || now.saturating_sub(last_active) > timeout
+}
+
 fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     // Borrow the fd as a socket just to ask for its peer, then give it back.
     // SAFETY: the fd is a valid socket; `into_raw_fd` below returns
@@ -498,4 +503,27 @@ fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     let addr = s.peer_addr().ok().and_then(|a| a.as_socket());
     let _ = s.into_raw_fd();
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timed_out;
+
+    #[test]
+    fn idle_connections_time_out() {
+        assert!(
+            !timed_out(100, None, 130, 30),
+            "exactly the timeout is kept"
+        );
+        assert!(timed_out(100, None, 131, 30));
+    }
+
+    #[test]
+    fn a_trickled_head_times_out_even_while_bytes_arrive() {
+        // Bytes keep arriving (last_active is fresh), but the head that
+        // started at 100 is still incomplete 31 s later.
+        assert!(timed_out(130, Some(100), 131, 30));
+        assert!(!timed_out(130, Some(100), 130, 30));
+        assert!(!timed_out(130, Some(125), 131, 30));
+    }
 }
