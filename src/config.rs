@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::tracker::AnnouncePolicy;
+use crate::tracker::access::{AccessMode, AccessRules, parse_hash_list};
 use crate::tracker::peer_set::MAX_PEER_TIMEOUT;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -18,6 +19,15 @@ pub struct Config {
     pub udp: UdpConfig,
     pub http: HttpConfig,
     pub tracker: TrackerConfig,
+    pub access: AccessConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    pub mode: AccessMode,
+    /// Info-hash list file (required unless mode is "off").
+    pub list: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -113,6 +123,7 @@ impl Default for Config {
                 allow_ip_param: false,
                 shards: 1024,
             },
+            access: AccessConfig::default(),
         }
     }
 }
@@ -210,6 +221,13 @@ impl Config {
                 ),
             ));
         }
+        if self.access.mode != AccessMode::Off && self.access.list.is_none() {
+            return Err(invalid(
+                "access.mode",
+                format!("{:?}", self.access.mode).to_lowercase(),
+                "needs access.list, the file of info hashes",
+            ));
+        }
         if self.http.max_connections == 0 {
             return Err(invalid(
                 "http.max_connections",
@@ -272,6 +290,24 @@ impl Config {
             max_numwant: t.max_numwant as usize,
             allow_ip_param: t.allow_ip_param,
         }
+    }
+
+    /// Read the access rules the config names (`[access]`). Errors name
+    /// the file and line.
+    pub fn access_rules(&self) -> Result<AccessRules, ConfigError> {
+        let a = &self.access;
+        let Some(path) = a.list.as_ref().filter(|_| a.mode != AccessMode::Off) else {
+            return Ok(AccessRules::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let hashes = parse_hash_list(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(AccessRules::new(a.mode, hashes))
     }
 
     /// The effective worker count (0 in the config means one per core).
@@ -356,6 +392,17 @@ allow_ip_param = {allow_ip_param}
 # Shards of the swarm table (power of two). More shards, less contention
 # between workers.
 shards = {shards}
+
+[access]
+# Which torrents are served: "off" (all), "allow" (only those in `list`)
+# or "deny" (all but those in `list`). A refused announce gets a UDP
+# error packet or an HTTP failure reason (retry in: never), and its swarm
+# is not created; the swarm of a torrent refused after a reload goes at
+# the next expiry sweep.
+mode = "off"
+# The list: one info hash per line, 40 hex digits, `#` comments. Reloaded
+# on SIGHUP; a malformed file keeps the old list in force (and is logged).
+# list = "/etc/ringtracker/torrents.txt"
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,
@@ -502,6 +549,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn access_needs_a_list() {
+        let e = Config::from_toml("[access]\nmode = \"allow\"\n", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("a.toml:2: access.mode = allow"), "{e}");
+        let c = Config::from_toml(
+            "[access]\nmode = \"deny\"\nlist = \"/nonexistent/list\"\n",
+            "a",
+        )
+        .unwrap();
+        let e = c.access_rules().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/list"), "{e}");
     }
 
     #[test]

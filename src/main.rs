@@ -108,9 +108,20 @@ fn main() -> ExitCode {
         let wait = next_log
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
-        if let Some(sig) = signals::wait_for_termination(wait) {
-            tracing::info!("signal {sig} received, stopping");
-            break;
+        match signals::wait_for_signal(wait) {
+            Some(signals::SIGHUP) => {
+                // Build the new rules aside; the old stay in force on error.
+                match server.reload_access(&config) {
+                    Ok(n) => tracing::info!("access list reloaded ({n} info hashes)"),
+                    Err(e) => tracing::error!("access list not reloaded, the old one stays: {e}"),
+                }
+                continue;
+            }
+            Some(sig) => {
+                tracing::info!("signal {sig} received, stopping");
+                break;
+            }
+            None => {}
         }
         if let Some(index) = server.stopped_worker() {
             // Better to exit (and be restarted by a supervisor) than to keep

@@ -232,3 +232,119 @@ fn sigint_stops_it_too() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Read log lines until one contains `needle` (the tracker says when a
+/// reload is done, so the test waits on that line, not on a timer).
+fn wait_for_line(stderr: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "log ended before {needle:?}"
+        );
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn announce_outcome(c: &mut common::Client, id: u64, hash: [u8; 20]) -> Result<(), String> {
+    let (_, p) = c.announce_packet(id, hash, 2, 0, -1, 6881);
+    c.send(&p);
+    let r = c.recv();
+    match u32::from_be_bytes(r[..4].try_into().unwrap()) {
+        1 => Ok(()),
+        3 => Err(String::from_utf8_lossy(&r[8..]).into_owned()),
+        a => panic!("unexpected action {a}"),
+    }
+}
+
+#[test]
+fn access_list_is_enforced_and_reloaded_on_sighup() {
+    let dir = std::env::temp_dir().join(format!("rt-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("deny.txt");
+    let config = dir.join("deny.toml");
+    let (a, b) = ([0xaa; 20], [0xbb; 20]);
+    std::fs::write(&list, "# refused\n".to_string() + &"aa".repeat(20) + "\n").unwrap();
+    std::fs::write(
+        &config,
+        format!("[access]\nmode = \"deny\"\nlist = \"{}\"\n", list.display()),
+    )
+    .unwrap();
+    let (mut child, addr, mut stderr) = spawn(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--udp",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ]);
+    let mut c = common::Client::new("127.0.0.1:0", addr);
+    let id = c.connect();
+    let refused = announce_outcome(&mut c, id, a).unwrap_err();
+    assert_eq!(refused, "torrent not allowed on this tracker");
+    assert_eq!(announce_outcome(&mut c, id, b), Ok(()));
+
+    // Refuse b instead of a, and reload.
+    std::fs::write(&list, "bb".repeat(20) + "\n").unwrap();
+    let hup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    hup(child.id());
+    wait_for_line(&mut stderr, "access list reloaded (1 info hashes)");
+    assert_eq!(announce_outcome(&mut c, id, a), Ok(()));
+    assert!(announce_outcome(&mut c, id, b).is_err());
+
+    // A malformed list is refused and the one in force stays.
+    std::fs::write(&list, "bb".repeat(20) + "\nnot a hash\n").unwrap();
+    hup(child.id());
+    let line = wait_for_line(&mut stderr, "access list not reloaded");
+    assert!(line.contains("line 2"), "{line}");
+    assert!(announce_outcome(&mut c, id, b).is_err());
+    assert_eq!(announce_outcome(&mut c, id, a), Ok(()));
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_malformed_access_list_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("rt-badlist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("allow.txt");
+    std::fs::write(&list, "# ok\n\nzz\n").unwrap();
+    let config = dir.join("allow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[access]\nmode = \"allow\"\nlist = \"{}\"\n",
+            list.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--udp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("allow.txt") && err.contains("line 3"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

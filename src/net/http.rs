@@ -441,10 +441,7 @@ impl Worker {
         let now = self.now();
         // HTTP workers share the table's expiry with the UDP workers (a
         // tracker may serve HTTP only).
-        let t = &self.tracker;
-        let dropped = t
-            .table
-            .sweep_next(self.sweep_per_tick, now, t.policy.peer_timeout);
+        let dropped = self.tracker.sweep(self.sweep_per_tick, now);
         self.stats().add(Counter::SweptPeers, dropped as u64);
         let timeout = self.idle_timeout;
         for slot in 0..self.conns.len() {

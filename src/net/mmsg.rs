@@ -121,10 +121,7 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
         if Instant::now() >= next_tick {
             next_tick += TICK;
             let now = w.now();
-            let t = &w.tracker;
-            let dropped = t
-                .table
-                .sweep_next(setup.sweep_per_tick, now, t.policy.peer_timeout);
+            let dropped = w.tracker.sweep(setup.sweep_per_tick, now);
             w.stats().add(Counter::SweptPeers, dropped as u64);
         }
     }

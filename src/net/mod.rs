@@ -78,6 +78,8 @@ pub enum StartError {
     HttpWorker { index: usize, source: io::Error },
     #[error("no udp or http address to listen on")]
     NothingToServe,
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 pub struct Server {
@@ -140,6 +142,7 @@ impl Server {
             SwarmTable::new(shards, [rng.next_u64(), rng.next_u64()]),
             ConnectionIdIssuer::new(key),
         ));
+        tracker.set_access(config.access_rules()?);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
@@ -252,6 +255,15 @@ impl Server {
     /// Tracker time (seconds since start), as the workers see it.
     pub fn now(&self) -> u32 {
         self.started.elapsed().as_secs() as u32
+    }
+
+    /// Re-read the access list `config` names and put it in force; on error
+    /// the rules in force stay. Returns the number of listed hashes.
+    pub fn reload_access(&self, config: &Config) -> Result<usize, crate::config::ConfigError> {
+        let rules = config.access_rules()?;
+        let n = rules.len();
+        self.tracker.set_access(rules);
+        Ok(n)
     }
 
     /// A worker whose thread ended although nobody asked it to stop (its

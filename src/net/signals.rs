@@ -1,7 +1,7 @@
-//! SIGINT / SIGTERM handling without async-signal-safety puzzles: the
-//! signals are blocked in every thread (workers inherit the mask) and the
-//! main thread waits for them with `sigtimedwait`, which doubles as the
-//! timer for the periodic stats line.
+//! SIGINT / SIGTERM (stop) and SIGHUP (reload) without async-signal-safety
+//! puzzles: the signals are blocked in every thread (workers inherit the
+//! mask) and the main thread waits for them with `sigtimedwait`, which
+//! doubles as the timer for the periodic stats line.
 
 use std::time::Duration;
 
@@ -12,12 +12,13 @@ fn termination_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Block SIGINT and SIGTERM in this thread and every thread it spawns
-/// afterwards. Call before starting workers.
+/// Block SIGINT, SIGTERM and SIGHUP in this thread and every thread it
+/// spawns afterwards. Call before starting workers.
 pub fn block_termination_signals() {
     let set = termination_set();
     // SAFETY: `set` is an initialised sigset_t; a null old-set is allowed.
@@ -26,9 +27,9 @@ pub fn block_termination_signals() {
     }
 }
 
-/// Wait up to `timeout` for SIGINT or SIGTERM; returns the signal number if
-/// one arrived.
-pub fn wait_for_termination(timeout: Duration) -> Option<i32> {
+/// Wait up to `timeout` for SIGINT, SIGTERM or SIGHUP; returns the signal
+/// number if one arrived.
+pub fn wait_for_signal(timeout: Duration) -> Option<i32> {
     let set = termination_set();
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
@@ -38,3 +39,5 @@ pub fn wait_for_termination(timeout: Duration) -> Option<i32> {
     let rc = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
     (rc > 0).then_some(rc)
 }
+
+pub const SIGHUP: i32 = libc::SIGHUP;

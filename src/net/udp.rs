@@ -244,10 +244,7 @@ impl Worker {
     }
 
     fn on_tick(&mut self, now: u32) {
-        let t = &self.tracker;
-        let dropped = t
-            .table
-            .sweep_next(self.sweep_per_tick, now, t.policy.peer_timeout);
+        let dropped = self.tracker.sweep(self.sweep_per_tick, now);
         self.stats().add(Counter::SweptPeers, dropped as u64);
     }
 

@@ -7,6 +7,11 @@ use std::net::IpAddr;
 
 use rand::Rng;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::access::AccessRules;
 use super::connection_id::ConnectionIdIssuer;
 use super::peer_set::{V4, V6};
 use super::swarm::{PeerUpdate, Swarm};
@@ -76,10 +81,27 @@ pub struct ScrapeCounts {
     pub leechers: u32,
 }
 
+/// Why an announce was refused. Each frontend says so on its wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The access list does not let this torrent in (permanent).
+    TorrentNotAllowed,
+}
+
+impl Refusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::TorrentNotAllowed => "torrent not allowed on this tracker",
+        }
+    }
+}
+
 pub struct Tracker {
     pub policy: AnnouncePolicy,
     pub table: SwarmTable,
     pub connection_ids: ConnectionIdIssuer,
+    /// Swapped whole on reload: readers never wait.
+    access: ArcSwap<AccessRules>,
 }
 
 impl Tracker {
@@ -92,7 +114,27 @@ impl Tracker {
             policy,
             table,
             connection_ids,
+            access: ArcSwap::from_pointee(AccessRules::default()),
         }
+    }
+
+    /// Put new access rules in force (atomically; in-flight announces finish
+    /// under the old ones).
+    pub fn set_access(&self, rules: AccessRules) {
+        self.access.store(Arc::new(rules));
+    }
+
+    /// The access rules in force.
+    pub fn access(&self) -> Arc<AccessRules> {
+        self.access.load_full()
+    }
+
+    /// Expire the next `count` shards: peers past the timeout, and swarms of
+    /// torrents the access rules no longer permit.
+    pub fn sweep(&self, count: usize, now: u32) -> usize {
+        let rules = self.access.load();
+        self.table
+            .sweep_next(count, now, self.policy.peer_timeout, |h| rules.permits(h))
     }
 
     /// Apply one announce at tracker time `now` and write the peers for it
@@ -103,7 +145,10 @@ impl Tracker {
         now: u32,
         rng: &mut impl Rng,
         out: &mut [u8],
-    ) -> AnnounceAnswer {
+    ) -> Result<AnnounceAnswer, Refusal> {
+        if !self.access.load().permits(&p.info_hash) {
+            return Err(Refusal::TorrentNotAllowed);
+        }
         let update = match p.event {
             Event::Stopped => PeerUpdate::Remove,
             _ if p.port == 0 => PeerUpdate::ReadOnly,
@@ -125,13 +170,13 @@ impl Tracker {
             match shard.get_mut(&p.info_hash) {
                 Some(t) => t,
                 None => {
-                    return AnnounceAnswer {
+                    return Ok(AnnounceAnswer {
                         seeders: 0,
                         leechers: 0,
                         downloaded: 0,
                         peers: 0,
                         peer_len,
-                    };
+                    });
                 }
             }
         };
@@ -176,7 +221,7 @@ impl Tracker {
         if update == PeerUpdate::Remove {
             shard.remove_if_empty(&p.info_hash);
         }
-        answer
+        Ok(answer)
     }
 
     /// Counts for one info hash; unknown torrents answer zeros.

@@ -17,7 +17,7 @@ use rand::Rng;
 use super::announce::{AnnounceParams, Tracker};
 use super::peer_set::{V4, V6};
 use crate::protocol::InfoHash;
-use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, ScrapeEntry};
+use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 
 /// The operator's HTTP settings (from `[http]`).
@@ -176,7 +176,14 @@ fn announce(
     };
     let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
     scratch.peers.resize(room, 0);
-    let a = tracker.announce(&params, now, rng, &mut scratch.peers);
+    let a = match tracker.announce(&params, now, rng, &mut scratch.peers) {
+        Ok(a) => a,
+        Err(refusal) => {
+            // Permanent: BEP 31 tells the client not to come back.
+            bencode::write_failure(&mut scratch.body, refusal.message(), Some(RetryIn::Never));
+            return;
+        }
+    };
     let peers = &scratch.peers[..a.peers * a.peer_len];
     let (peers4, peers6) = if ip.is_ipv4() {
         (peers, &[][..])
@@ -411,6 +418,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(client_ip(ip("10.0.0.1"), &head, &policy), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn refused_torrents_are_told_never_to_retry() {
+        use crate::tracker::access::{AccessMode, AccessRules};
+        let t = tracker();
+        t.set_access(AccessRules::new(
+            AccessMode::Deny,
+            [InfoHash([b'x'; 20])].into_iter().collect(),
+        ));
+        let p = HttpPolicy::default();
+        let (_, body) = get(&t, &p, "127.0.0.1:1", &announce_req('x', 1, 0, ""));
+        assert_eq!(
+            body,
+            b"d14:failure reason35:torrent not allowed on this tracker8:retry in5:nevere"
+        );
+        let (_, body) = get(&t, &p, "127.0.0.1:1", &announce_req('y', 1, 0, ""));
+        assert!(body.starts_with(b"d8:complete"));
     }
 
     #[test]

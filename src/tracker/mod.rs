@@ -3,6 +3,7 @@
 //! arguments; nothing here opens a socket, reads a clock or spawns a thread.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod announce;
 pub mod connection_id;
 pub mod http;

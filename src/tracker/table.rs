@@ -126,22 +126,39 @@ impl SwarmTable {
     }
 
     /// Expire peers in the next `count` shards (shared cursor: concurrent
-    /// callers take different shards). Returns how many peers were dropped.
-    pub fn sweep_next(&self, count: usize, now: u32, peer_timeout: u32) -> usize {
+    /// callers take different shards), and drop the swarms of torrents
+    /// `keep` refuses. Returns how many peers were dropped.
+    pub fn sweep_next(
+        &self,
+        count: usize,
+        now: u32,
+        peer_timeout: u32,
+        keep: impl Fn(&InfoHash) -> bool,
+    ) -> usize {
         let mut dropped = 0;
         for _ in 0..count {
             let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) & self.mask;
-            dropped += self.sweep_shard(i, now, peer_timeout);
+            dropped += self.sweep_shard(i, now, peer_timeout, &keep);
         }
         dropped
     }
 
-    /// Expire one shard. Also used to sweep everything in tests.
-    pub fn sweep_shard(&self, i: usize, now: u32, peer_timeout: u32) -> usize {
+    /// Sweep one shard (see `sweep_next`).
+    pub fn sweep_shard(
+        &self,
+        i: usize,
+        now: u32,
+        peer_timeout: u32,
+        keep: impl Fn(&InfoHash) -> bool,
+    ) -> usize {
         let mut shard = lock(&self.shards[i]);
         let h = &self.addr_hasher;
         let (mut dropped, mut seeders, mut leechers) = (0, 0, 0);
-        shard.torrents.retain(|_, t| {
+        shard.torrents.retain(|hash, t| {
+            if !keep(hash) {
+                dropped += t.seeders() + t.leechers();
+                return false;
+            }
             dropped += t.retain_fresh(now, peer_timeout, h);
             seeders += t.seeders() as u64;
             leechers += t.leechers() as u64;
@@ -209,7 +226,7 @@ mod tests {
             }
         }
         // Nothing is old enough yet.
-        assert_eq!(table.sweep_next(4, 1000, 900), 0);
+        assert_eq!(table.sweep_next(4, 1000, 900, |_| true), 0);
         assert_eq!(
             table.totals(),
             TableTotals {
@@ -219,12 +236,14 @@ mod tests {
             }
         );
         // The old peers go; the fresh ones stay.
-        let dropped: usize = (0..4).map(|i| table.sweep_shard(i, 1001, 900)).sum();
+        let dropped: usize = (0..4)
+            .map(|i| table.sweep_shard(i, 1001, 900, |_| true))
+            .sum();
         assert_eq!(dropped, (0..40).sum::<usize>());
         assert_eq!(table.totals().leechers, 0);
         assert_eq!(table.totals().torrents, 40);
         // Then everything goes, and the torrents are freed.
-        assert_eq!(table.sweep_next(4, 1901, 900), 40);
+        assert_eq!(table.sweep_next(4, 1901, 900, |_| true), 40);
         assert_eq!(table.totals(), TableTotals::default());
         assert!(
             table
@@ -232,6 +251,29 @@ mod tests {
                 .get(&InfoHash([3; 20]))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn sweeps_drop_swarms_the_rules_refuse() {
+        let table = SwarmTable::new(2, [1, 1]);
+        let h = *table.addr_hasher();
+        for t in [1u8, 2] {
+            let hash = InfoHash([t; 20]);
+            table.lock(&hash).get_or_insert(hash).v4.update(
+                addr(u32::from(t)),
+                PeerUpdate::Seeder,
+                0,
+                &h,
+            );
+        }
+        let refused = InfoHash([2; 20]);
+        let dropped: usize = (0..2)
+            .map(|i| table.sweep_shard(i, 0, 60, |hash| *hash != refused))
+            .sum();
+        assert_eq!(dropped, 1);
+        assert!(table.lock(&refused).get(&refused).is_none());
+        let kept = InfoHash([1; 20]);
+        assert!(table.lock(&kept).get(&kept).is_some());
     }
 
     #[test]
@@ -245,7 +287,9 @@ mod tests {
             .v4
             .update(addr(1), PeerUpdate::Seeder, 0, &h);
         // Eight single-shard steps must reach the shard, wherever it is.
-        let dropped: usize = (0..8).map(|_| table.sweep_next(1, 10_000, 60)).sum();
+        let dropped: usize = (0..8)
+            .map(|_| table.sweep_next(1, 10_000, 60, |_| true))
+            .sum();
         assert_eq!(dropped, 1);
     }
 }

@@ -111,7 +111,16 @@ pub fn handle_datagram(
                 MAX_REPLY_V6
             };
             let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
-            let answer = tracker.announce(&params, now, rng, room);
+            let answer = match tracker.announce(&params, now, rng, room) {
+                Ok(a) => a,
+                Err(refusal) => {
+                    let len = udp::write_error(out, a.transaction_id, refusal.message());
+                    return UdpOutcome::Reply {
+                        len,
+                        kind: ReplyKind::Error,
+                    };
+                }
+            };
             udp::write_announce_header(
                 out,
                 a.transaction_id,
@@ -388,6 +397,25 @@ mod tests {
                 let _ = c.send(&t, &p, 1);
             }
         }
+    }
+
+    #[test]
+    fn refused_torrents_get_an_error_and_no_swarm() {
+        use crate::tracker::access::{AccessMode, AccessRules};
+        let t = tracker(200);
+        let listed = crate::protocol::InfoHash([1; 20]);
+        t.set_access(AccessRules::new(
+            AccessMode::Allow,
+            [listed].into_iter().collect(),
+        ));
+        let mut c = Client::new("10.0.0.1:1");
+        let id = c.connect(&t, 0);
+        let r = c.send(&t, &announce(id, 2, 2, 0, -1, 1), 0).unwrap();
+        assert_eq!(r[..4], [0, 0, 0, 3]);
+        assert_eq!(&r[8..], b"torrent not allowed on this tracker");
+        assert_eq!(t.scrape(&crate::protocol::InfoHash([2; 20])).seeders, 0);
+        let r = c.send(&t, &announce(id, 1, 2, 0, -1, 1), 0).unwrap();
+        assert_eq!(counts(r), (0, 1, 0));
     }
 
     #[test]
