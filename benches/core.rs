@@ -52,6 +52,7 @@ fn fill(t: &Tracker, hash: [u8; 20], n: u32, rng: &mut SmallRng) {
         let ip = (0x0a00_0000 + i).to_be_bytes();
         let p = AnnounceParams {
             info_hash: ringtracker::protocol::InfoHash(hash),
+            peer_id: ringtracker::protocol::PeerId([1; 20]),
             ip: std::net::Ipv4Addr::from(ip).into(),
             port: 6881,
             event: ringtracker::protocol::Event::Started,

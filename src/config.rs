@@ -9,7 +9,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::tracker::AnnouncePolicy;
-use crate::tracker::access::{AccessMode, AccessRules, parse_hash_list};
+use crate::tracker::access::{
+    AccessMode, AccessRules, ClientFilter, parse_ban_list, parse_hash_list,
+};
 use crate::tracker::peer_set::MAX_PEER_TIMEOUT;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -28,6 +30,11 @@ pub struct AccessConfig {
     pub mode: AccessMode,
     /// Info-hash list file (required unless mode is "off").
     pub list: Option<std::path::PathBuf>,
+    /// File of banned IP addresses and CIDR ranges.
+    pub banned: Option<std::path::PathBuf>,
+    /// Client filter by peer_id prefix.
+    pub clients: AccessMode,
+    pub client_prefixes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -228,6 +235,13 @@ impl Config {
                 "needs access.list, the file of info hashes",
             ));
         }
+        if self.access.clients != AccessMode::Off && self.access.client_prefixes.is_empty() {
+            return Err(invalid(
+                "access.clients",
+                format!("{:?}", self.access.clients).to_lowercase(),
+                "needs access.client_prefixes",
+            ));
+        }
         if self.http.max_connections == 0 {
             return Err(invalid(
                 "http.max_connections",
@@ -296,18 +310,35 @@ impl Config {
     /// the file and line.
     pub fn access_rules(&self) -> Result<AccessRules, ConfigError> {
         let a = &self.access;
-        let Some(path) = a.list.as_ref().filter(|_| a.mode != AccessMode::Off) else {
-            return Ok(AccessRules::default());
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let hashes = parse_hash_list(&text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(AccessRules::new(a.mode, hashes))
+        let located =
+            |path: &std::path::Path, e: crate::tracker::access::ListError| ConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            };
+        let mut rules = match a.list.as_ref().filter(|_| a.mode != AccessMode::Off) {
+            Some(path) => {
+                let hashes = parse_hash_list(&read(path)?).map_err(|e| located(path, e))?;
+                AccessRules::new(a.mode, hashes)
+            }
+            None => AccessRules::default(),
+        };
+        if let Some(path) = &a.banned {
+            rules = rules.with_bans(parse_ban_list(&read(path)?).map_err(|e| located(path, e))?);
+        }
+        Ok(rules.with_clients(ClientFilter {
+            mode: a.clients,
+            prefixes: a
+                .client_prefixes
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+        }))
     }
 
     /// The effective worker count (0 in the config means one per core).
@@ -403,6 +434,15 @@ mode = "off"
 # The list: one info hash per line, 40 hex digits, `#` comments. Reloaded
 # on SIGHUP; a malformed file keeps the old list in force (and is logged).
 # list = "/etc/ringtracker/torrents.txt"
+# Banned addresses: one IP or CIDR range (IPv4 or IPv6) per line, `#`
+# comments. A banned address gets nothing at all (UDP: no reply; HTTP: the
+# connection is closed). Reloaded on SIGHUP with the list above.
+# banned = "/etc/ringtracker/banned.txt"
+# Client filter by peer_id prefix: "off", "allow" (only these clients) or
+# "deny" (all but these). Refused clients are told `retry in: never`.
+clients = "off"
+# The prefixes, e.g. ["-TR", "-qB"] (Transmission, qBittorrent).
+client_prefixes = []
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,

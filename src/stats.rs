@@ -41,6 +41,7 @@ counters! {
     DropUnknownAction => "drop_unknown_action",
     DropShortAnnounce => "drop_short_announce",
     DropBadConnectionId => "drop_bad_connection_id",
+    DropBanned => "drop_banned",
     DropOversized => "drop_oversized",
     DropNoAddress => "drop_no_address",
     DropNoSendSlot => "drop_no_send_slot",
@@ -104,6 +105,7 @@ impl WorkerStats {
                 UdpDrop::Malformed(DropReason::UnknownAction) => Counter::DropUnknownAction,
                 UdpDrop::Malformed(DropReason::ShortAnnounce) => Counter::DropShortAnnounce,
                 UdpDrop::BadConnectionId => Counter::DropBadConnectionId,
+                UdpDrop::Banned => Counter::DropBanned,
             },
             1,
         );

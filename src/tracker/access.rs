@@ -6,11 +6,12 @@
 //! never pauses announces or drops a packet.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use hashbrown::DefaultHashBuilder;
 use serde::Deserialize;
 
-use crate::protocol::InfoHash;
+use crate::protocol::{InfoHash, PeerId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -36,11 +37,59 @@ pub struct ListError {
 pub struct AccessRules {
     pub mode: AccessMode,
     hashes: HashSet<InfoHash, DefaultHashBuilder>,
+    bans: IpBans,
+    clients: ClientFilter,
+}
+
+/// Clients (by peer_id prefix, e.g. `-TR`, `-qB`) that are served.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFilter {
+    pub mode: AccessMode,
+    pub prefixes: Vec<Vec<u8>>,
+}
+
+impl ClientFilter {
+    pub fn permits(&self, peer_id: &PeerId) -> bool {
+        let listed = || self.prefixes.iter().any(|p| peer_id.0.starts_with(p));
+        match self.mode {
+            AccessMode::Off => true,
+            AccessMode::Allow => listed(),
+            AccessMode::Deny => !listed(),
+        }
+    }
 }
 
 impl AccessRules {
     pub fn new(mode: AccessMode, hashes: HashSet<InfoHash, DefaultHashBuilder>) -> Self {
-        AccessRules { mode, hashes }
+        AccessRules {
+            mode,
+            hashes,
+            ..AccessRules::default()
+        }
+    }
+
+    pub fn with_bans(mut self, bans: IpBans) -> Self {
+        self.bans = bans;
+        self
+    }
+
+    pub fn with_clients(mut self, clients: ClientFilter) -> Self {
+        self.clients = clients;
+        self
+    }
+
+    /// Whether `ip` is banned (it then gets nothing at all).
+    pub fn banned(&self, ip: IpAddr) -> bool {
+        self.bans.contains(ip)
+    }
+
+    /// Whether a client with this peer id is served.
+    pub fn permits_client(&self, peer_id: &PeerId) -> bool {
+        self.clients.permits(peer_id)
+    }
+
+    pub fn ban_count(&self) -> usize {
+        self.bans.len()
     }
 
     /// Whether announces for `info_hash` are served.
@@ -59,6 +108,113 @@ impl AccessRules {
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
+}
+
+/// Banned addresses and CIDR ranges. Kept as one set of masked networks per
+/// prefix length that occurs, so a lookup is one hash probe per distinct
+/// prefix length (a handful), whatever the list's size.
+#[derive(Debug, Clone, Default)]
+pub struct IpBans {
+    v4: Vec<(u8, HashSet<u32, DefaultHashBuilder>)>,
+    v6: Vec<(u8, HashSet<u128, DefaultHashBuilder>)>,
+}
+
+fn mask4(ip: u32, prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        ip & (u32::MAX << (32 - u32::from(prefix)))
+    }
+}
+
+fn mask6(ip: u128, prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        ip & (u128::MAX << (128 - u32::from(prefix)))
+    }
+}
+
+impl IpBans {
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.iter().map(|(_, s)| s.len()).sum::<usize>()
+            + self.v6.iter().map(|(_, s)| s.len()).sum::<usize>()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4.iter().any(|(p, set)| set.contains(&mask4(a, *p)))
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6.iter().any(|(p, set)| set.contains(&mask6(a, *p)))
+            }
+        }
+    }
+
+    fn insert(&mut self, ip: IpAddr, prefix: u8) {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                // A mapped IPv6 range counts in IPv4 prefix bits.
+                let prefix = if ip.is_ipv6() {
+                    prefix.saturating_sub(96)
+                } else {
+                    prefix
+                };
+                let net = mask4(u32::from(a), prefix);
+                match self.v4.iter_mut().find(|(p, _)| *p == prefix) {
+                    Some((_, set)) => drop(set.insert(net)),
+                    None => self.v4.push((prefix, [net].into_iter().collect())),
+                }
+            }
+            IpAddr::V6(a) => {
+                let net = mask6(u128::from(a), prefix);
+                match self.v6.iter_mut().find(|(p, _)| *p == prefix) {
+                    Some((_, set)) => drop(set.insert(net)),
+                    None => self.v6.push((prefix, [net].into_iter().collect())),
+                }
+            }
+        }
+    }
+}
+
+/// Parse a ban list: one IP address or CIDR range (IPv4 or IPv6) per
+/// line; `#` comments and blank lines allowed.
+pub fn parse_ban_list(text: &str) -> Result<IpBans, ListError> {
+    let mut bans = IpBans::default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |message: String| ListError {
+            line: i + 1,
+            message,
+        };
+        let (addr, prefix) = match line.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (line, None),
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| err(format!("not an IP address: {addr:?}")))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(err(format!("not a prefix length up to {max}: {p:?}"))),
+            },
+        };
+        bans.insert(ip, prefix);
+    }
+    Ok(bans)
 }
 
 /// Parse an info-hash list: one hash per line as 40 hex digits (either
@@ -129,6 +285,50 @@ mod tests {
             let e = parse_hash_list(&bad).unwrap_err();
             assert_eq!(e.line, 1);
         }
+    }
+
+    #[test]
+    fn bans_by_address_and_range() {
+        let bans = parse_ban_list(
+            "# bad neighbours\n10.0.0.0/8\n192.0.2.7\n2001:db8::/32 # docs\n::ffff:198.51.100.0/120\n",
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(bans.contains(ip("10.200.3.4")));
+        assert!(bans.contains(ip("::ffff:10.1.1.1")), "mapped IPv4 is IPv4");
+        assert!(bans.contains(ip("192.0.2.7")) && !bans.contains(ip("192.0.2.8")));
+        assert!(bans.contains(ip("2001:db8:ffff::1")) && !bans.contains(ip("2001:db9::1")));
+        assert!(
+            bans.contains(ip("198.51.100.77")),
+            "a mapped range bans IPv4"
+        );
+        assert!(!bans.contains(ip("127.0.0.1")));
+        assert_eq!(bans.len(), 4);
+        let e = parse_ban_list("1.2.3.4\n1.2.3.0/33\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse_ban_list("\nnope\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(parse_ban_list("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn client_filter_by_peer_id_prefix() {
+        let id = |s: &[u8]| {
+            let mut p = [b'x'; 20];
+            p[..s.len()].copy_from_slice(s);
+            PeerId(p)
+        };
+        let deny = ClientFilter {
+            mode: AccessMode::Deny,
+            prefixes: vec![b"-XL".to_vec()],
+        };
+        assert!(!deny.permits(&id(b"-XL0019-")) && deny.permits(&id(b"-qB4500-")));
+        let allow = ClientFilter {
+            mode: AccessMode::Allow,
+            prefixes: vec![b"-TR".to_vec(), b"-qB".to_vec()],
+        };
+        assert!(allow.permits(&id(b"-qB4500-")) && !allow.permits(&id(b"-UT3500-")));
+        assert!(ClientFilter::default().permits(&id(b"anything")));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::connection_id::ConnectionIdIssuer;
 use super::peer_set::{V4, V6};
 use super::swarm::{PeerUpdate, Swarm};
 use super::table::SwarmTable;
-use crate::protocol::{Event, InfoHash};
+use crate::protocol::{Event, InfoHash, PeerId};
 
 /// The operator's announce policy (from `[tracker]` in the config).
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ impl AnnouncePolicy {
 #[derive(Debug, Clone)]
 pub struct AnnounceParams {
     pub info_hash: InfoHash,
+    /// For the client filter only: peers are identified by address.
+    pub peer_id: PeerId,
     /// The peer's address: the packet's source unless policy allows `ip`.
     /// IPv4-mapped IPv6 addresses must already be turned into IPv4.
     pub ip: IpAddr,
@@ -86,12 +88,15 @@ pub struct ScrapeCounts {
 pub enum Refusal {
     /// The access list does not let this torrent in (permanent).
     TorrentNotAllowed,
+    /// The client filter does not let this client software in (permanent).
+    ClientNotAllowed,
 }
 
 impl Refusal {
     pub fn message(self) -> &'static str {
         match self {
             Refusal::TorrentNotAllowed => "torrent not allowed on this tracker",
+            Refusal::ClientNotAllowed => "client software not allowed on this tracker",
         }
     }
 }
@@ -129,6 +134,11 @@ impl Tracker {
         self.access.load_full()
     }
 
+    /// Whether `ip` is banned: it gets nothing at all, on any frontend.
+    pub fn is_banned(&self, ip: std::net::IpAddr) -> bool {
+        self.access.load().banned(ip)
+    }
+
     /// Expire the next `count` shards: peers past the timeout, and swarms of
     /// torrents the access rules no longer permit.
     pub fn sweep(&self, count: usize, now: u32) -> usize {
@@ -146,8 +156,14 @@ impl Tracker {
         rng: &mut impl Rng,
         out: &mut [u8],
     ) -> Result<AnnounceAnswer, Refusal> {
-        if !self.access.load().permits(&p.info_hash) {
-            return Err(Refusal::TorrentNotAllowed);
+        {
+            let rules = self.access.load();
+            if !rules.permits(&p.info_hash) {
+                return Err(Refusal::TorrentNotAllowed);
+            }
+            if !rules.permits_client(&p.peer_id) {
+                return Err(Refusal::ClientNotAllowed);
+            }
         }
         let update = match p.event {
             Event::Stopped => PeerUpdate::Remove,

@@ -88,6 +88,10 @@ pub fn handle_request(
     out: &mut Vec<u8>,
 ) -> bool {
     let keep_alive = head.keep_alive;
+    if tracker.is_banned(client_ip(peer.ip(), head, policy)) {
+        // Nothing at all: no reply, and the connection is closed.
+        return false;
+    }
     scratch.body.clear();
     match http::endpoint(head.target) {
         Endpoint::Unknown => {
@@ -168,6 +172,7 @@ fn announce(
     };
     let params = AnnounceParams {
         info_hash: q.info_hash,
+        peer_id: q.peer_id,
         ip,
         port: q.port,
         event: q.event,
@@ -436,6 +441,27 @@ mod tests {
         );
         let (_, body) = get(&t, &p, "127.0.0.1:1", &announce_req('y', 1, 0, ""));
         assert!(body.starts_with(b"d8:complete"));
+    }
+
+    #[test]
+    fn banned_clients_get_nothing() {
+        use crate::tracker::access::{AccessRules, parse_ban_list};
+        let t = tracker();
+        t.set_access(AccessRules::default().with_bans(parse_ban_list("127.0.0.9").unwrap()));
+        let request = announce_req('b', 1, 0, "");
+        let head = parse_head(request.as_bytes()).unwrap().unwrap();
+        let mut out = Vec::new();
+        let keep = handle_request(
+            &t,
+            &HttpPolicy::default(),
+            &head,
+            "127.0.0.9:5".parse().unwrap(),
+            0,
+            &mut SmallRng::seed_from_u64(1),
+            &mut Scratch::default(),
+            &mut out,
+        );
+        assert!(!keep && out.is_empty());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum UdpDrop {
     Malformed(DropReason),
     /// Unknown, expired or issued to another address.
     BadConnectionId,
+    /// From a banned address: no reply of any kind.
+    Banned,
 }
 
 #[must_use]
@@ -59,6 +61,9 @@ pub fn handle_datagram(
 ) -> UdpOutcome {
     debug_assert!(out.len() >= REPLY_BUFFER_LEN);
     let ip = src.ip().to_canonical();
+    if tracker.is_banned(ip) {
+        return UdpOutcome::Drop(UdpDrop::Banned);
+    }
     let request = match udp::parse_request(packet) {
         Ok(r) => r,
         Err(RequestError::Unanswerable(reason)) => {
@@ -99,6 +104,7 @@ pub fn handle_datagram(
             };
             let params = AnnounceParams {
                 info_hash: a.info_hash,
+                peer_id: a.peer_id,
                 ip: peer_ip,
                 port: a.port,
                 event: a.event,
@@ -416,6 +422,29 @@ mod tests {
         assert_eq!(t.scrape(&crate::protocol::InfoHash([2; 20])).seeders, 0);
         let r = c.send(&t, &announce(id, 1, 2, 0, -1, 1), 0).unwrap();
         assert_eq!(counts(r), (0, 1, 0));
+    }
+
+    #[test]
+    fn banned_addresses_get_nothing_and_filtered_clients_an_error() {
+        use crate::tracker::access::{AccessMode, AccessRules, ClientFilter, parse_ban_list};
+        let t = tracker(200);
+        t.set_access(
+            AccessRules::default()
+                .with_bans(parse_ban_list("10.9.0.0/16").unwrap())
+                .with_clients(ClientFilter {
+                    mode: AccessMode::Deny,
+                    prefixes: vec![vec![1, 1, 1]],
+                }),
+        );
+        let mut banned = Client::new("10.9.1.1:1");
+        let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0; 8]);
+        assert!(banned.send(&t, &p, 0).is_none(), "not even a connect");
+        // The test announces carry peer id [1; 20]: a denied client.
+        let mut c = Client::new("10.0.0.1:1");
+        let id = c.connect(&t, 0);
+        let r = c.send(&t, &announce(id, 5, 2, 0, -1, 1), 0).unwrap();
+        assert_eq!(&r[8..], b"client software not allowed on this tracker");
     }
 
     #[test]
