@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::tracker::AnnouncePolicy;
 use crate::tracker::access::{
-    AccessMode, AccessRules, ClientFilter, parse_ban_list, parse_hash_list,
+    AccessMode, AccessRules, ClientFilter, parse_ban_list, parse_hash_list, parse_passkeys,
 };
 use crate::tracker::peer_set::MAX_PEER_TIMEOUT;
 
@@ -22,6 +22,15 @@ pub struct Config {
     pub http: HttpConfig,
     pub tracker: TrackerConfig,
     pub access: AccessConfig,
+    pub private: PrivateConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivateConfig {
+    pub enabled: bool,
+    /// File of passkeys (required when enabled).
+    pub passkeys: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -131,6 +140,7 @@ impl Default for Config {
                 shards: 1024,
             },
             access: AccessConfig::default(),
+            private: PrivateConfig::default(),
         }
     }
 }
@@ -242,6 +252,13 @@ impl Config {
                 "needs access.client_prefixes",
             ));
         }
+        if self.private.enabled && self.private.passkeys.is_none() {
+            return Err(invalid(
+                "private.enabled",
+                "true".into(),
+                "needs private.passkeys, the file of passkeys",
+            ));
+        }
         if self.http.max_connections == 0 {
             return Err(invalid(
                 "http.max_connections",
@@ -331,14 +348,20 @@ impl Config {
         if let Some(path) = &a.banned {
             rules = rules.with_bans(parse_ban_list(&read(path)?).map_err(|e| located(path, e))?);
         }
-        Ok(rules.with_clients(ClientFilter {
+        rules = rules.with_clients(ClientFilter {
             mode: a.clients,
             prefixes: a
                 .client_prefixes
                 .iter()
                 .map(|p| p.as_bytes().to_vec())
                 .collect(),
-        }))
+        });
+        let private = &self.private;
+        if let Some(path) = private.passkeys.as_ref().filter(|_| private.enabled) {
+            rules =
+                rules.with_passkeys(parse_passkeys(&read(path)?).map_err(|e| located(path, e))?);
+        }
+        Ok(rules)
     }
 
     /// The effective worker count (0 in the config means one per core).
@@ -443,6 +466,16 @@ mode = "off"
 clients = "off"
 # The prefixes, e.g. ["-TR", "-qB"] (Transmission, qBittorrent).
 client_prefixes = []
+
+[private]
+# Private tracker (BEP 27): every announce needs a registered passkey, in
+# the URL path (http://host:port/<passkey>/announce, and /scrape) or, over
+# UDP, in BEP 41 URLData (udp://host:port/<passkey>/announce). Without
+# one: no peers, no swarm, and `retry in: never`. UDP scrapes are refused
+# (they cannot carry a passkey).
+enabled = false
+# One passkey per line, 16 to 64 letters and digits. Reloaded on SIGHUP.
+# passkeys = "/etc/ringtracker/passkeys.txt"
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,
@@ -604,6 +637,37 @@ mod tests {
         .unwrap();
         let e = c.access_rules().unwrap_err().to_string();
         assert!(e.contains("/nonexistent/list"), "{e}");
+    }
+
+    #[test]
+    fn private_mode_loads_its_passkeys() {
+        let e = Config::from_toml("[private]\nenabled = true\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.toml:2: private.enabled = true"), "{e}");
+        let dir = std::env::temp_dir().join(format!("rt-config-pk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = dir.join("keys.txt");
+        std::fs::write(&keys, "abcdef0123456789\n").unwrap();
+        let text = format!(
+            "[private]\nenabled = true\npasskeys = \"{}\"\n",
+            keys.display()
+        );
+        let rules = Config::from_toml(&text, "p")
+            .unwrap()
+            .access_rules()
+            .unwrap();
+        assert!(rules.private());
+        assert!(rules.permits_passkey(Some(b"abcdef0123456789")));
+        assert!(!rules.permits_passkey(None));
+        let off = text.replace("enabled = true", "enabled = false");
+        assert!(
+            !Config::from_toml(&off, "p")
+                .unwrap()
+                .access_rules()
+                .unwrap()
+                .private()
+        );
     }
 
     #[test]

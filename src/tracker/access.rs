@@ -39,6 +39,8 @@ pub struct AccessRules {
     hashes: HashSet<InfoHash, DefaultHashBuilder>,
     bans: IpBans,
     clients: ClientFilter,
+    /// Private mode: the registered passkeys (None: private mode off).
+    passkeys: Option<HashSet<Vec<u8>, DefaultHashBuilder>>,
 }
 
 /// Clients (by peer_id prefix, e.g. `-TR`, `-qB`) that are served.
@@ -76,6 +78,26 @@ impl AccessRules {
     pub fn with_clients(mut self, clients: ClientFilter) -> Self {
         self.clients = clients;
         self
+    }
+
+    /// Turn private mode on with these passkeys.
+    pub fn with_passkeys(mut self, passkeys: HashSet<Vec<u8>, DefaultHashBuilder>) -> Self {
+        self.passkeys = Some(passkeys);
+        self
+    }
+
+    pub fn private(&self) -> bool {
+        self.passkeys.is_some()
+    }
+
+    /// Whether a request carrying `passkey` (from the URL path, or BEP 41
+    /// URLData over UDP) is served: always when private mode is off (a key
+    /// in the path is then ignored), else only with a registered key.
+    pub fn permits_passkey(&self, passkey: Option<&[u8]>) -> bool {
+        match &self.passkeys {
+            None => true,
+            Some(keys) => passkey.is_some_and(|k| keys.contains(k)),
+        }
     }
 
     /// Whether `ip` is banned (it then gets nothing at all).
@@ -217,6 +239,36 @@ pub fn parse_ban_list(text: &str) -> Result<IpBans, ListError> {
     Ok(bans)
 }
 
+/// Parse a passkey list: one key per line, 16 to 64 ASCII letters and
+/// digits; `#` comments and blank lines allowed.
+pub fn parse_passkeys(text: &str) -> Result<HashSet<Vec<u8>, DefaultHashBuilder>, ListError> {
+    let mut keys = HashSet::with_hasher(DefaultHashBuilder::default());
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if !(16..=64).contains(&line.len()) || !line.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ListError {
+                line: i + 1,
+                message: "a passkey is 16 to 64 letters and digits".into(),
+            });
+        }
+        keys.insert(line.as_bytes().to_vec());
+    }
+    Ok(keys)
+}
+
+/// The passkey in a tracker URL path `/<passkey>/announce` (or `/scrape`),
+/// as a BEP 41 URLData option carries it (a query string may follow).
+pub fn passkey_in_path(path: &[u8]) -> Option<&[u8]> {
+    let path = path.split(|&b| b == b'?').next()?;
+    let rest = path.strip_prefix(b"/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let (key, tail) = (&rest[..slash], &rest[slash + 1..]);
+    (!key.is_empty() && (tail == b"announce" || tail == b"scrape")).then_some(key)
+}
+
 /// Parse an info-hash list: one hash per line as 40 hex digits (either
 /// case); `#` starts a comment; blank lines are allowed.
 pub fn parse_hash_list(text: &str) -> Result<HashSet<InfoHash, DefaultHashBuilder>, ListError> {
@@ -329,6 +381,33 @@ mod tests {
         };
         assert!(allow.permits(&id(b"-qB4500-")) && !allow.permits(&id(b"-UT3500-")));
         assert!(ClientFilter::default().permits(&id(b"anything")));
+    }
+
+    #[test]
+    fn passkeys_and_paths() {
+        let keys = parse_passkeys("# users\nabcdef0123456789\n\nZZZZZZZZZZZZZZZZZZZZ\n").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(parse_passkeys("short\n").unwrap_err().line, 1);
+        assert_eq!(
+            parse_passkeys(&format!("abcdef0123456789\n{}\n", "a".repeat(65)))
+                .unwrap_err()
+                .line,
+            2
+        );
+        assert_eq!(parse_passkeys("abcdef01234567-9\n").unwrap_err().line, 1);
+        let rules = AccessRules::default().with_passkeys(keys);
+        assert!(rules.permits_passkey(Some(b"abcdef0123456789")));
+        assert!(!rules.permits_passkey(Some(b"abcdef0123456780")));
+        assert!(!rules.permits_passkey(None));
+        assert!(AccessRules::default().permits_passkey(None));
+        assert_eq!(
+            passkey_in_path(b"/abcdef0123456789/announce"),
+            Some(&b"abcdef0123456789"[..])
+        );
+        assert_eq!(passkey_in_path(b"/k3y/announce?x=1"), Some(&b"k3y"[..]));
+        assert_eq!(passkey_in_path(b"/announce"), None);
+        assert_eq!(passkey_in_path(b"//announce"), None);
+        assert_eq!(passkey_in_path(b"/a/b/announce"), None);
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub enum Refusal {
     TorrentNotAllowed,
     /// The client filter does not let this client software in (permanent).
     ClientNotAllowed,
+    /// Private mode and no registered passkey (permanent).
+    UnknownPasskey,
 }
 
 impl Refusal {
@@ -97,6 +99,7 @@ impl Refusal {
         match self {
             Refusal::TorrentNotAllowed => "torrent not allowed on this tracker",
             Refusal::ClientNotAllowed => "client software not allowed on this tracker",
+            Refusal::UnknownPasskey => "unknown passkey",
         }
     }
 }
@@ -132,6 +135,20 @@ impl Tracker {
     /// The access rules in force.
     pub fn access(&self) -> Arc<AccessRules> {
         self.access.load_full()
+    }
+
+    /// Private mode: whether a request carrying `passkey` is served.
+    pub fn check_passkey(&self, passkey: Option<&[u8]>) -> Result<(), Refusal> {
+        if self.access.load().permits_passkey(passkey) {
+            Ok(())
+        } else {
+            Err(Refusal::UnknownPasskey)
+        }
+    }
+
+    /// Whether private mode is on (the UDP frontend then reads URLData).
+    pub fn is_private(&self) -> bool {
+        self.access.load().private()
     }
 
     /// Whether `ip` is banned: it gets nothing at all, on any frontend.

@@ -105,10 +105,14 @@ pub fn handle_request(
             );
             return keep_alive;
         }
-        Endpoint::Announce { query, .. } => {
-            announce(tracker, policy, head, peer, query, now, rng, scratch)
-        }
-        Endpoint::Scrape { query, .. } => scrape(tracker, policy, query, scratch),
+        Endpoint::Announce { passkey, query } => match tracker.check_passkey(passkey) {
+            Ok(()) => announce(tracker, policy, head, peer, query, now, rng, scratch),
+            Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
+        },
+        Endpoint::Scrape { passkey, query } => match tracker.check_passkey(passkey) {
+            Ok(()) => scrape(tracker, policy, query, scratch),
+            Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
+        },
     }
     respond(
         out,
@@ -441,6 +445,48 @@ mod tests {
         );
         let (_, body) = get(&t, &p, "127.0.0.1:1", &announce_req('y', 1, 0, ""));
         assert!(body.starts_with(b"d8:complete"));
+    }
+
+    #[test]
+    fn private_mode_needs_a_registered_passkey_in_the_path() {
+        use crate::tracker::access::AccessRules;
+        let t = tracker();
+        t.set_access(
+            AccessRules::default()
+                .with_passkeys([b"abcdef0123456789".to_vec()].into_iter().collect()),
+        );
+        let p = HttpPolicy::default();
+        let (_, body) = get(&t, &p, "127.0.0.1:1", &announce_req('k', 1, 0, ""));
+        assert_eq!(
+            body,
+            b"d14:failure reason15:unknown passkey8:retry in5:nevere"
+        );
+        let with_key =
+            announce_req('k', 1, 0, "").replace("/announce?", "/abcdef0123456789/announce?");
+        let (_, body) = get(&t, &p, "127.0.0.1:1", &with_key);
+        assert!(
+            body.starts_with(b"d8:complete"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let wrong = with_key.replace("abcdef0123456789", "abcdef0123456788");
+        let (_, body) = get(&t, &p, "127.0.0.1:1", &wrong);
+        assert!(body.starts_with(b"d14:failure reason15:unknown passkey"));
+        let h: String = std::iter::repeat_n('k', 20).collect();
+        let (_, body) = get(
+            &t,
+            &p,
+            "127.0.0.1:1",
+            &format!("GET /scrape?info_hash={h} HTTP/1.1\r\n\r\n"),
+        );
+        assert!(body.starts_with(b"d14:failure reason15:unknown passkey"));
+        let (_, body) = get(
+            &t,
+            &p,
+            "127.0.0.1:1",
+            &format!("GET /abcdef0123456789/scrape?info_hash={h} HTTP/1.1\r\n\r\n"),
+        );
+        assert!(body.starts_with(b"d5:files"));
     }
 
     #[test]

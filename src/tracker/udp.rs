@@ -11,6 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rand::Rng;
 
+use arrayvec::ArrayVec;
+
+use super::access::passkey_in_path;
 use super::announce::{AnnounceParams, Tracker};
 use crate::protocol::udp::{self, DropReason, Request, RequestError};
 
@@ -19,6 +22,7 @@ pub const MAX_REPLY_V4: usize = 1500 - 20 - 8;
 pub const MAX_REPLY_V6: usize = 1500 - 40 - 8;
 /// A reply buffer must hold this much.
 pub const REPLY_BUFFER_LEN: usize = MAX_REPLY_V4;
+const PRIVATE_SCRAPE: &str = "private tracker: scrape over HTTP with your passkey";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyKind {
@@ -96,6 +100,19 @@ pub fn handle_datagram(
             if !tracker.connection_ids.is_valid(a.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
+            if tracker.is_private() {
+                // The passkey travels in BEP 41 URLData: the path of the
+                // tracker URL, `/<passkey>/announce`.
+                let mut url = ArrayVec::new();
+                udp::url_data(a.options, &mut url);
+                if let Err(r) = tracker.check_passkey(passkey_in_path(&url)) {
+                    let len = udp::write_error(out, a.transaction_id, r.message());
+                    return UdpOutcome::Reply {
+                        len,
+                        kind: ReplyKind::Error,
+                    };
+                }
+            }
             let peer_ip = match ip {
                 IpAddr::V4(_) if tracker.policy.allow_ip_param && a.ip != 0 => {
                     IpAddr::V4(Ipv4Addr::from(a.ip))
@@ -142,6 +159,15 @@ pub fn handle_datagram(
         Request::Scrape(s) => {
             if !tracker.connection_ids.is_valid(s.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
+            }
+            if tracker.is_private() {
+                // A UDP scrape carries no options, so no passkey: the counts
+                // of a private tracker's torrents are for its members.
+                let len = udp::write_error(out, s.transaction_id, PRIVATE_SCRAPE);
+                return UdpOutcome::Reply {
+                    len,
+                    kind: ReplyKind::Error,
+                };
             }
             let mut len = udp::write_scrape_header(out, s.transaction_id);
             for hash in s.info_hashes() {
@@ -445,6 +471,34 @@ mod tests {
         let id = c.connect(&t, 0);
         let r = c.send(&t, &announce(id, 5, 2, 0, -1, 1), 0).unwrap();
         assert_eq!(&r[8..], b"client software not allowed on this tracker");
+    }
+
+    #[test]
+    fn private_mode_reads_the_passkey_from_url_data() {
+        use crate::tracker::access::AccessRules;
+        let t = tracker(200);
+        t.set_access(
+            AccessRules::default()
+                .with_passkeys([b"abcdef0123456789".to_vec()].into_iter().collect()),
+        );
+        let mut c = Client::new("10.0.0.1:1");
+        let id = c.connect(&t, 0);
+        let r = c.send(&t, &announce(id, 7, 2, 0, -1, 1), 0).unwrap();
+        assert_eq!(&r[8..], b"unknown passkey");
+        // URLData in two chunks, as BEP 41 allows: "/abcdef0123456789" + "/announce".
+        let mut p = announce(id, 7, 2, 0, -1, 1);
+        p.extend_from_slice(&[2, 17]);
+        p.extend_from_slice(b"/abcdef0123456789");
+        p.extend_from_slice(&[1, 2, 9]);
+        p.extend_from_slice(b"/announce");
+        p.push(0);
+        let r = c.send(&t, &p, 0).unwrap();
+        assert_eq!(counts(r), (0, 1, 0));
+        let mut scrape = id.to_be_bytes().to_vec();
+        scrape.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 1]);
+        scrape.extend_from_slice(&[7; 20]);
+        let r = c.send(&t, &scrape, 0).unwrap();
+        assert_eq!(r[..4], [0, 0, 0, 3]);
     }
 
     #[test]

@@ -7,9 +7,12 @@ find each other. The leecher downloads a few MiB of random data through a
 udp:// tracker URL and the bytes must match. Afterwards a raw BEP 15 scrape
 must show the swarm and the completed download.
 
-Usage: libtorrent_swarm.py TRACKER_URL WORKDIR
-(TRACKER_URL is udp://127.0.0.1:PORT/announce or http://127.0.0.1:PORT/announce;
-over HTTP the scrape is libtorrent's own.)
+Usage: libtorrent_swarm.py TRACKER_URL WORKDIR [private]
+(TRACKER_URL is udp://127.0.0.1:PORT[/PASSKEY]/announce or
+http://127.0.0.1:PORT[/PASSKEY]/announce; over HTTP the scrape is libtorrent's
+own. With `private`, the tracker only serves the passkey in the URL: over UDP
+libtorrent must send it as BEP 41 URLData, and an announce without it must be
+refused.)
 """
 
 import hashlib
@@ -99,8 +102,22 @@ def libtorrent_scrape(ses, handle, deadline, log):
     return None
 
 
+def udp_announce_without_passkey(host, port, info_hash):
+    """A raw BEP 15 announce with no URLData: returns (action, message)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(struct.pack(">QII", 0x41727101980, 0, 1), (host, port))
+    cid = s.recv(64)[8:16]
+    packet = cid + struct.pack(">II", 1, 3) + info_hash + b"-XX0001-abcdefghijkl" + struct.pack(
+        ">QQQIIIiH", 0, 0, 0, 2, 0, 0, -1, 7777)
+    s.sendto(packet, (host, port))
+    reply = s.recv(2048)
+    return struct.unpack(">I", reply[:4])[0], reply[8:]
+
+
 def main():
     url, work = sys.argv[1], sys.argv[2]
+    private = len(sys.argv) > 3 and sys.argv[3] == "private"
     scheme, rest = url.split("://", 1)
     hostport = rest.split("/", 1)[0]
     host, port = hostport.rsplit(":", 1)
@@ -150,6 +167,13 @@ def main():
         if not counts or counts[0] < 2:
             print("\n".join(log))
             sys.exit("FAIL: libtorrent's scrape does not show two seeders")
+    elif private:
+        # The download above could only happen through the tracker, so
+        # libtorrent's URLData carried the passkey; without it, no service.
+        action, message = udp_announce_without_passkey(host, port, info.info_hashes().v1.to_bytes())
+        print("announce without passkey:", action, message)
+        if action != 3 or message != b"unknown passkey":
+            sys.exit("FAIL: the private tracker served an announce without a passkey")
     else:
         hashes = [info.info_hashes().v1.to_bytes()]
         if info.info_hashes().has_v2():

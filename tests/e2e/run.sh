@@ -46,4 +46,36 @@ kill -TERM "$pid"
 wait "$pid"
 pid=""
 grep -q "stopped" "$log" || { cat "$log"; echo "e2e: tracker did not stop cleanly"; exit 1; }
-echo "e2e: 2 passed, 0 failed"
+
+# A private tracker: the same swarm through URLs carrying a passkey.
+key=e2ePasskey0123456789
+echo "$key" >"$work/passkeys.txt"
+cat >"$work/private.toml" <<TOML
+[private]
+enabled = true
+passkeys = "$work/passkeys.txt"
+TOML
+mkfifo "$work/private.fifo"
+./target/release/ringtracker --config "$work/private.toml" --udp 127.0.0.1:0 --http 127.0.0.1:0 --workers 2 2>"$work/private.fifo" &
+pid=$!
+exec 4<"$work/private.fifo"
+udp_port=""
+http_port=""
+while IFS= read -r -u 4 line; do
+    echo "$line" >>"$log"
+    case "$line" in
+        *"listening on udp 127.0.0.1:"*) udp_port=${line##*127.0.0.1:} ;;
+        *"listening on http 127.0.0.1:"*) http_port=${line##*127.0.0.1:} ;;
+    esac
+    [ -n "$udp_port" ] && [ -n "$http_port" ] && break
+done
+[ -n "$udp_port" ] && [ -n "$http_port" ] || { cat "$log"; echo "e2e: private tracker exited before listening"; exit 1; }
+cat <&4 >>"$log" &
+echo "e2e: private tracker on udp 127.0.0.1:$udp_port and http 127.0.0.1:$http_port"
+mkdir "$work/pudp" "$work/phttp"
+timeout 300 /usr/bin/python3 tests/e2e/libtorrent_swarm.py "udp://127.0.0.1:$udp_port/$key/announce" "$work/pudp" private
+timeout 300 /usr/bin/python3 tests/e2e/libtorrent_swarm.py "http://127.0.0.1:$http_port/$key/announce" "$work/phttp" private
+kill -TERM "$pid"
+wait "$pid"
+pid=""
+echo "e2e: 4 passed, 0 failed"
