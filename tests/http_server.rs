@@ -248,3 +248,32 @@ fn connections_over_the_cap_are_refused_old_ones_unharmed() {
         assert_eq!(status, "HTTP/1.1 200 OK");
     }
 }
+
+#[test]
+fn private_mode_over_real_sockets() {
+    let dir = std::env::temp_dir().join(format!("rt-http-private-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("passkeys.txt");
+    std::fs::write(&keys, "# members\nmemberKey0123456789\n").unwrap();
+    let server = start("127.0.0.1:0", |c| {
+        c.private.enabled = true;
+        c.private.passkeys = Some(keys.clone());
+        c.tracker.max_numwant = 50;
+    });
+    let mut s = connect(server.http_addrs()[0]);
+    s.write_all(announce(b'q', 1, 0, "").as_bytes()).unwrap();
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        body,
+        b"d14:failure reason15:unknown passkey8:retry in5:nevere"
+    );
+    let keyed = announce(b'q', 1, 0, "").replace("/announce?", "/memberKey0123456789/announce?");
+    s.write_all(keyed.as_bytes()).unwrap();
+    let (_, _, body) = read_response(&mut s);
+    assert!(
+        body.starts_with(b"d8:completei1e"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
