@@ -94,6 +94,15 @@ pub enum Refusal {
     UnknownPasskey,
 }
 
+/// Private mode: whether a request carrying `passkey` is served.
+pub fn check_passkey(rules: &AccessRules, passkey: Option<&[u8]>) -> Result<(), Refusal> {
+    if rules.permits_passkey(passkey) {
+        Ok(())
+    } else {
+        Err(Refusal::UnknownPasskey)
+    }
+}
+
 impl Refusal {
     pub fn message(self) -> &'static str {
         match self {
@@ -137,23 +146,10 @@ impl Tracker {
         self.access.load_full()
     }
 
-    /// Private mode: whether a request carrying `passkey` is served.
-    pub fn check_passkey(&self, passkey: Option<&[u8]>) -> Result<(), Refusal> {
-        if self.access.load().permits_passkey(passkey) {
-            Ok(())
-        } else {
-            Err(Refusal::UnknownPasskey)
-        }
-    }
-
-    /// Whether private mode is on (the UDP frontend then reads URLData).
-    pub fn is_private(&self) -> bool {
-        self.access.load().private()
-    }
-
-    /// Whether `ip` is banned: it gets nothing at all, on any frontend.
-    pub fn is_banned(&self, ip: std::net::IpAddr) -> bool {
-        self.access.load().banned(ip)
+    /// The access rules in force, for one request: load them once and pass
+    /// them to `announce_with`, the ban and passkey checks.
+    pub fn rules(&self) -> arc_swap::Guard<Arc<AccessRules>> {
+        self.access.load()
     }
 
     /// Expire the next `count` shards: peers past the timeout, and swarms of
@@ -173,14 +169,23 @@ impl Tracker {
         rng: &mut impl Rng,
         out: &mut [u8],
     ) -> Result<AnnounceAnswer, Refusal> {
-        {
-            let rules = self.access.load();
-            if !rules.permits(&p.info_hash) {
-                return Err(Refusal::TorrentNotAllowed);
-            }
-            if !rules.permits_client(&p.peer_id) {
-                return Err(Refusal::ClientNotAllowed);
-            }
+        self.announce_with(&self.rules(), p, now, rng, out)
+    }
+
+    /// `announce` under rules the caller already loaded.
+    pub fn announce_with(
+        &self,
+        rules: &AccessRules,
+        p: &AnnounceParams,
+        now: u32,
+        rng: &mut impl Rng,
+        out: &mut [u8],
+    ) -> Result<AnnounceAnswer, Refusal> {
+        if !rules.permits(&p.info_hash) {
+            return Err(Refusal::TorrentNotAllowed);
+        }
+        if !rules.permits_client(&p.peer_id) {
+            return Err(Refusal::ClientNotAllowed);
         }
         let update = match p.event {
             Event::Stopped => PeerUpdate::Remove,

@@ -14,7 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 use arrayvec::ArrayVec;
 use rand::Rng;
 
-use super::announce::{AnnounceParams, Tracker};
+use super::access::AccessRules;
+use super::announce::{AnnounceParams, Tracker, check_passkey};
 use super::peer_set::{V4, V6};
 use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
@@ -88,7 +89,9 @@ pub fn handle_request(
     out: &mut Vec<u8>,
 ) -> bool {
     let keep_alive = head.keep_alive;
-    if tracker.is_banned(client_ip(peer.ip(), head, policy)) {
+    let rules = tracker.rules();
+    let seen = client_ip(peer.ip(), head, policy);
+    if rules.banned(seen) {
         // Nothing at all: no reply, and the connection is closed.
         return false;
     }
@@ -105,11 +108,11 @@ pub fn handle_request(
             );
             return keep_alive;
         }
-        Endpoint::Announce { passkey, query } => match tracker.check_passkey(passkey) {
-            Ok(()) => announce(tracker, policy, head, peer, query, now, rng, scratch),
+        Endpoint::Announce { passkey, query } => match check_passkey(&rules, passkey) {
+            Ok(()) => announce(tracker, &rules, seen, query, now, rng, scratch),
             Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
         },
-        Endpoint::Scrape { passkey, query } => match tracker.check_passkey(passkey) {
+        Endpoint::Scrape { passkey, query } => match check_passkey(&rules, passkey) {
             Ok(()) => scrape(tracker, policy, query, scratch),
             Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
         },
@@ -151,12 +154,11 @@ fn respond(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, body: &[u8], k
     out.extend_from_slice(body);
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `seen` is the client's address (after trusted-proxy resolution).
 fn announce(
     tracker: &Tracker,
-    policy: &HttpPolicy,
-    head: &RequestHead<'_>,
-    peer: SocketAddr,
+    rules: &AccessRules,
+    seen: IpAddr,
     query: &[u8],
     now: u32,
     rng: &mut impl Rng,
@@ -169,7 +171,6 @@ fn announce(
             return;
         }
     };
-    let seen = client_ip(peer.ip(), head, policy);
     let ip = match q.ip {
         Some(ip) if tracker.policy.allow_ip_param => ip.to_canonical(),
         _ => seen,
@@ -185,7 +186,7 @@ fn announce(
     };
     let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
     scratch.peers.resize(room, 0);
-    let a = match tracker.announce(&params, now, rng, &mut scratch.peers) {
+    let a = match tracker.announce_with(rules, &params, now, rng, &mut scratch.peers) {
         Ok(a) => a,
         Err(refusal) => {
             // Permanent: BEP 31 tells the client not to come back.

@@ -14,7 +14,7 @@ use rand::Rng;
 use arrayvec::ArrayVec;
 
 use super::access::passkey_in_path;
-use super::announce::{AnnounceParams, Tracker};
+use super::announce::{AnnounceParams, Tracker, check_passkey};
 use crate::protocol::udp::{self, DropReason, Request, RequestError};
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
@@ -65,7 +65,8 @@ pub fn handle_datagram(
 ) -> UdpOutcome {
     debug_assert!(out.len() >= REPLY_BUFFER_LEN);
     let ip = src.ip().to_canonical();
-    if tracker.is_banned(ip) {
+    let rules = tracker.rules();
+    if rules.banned(ip) {
         return UdpOutcome::Drop(UdpDrop::Banned);
     }
     let request = match udp::parse_request(packet) {
@@ -100,12 +101,12 @@ pub fn handle_datagram(
             if !tracker.connection_ids.is_valid(a.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
-            if tracker.is_private() {
+            if rules.private() {
                 // The passkey travels in BEP 41 URLData: the path of the
                 // tracker URL, `/<passkey>/announce`.
                 let mut url = ArrayVec::new();
                 udp::url_data(a.options, &mut url);
-                if let Err(r) = tracker.check_passkey(passkey_in_path(&url)) {
+                if let Err(r) = check_passkey(&rules, passkey_in_path(&url)) {
                     let len = udp::write_error(out, a.transaction_id, r.message());
                     return UdpOutcome::Reply {
                         len,
@@ -134,7 +135,7 @@ pub fn handle_datagram(
                 MAX_REPLY_V6
             };
             let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
-            let answer = match tracker.announce(&params, now, rng, room) {
+            let answer = match tracker.announce_with(&rules, &params, now, rng, room) {
                 Ok(a) => a,
                 Err(refusal) => {
                     let len = udp::write_error(out, a.transaction_id, refusal.message());
@@ -160,7 +161,7 @@ pub fn handle_datagram(
             if !tracker.connection_ids.is_valid(s.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
-            if tracker.is_private() {
+            if rules.private() {
                 // A UDP scrape carries no options, so no passkey: the counts
                 // of a private tracker's torrents are for its members.
                 let len = udp::write_error(out, s.transaction_id, PRIVATE_SCRAPE);
