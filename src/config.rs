@@ -23,6 +23,29 @@ pub struct Config {
     pub tracker: TrackerConfig,
     pub access: AccessConfig,
     pub private: PrivateConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub connects_per_second: u32,
+    pub connect_burst: u32,
+    pub announces_per_second: u32,
+    pub announce_burst: u32,
+    pub slots: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            connects_per_second: 0,
+            connect_burst: 10,
+            announces_per_second: 0,
+            announce_burst: 20,
+            slots: 65_536,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -141,6 +164,7 @@ impl Default for Config {
             },
             access: AccessConfig::default(),
             private: PrivateConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -250,6 +274,13 @@ impl Config {
                 "access.clients",
                 format!("{:?}", self.access.clients).to_lowercase(),
                 "needs access.client_prefixes",
+            ));
+        }
+        if !self.limits.slots.is_power_of_two() || self.limits.slots > 1 << 24 {
+            return Err(invalid(
+                "limits.slots",
+                self.limits.slots.to_string(),
+                "must be a power of two up to 16777216",
             ));
         }
         if self.private.enabled && self.private.passkeys.is_none() {
@@ -476,6 +507,23 @@ client_prefixes = []
 enabled = false
 # One passkey per line, 16 to 64 letters and digits. Reloaded on SIGHUP.
 # passkeys = "/etc/ringtracker/passkeys.txt"
+
+[limits]
+# Token buckets per client address, shared by all workers; 0 turns a limit
+# off. Over the limit a UDP datagram is dropped (drop_rate_limited) and an
+# HTTP announce gets a failure reason with `retry in: 1` (minute).
+# Connects (UDP) per second per address.
+connects_per_second = {connects_per_second}
+# Connects an address may make at once before the rate applies.
+connect_burst = {connect_burst}
+# Announces (UDP and HTTP) per second per address.
+announces_per_second = {announces_per_second}
+# Announces an address may make at once before the rate applies.
+announce_burst = {announce_burst}
+# Buckets in the table (power of two, 8 bytes each). Addresses hash into
+# it, so a flood of spoofed addresses cannot grow memory; colliding
+# addresses share a bucket.
+slots = {limit_slots}
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,
@@ -503,6 +551,11 @@ enabled = false
             max_numwant = d.tracker.max_numwant,
             allow_ip_param = d.tracker.allow_ip_param,
             shards = d.tracker.shards,
+            connects_per_second = d.limits.connects_per_second,
+            connect_burst = d.limits.connect_burst,
+            announces_per_second = d.limits.announces_per_second,
+            announce_burst = d.limits.announce_burst,
+            limit_slots = d.limits.slots,
         )
     }
 }

@@ -42,6 +42,7 @@ counters! {
     DropShortAnnounce => "drop_short_announce",
     DropBadConnectionId => "drop_bad_connection_id",
     DropBanned => "drop_banned",
+    DropRateLimited => "drop_rate_limited",
     DropOversized => "drop_oversized",
     DropNoAddress => "drop_no_address",
     DropNoSendSlot => "drop_no_send_slot",
@@ -106,6 +107,7 @@ impl WorkerStats {
                 UdpDrop::Malformed(DropReason::ShortAnnounce) => Counter::DropShortAnnounce,
                 UdpDrop::BadConnectionId => Counter::DropBadConnectionId,
                 UdpDrop::Banned => Counter::DropBanned,
+                UdpDrop::RateLimited => Counter::DropRateLimited,
             },
             1,
         );

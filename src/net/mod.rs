@@ -28,8 +28,11 @@ use rand::Rng;
 use crate::config::{Config, UdpBackend};
 use crate::stats::WorkerStats;
 use crate::tracker::Tracker;
+use crate::tracker::announce::Limits;
 use crate::tracker::connection_id::ConnectionIdIssuer;
 use crate::tracker::http::HttpPolicy;
+use crate::tracker::peer_set::AddrHasher;
+use crate::tracker::rate_limit::RateLimiter;
 use crate::tracker::table::SwarmTable;
 
 /// What a UDP worker thread is given: its sockets (one per listening
@@ -137,11 +140,29 @@ impl Server {
         let mut key = [0u8; 16];
         rng.fill_bytes(&mut key);
         let shards = config.tracker.shards as usize;
-        let tracker = Arc::new(Tracker::new(
-            config.announce_policy(),
-            SwarmTable::new(shards, [rng.next_u64(), rng.next_u64()]),
-            ConnectionIdIssuer::new(key),
-        ));
+        let l = &config.limits;
+        let mut limiter = |per_second: u32, burst: u32| {
+            (per_second > 0).then(|| {
+                RateLimiter::new(
+                    per_second,
+                    burst,
+                    l.slots as usize,
+                    AddrHasher::new(rng.next_u64(), rng.next_u64()),
+                )
+            })
+        };
+        let limits = Limits {
+            connects: limiter(l.connects_per_second, l.connect_burst),
+            announces: limiter(l.announces_per_second, l.announce_burst),
+        };
+        let tracker = Arc::new(
+            Tracker::new(
+                config.announce_policy(),
+                SwarmTable::new(shards, [rng.next_u64(), rng.next_u64()]),
+                ConnectionIdIssuer::new(key),
+            )
+            .with_limits(limits),
+        );
         tracker.set_access(config.access_rules()?);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();

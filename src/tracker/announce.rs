@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use super::access::AccessRules;
 use super::connection_id::ConnectionIdIssuer;
 use super::peer_set::{V4, V6};
+use super::rate_limit::RateLimiter;
 use super::swarm::{PeerUpdate, Swarm};
 use super::table::SwarmTable;
 use crate::protocol::{Event, InfoHash, PeerId};
@@ -113,10 +114,18 @@ impl Refusal {
     }
 }
 
+/// Per-address request limits (none by default).
+#[derive(Default)]
+pub struct Limits {
+    pub connects: Option<RateLimiter>,
+    pub announces: Option<RateLimiter>,
+}
+
 pub struct Tracker {
     pub policy: AnnouncePolicy,
     pub table: SwarmTable,
     pub connection_ids: ConnectionIdIssuer,
+    pub limits: Limits,
     /// Swapped whole on reload: readers never wait.
     access: ArcSwap<AccessRules>,
 }
@@ -132,7 +141,30 @@ impl Tracker {
             table,
             connection_ids,
             access: ArcSwap::from_pointee(AccessRules::default()),
+            limits: Limits::default(),
         }
+    }
+
+    /// Put per-address rate limits in force.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Take an announce token for `ip` (always granted without a limit).
+    pub fn announce_allowed(&self, ip: std::net::IpAddr, now: u32) -> bool {
+        self.limits
+            .announces
+            .as_ref()
+            .is_none_or(|l| l.allow(ip, now))
+    }
+
+    /// Take a connect token for `ip` (always granted without a limit).
+    pub fn connect_allowed(&self, ip: std::net::IpAddr, now: u32) -> bool {
+        self.limits
+            .connects
+            .as_ref()
+            .is_none_or(|l| l.allow(ip, now))
     }
 
     /// Put new access rules in force (atomically; in-flight announces finish

@@ -108,6 +108,14 @@ pub fn handle_request(
             );
             return keep_alive;
         }
+        Endpoint::Announce { .. } if !tracker.announce_allowed(seen, now) => {
+            // Temporary: BEP 31 asks the client to come back in a minute.
+            bencode::write_failure(
+                &mut scratch.body,
+                "rate limit exceeded",
+                Some(RetryIn::Minutes(1)),
+            );
+        }
         Endpoint::Announce { passkey, query } => match check_passkey(&rules, passkey) {
             Ok(()) => announce(tracker, &rules, seen, query, now, rng, scratch),
             Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
@@ -488,6 +496,25 @@ mod tests {
             &format!("GET /abcdef0123456789/scrape?info_hash={h} HTTP/1.1\r\n\r\n"),
         );
         assert!(body.starts_with(b"d5:files"));
+    }
+
+    #[test]
+    fn over_the_rate_limit_announces_are_asked_to_retry() {
+        use crate::tracker::announce::Limits;
+        use crate::tracker::peer_set::AddrHasher;
+        use crate::tracker::rate_limit::RateLimiter;
+        let t = tracker().with_limits(Limits {
+            connects: None,
+            announces: Some(RateLimiter::new(1, 1, 64, AddrHasher::new(1, 1))),
+        });
+        let p = HttpPolicy::default();
+        let (_, body) = get(&t, &p, "127.0.0.1:1", &announce_req('r', 1, 0, ""));
+        assert!(body.starts_with(b"d8:complete"));
+        let (_, body) = get(&t, &p, "127.0.0.1:1", &announce_req('r', 1, 0, ""));
+        assert_eq!(
+            body,
+            b"d14:failure reason19:rate limit exceeded8:retry ini1ee"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod announce;
 pub mod connection_id;
 pub mod http;
 pub mod peer_set;
+pub mod rate_limit;
 pub mod swarm;
 pub mod table;
 pub mod udp;

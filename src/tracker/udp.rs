@@ -40,6 +40,8 @@ pub enum UdpDrop {
     BadConnectionId,
     /// From a banned address: no reply of any kind.
     Banned,
+    /// Over the address's rate limit (connects or announces).
+    RateLimited,
 }
 
 #[must_use]
@@ -91,6 +93,9 @@ pub fn handle_datagram(
     };
     match request {
         Request::Connect { transaction_id } => {
+            if !tracker.connect_allowed(ip, now) {
+                return UdpOutcome::Drop(UdpDrop::RateLimited);
+            }
             let id = tracker.connection_ids.issue(ip, now);
             UdpOutcome::Reply {
                 len: udp::write_connect(out, transaction_id, id),
@@ -100,6 +105,9 @@ pub fn handle_datagram(
         Request::Announce(a) => {
             if !tracker.connection_ids.is_valid(a.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
+            }
+            if !tracker.announce_allowed(ip, now) {
+                return UdpOutcome::Drop(UdpDrop::RateLimited);
             }
             if rules.private() {
                 // The passkey travels in BEP 41 URLData: the path of the
@@ -500,6 +508,37 @@ mod tests {
         scrape.extend_from_slice(&[7; 20]);
         let r = c.send(&t, &scrape, 0).unwrap();
         assert_eq!(r[..4], [0, 0, 0, 3]);
+    }
+
+    #[test]
+    fn over_the_rate_limit_datagrams_are_dropped() {
+        use crate::tracker::announce::Limits;
+        use crate::tracker::peer_set::AddrHasher;
+        use crate::tracker::rate_limit::RateLimiter;
+        let t = tracker(200).with_limits(Limits {
+            connects: Some(RateLimiter::new(1, 2, 1024, AddrHasher::new(3, 4))),
+            announces: Some(RateLimiter::new(1, 3, 1024, AddrHasher::new(5, 6))),
+        });
+        let mut c = Client::new("10.0.0.1:1");
+        let id = c.connect(&t, 0);
+        c.connect(&t, 0);
+        let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            handle_datagram(&t, &p, c.src, 0, &mut c.rng, &mut c.out),
+            UdpOutcome::Drop(UdpDrop::RateLimited),
+            "third connect in the same second"
+        );
+        for _ in 0..3 {
+            assert!(c.send(&t, &announce(id, 1, 2, 0, -1, 1), 0).is_some());
+        }
+        assert!(c.send(&t, &announce(id, 1, 0, 0, -1, 1), 0).is_none());
+        assert!(
+            c.send(&t, &announce(id, 1, 0, 0, -1, 1), 1).is_some(),
+            "refilled"
+        );
+        let mut other = Client::new("10.0.0.2:1");
+        other.connect(&t, 0);
     }
 
     #[test]
