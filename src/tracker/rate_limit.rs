@@ -56,7 +56,10 @@ impl RateLimiter {
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let (tokens, last) = unpack(current);
-            let elapsed = u64::from(now.wrapping_sub(last).min(3600));
+            // Workers read the clock independently: one may still be in the
+            // second before the one another just stored. Never count time
+            // backwards (that would look like an hour and refill the bucket).
+            let elapsed = u64::from(now.saturating_sub(last).min(3600));
             let refilled = (tokens + elapsed * self.rate_milli).min(self.burst_milli);
             let (allowed, left) = if refilled >= MILLI {
                 (true, refilled - MILLI)
@@ -65,7 +68,7 @@ impl RateLimiter {
             };
             match slot.compare_exchange_weak(
                 current,
-                pack(left, now),
+                pack(left, now.max(last)),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -115,6 +118,15 @@ mod tests {
         assert!(!l.allow(ip("::ffff:10.0.0.1"), 7), "the same client");
         // Another client (these keys put the two in different slots).
         assert!(l.allow(ip("10.0.0.2"), 7));
+    }
+
+    #[test]
+    fn a_clock_a_second_behind_does_not_refill() {
+        let l = RateLimiter::new(1, 1, 64, AddrHasher::new(1, 2));
+        let a = ip("10.0.0.1");
+        assert!(l.allow(a, 50));
+        assert!(!l.allow(a, 49), "an earlier second is not a refill");
+        assert!(l.allow(a, 51));
     }
 
     #[test]
