@@ -58,6 +58,22 @@ fn spawn_both(
     }
 }
 
+/// Send a signal to the tracker (the test's only way to talk to it as an
+/// operator does).
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig}");
+}
+
+/// Stop the tracker with `sig` and check it exits cleanly.
+fn stop_with(child: &mut Child, sig: &str) {
+    signal(child, sig);
+    assert!(child.wait().unwrap().success(), "clean exit after {sig}");
+}
+
 #[test]
 fn print_config_prints_commented_defaults() {
     let out = bin().arg("--print-config").output().unwrap();
@@ -114,10 +130,7 @@ fn a_second_instance_on_the_same_http_port_is_refused() {
         .args(["--udp", "127.0.0.1:0", "--http", &http.to_string()])
         .output()
         .unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status();
-    assert!(first.wait().unwrap().success());
+    stop_with(&mut first, "-TERM");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -149,10 +162,7 @@ fn a_second_instance_on_the_same_port_is_refused() {
         ])
         .output()
         .unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status();
-    assert!(first.wait().unwrap().success());
+    stop_with(&mut first, "-TERM");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -176,12 +186,7 @@ fn serves_then_stops_cleanly_on_sigterm() {
     let mut c = common::Client::new("127.0.0.1:0", addr);
     let id = c.connect();
     assert_eq!(c.announce(id, [1; 20], 2, 0, -1, 1).interval, 900);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
+    stop_with(&mut child, "-TERM");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert!(rest.contains("stopped"), "{rest}");
@@ -199,11 +204,7 @@ fn restarts_at_once_on_the_same_port() {
         "--http",
         "127.0.0.1:0",
     ]);
-    Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(first.wait().unwrap().success());
+    stop_with(&mut first, "-TERM");
     let (mut second, again, _e) = spawn(&[
         "--udp",
         &addr.to_string(),
@@ -215,22 +216,14 @@ fn restarts_at_once_on_the_same_port() {
     assert_eq!(again, addr);
     let mut c = common::Client::new("127.0.0.1:0", addr);
     c.connect();
-    Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(second.wait().unwrap().success());
+    stop_with(&mut second, "-TERM");
 }
 
 #[test]
 fn sigint_stops_it_too() {
     let (mut child, _, _stderr) =
         spawn(&["--udp", "[::1]:0", "--workers", "1", "--http", "[::1]:0"]);
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop_with(&mut child, "-INT");
 }
 
 /// Read log lines until one contains `needle` (the tracker says when a
@@ -291,30 +284,20 @@ fn access_list_is_enforced_and_reloaded_on_sighup() {
 
     // Refuse b instead of a, and reload.
     std::fs::write(&list, "bb".repeat(20) + "\n").unwrap();
-    let hup = |pid: u32| {
-        Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap()
-    };
-    hup(child.id());
+    signal(&child, "-HUP");
     wait_for_line(&mut stderr, "access list reloaded (1 info hashes)");
     assert_eq!(announce_outcome(&mut c, id, a), Ok(()));
     assert!(announce_outcome(&mut c, id, b).is_err());
 
     // A malformed list is refused and the one in force stays.
     std::fs::write(&list, "bb".repeat(20) + "\nnot a hash\n").unwrap();
-    hup(child.id());
+    signal(&child, "-HUP");
     let line = wait_for_line(&mut stderr, "access list not reloaded");
     assert!(line.contains("line 2"), "{line}");
     assert!(announce_outcome(&mut c, id, b).is_err());
     assert_eq!(announce_outcome(&mut c, id, a), Ok(()));
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop_with(&mut child, "-TERM");
 }
 
 #[test]

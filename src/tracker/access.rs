@@ -206,17 +206,22 @@ impl IpBans {
     }
 }
 
+/// The meaningful lines of a list file: `#` comments stripped, blank lines
+/// skipped, each with its 1-based line number for error messages.
+fn list_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter_map(|(i, raw)| {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        (!line.is_empty()).then_some((i + 1, line))
+    })
+}
+
 /// Parse a ban list: one IP address or CIDR range (IPv4 or IPv6) per
 /// line; `#` comments and blank lines allowed.
 pub fn parse_ban_list(text: &str) -> Result<IpBans, ListError> {
     let mut bans = IpBans::default();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for (number, line) in list_lines(text) {
         let err = |message: String| ListError {
-            line: i + 1,
+            line: number,
             message,
         };
         let (addr, prefix) = match line.split_once('/') {
@@ -243,14 +248,10 @@ pub fn parse_ban_list(text: &str) -> Result<IpBans, ListError> {
 /// digits; `#` comments and blank lines allowed.
 pub fn parse_passkeys(text: &str) -> Result<HashSet<Vec<u8>, DefaultHashBuilder>, ListError> {
     let mut keys = HashSet::with_hasher(DefaultHashBuilder::default());
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for (number, line) in list_lines(text) {
         if !(16..=64).contains(&line.len()) || !line.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(ListError {
-                line: i + 1,
+                line: number,
                 message: "a passkey is 16 to 64 letters and digits".into(),
             });
         }
@@ -273,13 +274,9 @@ pub fn passkey_in_path(path: &[u8]) -> Option<&[u8]> {
 /// case); `#` starts a comment; blank lines are allowed.
 pub fn parse_hash_list(text: &str) -> Result<HashSet<InfoHash, DefaultHashBuilder>, ListError> {
     let mut set = HashSet::with_hasher(DefaultHashBuilder::default());
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for (number, line) in list_lines(text) {
         let err = |message: String| ListError {
-            line: i + 1,
+            line: number,
             message,
         };
         if !line.bytes().all(|b| b.is_ascii_hexdigit()) {
