@@ -57,6 +57,8 @@ fn fill(t: &Tracker, hash: [u8; 20], n: u32, rng: &mut SmallRng) {
             port: 6881,
             event: ringtracker::protocol::Event::Started,
             left: 0,
+            uploaded: 0,
+            downloaded: 0,
             numwant: 0,
         };
         t.announce(&p, 0, rng, &mut out)

@@ -48,12 +48,27 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivateConfig {
     pub enabled: bool,
     /// File of passkeys (required when enabled).
     pub passkeys: Option<std::path::PathBuf>,
+    /// Journal the uploaded/downloaded credits are appended to.
+    pub ledger: Option<std::path::PathBuf>,
+    /// Seconds between appends to the journal.
+    pub ledger_interval: u64,
+}
+
+impl Default for PrivateConfig {
+    fn default() -> Self {
+        PrivateConfig {
+            enabled: false,
+            passkeys: None,
+            ledger: None,
+            ledger_interval: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -290,6 +305,13 @@ impl Config {
                 "needs private.passkeys, the file of passkeys",
             ));
         }
+        if self.private.ledger_interval == 0 {
+            return Err(invalid(
+                "private.ledger_interval",
+                "0".into(),
+                "must be at least 1 second",
+            ));
+        }
         if self.http.max_connections == 0 {
             return Err(invalid(
                 "http.max_connections",
@@ -507,6 +529,16 @@ client_prefixes = []
 enabled = false
 # One passkey per line, 16 to 64 letters and digits. Reloaded on SIGHUP.
 # passkeys = "/etc/ringtracker/passkeys.txt"
+# Journal of the bytes each passkey's announces report, for the site to
+# credit its users: every `ledger_interval` seconds (and at stop) one line
+# per passkey and torrent that moved is appended, tab-separated:
+#   unix_time  passkey  info_hash_hex  uploaded  downloaded
+# (bytes since the line before). Differences are taken per client session;
+# a session's first report counts in full only with `started`. If the
+# file cannot be written, the credits are kept and retried.
+# ledger = "/var/lib/ringtracker/ledger.tsv"
+# Seconds between appends to the ledger journal.
+ledger_interval = {ledger_interval}
 
 [limits]
 # Token buckets per client address, shared by all workers; 0 turns a limit
@@ -556,6 +588,7 @@ slots = {limit_slots}
             announces_per_second = d.limits.announces_per_second,
             announce_burst = d.limits.announce_burst,
             limit_slots = d.limits.slots,
+            ledger_interval = d.private.ledger_interval,
         )
     }
 }

@@ -8,4 +8,5 @@ pub mod config;
 pub mod net;
 pub mod protocol;
 pub mod stats;
+pub mod storage;
 pub mod tracker;

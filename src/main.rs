@@ -4,13 +4,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
 use ringtracker::config::Config;
 use ringtracker::net::{Server, signals};
 use ringtracker::stats;
+use ringtracker::storage::ledger_journal::LedgerJournal;
+use ringtracker::tracker::Tracker;
 
 /// A UDP-first BitTorrent tracker on Linux io_uring.
 #[derive(Parser, Debug)]
@@ -63,6 +65,20 @@ fn load(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
+fn flush_ledger(tracker: &Tracker, journal: &LedgerJournal) {
+    let unix_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match journal.flush(&tracker.ledger, unix_time) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("ledger: {n} line(s) appended"),
+        Err(e) => tracing::error!(
+            "ledger journal {} not written, credits kept for the next try: {e}",
+            journal.path().display()
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_config {
@@ -102,10 +118,16 @@ fn main() -> ExitCode {
         s => Duration::from_secs(s),
     };
     let mut next_log = Instant::now() + every;
+    let journal = (config.private.enabled)
+        .then(|| config.private.ledger.as_ref().map(LedgerJournal::new))
+        .flatten();
+    let ledger_every = Duration::from_secs(config.private.ledger_interval);
+    let mut next_ledger = Instant::now() + ledger_every;
     let mut failed = false;
     loop {
         // Wake at least every second to check that every worker still runs.
         let wait = next_log
+            .min(next_ledger)
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
         match signals::wait_for_signal(wait) {
@@ -130,6 +152,19 @@ fn main() -> ExitCode {
             failed = true;
             break;
         }
+        if config.private.enabled && Instant::now() >= next_ledger {
+            next_ledger += ledger_every;
+            let tracker = server.tracker();
+            match &journal {
+                Some(journal) => flush_ledger(tracker, journal),
+                // Nobody exports the credits: keep only the per-passkey
+                // totals, so memory stays bounded.
+                None => drop(tracker.ledger.take_pending()),
+            }
+            tracker
+                .ledger
+                .expire(server.now(), tracker.policy.peer_timeout);
+        }
         if Instant::now() < next_log {
             continue;
         }
@@ -145,7 +180,11 @@ fn main() -> ExitCode {
             );
         }
     }
-    server.shutdown();
+    let tracker = server.shutdown();
+    if let Some(journal) = &journal {
+        // The workers are gone: this takes the last credits.
+        flush_ledger(&tracker, journal);
+    }
     tracing::info!("stopped");
     if failed {
         ExitCode::FAILURE

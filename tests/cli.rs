@@ -331,3 +331,99 @@ fn a_malformed_access_list_stops_the_start() {
     assert!(err.contains("allow.txt") && err.contains("line 3"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// A UDP announce carrying `path` in BEP 41 URLData and the session's
+/// running totals.
+fn private_announce(
+    c: &mut common::Client,
+    id: u64,
+    path: &str,
+    event: u32,
+    uploaded: u64,
+    downloaded: u64,
+) -> u32 {
+    let (_, mut p) = c.announce_packet(id, [0xcc; 20], event, 100, -1, 6881);
+    p[56..64].copy_from_slice(&downloaded.to_be_bytes());
+    p[72..80].copy_from_slice(&uploaded.to_be_bytes());
+    p.extend_from_slice(&[2, path.len() as u8]);
+    p.extend_from_slice(path.as_bytes());
+    c.send(&p);
+    u32::from_be_bytes(c.recv()[..4].try_into().unwrap())
+}
+
+fn http_get(addr: SocketAddr, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn private_credits_reach_the_ledger_journal_at_stop() {
+    let dir = std::env::temp_dir().join(format!("rt-ledger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (keys, journal, config) = (
+        dir.join("passkeys.txt"),
+        dir.join("ledger.tsv"),
+        dir.join("private.toml"),
+    );
+    let _ = std::fs::remove_file(&journal);
+    std::fs::write(&keys, "aaaaaaaaaaaaaaaa1\nbbbbbbbbbbbbbbbb2\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[private]\nenabled = true\npasskeys = \"{}\"\nledger = \"{}\"\nledger_interval = 3600\n",
+            keys.display(),
+            journal.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, udp, http, _stderr) = spawn_both(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--udp",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ]);
+    // UDP, passkey in URLData: started at 0, then 1000 up / 400 down.
+    let mut c = common::Client::new("127.0.0.1:0", udp);
+    let id = c.connect();
+    let key_a = "/aaaaaaaaaaaaaaaa1/announce";
+    assert_eq!(private_announce(&mut c, id, key_a, 2, 0, 0), 1);
+    assert_eq!(private_announce(&mut c, id, key_a, 0, 1000, 400), 1);
+    // An unknown key is refused and credits nothing.
+    assert_eq!(
+        private_announce(&mut c, id, "/cccccccccccccccc3/announce", 0, 9, 9),
+        3
+    );
+    // HTTP, passkey in the path.
+    let hash = "%CC".repeat(20);
+    let query = |event: &str, up: u64| {
+        format!(
+            "/bbbbbbbbbbbbbbbb2/announce?info_hash={hash}&peer_id=-qB4500-abcdefghijkl&port=7000&uploaded={up}&downloaded=0&left=0{event}"
+        )
+    };
+    assert!(http_get(http, &query("&event=started", 0)).contains("8:completei"));
+    assert!(http_get(http, &query("", 70)).contains("8:completei"));
+    assert!(http_get(http, &query("&event=stopped", 75)).contains("8:completei"));
+
+    stop_with(&mut child, "-TERM");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    lines.sort();
+    let cc = "cc".repeat(20);
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0][1..], ["aaaaaaaaaaaaaaaa1", &cc, "1000", "400"]);
+    assert_eq!(lines[1][1..], ["bbbbbbbbbbbbbbbb2", &cc, "75", "0"]);
+    assert!(lines[0][0].parse::<u64>().unwrap() > 1_700_000_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

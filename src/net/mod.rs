@@ -297,9 +297,10 @@ impl Server {
     }
 
     /// Ask every worker to stop (each notices within one tick, 250 ms) and
-    /// wait for them.
-    pub fn shutdown(mut self) {
+    /// wait for them. Returns the tracker, for what is saved at stop.
+    pub fn shutdown(mut self) -> Arc<Tracker> {
         self.stop_and_join();
+        Arc::clone(&self.tracker)
     }
 
     fn stop_and_join(&mut self) {

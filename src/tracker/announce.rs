@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::access::AccessRules;
 use super::connection_id::ConnectionIdIssuer;
+use super::ledger::{Report, TransferLedger};
 use super::peer_set::{V4, V6};
 use super::rate_limit::RateLimiter;
 use super::swarm::{PeerUpdate, Swarm};
@@ -62,7 +63,24 @@ pub struct AnnounceParams {
     pub port: u16,
     pub event: Event,
     pub left: u64,
+    /// Running totals of the client's session, for private mode's ledger.
+    pub uploaded: u64,
+    pub downloaded: u64,
     pub numwant: i32,
+}
+
+impl AnnounceParams {
+    /// What the ledger needs from this announce, made under `passkey`.
+    pub fn report<'a>(&self, passkey: &'a [u8]) -> Report<'a> {
+        Report {
+            passkey,
+            info_hash: self.info_hash,
+            peer_id: self.peer_id,
+            event: self.event,
+            uploaded: self.uploaded,
+            downloaded: self.downloaded,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +144,8 @@ pub struct Tracker {
     pub table: SwarmTable,
     pub connection_ids: ConnectionIdIssuer,
     pub limits: Limits,
+    /// Private mode's uploaded/downloaded credits per passkey.
+    pub ledger: TransferLedger,
     /// Swapped whole on reload: readers never wait.
     access: ArcSwap<AccessRules>,
 }
@@ -142,6 +162,7 @@ impl Tracker {
             connection_ids,
             access: ArcSwap::from_pointee(AccessRules::default()),
             limits: Limits::default(),
+            ledger: TransferLedger::default(),
         }
     }
 
@@ -256,6 +277,14 @@ impl Tracker {
             is_seeder,
             numwant,
             now,
+            // A plain re-announce before `min interval` is answered but
+            // does not refresh the peer: it changes nothing and earns no
+            // longer life. Announces with an event always apply.
+            min_age: if p.event == Event::None {
+                self.policy.min_interval
+            } else {
+                0
+            },
         };
         let (became_seeder, peers) = match p.ip {
             IpAddr::V4(ip) => {
@@ -313,6 +342,7 @@ struct Step {
     is_seeder: bool,
     numwant: usize,
     now: u32,
+    min_age: u32,
 }
 
 impl Step {
@@ -325,7 +355,7 @@ impl Step {
         rng: &mut impl Rng,
         out: &mut [u8],
     ) -> (bool, usize) {
-        let became_seeder = swarm.update(addr, self.update, self.now, h);
+        let became_seeder = swarm.update_with(addr, self.update, self.now, self.min_age, h);
         let peers = if self.numwant == 0 {
             0
         } else {

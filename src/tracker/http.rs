@@ -117,7 +117,10 @@ pub fn handle_request(
             );
         }
         Endpoint::Announce { passkey, query } => match check_passkey(&rules, passkey) {
-            Ok(()) => announce(tracker, &rules, seen, query, now, rng, scratch),
+            Ok(()) => {
+                let who = Announcer { seen, passkey };
+                announce(tracker, &rules, who, query, now, rng, scratch)
+            }
             Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
         },
         Endpoint::Scrape { passkey, query } => match check_passkey(&rules, passkey) {
@@ -162,11 +165,18 @@ fn respond(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, body: &[u8], k
     out.extend_from_slice(body);
 }
 
-/// `seen` is the client's address (after trusted-proxy resolution).
+/// Who is announcing.
+struct Announcer<'a> {
+    /// The client's address (after trusted-proxy resolution).
+    seen: IpAddr,
+    /// The registered passkey it came with (private mode only).
+    passkey: Option<&'a [u8]>,
+}
+
 fn announce(
     tracker: &Tracker,
     rules: &AccessRules,
-    seen: IpAddr,
+    Announcer { seen, passkey }: Announcer<'_>,
     query: &[u8],
     now: u32,
     rng: &mut impl Rng,
@@ -190,6 +200,8 @@ fn announce(
         port: q.port,
         event: q.event,
         left: q.left,
+        uploaded: q.uploaded,
+        downloaded: q.downloaded,
         numwant: q.numwant,
     };
     let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
@@ -202,6 +214,9 @@ fn announce(
             return;
         }
     };
+    if let Some(key) = passkey.filter(|_| rules.private()) {
+        tracker.ledger.record(&params.report(key), now);
+    }
     let peers = &scratch.peers[..a.peers * a.peer_len];
     let (peers4, peers6) = if ip.is_ipv4() {
         (peers, &[][..])

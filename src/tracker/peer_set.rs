@@ -51,7 +51,7 @@ impl<const N: usize> PeerRecord<N> {
         self.addr[N - 2] == 0 && self.addr[N - 1] == 0
     }
 
-    fn age(&self, now: u32) -> u32 {
+    pub(crate) fn age(&self, now: u32) -> u32 {
         u32::from((now as u16).wrapping_sub(self.last_seen))
     }
 }
@@ -147,6 +147,18 @@ impl<const N: usize> PeerSet<N> {
 
     /// Insert the peer or refresh its stamp. Returns true if it was new.
     pub fn upsert(&mut self, addr: [u8; N], now: u32, hasher: &AddrHasher) -> bool {
+        self.upsert_with(addr, now, 0, hasher)
+    }
+
+    /// `upsert`, but a stored peer's stamp is refreshed only if it is at
+    /// least `min_age` seconds old (an early re-announce leaves it alone).
+    pub fn upsert_with(
+        &mut self,
+        addr: [u8; N],
+        now: u32,
+        min_age: u32,
+        hasher: &AddrHasher,
+    ) -> bool {
         debug_assert!(addr[N - 2..] != [0, 0], "port 0 marks empty slots");
         let rec = PeerRecord {
             addr,
@@ -156,7 +168,9 @@ impl<const N: usize> PeerSet<N> {
             Repr::Inline { len, recs } => {
                 let n = *len as usize;
                 if let Some(r) = recs[..n].iter_mut().find(|r| r.addr == addr) {
-                    r.last_seen = rec.last_seen;
+                    if r.age(now) >= min_age {
+                        r.last_seen = rec.last_seen;
+                    }
                     return false;
                 }
                 if n < INLINE {
@@ -177,7 +191,9 @@ impl<const N: usize> PeerSet<N> {
             }
             Repr::Hashed { slots, len } => match find(slots, &addr, hasher) {
                 Ok(i) => {
-                    slots[i].last_seen = rec.last_seen;
+                    if slots[i].age(now) >= min_age {
+                        slots[i].last_seen = rec.last_seen;
+                    }
                     false
                 }
                 Err(i) => {

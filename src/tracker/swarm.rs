@@ -115,6 +115,20 @@ impl<const N: usize> Swarm<N> {
     /// (was not one before), which is when `completed` counts a download:
     /// a retransmitted `completed` counts once.
     pub fn update(&mut self, addr: [u8; N], update: PeerUpdate, now: u32, h: &AddrHasher) -> bool {
+        self.update_with(addr, update, now, 0, h)
+    }
+
+    /// `update`, but a peer that stays in its role keeps its stamp unless
+    /// it is at least `min_age` seconds old: an announce before `min
+    /// interval` is answered without touching the peer's record.
+    pub fn update_with(
+        &mut self,
+        addr: [u8; N],
+        update: PeerUpdate,
+        now: u32,
+        min_age: u32,
+        h: &AddrHasher,
+    ) -> bool {
         if let Repr::Inline {
             len,
             seeder_bits,
@@ -138,9 +152,11 @@ impl<const N: usize> Swarm<N> {
                     return false;
                 }
                 (PeerUpdate::Seeder | PeerUpdate::Leecher, Some(i)) => {
-                    recs[i].last_seen = now as u16;
                     let was_seeder = *seeder_bits & (1 << i) != 0;
                     let seeder = update == PeerUpdate::Seeder;
+                    if seeder != was_seeder || recs[i].age(now) >= min_age {
+                        recs[i].last_seen = now as u16;
+                    }
                     *seeder_bits = (*seeder_bits & !(1 << i)) | (u8::from(seeder) << i);
                     return seeder && !was_seeder;
                 }
@@ -177,14 +193,14 @@ impl<const N: usize> Swarm<N> {
         // or role-changing peer also looks in the other set.
         let became_seeder = match update {
             PeerUpdate::Seeder => {
-                let new = split.seeders.upsert(addr, now, h);
+                let new = split.seeders.upsert_with(addr, now, min_age, h);
                 if new {
                     split.leechers.remove(&addr, h);
                 }
                 new
             }
             PeerUpdate::Leecher => {
-                if split.leechers.upsert(addr, now, h) {
+                if split.leechers.upsert_with(addr, now, min_age, h) {
                     split.seeders.remove(&addr, h);
                 }
                 false
@@ -459,6 +475,28 @@ mod tests {
             let n = s.select(false, &mut out, 10, &a, &mut rng);
             let expected = model.len() - usize::from(model.contains_key(&a));
             assert_eq!(n, expected);
+        }
+    }
+
+    #[test]
+    fn early_reannounces_leave_the_stamp_but_role_changes_apply() {
+        let h = AddrHasher::new(1, 2);
+        // Inline (two peers) and split (five peers) behave the same.
+        for peers in [2u16, 5] {
+            let mut s = Swarm::<V4>::default();
+            for i in 0..peers {
+                s.update(addr(i), PeerUpdate::Leecher, 0, &h);
+            }
+            // At 10 s, within a 60 s minimum: the stamp stays at 0 ...
+            s.update_with(addr(0), PeerUpdate::Leecher, 10, 60, &h);
+            // ... but becoming a seeder is news, and is stamped.
+            assert!(s.update_with(addr(1), PeerUpdate::Seeder, 10, 60, &h));
+            // After the minimum, a plain re-announce refreshes.
+            s.update_with(addr(1), PeerUpdate::Seeder, 80, 60, &h);
+            // With a 100 s timeout at 105 s: peer 0 (stamp 0) and the
+            // untouched others go, peer 1 (stamp 80) stays.
+            assert_eq!(s.retain_fresh(105, 100, &h), usize::from(peers) - 1);
+            assert_eq!(s.role_of(&addr(1), &h), Some(true), "{peers} peers");
         }
     }
 

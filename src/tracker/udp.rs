@@ -109,12 +109,14 @@ pub fn handle_datagram(
             if !tracker.announce_allowed(ip, now) {
                 return UdpOutcome::Drop(UdpDrop::RateLimited);
             }
+            // The passkey travels in BEP 41 URLData: the path of the
+            // tracker URL, `/<passkey>/announce`.
+            let mut url = ArrayVec::new();
+            let mut passkey = None;
             if rules.private() {
-                // The passkey travels in BEP 41 URLData: the path of the
-                // tracker URL, `/<passkey>/announce`.
-                let mut url = ArrayVec::new();
                 udp::url_data(a.options, &mut url);
-                if let Err(r) = check_passkey(&rules, passkey_in_path(&url)) {
+                passkey = passkey_in_path(&url);
+                if let Err(r) = check_passkey(&rules, passkey) {
                     let len = udp::write_error(out, a.transaction_id, r.message());
                     return UdpOutcome::Reply {
                         len,
@@ -135,6 +137,8 @@ pub fn handle_datagram(
                 port: a.port,
                 event: a.event,
                 left: a.left,
+                uploaded: a.uploaded,
+                downloaded: a.downloaded,
                 numwant: a.num_want,
             };
             let limit = if ip.is_ipv4() {
@@ -153,6 +157,9 @@ pub fn handle_datagram(
                     };
                 }
             };
+            if let Some(key) = passkey {
+                tracker.ledger.record(&params.report(key), now);
+            }
             udp::write_announce_header(
                 out,
                 a.transaction_id,
@@ -269,6 +276,36 @@ mod tests {
         let l = u32::from_be_bytes(r[12..16].try_into().unwrap());
         let s = u32::from_be_bytes(r[16..20].try_into().unwrap());
         (l, s, r.len() - 20)
+    }
+
+    #[test]
+    fn an_announce_before_min_interval_is_answered_without_refreshing() {
+        // min interval 900 s, peer timeout 3600 s.
+        let t = tracker(200);
+        let mut seeder = Client::new("10.0.0.1:5000");
+        let mut leecher = Client::new("10.0.0.2:5000");
+        let cs = seeder.connect(&t, 0);
+        seeder
+            .send(&t, &announce(cs, 1, 2, 0, -1, 6881), 0)
+            .unwrap();
+        let cl = leecher.connect(&t, 0);
+        leecher
+            .send(&t, &announce(cl, 1, 2, 100, -1, 6882), 0)
+            .unwrap();
+        // The seeder re-announces early (no event): served, with peers.
+        let r = seeder
+            .send(&t, &announce(cs, 1, 0, 0, -1, 6881), 100)
+            .unwrap();
+        assert_eq!(counts(r), (1, 1, 6));
+        // The leecher re-announces early with `completed`: always applied.
+        let r = leecher
+            .send(&t, &announce(cl, 1, 1, 0, -1, 6882), 100)
+            .unwrap();
+        assert_eq!(counts(r), (0, 2, 0));
+        // Just past the timeout of the first announce, only the stamp of the
+        // `completed` one keeps a peer.
+        t.sweep(16, 3601);
+        assert_eq!(t.scrape(&crate::protocol::InfoHash([1; 20])).seeders, 1);
     }
 
     #[test]
