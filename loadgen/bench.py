@@ -8,7 +8,9 @@ Writes docs/BENCHMARKS.md and docs/bench-chart.svg, and the raw numbers to
 target/bench/results.json.
 
 Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 10),
-BENCH_QUICK=1 (short runs, for trying the script out).
+BENCH_QUICK=1 (short runs, for trying the script out), BENCH_BASELINE=REV
+(also build git revision REV of ringtracker and run it as
+"ringtracker@REV" in the same alternation: a before/after of a change).
 """
 
 import json
@@ -102,6 +104,23 @@ class Ringtracker(Server):
     def command(self):
         return [str(TARGET / "ringtracker"), "--workers", "1", "--udp", f"127.0.0.1:{self.port}",
                 "--config", str(self.config)]
+
+
+class RingtrackerBaseline(Ringtracker):
+    """An earlier revision of ringtracker, built from git into target/bench."""
+
+    def __init__(self, rev, workdir):
+        Ringtracker.__init__(self, workdir)
+        self.name = f"ringtracker@{rev}"
+        self.port = 6999
+        tree = ROOT / "target" / "bench" / f"baseline-{rev}"
+        if not tree.exists():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ringtracker"], cwd=tree, check=True)
+        self.binary = tree / "target" / "release" / "ringtracker"
+
+    def command(self):
+        return [str(self.binary), *Ringtracker.command(self)[1:]]
 
 
 class RingtrackerHttp(Server):
@@ -231,6 +250,8 @@ def main():
         sys.exit("build first: cargo build --release --workspace")
     workdir = Path(tempfile.mkdtemp(prefix="ringtracker-bench-"))
     servers = [Ringtracker(workdir), RingtrackerMmsg(workdir)]
+    if os.environ.get("BENCH_BASELINE"):
+        servers.insert(1, RingtrackerBaseline(os.environ["BENCH_BASELINE"], workdir))
     aq = find("aquatic_udp", [Path.home() / ".cargo/bin/aquatic_udp"])
     if aq:
         servers.append(Aquatic(aq, workdir))
@@ -370,6 +391,10 @@ def write_markdown(res):
              f"loopback, many 127.16.x.x source addresses.")
     L.append("- `ringtracker` is the io_uring backend (the default); `ringtracker-mmsg` is the same tracker on "
              "its poll + recvmmsg/sendmmsg backend, the baseline io_uring has to beat.")
+    for n in names:
+        if n.startswith("ringtracker@"):
+            L.append(f"- `{n}` is ringtracker built from git revision `{n.split('@')[1]}` "
+                     f"(`BENCH_BASELINE={n.split('@')[1]} make bench`): a before/after in one alternated run.")
     L.append(f"- Workload: {STANDARD['torrents']:,} torrents with Zipf(1.0) popularity, {STANDARD['peers']:,} peers, "
              f"25% seeders, numwant 50, events none/started/completed/stopped 94/3/1/2.")
     L.append(f"- Servers alternated run by run, {res['rounds']} round(s) of {res['seconds']:.0f} s each "
@@ -439,7 +464,8 @@ def write_markdown(res):
 
 def write_svg(res):
     names = res["servers"]
-    colors = {"ringtracker": "#2b7bb9", "ringtracker-mmsg": "#8fbce0", "aquatic_udp": "#e08a1e",
+    colors = {"ringtracker": "#2b7bb9", "ringtracker-mmsg": "#8fbce0",
+              **{n: "#5a9bd0" for n in names if n.startswith("ringtracker@")}, "aquatic_udp": "#e08a1e",
               "opentracker": "#7a7a7a"}
     tp = {n: median([x["rps"] for x in res["throughput"][n]]) for n in names}
     W, H = 1000, 360
@@ -449,7 +475,7 @@ def write_svg(res):
              '<text x="470" y="24" font-size="15" font-weight="bold">p99 latency (µs, log scale) by offered rate</text>']
     top = max(tp.values()) or 1
     x0, base, height = 30, 320, 260
-    bw = 80
+    bw = min(80, 420 / len(names) - 20)
     for i, n in enumerate(names):
         h = tp[n] / top * height
         x = x0 + i * (bw + 20)
