@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test e2e bench bench-peers lint ci
+.PHONY: build run test browser e2e bench bench-peers lint ci
 
 build:
 	$(CARGO) build --release --workspace
@@ -12,9 +12,14 @@ build:
 run: build
 	./target/release/ringtracker $(ARGS)
 
-# Every unit and integration test (real sockets on loopback).
-test:
+# Every unit and integration test (real sockets on loopback). The stats
+# page is tested in a real headless browser: Debian's chromium.
+test: browser
 	$(CARGO) test --workspace --all-targets
+
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # A libtorrent seeder and leecher swarm through the release build.
 e2e: build

@@ -24,6 +24,10 @@ pub struct Config {
     pub access: AccessConfig,
     pub private: PrivateConfig,
     pub limits: LimitsConfig,
+    pub storage: StorageConfig,
+    pub metrics: MetricsConfig,
+    pub process: ProcessConfig,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,6 +48,59 @@ impl Default for LimitsConfig {
             announces_per_second: 0,
             announce_burst: 20,
             slots: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Addresses for HTTPS (the HTTP frontend over TLS).
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain.
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM private key.
+    pub key: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    /// User to switch to after binding (when started as root).
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Address of /metrics, /health and the stats page.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Snapshot file of the swarm table (none: swarms live in memory only).
+    pub snapshot: Option<std::path::PathBuf>,
+    /// Seconds between snapshots (one is also written at stop).
+    pub snapshot_interval: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            snapshot: None,
+            snapshot_interval: 300,
         }
     }
 }
@@ -180,6 +237,10 @@ impl Default for Config {
             access: AccessConfig::default(),
             private: PrivateConfig::default(),
             limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
+            metrics: MetricsConfig::default(),
+            process: ProcessConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -303,6 +364,20 @@ impl Config {
                 "private.enabled",
                 "true".into(),
                 "needs private.passkeys, the file of passkeys",
+            ));
+        }
+        if !self.tls.listen.is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return Err(invalid(
+                "tls.listen",
+                format!("{:?}", self.tls.listen),
+                "needs tls.cert and tls.key (PEM files)",
+            ));
+        }
+        if self.storage.snapshot_interval == 0 {
+            return Err(invalid(
+                "storage.snapshot_interval",
+                "0".into(),
+                "must be at least 1 second",
             ));
         }
         if self.private.ledger_interval == 0 {
@@ -437,7 +512,8 @@ impl Config {
         };
         format!(
             r#"# ringtracker configuration. Every key is optional; flags on the command
-# line (--udp, --http, --workers, --interval) override what is set here.
+# line (--udp, --http, --https, --metrics, --workers, --interval) override
+# what is set here.
 
 [server]
 # Worker threads, each with its own io_uring and its own sockets
@@ -556,6 +632,40 @@ announce_burst = {announce_burst}
 # it, so a flood of spoofed addresses cannot grow memory; colliding
 # addresses share a bucket.
 slots = {limit_slots}
+
+[storage]
+# Snapshot file of the swarm table: every peer with its age, seeders and
+# leechers, completed counts (and private mode's ledger). Loaded at start
+# (peers whose lifetime ran out meanwhile are dropped), written every
+# `snapshot_interval` seconds and at stop (SIGTERM/SIGINT), never in
+# place: PATH.tmp, fsync, rename; the one before is kept as PATH.prev. A
+# file that cannot be read stops the start (see --discard-bad-snapshot).
+# snapshot = "/var/lib/ringtracker/swarms.snap"
+# Seconds between snapshots.
+snapshot_interval = {snapshot_interval}
+
+[metrics]
+# An operator's listener: GET /metrics (Prometheus text format), /health
+# (200 while every worker serves, else 503) and / (a live stats page).
+# Off: no listener at all.
+enabled = {metrics_enabled}
+# Loopback by default: expose it deliberately, it is not for clients.
+listen = "{metrics_listen}"
+
+[process]
+# Started as root (to bind ports below 1024), switch to this user once
+# every socket is bound; if the switch fails the tracker stops rather than
+# run as root. The snapshot and ledger directories must be writable by it.
+# user = "nobody"
+
+[tls]
+# HTTPS: the same announce and scrape as [http], over TLS (rustls). Each
+# address is served by every HTTP worker. Certificate and key are re-read
+# on SIGHUP: new connections get the new ones, open ones are not dropped.
+listen = []
+# PEM certificate chain (leaf first) and PEM private key.
+# cert = "/etc/ringtracker/tls/fullchain.pem"
+# key = "/etc/ringtracker/tls/privkey.pem"
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,
@@ -589,6 +699,9 @@ slots = {limit_slots}
             announce_burst = d.limits.announce_burst,
             limit_slots = d.limits.slots,
             ledger_interval = d.private.ledger_interval,
+            snapshot_interval = d.storage.snapshot_interval,
+            metrics_enabled = d.metrics.enabled,
+            metrics_listen = d.metrics.listen,
         )
     }
 }

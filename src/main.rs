@@ -4,14 +4,20 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 use ringtracker::config::Config;
-use ringtracker::net::{Server, signals};
+use ringtracker::metrics::{MetricsState, history};
+use ringtracker::net::privileges::Dropped;
+use ringtracker::net::{self, Server, signals};
 use ringtracker::stats;
 use ringtracker::storage::ledger_journal::LedgerJournal;
+use ringtracker::storage::snapshot::{self, Snapshot};
+use ringtracker::storage::snapshotter::{Snapshotter, unix_now};
 use ringtracker::tracker::Tracker;
 
 /// A UDP-first BitTorrent tracker on Linux io_uring.
@@ -30,12 +36,55 @@ struct Cli {
     /// Worker threads (0: one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// HTTPS address to serve (repeatable; replaces the configured list;
+    /// needs [tls] cert and key).
+    #[arg(long, value_name = "ADDR")]
+    https: Vec<SocketAddr>,
+    /// Address of the metrics listener (/metrics, /health, stats page).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Announce interval sent to clients, in seconds.
     #[arg(long, value_name = "SECS")]
     interval: Option<u32>,
+    /// Log lines as text for people or JSON objects for collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     /// Print the full default configuration (with comments) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Start with an empty swarm table if the snapshot cannot be read; the
+    /// unreadable file is kept as PATH.bad.
+    #[arg(long)]
+    discard_bad_snapshot: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Read the configured snapshot, if any. An unreadable one stops the start
+/// (it is never overwritten) unless told to discard it.
+fn read_snapshot(config: &Config, discard_bad: bool) -> Result<Option<Snapshot>, String> {
+    let Some(path) = &config.storage.snapshot else {
+        return Ok(None);
+    };
+    match Snapshot::read(path) {
+        Ok(s) => Ok(s),
+        Err(e) if discard_bad => {
+            let bad = snapshot::sibling(path, "bad");
+            std::fs::rename(path, &bad)
+                .map_err(|r| format!("{e}; and it cannot be moved to {}: {r}", bad.display()))?;
+            tracing::warn!("{e}; starting empty (the file is now {})", bad.display());
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "{e}; not starting, so as not to overwrite it: repair or remove it, or start with \
+             --discard-bad-snapshot (keeps it as {})",
+            snapshot::sibling(path, "bad").display()
+        )),
+    }
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -48,6 +97,13 @@ fn load(cli: &Cli) -> Result<Config, String> {
     }
     if !cli.http.is_empty() {
         config.http.listen = cli.http.clone();
+    }
+    if !cli.https.is_empty() {
+        config.tls.listen = cli.https.clone();
+    }
+    if let Some(addr) = cli.metrics {
+        config.metrics.enabled = true;
+        config.metrics.listen = addr;
     }
     if let Some(n) = cli.workers {
         config.server.workers = n;
@@ -66,10 +122,7 @@ fn load(cli: &Cli) -> Result<Config, String> {
 }
 
 fn flush_ledger(tracker: &Tracker, journal: &LedgerJournal) {
-    let unix_time = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    match journal.flush(&tracker.ledger, unix_time) {
+    match journal.flush(&tracker.ledger, unix_now()) {
         Ok(0) => {}
         Ok(n) => tracing::debug!("ledger: {n} line(s) appended"),
         Err(e) => tracing::error!(
@@ -85,11 +138,15 @@ fn main() -> ExitCode {
         print!("{}", Config::default_toml());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Human => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -97,14 +154,83 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    signals::block_termination_signals();
-    let server = match Server::start(&config) {
+    let snapshot = match read_snapshot(&config, cli.discard_bad_snapshot) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringtracker: {e}");
             return ExitCode::FAILURE;
         }
     };
+    signals::block_termination_signals();
+    let restore = |tracker: &Tracker| {
+        if let (Some(s), Some(path)) = (&snapshot, &config.storage.snapshot) {
+            let r = s.restore(tracker, 0, unix_now());
+            tracing::info!(
+                "snapshot loaded from {}: {} torrents, {} peers ({} expired while down) in {:.1} ms",
+                path.display(),
+                r.torrents,
+                r.peers,
+                r.expired,
+                r.micros as f64 / 1000.0
+            );
+        }
+    };
+    let server = match Server::start_with(&config, restore) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringtracker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    drop(snapshot);
+    let snapshotter = config.storage.snapshot.clone().map(|path| {
+        let stall = std::env::var("RINGTRACKER_TEST_STALL_SNAPSHOT")
+            .ok()
+            .and_then(|n| n.parse().ok());
+        Snapshotter::new(
+            path,
+            Duration::from_secs(config.storage.snapshot_interval),
+            stall,
+        )
+    });
+    let metrics = Arc::new(MetricsState::new(
+        Arc::clone(server.stats()),
+        config.worker_count(),
+        Arc::clone(server.tracker()),
+        snapshotter.as_ref().map(|s| Arc::clone(&s.status)),
+        unix_now(),
+    ));
+    if config.metrics.enabled {
+        match net::metrics::spawn(config.metrics.listen, Arc::clone(&metrics)) {
+            Ok(addr) => tracing::info!("metrics on http://{addr}/ (/metrics, /health)"),
+            Err(e) => {
+                eprintln!(
+                    "ringtracker: cannot bind metrics {}: {e} (set [metrics] listen, or --metrics ADDR)",
+                    config.metrics.listen
+                );
+                server.shutdown();
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(user) = &config.process.user {
+        match net::privileges::drop_to(user) {
+            Ok(Dropped::To { uid, gid }) => {
+                tracing::info!("running as user {user} (uid {uid}, gid {gid})")
+            }
+            Ok(Dropped::NotRoot { uid }) => {
+                tracing::warn!("process.user = {user:?} ignored: not started as root (uid {uid})")
+            }
+            Err(e) => {
+                eprintln!("ringtracker: {e}");
+                server.shutdown();
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    for addr in server.https_addrs() {
+        tracing::info!("listening on https {addr}");
+    }
     for addr in server.udp_addrs() {
         tracing::info!("listening on udp {addr}");
     }
@@ -123,11 +249,17 @@ fn main() -> ExitCode {
         .flatten();
     let ledger_every = Duration::from_secs(config.private.ledger_interval);
     let mut next_ledger = Instant::now() + ledger_every;
+    let mut snapshotter = snapshotter;
+    let history_every = Duration::from_secs(history::STEP);
+    let mut next_sample = Instant::now();
     let mut failed = false;
     loop {
         // Wake at least every second to check that every worker still runs.
+        let next_snapshot = snapshotter.as_ref().map(|s| s.next_due());
         let wait = next_log
             .min(next_ledger)
+            .min(next_snapshot.unwrap_or(next_log))
+            .min(next_sample)
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
         match signals::wait_for_signal(wait) {
@@ -137,6 +269,13 @@ fn main() -> ExitCode {
                     Ok(n) => tracing::info!("access list reloaded ({n} info hashes)"),
                     Err(e) => tracing::error!("access list not reloaded, the old one stays: {e}"),
                 }
+                match server.reload_tls(&config) {
+                    Ok(false) => {}
+                    Ok(true) => tracing::info!("tls certificate reloaded"),
+                    Err(e) => {
+                        tracing::error!("tls certificate not reloaded, the old one stays: {e}")
+                    }
+                }
                 continue;
             }
             Some(sig) => {
@@ -145,12 +284,20 @@ fn main() -> ExitCode {
             }
             None => {}
         }
+        if Instant::now() >= next_sample {
+            next_sample += history_every;
+            metrics.record(unix_now());
+        }
         if let Some(index) = server.stopped_worker() {
+            metrics.healthy.store(false, Ordering::Relaxed);
             // Better to exit (and be restarted by a supervisor) than to keep
             // a port where some clients are never answered.
             tracing::error!("udp worker {index} stopped unexpectedly; shutting down");
             failed = true;
             break;
+        }
+        if let Some(s) = &mut snapshotter {
+            s.tick(server.tracker(), server.now());
         }
         if config.private.enabled && Instant::now() >= next_ledger {
             next_ledger += ledger_every;
@@ -180,7 +327,12 @@ fn main() -> ExitCode {
             );
         }
     }
+    let now = server.now();
     let tracker = server.shutdown();
+    if let Some(s) = snapshotter {
+        // The workers are gone: this is the final state.
+        s.finish(&tracker, now);
+    }
     if let Some(journal) = &journal {
         // The workers are gone: this takes the last credits.
         flush_ledger(&tracker, journal);

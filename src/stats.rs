@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::protocol::udp::DropReason;
-use crate::tracker::udp::{ReplyKind, UdpDrop};
+use crate::tracker::announce::Refusal;
+use crate::tracker::udp::{ErrorReason, ReplyKind, UdpDrop};
 
 macro_rules! counters {
     ($($name:ident => $label:literal,)*) => {
@@ -36,6 +37,11 @@ counters! {
     ReplyAnnounce => "announce",
     ReplyScrape => "scrape",
     ReplyError => "error_reply",
+    ErrorBadRequest => "error_bad_request",
+    ErrorTorrentNotAllowed => "error_torrent_not_allowed",
+    ErrorClientNotAllowed => "error_client_not_allowed",
+    ErrorUnknownPasskey => "error_unknown_passkey",
+    ErrorPrivateScrape => "error_private_scrape",
     DropTooShort => "drop_too_short",
     DropBadMagic => "drop_bad_magic",
     DropUnknownAction => "drop_unknown_action",
@@ -55,6 +61,8 @@ counters! {
     InternalError => "internal_error",
     HttpConnections => "http_connections",
     HttpRequests => "http_requests",
+    HttpAnnounce => "http_announce",
+    HttpScrape => "http_scrape",
     HttpRejected => "http_rejected",
     HttpRefused => "http_refused_over_cap",
     HttpTimeouts => "http_timeouts",
@@ -92,7 +100,25 @@ impl WorkerStats {
                 ReplyKind::Connect => Counter::ReplyConnect,
                 ReplyKind::Announce => Counter::ReplyAnnounce,
                 ReplyKind::Scrape => Counter::ReplyScrape,
-                ReplyKind::Error => Counter::ReplyError,
+                ReplyKind::Error(why) => {
+                    self.add(
+                        match why {
+                            ErrorReason::BadRequest => Counter::ErrorBadRequest,
+                            ErrorReason::Refused(Refusal::TorrentNotAllowed) => {
+                                Counter::ErrorTorrentNotAllowed
+                            }
+                            ErrorReason::Refused(Refusal::ClientNotAllowed) => {
+                                Counter::ErrorClientNotAllowed
+                            }
+                            ErrorReason::Refused(Refusal::UnknownPasskey) => {
+                                Counter::ErrorUnknownPasskey
+                            }
+                            ErrorReason::PrivateScrape => Counter::ErrorPrivateScrape,
+                        },
+                        1,
+                    );
+                    Counter::ReplyError
+                }
             },
             1,
         );

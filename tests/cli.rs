@@ -18,7 +18,6 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, BufReader<std::process::ChildStde
 }
 
 /// Like `spawn`, also waiting for (and returning) the HTTP address.
-#[allow(clippy::zombie_processes)]
 fn spawn_both(
     args: &[&str],
 ) -> (
@@ -27,33 +26,65 @@ fn spawn_both(
     SocketAddr,
     BufReader<std::process::ChildStderr>,
 ) {
-    let mut child = bin()
-        .args(args)
+    let t = start(bin().args(args), args.contains(&"--http"));
+    (t.child, t.udp, t.http, t.stderr)
+}
+
+/// The socket address right after `needle` in a log line (human or JSON).
+fn addr_after(line: &str, needle: &str) -> Option<SocketAddr> {
+    let rest = line.split(needle).nth(1)?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// A tracker started by `start`.
+struct Started {
+    child: Child,
+    udp: SocketAddr,
+    /// The UDP address if HTTP was not asked for.
+    http: SocketAddr,
+    stderr: BufReader<std::process::ChildStderr>,
+    /// The log up to the listening lines.
+    early_log: String,
+}
+
+/// Start `cmd` (the binary with its arguments) and read its log until it
+/// names its addresses.
+#[allow(clippy::zombie_processes)]
+fn start(cmd: &mut Command, wants_http: bool) -> Started {
+    // Metrics on an ephemeral port: tests run side by side.
+    let mut child = cmd
+        .args(["--metrics", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
+    let mut early_log = String::new();
     let (mut udp, mut http) = (None, None);
-    let wants_http = args.contains(&"--http");
     loop {
         line.clear();
         if stderr.read_line(&mut line).unwrap_or(0) == 0 {
             let status = child.wait();
-            panic!("exited before listening: {status:?}");
+            panic!("exited before listening: {status:?}\n{early_log}");
         }
-        if let Some(rest) = line.trim().split("listening on udp ").nth(1) {
-            udp = Some(rest.parse().unwrap());
-        }
-        if let Some(rest) = line.trim().split("listening on http ").nth(1) {
-            http = Some(rest.parse().unwrap());
-        }
+        early_log.push_str(&line);
+        udp = udp.or_else(|| addr_after(&line, "listening on udp "));
+        http = http.or_else(|| addr_after(&line, "listening on http "));
         if let Some(u) = udp
             && (http.is_some() || !wants_http)
         {
-            let h = http.unwrap_or(u);
-            return (child, u, h, stderr);
+            let http = http.unwrap_or(u);
+            return Started {
+                child,
+                udp: u,
+                http,
+                stderr,
+                early_log,
+            };
         }
     }
 }
@@ -425,5 +456,494 @@ fn private_credits_reach_the_ledger_journal_at_stop() {
     assert_eq!(lines[0][1..], ["aaaaaaaaaaaaaaaa1", &cc, "1000", "400"]);
     assert_eq!(lines[1][1..], ["bbbbbbbbbbbbbbbb2", &cc, "75", "0"]);
     assert!(lines[0][0].parse::<u64>().unwrap() > 1_700_000_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn snapshot_config(
+    dir: &std::path::Path,
+    interval: u64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let snap = dir.join("swarms.snap");
+    let config = dir.join("snap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = []\n[storage]\nsnapshot = \"{}\"\nsnapshot_interval = {interval}\n",
+            snap.display()
+        ),
+    )
+    .unwrap();
+    (snap, config)
+}
+
+fn start_with_config(
+    config: &std::path::Path,
+    extra: &[&str],
+    env: Option<(&str, &str)>,
+) -> Started {
+    let mut cmd = bin();
+    cmd.args([
+        "--config",
+        config.to_str().unwrap(),
+        "--udp",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ])
+    .args(extra);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    start(&mut cmd, false)
+}
+
+#[test]
+fn swarms_come_back_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("rt-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (snap, config) = snapshot_config(&dir, 3600);
+    let mut t = start_with_config(&config, &[], None);
+    assert!(!t.early_log.contains("snapshot loaded"), "none yet");
+    let (a, b) = ([0xa1; 20], [0xb2; 20]);
+    let mut seeder = common::Client::new("127.0.0.2:0", t.udp);
+    let id = seeder.connect();
+    seeder.announce(id, a, 2, 0, 0, 7001);
+    seeder.announce(id, b, 2, 0, 0, 7001);
+    let mut leecher = common::Client::new("127.0.0.3:0", t.udp);
+    let id = leecher.connect();
+    leecher.announce(id, a, 2, 100, 0, 7002);
+    leecher.announce(id, a, 1, 0, 0, 7002); // completed
+    let before = leecher.scrape(id, &[a, b]);
+    assert_eq!(before, vec![(2, 1, 0), (1, 0, 0)]);
+    stop_with(&mut t.child, "-TERM");
+    assert!(snap.exists());
+
+    let mut t = start_with_config(&config, &[], None);
+    assert!(
+        t.early_log
+            .contains("2 torrents, 3 peers (0 expired while down)"),
+        "{}",
+        t.early_log
+    );
+    let mut c = common::Client::new("127.0.0.4:0", t.udp);
+    let id = c.connect();
+    assert_eq!(c.scrape(id, &[a, b]), before);
+    let reply = c.announce(id, a, 2, 100, 50, 7003);
+    let mut peers: Vec<String> = reply.peers.iter().map(|p| p.to_string()).collect();
+    peers.sort();
+    assert_eq!(peers, ["127.0.0.2:7001", "127.0.0.3:7002"]);
+    stop_with(&mut t.child, "-TERM");
+    // The previous snapshot is kept beside the new one.
+    assert!(dir.join("swarms.snap.prev").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_snapshot_killed_mid_write_leaves_a_loadable_file() {
+    use ringtracker::storage::snapshot::{Snapshot, sibling};
+    let dir = std::env::temp_dir().join(format!("rt-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // A snapshot every second; the second write of each run stops halfway
+    // (test hook) and the tracker is killed right there.
+    let (snap, config) = snapshot_config(&dir, 1);
+    let mut on_disk = None;
+    for round in 0..4u8 {
+        let mut t = start_with_config(&config, &[], Some(("RINGTRACKER_TEST_STALL_SNAPSHOT", "2")));
+        if let Some(torrents) = on_disk {
+            // Exactly what the last complete write held is back.
+            let loaded = format!(".snap: {torrents} torrents, ");
+            assert!(
+                t.early_log.contains(&loaded),
+                "round {round}: {}",
+                t.early_log
+            );
+        }
+        let mut c = common::Client::new("127.0.0.5:0", t.udp);
+        let id = c.connect();
+        // Many torrents so that the halfway point of a write holds some.
+        for i in 0..=255u8 {
+            let mut hash = [round; 20];
+            hash[0] = i;
+            c.announce(id, hash, 2, 0, 0, 6881);
+        }
+        wait_for_line(&mut t.stderr, "snapshot written");
+        wait_for_line(&mut t.stderr, "snapshot write stalled halfway");
+        t.child.kill().unwrap();
+        t.child.wait().unwrap();
+        // The half-written temporary is there and refused; the snapshot
+        // itself loads.
+        assert!(Snapshot::read(&sibling(&snap, "tmp")).is_err());
+        let s = Snapshot::read(&snap).unwrap().expect("a snapshot");
+        assert!(s.torrents <= 256 * (u64::from(round) + 1));
+        on_disk = Some(s.torrents);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unreadable_snapshot_stops_the_start_unless_discarded() {
+    let dir = std::env::temp_dir().join(format!("rt-badsnap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (snap, config) = snapshot_config(&dir, 3600);
+    std::fs::write(&snap, b"not a snapshot at all").unwrap();
+    let out = bin()
+        .args(["--config", config.to_str().unwrap(), "--udp", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(snap.to_str().unwrap()), "{err}");
+    assert!(err.contains("not a ringtracker snapshot"), "{err}");
+    assert!(err.contains("--discard-bad-snapshot"), "{err}");
+    assert_eq!(std::fs::read(&snap).unwrap(), b"not a snapshot at all");
+
+    let mut t = start_with_config(&config, &["--discard-bad-snapshot"], None);
+    assert!(t.early_log.contains("starting empty"), "{}", t.early_log);
+    assert_eq!(
+        std::fs::read(dir.join("swarms.snap.bad")).unwrap(),
+        b"not a snapshot at all"
+    );
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The metrics listener's address from the start-up log.
+fn metrics_addr(t: &Started) -> SocketAddr {
+    addr_after(&t.early_log, "metrics on http://").expect("metrics address logged")
+}
+
+fn announce_n(udp: SocketAddr, n: u8) {
+    let mut c = common::Client::new("127.0.0.6:0", udp);
+    let id = c.connect();
+    for i in 0..n {
+        c.announce(id, [i + 1; 20], 2, 0, 0, 6881);
+    }
+}
+
+#[test]
+fn metrics_health_and_stats_data_over_http() {
+    let mut t = start(
+        bin().args([
+            "--udp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+        ]),
+        true,
+    );
+    let m = metrics_addr(&t);
+    announce_n(t.udp, 3);
+    let metrics = http_get(m, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+    assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"));
+    for line in [
+        "ringtracker_responses_total{protocol=\"udp\",type=\"announce\"} 3",
+        "ringtracker_responses_total{protocol=\"udp\",type=\"connect\"} 1",
+        "ringtracker_requests_total{protocol=\"http\",type=\"announce\"} 0",
+        "ringtracker_drops_total{protocol=\"udp\",reason=\"bad_connection_id\"} 0",
+        "# TYPE ringtracker_seeders gauge",
+        "ringtracker_torrents{family=\"ipv6\"} 0",
+        "ringtracker_up 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    // Every sample line is `name{labels} value` with a numeric value.
+    for line in metrics.split("\r\n\r\n").nth(1).unwrap().lines() {
+        if !line.starts_with('#') {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+    let health = http_get(m, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let json = http_get(m, "/stats.json");
+    assert!(json.contains("\"now\":["), "{json}");
+    assert!(json.contains(",3,3,"), "3 announces, 3 torrents: {json}");
+    assert!(http_get(m, "/nope").starts_with("HTTP/1.1 404"));
+    assert!(http_get(m, "/").contains("<svg id=\"chart-announces\""));
+    stop_with(&mut t.child, "-TERM");
+}
+
+#[test]
+fn the_stats_page_renders_its_charts_in_a_real_browser() {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a headless browser: `make test` installs Debian's chromium");
+    let mut t = start(
+        bin().args(["--udp", "127.0.0.1:0", "--workers", "1"]),
+        false,
+    );
+    let m = metrics_addr(&t);
+    announce_n(t.udp, 4);
+    let profile = std::env::temp_dir().join(format!("rt-chromium-{}", std::process::id()));
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.display()),
+            // Runs the page's script (and its fetch of /stats.json) to
+            // completion in virtual time, then prints the DOM.
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            &format!("http://{m}/"),
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("data-rendered=\"yes\""),
+        "page script did not render:\n{dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dom.contains("id=\"announces-total\">4<"), "{dom}");
+    assert!(dom.contains("id=\"torrents-now\">4<"), "{dom}");
+    // Both charts drew their series from the tracker's numbers.
+    for chart in ["chart-announces", "chart-swarms"] {
+        let at = dom.find(&format!("id=\"{chart}\"")).unwrap();
+        let svg = &dom[at..at + dom[at..].find("</svg>").unwrap()];
+        assert!(!svg.contains("data-points=\"0\""), "{svg}");
+        assert!(svg.contains("<polyline class="), "{svg}");
+    }
+    assert!(
+        dom.contains("class=\"torrents series\"") && dom.contains("data-last=\"4\""),
+        "{dom}"
+    );
+    stop_with(&mut t.child, "-TERM");
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+#[test]
+fn logs_as_json_objects_on_request() {
+    let mut t = start(
+        bin().args(["--udp", "127.0.0.1:0", "--log-format", "json"]),
+        false,
+    );
+    for line in t.early_log.lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        assert!(line.contains("\"level\":\"INFO\""), "{line}");
+    }
+    assert!(
+        t.early_log
+            .contains("\"message\":\"listening on udp 127.0.0.1:")
+    );
+    stop_with(&mut t.child, "-TERM");
+}
+
+#[test]
+fn root_is_dropped_after_binding() {
+    let dir = std::env::temp_dir().join(format!("rt-user-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("user.toml");
+    std::fs::write(&config, "[process]\nuser = \"nobody\"\n").unwrap();
+    let mut t = start(
+        bin().args([
+            "--config",
+            config.to_str().unwrap(),
+            "--udp",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ]),
+        false,
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", t.child.id())).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    let we_are_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if we_are_root {
+        assert!(
+            t.early_log.contains("running as user nobody"),
+            "{}",
+            t.early_log
+        );
+        // Real, effective, saved and filesystem uid, in every thread.
+        for task in std::fs::read_dir(format!("/proc/{}/task", t.child.id())).unwrap() {
+            let s = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+            let uids = s.lines().find(|l| l.starts_with("Uid:")).unwrap();
+            assert!(uids.split_whitespace().skip(1).all(|u| u != "0"), "{uids}");
+        }
+    } else {
+        assert!(
+            t.early_log.contains("ignored: not started as root"),
+            "{uid_line}"
+        );
+    }
+    // Still serving.
+    let mut c = common::Client::new("127.0.0.7:0", t.udp);
+    c.connect();
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A self-signed certificate for "localhost": (cert PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+/// A TLS client that trusts exactly `cert_pem`.
+fn tls_client(
+    addr: SocketAddr,
+    cert_pem: &str,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(addr)?);
+    // Finish the handshake now, so a certificate problem shows here.
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(s)
+}
+
+/// One keep-alive announce over an open TLS stream; returns the body.
+fn https_announce(
+    s: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    port: u16,
+) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let hash = "%DD".repeat(20);
+    write!(
+        s,
+        "GET /announce?info_hash={hash}&peer_id=-qB4500-abcdefghijkl&port={port}&uploaded=0&downloaded=0&left=0 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .unwrap();
+    s.flush().unwrap();
+    // Read the head, then exactly Content-Length bytes of body.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn https_serves_announces_and_reloads_its_certificate_on_sighup() {
+    let dir = std::env::temp_dir().join(format!("rt-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_a, key_a) = self_signed();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert_a).unwrap();
+    std::fs::write(&key_path, &key_a).unwrap();
+    let config = dir.join("tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = []\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+    )
+    .unwrap();
+    let mut t = start(
+        bin().args([
+            "--config",
+            config.to_str().unwrap(),
+            "--udp",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+        ]),
+        false,
+    );
+    let https = addr_after(&t.early_log, "listening on https ").expect("https address");
+    let mut old = tls_client(https, &cert_a).unwrap();
+    let body = https_announce(&mut old, 7001);
+    assert!(
+        body.starts_with(b"d8:completei1e"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // A new certificate: new connections get it, the open one goes on.
+    let (cert_b, key_b) = self_signed();
+    std::fs::write(&cert_path, &cert_b).unwrap();
+    std::fs::write(&key_path, &key_b).unwrap();
+    signal(&t.child, "-HUP");
+    wait_for_line(&mut t.stderr, "tls certificate reloaded");
+    let body = https_announce(&mut old, 7001);
+    assert!(body.starts_with(b"d8:completei1e"));
+    let mut new = tls_client(https, &cert_b).unwrap();
+    let body = https_announce(&mut new, 7002);
+    assert!(
+        body.starts_with(b"d8:completei2e"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        tls_client(https, &cert_a).is_err(),
+        "the old certificate is gone"
+    );
+
+    // A broken key on reload keeps the certificate in force.
+    std::fs::write(&key_path, "not a key").unwrap();
+    signal(&t.child, "-HUP");
+    let line = wait_for_line(&mut t.stderr, "tls certificate not reloaded");
+    assert!(line.contains("tls.key"), "{line}");
+    assert!(tls_client(https, &cert_b).is_ok());
+    // Plain HTTP on the TLS port is not answered as HTTP (an alert, then
+    // the connection closes, perhaps before the request is even written).
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(https).unwrap();
+        let _ = s.write_all(b"GET /announce HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        assert!(
+            !String::from_utf8_lossy(&reply).contains("HTTP/1.1"),
+            "{reply:?}"
+        );
+    }
+    stop_with(&mut t.child, "-TERM");
     std::fs::remove_dir_all(&dir).unwrap();
 }

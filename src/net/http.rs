@@ -25,8 +25,11 @@ use io_uring::types::Fd;
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rustls::ServerConnection;
 
 use super::ring::{contain, push, push_cancel_all, push_tick, submit_and_wait};
+use super::tls::{self, TlsConfig};
+use crate::protocol::http::Endpoint;
 use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
@@ -57,7 +60,24 @@ pub struct HttpWorkerSetup {
     pub idle_timeout: u32,
     /// Swarm-table shards this worker expires per tick.
     pub sweep_per_tick: usize,
+    /// HTTPS: listeners from this index on speak TLS with this config.
+    pub tls: Option<(usize, TlsConfig)>,
 }
+
+/// TLS state of an HTTPS connection: the plaintext side uses the
+/// connection's `read` and `write` buffers as for HTTP.
+struct TlsConn {
+    session: ServerConnection,
+    /// Ciphertext received.
+    input: Box<[u8]>,
+    /// Plaintext of the last responses while `write` holds their ciphertext.
+    spare: Vec<u8>,
+    /// The peer ended its side: answer what was read, then close.
+    peer_closed: bool,
+}
+
+/// Ciphertext read per receive: one TLS record and its overhead.
+const TLS_READ_BUF: usize = 16 * 1024 + 512;
 
 struct Conn {
     fd: OwnedFd,
@@ -76,6 +96,7 @@ struct Conn {
     /// When the first byte of a not yet complete request head arrived.
     head_started: Option<u32>,
     generation: u32,
+    tls: Option<Box<TlsConn>>,
 }
 
 struct Worker {
@@ -96,6 +117,7 @@ struct Worker {
     sweep_per_tick: usize,
     /// Operations in the kernel besides connection ones (accepts, tick).
     armed: usize,
+    tls: Option<(usize, TlsConfig)>,
 }
 
 fn user_data(tag: u64, slot: usize, generation: u32) -> u64 {
@@ -137,6 +159,7 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         idle_timeout: setup.idle_timeout,
         sweep_per_tick: setup.sweep_per_tick,
         armed: 0,
+        tls: setup.tls,
     };
     let _ = ready.send(Ok(()));
     if let Err(e) = w.serve(&mut ring, &stop) {
@@ -262,6 +285,20 @@ impl Worker {
             self.generations.push(0);
             self.conns.len() - 1
         });
+        let tls = match &self.tls {
+            Some((from, config)) if listener >= *from => {
+                match ServerConnection::new(config.load_full()) {
+                    Ok(session) => Some(Box::new(TlsConn {
+                        session,
+                        input: vec![0; TLS_READ_BUF].into_boxed_slice(),
+                        spare: Vec::new(),
+                        peer_closed: false,
+                    })),
+                    Err(_) => return,
+                }
+            }
+            _ => None,
+        };
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         let now = self.now();
         self.conns[slot] = Some(Conn {
@@ -277,27 +314,25 @@ impl Worker {
             last_active: now,
             head_started: None,
             generation: self.generations[slot],
+            tls,
         });
         self.open += 1;
         self.arm_recv(slot, sq, submitter);
     }
 
-    fn conn(&mut self, slot: usize, generation: u32) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(slot)?
-            .as_mut()
-            .filter(|c| c.generation & 0xff_ffff == generation)
-    }
-
     fn arm_recv(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
         let c = self.conns[slot].as_mut().expect("live connection");
-        let room = &mut c.read[c.filled..];
+        let room = match &mut c.tls {
+            Some(t) => &mut t.input[..],
+            None => &mut c.read[c.filled..],
+        };
         let entry = opcode::Recv::new(Fd(c.fd.as_raw_fd()), room.as_mut_ptr(), room.len() as u32)
             .build()
             .user_data(user_data(TAG_RECV, slot, c.generation));
         c.busy = true;
-        // SAFETY: the read buffer is a boxed slice owned by the connection,
-        // which is not freed while `busy` (an operation in flight).
+        // SAFETY: the read buffer (or the TLS input buffer) is a boxed slice
+        // owned by the connection, which is not freed while `busy` (an
+        // operation in flight).
         unsafe { push(sq, submitter, &entry) };
     }
 
@@ -323,7 +358,8 @@ impl Worker {
         submitter: &Submitter<'_>,
     ) {
         let now = self.now();
-        let Some(c) = self.conn(slot, generation) else {
+        let stats = &self.stats[self.stats_index];
+        let Some(c) = conn_mut(&mut self.conns, slot, generation) else {
             return;
         };
         c.busy = false;
@@ -332,7 +368,17 @@ impl Worker {
             self.finish(slot);
             return;
         }
-        c.filled += result as usize;
+        match &mut c.tls {
+            Some(t) => {
+                if tls::receive(&mut t.session, &t.input[..result as usize]).is_err() {
+                    // The alert goes out with the next write, then we close.
+                    stats.add(Counter::HttpRejected, 1);
+                    c.close_after_write = true;
+                }
+            }
+            None => c.filled += result as usize,
+        }
+        stats.add(Counter::BytesIn, result as u64);
         c.last_active = now;
         self.process(slot, now);
         self.next_step(slot, sq, submitter);
@@ -347,7 +393,8 @@ impl Worker {
         submitter: &Submitter<'_>,
     ) {
         let now = self.now();
-        let Some(c) = self.conn(slot, generation) else {
+        let stats = &self.stats[self.stats_index];
+        let Some(c) = conn_mut(&mut self.conns, slot, generation) else {
             return;
         };
         c.busy = false;
@@ -356,6 +403,7 @@ impl Worker {
             return;
         }
         c.sent += result as usize;
+        stats.add(Counter::BytesOut, result as u64);
         c.last_active = now;
         if c.sent < c.write.len() {
             self.arm_send(slot, sq, submitter);
@@ -378,11 +426,21 @@ impl Worker {
             return;
         };
         let stats = &self.stats[self.stats_index];
+        if let Some(t) = &mut c.tls {
+            let (n, closed) = tls::pull(&mut t.session, &mut c.read[c.filled..]);
+            c.filled += n;
+            t.peer_closed |= closed;
+        }
         let mut consumed = 0;
         while !c.close_after_write {
             match parse_head(&c.read[consumed..c.filled]) {
                 Ok(Some(head)) => {
                     stats.add(Counter::HttpRequests, 1);
+                    match crate::protocol::http::endpoint(head.target) {
+                        Endpoint::Announce { .. } => stats.add(Counter::HttpAnnounce, 1),
+                        Endpoint::Scrape { .. } => stats.add(Counter::HttpScrape, 1),
+                        Endpoint::Unknown => {}
+                    }
                     let (tracker, policy, rng, scratch) = (
                         &self.tracker,
                         &self.policy,
@@ -418,6 +476,9 @@ impl Worker {
         }
         c.read.copy_within(consumed..c.filled, 0);
         c.filled -= consumed;
+        if c.tls.as_ref().is_some_and(|t| t.peer_closed) {
+            c.close_after_write = true;
+        }
         c.head_started = match (c.filled, c.head_started) {
             (0, _) => None,
             (_, Some(t)) if consumed == 0 => Some(t),
@@ -428,6 +489,13 @@ impl Worker {
     /// Send what is written, else read more (or close).
     fn next_step(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
         let c = self.conns[slot].as_mut().expect("live connection");
+        if let Some(t) = &mut c.tls {
+            // `write` holds the plaintext just produced: send its ciphertext
+            // (and whatever the handshake needs) instead.
+            t.spare.clear();
+            tls::push(&mut t.session, &c.write, c.close_after_write, &mut t.spare);
+            std::mem::swap(&mut c.write, &mut t.spare);
+        }
         if !c.write.is_empty() {
             self.arm_send(slot, sq, submitter);
         } else if c.close_after_write {
@@ -481,6 +549,15 @@ impl Worker {
             self.open -= 1;
         }
     }
+}
+
+/// The connection in `slot` if it is still the one of `generation` (a
+/// completion may arrive for a connection since closed and replaced).
+fn conn_mut(conns: &mut [Option<Conn>], slot: usize, generation: u32) -> Option<&mut Conn> {
+    conns
+        .get_mut(slot)?
+        .as_mut()
+        .filter(|c| c.generation & 0xff_ffff == generation)
 }
 
 /// Whether a connection has had its time: idle (nothing received or sent)

@@ -9,11 +9,14 @@
 
 pub mod buf_ring;
 pub mod http;
+pub mod metrics;
 pub mod mmsg;
 pub mod msg;
+pub mod privileges;
 pub mod ring;
 pub mod signals;
 pub mod socket;
+pub mod tls;
 pub mod udp;
 
 use std::io;
@@ -83,6 +86,8 @@ pub enum StartError {
     NothingToServe,
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 pub struct Server {
@@ -90,6 +95,8 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     udp_addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
+    tls: Option<tls::TlsConfig>,
     stats: Arc<[WorkerStats]>,
     tracker: Arc<Tracker>,
     started: Instant,
@@ -116,6 +123,15 @@ fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
 impl Server {
     /// Build the tracker from `config`, bind everything and start serving.
     pub fn start(config: &Config) -> Result<Server, StartError> {
+        Self::start_with(config, |_| {})
+    }
+
+    /// `start`, calling `prepare` with the tracker after the sockets are
+    /// bound and before any worker serves (a snapshot is loaded there).
+    pub fn start_with(
+        config: &Config,
+        prepare: impl FnOnce(&Tracker),
+    ) -> Result<Server, StartError> {
         let backend = config.udp.backend;
         if backend == UdpBackend::IoUring {
             let kernel = kernel_release();
@@ -126,15 +142,31 @@ impl Server {
                 return Err(StartError::KernelTooOld { kernel });
             }
         }
-        if config.udp.listen.is_empty() && config.http.listen.is_empty() {
+        if config.udp.listen.is_empty()
+            && config.http.listen.is_empty()
+            && config.tls.listen.is_empty()
+        {
             return Err(StartError::NothingToServe);
         }
         let workers = config.worker_count();
         let (udp_addrs, udp_sockets) = bind_all(&config.udp.listen, workers, Proto::Udp, |a| {
             socket::bind_udp(a, config.udp.socket_recv_buffer)
         })?;
-        let (http_addrs, http_sockets) =
+        let (http_addrs, mut http_sockets) =
             bind_all(&config.http.listen, workers, Proto::Tcp, socket::bind_tcp)?;
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) if !config.tls.listen.is_empty() => Some(Arc::new(
+                arc_swap::ArcSwap::from_pointee(tls::load(cert, key)?),
+            )),
+            _ => None,
+        };
+        let (https_addrs, https_sockets) =
+            bind_all(&config.tls.listen, workers, Proto::Tcp, socket::bind_tcp)?;
+        // Each HTTP worker serves its HTTPS sockets too, after its HTTP ones.
+        let tls_from: Vec<usize> = http_sockets.iter().map(Vec::len).collect();
+        for (mine, more) in http_sockets.iter_mut().zip(https_sockets) {
+            mine.extend(more);
+        }
 
         let mut rng = rand::rng();
         let mut key = [0u8; 16];
@@ -164,6 +196,7 @@ impl Server {
             .with_limits(limits),
         );
         tracker.set_access(config.access_rules()?);
+        prepare(&tracker);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
@@ -176,6 +209,8 @@ impl Server {
             stop: stop.clone(),
             udp_addrs,
             http_addrs,
+            https_addrs,
+            tls: tls.clone(),
             stats: stats.clone(),
             tracker: tracker.clone(),
             started,
@@ -223,6 +258,7 @@ impl Server {
                 max_connections: config.http.max_connections as usize,
                 idle_timeout: config.http.idle_timeout,
                 sweep_per_tick,
+                tls: tls.clone().map(|t| (tls_from[index], t)),
             };
             let started = server.spawn(format!("http-{index}"), move |ready| {
                 http::run(setup, ready)
@@ -265,11 +301,11 @@ impl Server {
         &self.udp_addrs
     }
 
-    pub fn stats(&self) -> &[WorkerStats] {
+    pub fn stats(&self) -> &Arc<[WorkerStats]> {
         &self.stats
     }
 
-    pub fn tracker(&self) -> &Tracker {
+    pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker
     }
 
@@ -280,6 +316,22 @@ impl Server {
 
     /// Re-read the access list `config` names and put it in force; on error
     /// the rules in force stay. Returns the number of listed hashes.
+    /// The HTTPS addresses served, with ephemeral ports resolved.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
+    }
+
+    /// Read the certificate and key again and use them for new HTTPS
+    /// connections (open ones keep theirs). `Ok(false)`: no HTTPS.
+    pub fn reload_tls(&self, config: &Config) -> Result<bool, tls::TlsError> {
+        let (Some(current), Some(cert), Some(key)) = (&self.tls, &config.tls.cert, &config.tls.key)
+        else {
+            return Ok(false);
+        };
+        current.store(Arc::new(tls::load(cert, key)?));
+        Ok(true)
+    }
+
     pub fn reload_access(&self, config: &Config) -> Result<usize, crate::config::ConfigError> {
         let rules = config.access_rules()?;
         let n = rules.len();

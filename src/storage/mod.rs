@@ -1,5 +1,8 @@
-//! What the tracker keeps on disk: the private mode's ledger journal.
-//! File I/O only, outside the workers' hot path (the main thread calls it).
+//! What the tracker keeps on disk: snapshots of the swarm table and the
+//! private mode's ledger journal. File I/O only, outside the workers' hot
+//! path (main and a snapshot thread call it).
 #![forbid(unsafe_code)]
 
 pub mod ledger_journal;
+pub mod snapshot;
+pub mod snapshotter;

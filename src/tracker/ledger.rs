@@ -66,6 +66,26 @@ pub struct Report<'a> {
     pub downloaded: u64,
 }
 
+/// One client session as a snapshot keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    pub passkey: Passkey,
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    /// Seconds since its last announce.
+    pub age: u32,
+}
+
+/// The whole ledger, for a snapshot.
+#[derive(Debug, Default)]
+pub struct LedgerState {
+    pub sessions: Vec<SessionState>,
+    pub pending: Vec<Transfer>,
+    pub totals: Vec<(Passkey, Totals)>,
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct SessionKey {
     passkey: Passkey,
@@ -212,6 +232,63 @@ impl TransferLedger {
             gone += before - shard.sessions.len();
         }
         gone
+    }
+
+    /// Everything the ledger holds, for a snapshot: sessions (with their
+    /// age at `now`), pending credits and totals. Copied shard by shard.
+    pub fn export(&self, now: u32) -> LedgerState {
+        let mut state = LedgerState::default();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            state
+                .sessions
+                .extend(shard.sessions.iter().map(|(k, s)| SessionState {
+                    passkey: k.passkey.clone(),
+                    info_hash: k.info_hash,
+                    peer_id: k.peer_id,
+                    uploaded: s.uploaded,
+                    downloaded: s.downloaded,
+                    age: now.saturating_sub(s.last_seen),
+                }));
+            state
+                .pending
+                .extend(shard.pending.iter().map(|((k, h), t)| Transfer {
+                    passkey: k.clone(),
+                    info_hash: *h,
+                    uploaded: t.uploaded,
+                    downloaded: t.downloaded,
+                }));
+            state
+                .totals
+                .extend(shard.totals.iter().map(|(k, t)| (k.clone(), *t)));
+        }
+        state
+    }
+
+    /// Take back a session from a snapshot, `age` seconds old at `now`.
+    pub fn import_session(&self, s: SessionState, now: u32) {
+        let key = SessionKey {
+            passkey: s.passkey,
+            info_hash: s.info_hash,
+            peer_id: s.peer_id,
+        };
+        let session = Session {
+            uploaded: s.uploaded,
+            downloaded: s.downloaded,
+            last_seen: now.saturating_sub(s.age),
+        };
+        self.shard(&s.info_hash).sessions.insert(key, session);
+    }
+
+    /// Take back one passkey's totals from a snapshot.
+    pub fn import_totals(&self, passkey: Passkey, totals: Totals) {
+        // Totals live in any one shard; queries sum them.
+        let mut shard = self.shards[0].lock().unwrap_or_else(|e| e.into_inner());
+        shard
+            .totals
+            .entry(passkey)
+            .or_default()
+            .add(totals.uploaded, totals.downloaded);
     }
 
     /// Sessions being followed.

@@ -331,6 +331,25 @@ impl<const N: usize> Swarm<N> {
         }
     }
 
+    /// Visit every peer with its role (true: seeder), for snapshots.
+    pub fn for_each_peer(&self, mut f: impl FnMut(&PeerRecord<N>, bool)) {
+        match &self.repr {
+            Repr::Inline {
+                len,
+                seeder_bits,
+                recs,
+            } => {
+                for (i, r) in recs[..*len as usize].iter().enumerate() {
+                    f(r, seeder_bits & (1 << i) != 0);
+                }
+            }
+            Repr::Split(split) => {
+                split.seeders.iter().for_each(|r| f(r, true));
+                split.leechers.iter().for_each(|r| f(r, false));
+            }
+        }
+    }
+
     /// Heap bytes held by this swarm.
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {

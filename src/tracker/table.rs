@@ -35,6 +35,12 @@ struct ShardGauge {
     torrents: AtomicU64,
     seeders: AtomicU64,
     leechers: AtomicU64,
+    /// Torrents with IPv4 peers, and the IPv6 share of the three above
+    /// (torrents with IPv6 peers).
+    torrents4: AtomicU64,
+    torrents6: AtomicU64,
+    seeders6: AtomicU64,
+    leechers6: AtomicU64,
 }
 
 pub struct SwarmTable {
@@ -51,6 +57,12 @@ pub struct TableTotals {
     pub torrents: u64,
     pub seeders: u64,
     pub leechers: u64,
+    /// Torrents with IPv4 peers; torrents with IPv6 peers and the IPv6
+    /// peers (a torrent with both counts in both).
+    pub torrents4: u64,
+    pub torrents6: u64,
+    pub seeders6: u64,
+    pub leechers6: u64,
 }
 
 /// A shard's torrents, locked. Dropping it releases the lock.
@@ -154,6 +166,7 @@ impl SwarmTable {
         let mut shard = lock(&self.shards[i]);
         let h = &self.addr_hasher;
         let (mut dropped, mut seeders, mut leechers) = (0, 0, 0);
+        let (mut torrents4, mut torrents6, mut seeders6, mut leechers6) = (0, 0, 0, 0);
         shard.torrents.retain(|hash, t| {
             if !keep(hash) {
                 dropped += t.seeders() + t.leechers();
@@ -162,6 +175,12 @@ impl SwarmTable {
             dropped += t.retain_fresh(now, peer_timeout, h);
             seeders += t.seeders() as u64;
             leechers += t.leechers() as u64;
+            torrents4 += u64::from(!t.v4.is_empty());
+            if let Some(v6) = &t.v6 {
+                torrents6 += 1;
+                seeders6 += v6.seeders() as u64;
+                leechers6 += v6.leechers() as u64;
+            }
             !t.is_empty()
         });
         let g = &self.gauges[i];
@@ -169,17 +188,32 @@ impl SwarmTable {
             .store(shard.torrents.len() as u64, Ordering::Relaxed);
         g.seeders.store(seeders, Ordering::Relaxed);
         g.leechers.store(leechers, Ordering::Relaxed);
+        g.torrents4.store(torrents4, Ordering::Relaxed);
+        g.torrents6.store(torrents6, Ordering::Relaxed);
+        g.seeders6.store(seeders6, Ordering::Relaxed);
+        g.leechers6.store(leechers6, Ordering::Relaxed);
         dropped
     }
 
     /// Visit every torrent, one shard locked at a time (full scrape).
     pub fn for_each(&self, mut f: impl FnMut(&InfoHash, &Torrent)) {
-        for shard in self.shards.iter() {
-            let shard = lock(shard);
-            for (hash, torrent) in shard.torrents.iter() {
-                f(hash, torrent);
-            }
+        for i in 0..self.shards.len() {
+            self.for_each_in_shard(i, &mut f);
         }
+    }
+
+    /// Visit the torrents of shard `i` under its lock (snapshots copy the
+    /// table shard by shard, so announces wait for one shard at most).
+    pub fn for_each_in_shard(&self, i: usize, mut f: impl FnMut(&InfoHash, &Torrent)) {
+        let shard = lock(&self.shards[i]);
+        for (hash, torrent) in shard.torrents.iter() {
+            f(hash, torrent);
+        }
+    }
+
+    /// Torrents in the table now (each shard locked in turn, briefly).
+    pub fn torrent_count(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).torrents.len()).sum()
     }
 
     /// Sum of the gauges left by the last sweep of every shard.
@@ -189,6 +223,10 @@ impl SwarmTable {
             t.torrents += g.torrents.load(Ordering::Relaxed);
             t.seeders += g.seeders.load(Ordering::Relaxed);
             t.leechers += g.leechers.load(Ordering::Relaxed);
+            t.torrents4 += g.torrents4.load(Ordering::Relaxed);
+            t.torrents6 += g.torrents6.load(Ordering::Relaxed);
+            t.seeders6 += g.seeders6.load(Ordering::Relaxed);
+            t.leechers6 += g.leechers6.load(Ordering::Relaxed);
         }
         t
     }
@@ -233,6 +271,8 @@ mod tests {
                 torrents: 40,
                 seeders: 40,
                 leechers: (0..40).sum(),
+                torrents4: 40,
+                ..TableTotals::default()
             }
         );
         // The old peers go; the fresh ones stay.

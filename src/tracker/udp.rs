@@ -14,7 +14,7 @@ use rand::Rng;
 use arrayvec::ArrayVec;
 
 use super::access::passkey_in_path;
-use super::announce::{AnnounceParams, Tracker, check_passkey};
+use super::announce::{AnnounceParams, Refusal, Tracker, check_passkey};
 use crate::protocol::udp::{self, DropReason, Request, RequestError};
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
@@ -29,7 +29,18 @@ pub enum ReplyKind {
     Connect,
     Announce,
     Scrape,
-    Error,
+    Error(ErrorReason),
+}
+
+/// Why an error packet was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorReason {
+    /// A request the client can fix (bad event, scrape without hashes).
+    BadRequest,
+    /// A refusal by the access rules.
+    Refused(Refusal),
+    /// A scrape to a private tracker.
+    PrivateScrape,
 }
 
 /// Why a datagram got no reply.
@@ -87,7 +98,7 @@ pub fn handle_datagram(
             let len = udp::write_error(out, transaction_id, message);
             return UdpOutcome::Reply {
                 len,
-                kind: ReplyKind::Error,
+                kind: ReplyKind::Error(ErrorReason::BadRequest),
             };
         }
     };
@@ -120,7 +131,7 @@ pub fn handle_datagram(
                     let len = udp::write_error(out, a.transaction_id, r.message());
                     return UdpOutcome::Reply {
                         len,
-                        kind: ReplyKind::Error,
+                        kind: ReplyKind::Error(ErrorReason::Refused(r)),
                     };
                 }
             }
@@ -153,7 +164,7 @@ pub fn handle_datagram(
                     let len = udp::write_error(out, a.transaction_id, refusal.message());
                     return UdpOutcome::Reply {
                         len,
-                        kind: ReplyKind::Error,
+                        kind: ReplyKind::Error(ErrorReason::Refused(refusal)),
                     };
                 }
             };
@@ -182,7 +193,7 @@ pub fn handle_datagram(
                 let len = udp::write_error(out, s.transaction_id, PRIVATE_SCRAPE);
                 return UdpOutcome::Reply {
                     len,
-                    kind: ReplyKind::Error,
+                    kind: ReplyKind::Error(ErrorReason::PrivateScrape),
                 };
             }
             let mut len = udp::write_scrape_header(out, s.transaction_id);

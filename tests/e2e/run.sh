@@ -25,7 +25,7 @@ trap cleanup EXIT
 start_tracker() {
     local fifo="$work/log.$RANDOM.fifo" line
     mkfifo "$fifo"
-    ./target/release/ringtracker "$@" --udp 127.0.0.1:0 --http 127.0.0.1:0 --workers 2 2>"$fifo" &
+    ./target/release/ringtracker "$@" --udp 127.0.0.1:0 --http 127.0.0.1:0 --workers 2 --metrics 127.0.0.1:0 2>"$fifo" &
     pid=$!
     exec 3<"$fifo"
     udp_port=""

@@ -1,0 +1,147 @@
+//! What the metrics listener serves, sans I/O: the Prometheus text
+//! (`/metrics`), the stats page's data (`/stats.json`, a last-hour history
+//! sampled by main), the page itself and `/health`. `net/metrics.rs` only
+//! moves these bytes.
+#![forbid(unsafe_code)]
+
+pub mod history;
+pub mod prometheus;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::stats::{self, Counter, WorkerStats};
+use crate::storage::snapshotter::SnapshotStatus;
+use crate::tracker::Tracker;
+use history::{History, Sample};
+
+/// The stats page: one self-contained file (inline script and style, no
+/// CDN), so it works offline.
+pub const STATS_PAGE: &str = include_str!("page.html");
+
+/// Everything the metrics endpoints read, shared with main and the workers.
+pub struct MetricsState {
+    pub stats: Arc<[WorkerStats]>,
+    /// UDP worker i counts in `stats[i]`, HTTP worker i in `stats[workers + i]`.
+    pub workers: usize,
+    pub tracker: Arc<Tracker>,
+    pub snapshot: Option<Arc<SnapshotStatus>>,
+    /// Set by main: every worker is running.
+    pub healthy: AtomicBool,
+    /// Unix time at start.
+    pub started: u64,
+    pub history: Mutex<History>,
+}
+
+impl MetricsState {
+    pub fn new(
+        stats: Arc<[WorkerStats]>,
+        workers: usize,
+        tracker: Arc<Tracker>,
+        snapshot: Option<Arc<SnapshotStatus>>,
+        started: u64,
+    ) -> Self {
+        MetricsState {
+            stats,
+            workers,
+            tracker,
+            snapshot,
+            healthy: AtomicBool::new(true),
+            started,
+            history: Mutex::new(History::default()),
+        }
+    }
+
+    /// UDP and HTTP counter totals.
+    pub fn counters(&self) -> ([u64; Counter::COUNT], [u64; Counter::COUNT]) {
+        let split = self.workers.min(self.stats.len());
+        (
+            stats::totals(&self.stats[..split]),
+            stats::totals(&self.stats[split..]),
+        )
+    }
+
+    /// The state now, as one history sample.
+    pub fn sample(&self, unix: u64) -> Sample {
+        let (udp, http) = self.counters();
+        let t = self.tracker.table.totals();
+        Sample {
+            unix,
+            announces: udp[Counter::ReplyAnnounce as usize] + http[Counter::HttpAnnounce as usize],
+            torrents: self.tracker.table.torrent_count() as u64,
+            seeders: t.seeders,
+            leechers: t.leechers,
+        }
+    }
+
+    /// Called by main every `history::STEP` seconds.
+    pub fn record(&self, unix: u64) {
+        let s = self.sample(unix);
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// `/stats.json`: the history plus a sample taken now.
+    pub fn stats_json(&self, unix: u64) -> String {
+        let now = self.sample(unix);
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.to_json(&now, unix.saturating_sub(self.started))
+    }
+}
+
+/// A response of the metrics listener.
+pub struct Response {
+    pub status: u16,
+    pub reason: &'static str,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    fn new(status: u16, reason: &'static str, content_type: &'static str, body: Vec<u8>) -> Self {
+        Response {
+            status,
+            reason,
+            content_type,
+            body,
+        }
+    }
+}
+
+/// Route one GET to its response (`path` without the query).
+pub fn respond(state: &MetricsState, path: &str, unix: u64) -> Response {
+    match path {
+        "/metrics" => Response::new(
+            200,
+            "OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus::render(state, unix).into_bytes(),
+        ),
+        "/health" if state.is_healthy() => Response::new(200, "OK", "text/plain", b"ok\n".to_vec()),
+        "/health" => Response::new(
+            503,
+            "Service Unavailable",
+            "text/plain",
+            b"a worker stopped\n".to_vec(),
+        ),
+        "/stats.json" => Response::new(
+            200,
+            "OK",
+            "application/json",
+            state.stats_json(unix).into_bytes(),
+        ),
+        "/" => Response::new(
+            200,
+            "OK",
+            "text/html; charset=utf-8",
+            STATS_PAGE.as_bytes().to_vec(),
+        ),
+        _ => Response::new(404, "Not Found", "text/plain", b"not found\n".to_vec()),
+    }
+}

@@ -1,0 +1,221 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4).
+//!
+//! Every per-worker counter appears, summed over the workers of its
+//! protocol, under a metric family with labels: responses by protocol and
+//! type, drops by reason, bytes by direction, io_uring events. Gauges come
+//! from the swarm table (as of each shard's last sweep, at most ~30 s old),
+//! the snapshot writer and the ledger.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use super::MetricsState;
+use crate::stats::Counter;
+
+/// Which family a counter belongs to, with its labels (protocol added).
+fn family(c: Counter) -> (&'static str, &'static str) {
+    use Counter::*;
+    match c {
+        Received => ("requests_total", "type=\"datagram\""),
+        HttpRequests => ("requests_total", "type=\"request\""),
+        HttpAnnounce => ("requests_total", "type=\"announce\""),
+        HttpScrape => ("requests_total", "type=\"scrape\""),
+        Sent => ("responses_total", "type=\"any\""),
+        ReplyConnect => ("responses_total", "type=\"connect\""),
+        ReplyAnnounce => ("responses_total", "type=\"announce\""),
+        ReplyScrape => ("responses_total", "type=\"scrape\""),
+        ReplyError => ("responses_total", "type=\"error\""),
+        ErrorBadRequest => ("error_responses_total", "reason=\"bad_request\""),
+        ErrorTorrentNotAllowed => ("error_responses_total", "reason=\"torrent_not_allowed\""),
+        ErrorClientNotAllowed => ("error_responses_total", "reason=\"client_not_allowed\""),
+        ErrorUnknownPasskey => ("error_responses_total", "reason=\"unknown_passkey\""),
+        ErrorPrivateScrape => ("error_responses_total", "reason=\"private_scrape\""),
+        BytesIn => ("bytes_total", "direction=\"in\""),
+        BytesOut => ("bytes_total", "direction=\"out\""),
+        DropTooShort => ("drops_total", "reason=\"too_short\""),
+        DropBadMagic => ("drops_total", "reason=\"bad_magic\""),
+        DropUnknownAction => ("drops_total", "reason=\"unknown_action\""),
+        DropShortAnnounce => ("drops_total", "reason=\"short_announce\""),
+        DropBadConnectionId => ("drops_total", "reason=\"bad_connection_id\""),
+        DropBanned => ("drops_total", "reason=\"banned\""),
+        DropRateLimited => ("drops_total", "reason=\"rate_limited\""),
+        DropOversized => ("drops_total", "reason=\"oversized\""),
+        DropNoAddress => ("drops_total", "reason=\"no_address\""),
+        DropNoSendSlot => ("drops_total", "reason=\"no_send_slot\""),
+        SendFailed => ("drops_total", "reason=\"send_failed\""),
+        HttpRejected => ("drops_total", "reason=\"malformed_request\""),
+        HttpRefused => ("drops_total", "reason=\"over_connection_cap\""),
+        HttpTimeouts => ("drops_total", "reason=\"timeout\""),
+        RecvEnobufs => ("io_uring_events_total", "event=\"recv_enobufs\""),
+        RecvRearm => ("io_uring_events_total", "event=\"recv_rearm\""),
+        RecvError => ("io_uring_events_total", "event=\"recv_error\""),
+        RingEnters => ("io_uring_events_total", "event=\"enter\""),
+        SweptPeers => ("expired_peers_total", ""),
+        InternalError => ("internal_errors_total", ""),
+        HttpConnections => ("http_connections_total", ""),
+    }
+}
+
+fn help(name: &str) -> &'static str {
+    match name {
+        "requests_total" => "Requests received, by protocol and type.",
+        "responses_total" => "Responses sent, by protocol and type.",
+        "bytes_total" => "Payload bytes received and sent, by protocol.",
+        "error_responses_total" => "UDP error packets sent, by reason.",
+        "drops_total" => "Requests dropped or connections closed without an answer, by reason.",
+        "io_uring_events_total" => {
+            "io_uring events: receive buffer ring exhausted, multishot receives re-armed, receive errors, ring enters (waits)."
+        }
+        "expired_peers_total" => "Peers expired by the sweep.",
+        "internal_errors_total" => "Requests that hit a bug (contained; the request was dropped).",
+        "http_connections_total" => "HTTP connections accepted.",
+        _ => "",
+    }
+}
+
+pub fn render(state: &MetricsState, unix: u64) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let (udp, http) = state.counters();
+    let mut families: Vec<&str> = Counter::ALL.iter().map(|c| family(*c).0).collect();
+    families.dedup();
+    let mut seen = Vec::new();
+    for name in families {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        let _ = writeln!(out, "# HELP ringtracker_{name} {}", help(name));
+        let _ = writeln!(out, "# TYPE ringtracker_{name} counter");
+        for c in Counter::ALL.iter().filter(|c| family(**c).0 == name) {
+            let labels = family(*c).1;
+            for (proto, totals) in [("udp", &udp), ("http", &http)] {
+                let v = totals[*c as usize];
+                // A counter one protocol never moves is left out for it.
+                if v == 0 && !applies(*c, proto) {
+                    continue;
+                }
+                let sep = if labels.is_empty() { "" } else { "," };
+                let _ = writeln!(
+                    out,
+                    "ringtracker_{name}{{protocol=\"{proto}\"{sep}{labels}}} {v}"
+                );
+            }
+        }
+    }
+
+    let t = state.tracker.table.totals();
+    gauge_family(
+        &mut out,
+        "torrents",
+        "Torrents with peers of the family (as of the last sweep; a torrent with both counts in both).",
+        [t.torrents4, t.torrents6],
+    );
+    gauge_family(
+        &mut out,
+        "seeders",
+        "Seeders by address family (as of the last sweep).",
+        [t.seeders - t.seeders6, t.seeders6],
+    );
+    gauge_family(
+        &mut out,
+        "leechers",
+        "Leechers by address family (as of the last sweep).",
+        [t.leechers - t.leechers6, t.leechers6],
+    );
+
+    if let Some(s) = &state.snapshot {
+        let written = s.written_at.load(Ordering::Relaxed);
+        let age = if written == 0 {
+            -1.0
+        } else {
+            unix.saturating_sub(written) as f64
+        };
+        gauge(
+            &mut out,
+            "snapshot_age_seconds",
+            "Seconds since the last complete snapshot (-1: none yet).",
+            age,
+        );
+        gauge(
+            &mut out,
+            "snapshot_duration_seconds",
+            "How long the last snapshot took to write.",
+            s.micros.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "snapshot_bytes",
+            "Size of the last snapshot.",
+            s.bytes.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "snapshot_peers",
+            "Peers in the last snapshot.",
+            s.peers.load(Ordering::Relaxed) as f64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ringtracker_snapshot_failures_total Snapshot writes that failed.\n\
+             # TYPE ringtracker_snapshot_failures_total counter\n\
+             ringtracker_snapshot_failures_total {}",
+            s.failures.load(Ordering::Relaxed)
+        );
+    }
+    if state.tracker.rules().private() {
+        gauge(
+            &mut out,
+            "ledger_sessions",
+            "Private mode: client sessions the ledger follows.",
+            state.tracker.ledger.sessions() as f64,
+        );
+    }
+    gauge(
+        &mut out,
+        "up",
+        "1 while every worker is serving.",
+        if state.is_healthy() { 1.0 } else { 0.0 },
+    );
+    gauge(
+        &mut out,
+        "uptime_seconds",
+        "Seconds since the start.",
+        unix.saturating_sub(state.started) as f64,
+    );
+    out
+}
+
+/// Whether a counter can move for `proto` at all.
+fn applies(c: Counter, proto: &str) -> bool {
+    use Counter::*;
+    let http_only = matches!(
+        c,
+        HttpRequests
+            | HttpAnnounce
+            | HttpScrape
+            | HttpRejected
+            | HttpRefused
+            | HttpTimeouts
+            | HttpConnections
+    );
+    let both = matches!(c, BytesIn | BytesOut | SweptPeers | InternalError);
+    both || (proto == "http") == http_only
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
+    let _ = writeln!(
+        out,
+        "# HELP ringtracker_{name} {help}\n# TYPE ringtracker_{name} gauge\nringtracker_{name} {v}"
+    );
+}
+
+/// A gauge by address family.
+fn gauge_family(out: &mut String, name: &str, help: &str, v: [u64; 2]) {
+    let _ = writeln!(
+        out,
+        "# HELP ringtracker_{name} {help}\n# TYPE ringtracker_{name} gauge\n\
+         ringtracker_{name}{{family=\"ipv4\"}} {}\n\
+         ringtracker_{name}{{family=\"ipv6\"}} {}",
+        v[0], v[1]
+    );
+}

@@ -1,0 +1,759 @@
+//! Snapshots of the swarm table (and private mode's ledger), so that a
+//! restart does not send every client into a herd of empty replies.
+//!
+//! Format (version 1, integers little-endian):
+//!
+//! ```text
+//! header   "RTSNAPSH" | version u32 | flags u32 (0) | saved_at u64 (unix s)
+//! records  tag u8, then by tag:
+//!   1 torrent  info_hash [20] | downloaded u32 | n4 u32 | n6 u32
+//!              | n4 x (addr [6]  | age u16 | seeder u8)
+//!              | n6 x (addr [18] | age u16 | seeder u8)
+//!   2 totals   key_len u8 | passkey | uploaded u64 | downloaded u64
+//!   3 pending  key_len u8 | passkey | info_hash [20] | uploaded u64 | downloaded u64
+//!   4 session  key_len u8 | passkey | info_hash [20] | peer_id [20]
+//!              | uploaded u64 | downloaded u64 | age u32
+//!   255 end    torrents u64 | peers u64
+//! trailer  length of everything before u64 | CRC-32 of it u32
+//! ```
+//!
+//! A peer's `age` is seconds since its last announce when the file was
+//! written; at load the time the tracker was down is added, and peers past
+//! the timeout are dropped. Nothing is trusted before the trailer checks
+//! out: a truncated, corrupt or foreign file is refused with the reason.
+//!
+//! Writing copies the table one shard at a time (announces to that shard
+//! wait for the copy of a few hundred torrents, nothing else), into
+//! `PATH.tmp`, which is synced and renamed over `PATH`, then the directory
+//! is synced. The snapshot being replaced is kept as `PATH.prev` (hard
+//! link), so `PATH` itself always names a complete file.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::protocol::{InfoHash, PeerId};
+use crate::tracker::Tracker;
+use crate::tracker::ledger::{Passkey, SessionState, Totals, Transfer};
+use crate::tracker::peer_set::{V4, V6};
+use crate::tracker::swarm::PeerUpdate;
+
+const MAGIC: &[u8; 8] = b"RTSNAPSH";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 24;
+const TRAILER_LEN: usize = 12;
+
+const TAG_TORRENT: u8 = 1;
+const TAG_TOTALS: u8 = 2;
+const TAG_PENDING: u8 = 3;
+const TAG_SESSION: u8 = 4;
+const TAG_END: u8 = 255;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("snapshot {path} is not a ringtracker snapshot (no RTSNAPSH header)")]
+    Foreign { path: PathBuf },
+    #[error("snapshot {path} has format version {found}; this ringtracker reads version {VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("snapshot {path} is truncated ({len} bytes; it says {expected})")]
+    Truncated {
+        path: PathBuf,
+        len: usize,
+        expected: u64,
+    },
+    #[error("snapshot {path} is corrupt (checksum mismatch)")]
+    Checksum { path: PathBuf },
+    #[error("snapshot {path} is corrupt at byte {offset}: {what}")]
+    Corrupt {
+        path: PathBuf,
+        offset: usize,
+        what: &'static str,
+    },
+}
+
+/// What a write or a load covered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    pub torrents: u64,
+    pub peers: u64,
+    pub bytes: u64,
+    /// Peers dropped at load: their lifetime ran out while the tracker was
+    /// down.
+    pub expired: u64,
+    pub micros: u64,
+}
+
+/// A test hook: stop for good halfway through a write (after half the
+/// shards), so a test can kill the process mid-write without timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall;
+
+/// Write the tracker's state at tracker time `now` (`unix_now` is the
+/// wall clock, for the downtime at the next load) to `path`.
+pub fn write(
+    tracker: &Tracker,
+    path: &Path,
+    now: u32,
+    unix_now: u64,
+    stall: Option<Stall>,
+) -> Result<SnapshotStats, SnapshotError> {
+    let started = Instant::now();
+    let io = |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = sibling(path, "tmp");
+    let file = File::create(&tmp).map_err(io)?;
+    let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
+    let mut stats = SnapshotStats::default();
+
+    let mut buf = Vec::with_capacity(64 * 1024);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&VERSION.to_le_bytes());
+    buf.extend_from_slice(&0u32.to_le_bytes());
+    buf.extend_from_slice(&unix_now.to_le_bytes());
+    out.write_all(&buf).map_err(io)?;
+
+    let table = &tracker.table;
+    let shards = table.shard_count();
+    for i in 0..shards {
+        if stall.is_some() && i == shards / 2 {
+            out.flush().map_err(io)?;
+            tracing::warn!("snapshot write stalled halfway (test hook)");
+            loop {
+                std::thread::park();
+            }
+        }
+        buf.clear();
+        table.for_each_in_shard(i, |hash, t| {
+            encode_torrent(&mut buf, hash, t, now, &mut stats);
+        });
+        out.write_all(&buf).map_err(io)?;
+    }
+
+    buf.clear();
+    let ledger = tracker.ledger.export(now);
+    for (key, t) in &ledger.totals {
+        buf.push(TAG_TOTALS);
+        put_key(&mut buf, key);
+        buf.extend_from_slice(&t.uploaded.to_le_bytes());
+        buf.extend_from_slice(&t.downloaded.to_le_bytes());
+    }
+    for t in &ledger.pending {
+        buf.push(TAG_PENDING);
+        put_key(&mut buf, &t.passkey);
+        buf.extend_from_slice(&t.info_hash.0);
+        buf.extend_from_slice(&t.uploaded.to_le_bytes());
+        buf.extend_from_slice(&t.downloaded.to_le_bytes());
+    }
+    for s in &ledger.sessions {
+        buf.push(TAG_SESSION);
+        put_key(&mut buf, &s.passkey);
+        buf.extend_from_slice(&s.info_hash.0);
+        buf.extend_from_slice(&s.peer_id.0);
+        buf.extend_from_slice(&s.uploaded.to_le_bytes());
+        buf.extend_from_slice(&s.downloaded.to_le_bytes());
+        buf.extend_from_slice(&s.age.to_le_bytes());
+    }
+    buf.push(TAG_END);
+    buf.extend_from_slice(&stats.torrents.to_le_bytes());
+    buf.extend_from_slice(&stats.peers.to_le_bytes());
+    out.write_all(&buf).map_err(io)?;
+
+    let (len, crc) = (out.len, out.crc.clone().finalize());
+    let mut inner = out.inner;
+    inner.write_all(&len.to_le_bytes()).map_err(io)?;
+    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
+    let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+
+    // Keep the snapshot being replaced as PATH.prev; PATH always names a
+    // complete file (a link, then an atomic rename over it).
+    if path.exists() {
+        let prev = sibling(path, "prev");
+        let prev_tmp = sibling(path, "prev.tmp");
+        let _ = fs::remove_file(&prev_tmp);
+        fs::hard_link(path, &prev_tmp)
+            .or_else(|_| fs::copy(path, &prev_tmp).map(drop))
+            .map_err(io)?;
+        fs::rename(&prev_tmp, &prev).map_err(io)?;
+    }
+    fs::rename(&tmp, path).map_err(io)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+
+    stats.bytes = len + TRAILER_LEN as u64;
+    stats.micros = started.elapsed().as_micros() as u64;
+    Ok(stats)
+}
+
+/// `PATH.<ext>`, beside `path`.
+pub fn sibling(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn encode_torrent(
+    buf: &mut Vec<u8>,
+    hash: &InfoHash,
+    t: &crate::tracker::swarm::Torrent,
+    now: u32,
+    stats: &mut SnapshotStats,
+) {
+    let n4 = t.v4.seeders() + t.v4.leechers();
+    let n6 = t.v6.as_ref().map_or(0, |s| s.seeders() + s.leechers());
+    buf.push(TAG_TORRENT);
+    buf.extend_from_slice(&hash.0);
+    buf.extend_from_slice(&t.downloaded.to_le_bytes());
+    buf.extend_from_slice(&(n4 as u32).to_le_bytes());
+    buf.extend_from_slice(&(n6 as u32).to_le_bytes());
+    t.v4.for_each_peer(|r, seeder| {
+        buf.extend_from_slice(&r.addr);
+        buf.extend_from_slice(&(r.age(now) as u16).to_le_bytes());
+        buf.push(u8::from(seeder));
+    });
+    if let Some(v6) = &t.v6 {
+        v6.for_each_peer(|r, seeder| {
+            buf.extend_from_slice(&r.addr);
+            buf.extend_from_slice(&(r.age(now) as u16).to_le_bytes());
+            buf.push(u8::from(seeder));
+        });
+    }
+    stats.torrents += 1;
+    stats.peers += (n4 + n6) as u64;
+}
+
+fn put_key(buf: &mut Vec<u8>, key: &Passkey) {
+    buf.push(key.len() as u8);
+    buf.extend_from_slice(key);
+}
+
+/// A snapshot read from disk whose trailer and structure checked out.
+pub struct Snapshot {
+    bytes: Vec<u8>,
+    pub saved_at: u64,
+    pub torrents: u64,
+    pub peers: u64,
+}
+
+/// One record of a checked snapshot.
+enum Record<'a> {
+    Torrent {
+        hash: InfoHash,
+        downloaded: u32,
+        v4: &'a [u8],
+        v6: &'a [u8],
+    },
+    Totals(Passkey, Totals),
+    Pending(Transfer),
+    Session(SessionState),
+}
+
+impl Snapshot {
+    /// Read and check `path`. `Ok(None)`: there is no snapshot yet.
+    pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(SnapshotError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Self::check(bytes, path).map(Some)
+    }
+
+    fn check(bytes: Vec<u8>, path: &Path) -> Result<Snapshot, SnapshotError> {
+        let path_buf = || path.to_path_buf();
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(SnapshotError::Foreign { path: path_buf() });
+        }
+        if bytes.len() < HEADER_LEN + 1 + 16 + TRAILER_LEN {
+            return Err(SnapshotError::Truncated {
+                path: path_buf(),
+                len: bytes.len(),
+                expected: (HEADER_LEN + 1 + 16 + TRAILER_LEN) as u64,
+            });
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(SnapshotError::Version {
+                path: path_buf(),
+                found: version,
+            });
+        }
+        let body_len = bytes.len() - TRAILER_LEN;
+        let said = u64::from_le_bytes(bytes[body_len..body_len + 8].try_into().expect("8 bytes"));
+        if said != body_len as u64 {
+            return Err(SnapshotError::Truncated {
+                path: path_buf(),
+                len: bytes.len(),
+                expected: said.saturating_add(TRAILER_LEN as u64),
+            });
+        }
+        let crc = u32::from_le_bytes(bytes[body_len + 8..].try_into().expect("4 bytes"));
+        if crc32fast::hash(&bytes[..body_len]) != crc {
+            return Err(SnapshotError::Checksum { path: path_buf() });
+        }
+        let saved_at = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        let mut snapshot = Snapshot {
+            bytes,
+            saved_at,
+            torrents: 0,
+            peers: 0,
+        };
+        let (torrents, peers) =
+            snapshot
+                .walk(|_| {})
+                .map_err(|(offset, what)| SnapshotError::Corrupt {
+                    path: path_buf(),
+                    offset,
+                    what,
+                })?;
+        snapshot.torrents = torrents;
+        snapshot.peers = peers;
+        Ok(snapshot)
+    }
+
+    /// Visit every record; returns the end record's counts, checked against
+    /// what was seen. Errors carry the byte offset.
+    fn walk(&self, mut visit: impl FnMut(Record<'_>)) -> Result<(u64, u64), (usize, &'static str)> {
+        let body = &self.bytes[..self.bytes.len() - TRAILER_LEN];
+        let mut r = Reader {
+            bytes: body,
+            at: HEADER_LEN,
+        };
+        let (mut torrents, mut peers) = (0u64, 0u64);
+        loop {
+            let tag_at = r.at;
+            match r.u8()? {
+                TAG_TORRENT => {
+                    let hash = InfoHash(r.array()?);
+                    let downloaded = r.u32()?;
+                    let n4 = r.u32()? as usize;
+                    let n6 = r.u32()? as usize;
+                    let v4 = r.take(n4.checked_mul(V4 + 3).ok_or((r.at, "peer count"))?)?;
+                    let v6 = r.take(n6.checked_mul(V6 + 3).ok_or((r.at, "peer count"))?)?;
+                    if v4
+                        .chunks(V4 + 3)
+                        .chain(v6.chunks(V6 + 3))
+                        .any(|p| p[p.len() - 1] > 1 || p[p.len() - 5..p.len() - 3] == [0, 0])
+                    {
+                        return Err((tag_at, "a peer record with port 0 or a bad role"));
+                    }
+                    torrents += 1;
+                    peers += (n4 + n6) as u64;
+                    visit(Record::Torrent {
+                        hash,
+                        downloaded,
+                        v4,
+                        v6,
+                    });
+                }
+                TAG_TOTALS => {
+                    let key = r.key()?;
+                    let t = Totals {
+                        uploaded: r.u64()?,
+                        downloaded: r.u64()?,
+                    };
+                    visit(Record::Totals(key, t));
+                }
+                TAG_PENDING => {
+                    let passkey = r.key()?;
+                    let info_hash = InfoHash(r.array()?);
+                    visit(Record::Pending(Transfer {
+                        passkey,
+                        info_hash,
+                        uploaded: r.u64()?,
+                        downloaded: r.u64()?,
+                    }));
+                }
+                TAG_SESSION => {
+                    let passkey = r.key()?;
+                    let info_hash = InfoHash(r.array()?);
+                    let peer_id = PeerId(r.array()?);
+                    visit(Record::Session(SessionState {
+                        passkey,
+                        info_hash,
+                        peer_id,
+                        uploaded: r.u64()?,
+                        downloaded: r.u64()?,
+                        age: r.u32()?,
+                    }));
+                }
+                TAG_END => {
+                    let (t, p) = (r.u64()?, r.u64()?);
+                    if (t, p) != (torrents, peers) {
+                        return Err((tag_at, "the counts at the end do not match the records"));
+                    }
+                    if r.at != body.len() {
+                        return Err((r.at, "bytes after the end record"));
+                    }
+                    return Ok((torrents, peers));
+                }
+                _ => return Err((tag_at, "unknown record type")),
+            }
+        }
+    }
+
+    /// Put the snapshot's state into `tracker` (before it serves) at tracker
+    /// time `now`; `unix_now` gives the downtime to add to every age.
+    pub fn restore(&self, tracker: &Tracker, now: u32, unix_now: u64) -> SnapshotStats {
+        let started = Instant::now();
+        let down = u32::try_from(unix_now.saturating_sub(self.saved_at)).unwrap_or(u32::MAX);
+        let timeout = tracker.policy.peer_timeout;
+        let h = *tracker.table.addr_hasher();
+        let mut stats = SnapshotStats {
+            bytes: self.bytes.len() as u64,
+            ..SnapshotStats::default()
+        };
+        let fresh = |entry: &[u8]| -> Option<(u32, PeerUpdate)> {
+            let n = entry.len();
+            let age = u32::from(u16::from_le_bytes([entry[n - 3], entry[n - 2]]));
+            let age = age.saturating_add(down);
+            let role = if entry[n - 1] == 1 {
+                PeerUpdate::Seeder
+            } else {
+                PeerUpdate::Leecher
+            };
+            // The stamp is kept mod 2^16, like every stamp.
+            (age <= timeout).then_some((now.wrapping_sub(age), role))
+        };
+        let walked = self.walk(|record| match record {
+            Record::Torrent {
+                hash,
+                downloaded,
+                v4,
+                v6,
+            } => {
+                let mut shard = tracker.table.lock(&hash);
+                let t = shard.get_or_insert(hash);
+                t.downloaded = downloaded;
+                for e in v4.chunks(V4 + 3) {
+                    match fresh(e) {
+                        Some((stamp, role)) => {
+                            let addr = e[..V4].try_into().expect("V4 bytes");
+                            t.v4.update(addr, role, stamp, &h);
+                            stats.peers += 1;
+                        }
+                        None => stats.expired += 1,
+                    }
+                }
+                for e in v6.chunks(V6 + 3) {
+                    match fresh(e) {
+                        Some((stamp, role)) => {
+                            let addr = e[..V6].try_into().expect("V6 bytes");
+                            t.v6_mut().update(addr, role, stamp, &h);
+                            stats.peers += 1;
+                        }
+                        None => stats.expired += 1,
+                    }
+                }
+                if t.is_empty() {
+                    // Every peer expired: the completed count goes with the
+                    // swarm, as it would have had the tracker kept running.
+                    shard.remove_if_empty(&hash);
+                } else {
+                    stats.torrents += 1;
+                }
+            }
+            Record::Totals(key, t) => tracker.ledger.import_totals(key, t),
+            Record::Pending(t) => tracker.ledger.restore(vec![t]),
+            Record::Session(s) => tracker.ledger.import_session(s, now),
+        });
+        debug_assert!(walked.is_ok(), "checked at read");
+        stats.micros = started.elapsed().as_micros() as u64;
+        stats
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], (usize, &'static str)> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or((self.at, "a record runs past the end"))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], (usize, &'static str)> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+
+    fn u8(&mut self) -> Result<u8, (usize, &'static str)> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, (usize, &'static str)> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, (usize, &'static str)> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn key(&mut self) -> Result<Passkey, (usize, &'static str)> {
+        let at = self.at;
+        let n = usize::from(self.u8()?);
+        let key = self.take(n)?;
+        Passkey::try_from(key).map_err(|_| (at, "a passkey longer than 64 bytes"))
+    }
+}
+
+/// Counts and checksums what goes through it.
+struct Checksummed<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Checksummed<W> {
+    fn new(inner: W) -> Self {
+        Checksummed {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Event;
+    use crate::tracker::announce::{AnnounceParams, AnnouncePolicy};
+    use crate::tracker::connection_id::ConnectionIdIssuer;
+    use crate::tracker::ledger::Report;
+    use crate::tracker::table::SwarmTable;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use std::net::IpAddr;
+
+    fn tracker(seed: u64) -> Tracker {
+        Tracker::new(
+            AnnouncePolicy {
+                interval: 1800,
+                min_interval: 0,
+                peer_timeout: 3600,
+                default_numwant: 50,
+                max_numwant: 200,
+                allow_ip_param: false,
+            },
+            SwarmTable::new(16, [seed, seed + 1]),
+            ConnectionIdIssuer::new([seed as u8; 16]),
+        )
+    }
+
+    fn announce(t: &Tracker, hash: u8, ip: &str, left: u64, event: Event, now: u32) {
+        let p = AnnounceParams {
+            info_hash: InfoHash([hash; 20]),
+            peer_id: PeerId([1; 20]),
+            ip: ip.parse::<IpAddr>().unwrap(),
+            port: 6881,
+            event,
+            left,
+            uploaded: 0,
+            downloaded: 0,
+            numwant: 0,
+        };
+        let mut out = [0u8; 64];
+        t.announce(&p, now, &mut SmallRng::seed_from_u64(1), &mut out)
+            .unwrap();
+    }
+
+    fn peers_of(t: &Tracker, hash: u8, ip: &str) -> Vec<Vec<u8>> {
+        let p = AnnounceParams {
+            info_hash: InfoHash([hash; 20]),
+            peer_id: PeerId([1; 20]),
+            ip: ip.parse::<IpAddr>().unwrap(),
+            port: 0,
+            event: Event::None,
+            left: 1,
+            uploaded: 0,
+            downloaded: 0,
+            numwant: 200,
+        };
+        let mut out = vec![0u8; 200 * 18];
+        let a = t
+            .announce(&p, 0, &mut SmallRng::seed_from_u64(1), &mut out)
+            .unwrap();
+        let mut peers: Vec<Vec<u8>> = out[..a.peers * a.peer_len]
+            .chunks(a.peer_len)
+            .map(<[u8]>::to_vec)
+            .collect();
+        peers.sort();
+        peers
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rt-snap-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A tracker with an inline torrent, a split one (v4 and v6) and ledger
+    /// state, at tracker time 1000.
+    fn filled() -> Tracker {
+        let t = tracker(1);
+        announce(&t, 1, "10.0.0.1", 0, Event::Started, 1000);
+        for i in 0..40 {
+            announce(
+                &t,
+                2,
+                &format!("10.0.1.{i}"),
+                i % 2,
+                Event::Started,
+                960 + i as u32,
+            );
+        }
+        announce(&t, 2, "10.0.1.7", 0, Event::Completed, 1000);
+        announce(&t, 2, "2001:db8::1", 5, Event::Started, 1000);
+        t.ledger.record(
+            &Report {
+                passkey: b"abcdef0123456789",
+                info_hash: InfoHash([2; 20]),
+                peer_id: PeerId([3; 20]),
+                event: Event::Started,
+                uploaded: 10,
+                downloaded: 20,
+            },
+            1000,
+        );
+        t
+    }
+
+    #[test]
+    fn round_trip_keeps_swarms_counts_and_the_ledger() {
+        let d = dir("round");
+        let path = d.join("swarms.snap");
+        let a = filled();
+        let w = write(&a, &path, 1000, 1_700_000_000, None).unwrap();
+        assert_eq!((w.torrents, w.peers), (2, 42));
+        let snap = Snapshot::read(&path).unwrap().unwrap();
+        assert_eq!((snap.torrents, snap.peers), (2, 42));
+
+        let b = tracker(2);
+        let r = snap.restore(&b, 0, 1_700_000_010);
+        assert_eq!((r.torrents, r.peers, r.expired), (2, 42, 0));
+        for hash in [1, 2] {
+            assert_eq!(
+                a.scrape(&InfoHash([hash; 20])),
+                b.scrape(&InfoHash([hash; 20]))
+            );
+            for ip in ["10.9.9.9", "2001:db8::9"] {
+                assert_eq!(
+                    peers_of(&a, hash, ip),
+                    peers_of(&b, hash, ip),
+                    "{hash} {ip}"
+                );
+            }
+        }
+        assert_eq!(b.scrape(&InfoHash([2; 20])).completed, 1);
+        assert_eq!(b.ledger.take_pending(), a.ledger.take_pending());
+        assert_eq!(b.ledger.totals(), a.ledger.totals());
+        assert_eq!(b.ledger.sessions(), 1);
+        // The file was written whole: no temporary left, and a second write
+        // keeps the first as .prev.
+        assert!(!sibling(&path, "tmp").exists());
+        write(&a, &path, 1001, 1_700_000_001, None).unwrap();
+        assert!(Snapshot::read(&sibling(&path, "prev")).unwrap().is_some());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn peers_whose_lifetime_ran_out_while_down_are_dropped() {
+        let d = dir("expire");
+        let path = d.join("s");
+        let a = filled();
+        write(&a, &path, 1000, 1_700_000_000, None).unwrap();
+        let snap = Snapshot::read(&path).unwrap().unwrap();
+        // Peers of torrent 2 announced at 960..999 (ages 1..40 s at the
+        // write); down for 3595 s, those older than 5 s are past 3600: the
+        // 35 announced at 960..=994 but one (it completed at 1000).
+        let b = tracker(3);
+        let r = snap.restore(&b, 0, 1_700_003_595);
+        assert_eq!(r.peers + r.expired, 42);
+        assert_eq!(r.expired, 34);
+        // Down for two hours: nothing survives, not even the swarms.
+        let c = tracker(4);
+        let r = snap.restore(&c, 0, 1_700_007_200);
+        assert_eq!((r.torrents, r.peers, r.expired), (0, 0, 42));
+        assert_eq!(c.scrape(&InfoHash([2; 20])).completed, 0);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn truncated_corrupt_and_foreign_files_are_refused_with_the_reason() {
+        let d = dir("bad");
+        let path = d.join("s");
+        write(&filled(), &path, 1000, 1_700_000_000, None).unwrap();
+        let good = fs::read(&path).unwrap();
+        let bad = d.join("bad");
+        let refuse = |bytes: &[u8]| {
+            fs::write(&bad, bytes).unwrap();
+            match Snapshot::read(&bad) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("accepted"),
+            }
+        };
+        for cut in [good.len() - 1, good.len() / 2, 30, 9] {
+            let e = refuse(&good[..cut]);
+            assert!(
+                e.contains("truncated") || e.contains("corrupt"),
+                "{cut}: {e}"
+            );
+            assert!(e.contains(bad.to_str().unwrap()), "{e}");
+        }
+        let mut flipped = good.clone();
+        flipped[100] ^= 1;
+        assert!(refuse(&flipped).contains("checksum mismatch"));
+        assert!(refuse(b"d8:announce...").contains("not a ringtracker snapshot"));
+        let mut v2 = good.clone();
+        v2[8] = 2;
+        assert!(refuse(&v2).contains("format version 2"));
+        // A file that checks out but lies about its counts.
+        let mut lying = good[..good.len() - TRAILER_LEN].to_vec();
+        let end = lying.len() - 16;
+        lying[end] ^= 1;
+        let crc = crc32fast::hash(&lying);
+        let len = lying.len() as u64;
+        lying.extend_from_slice(&len.to_le_bytes());
+        lying.extend_from_slice(&crc.to_le_bytes());
+        assert!(refuse(&lying).contains("counts at the end"));
+        assert!(Snapshot::read(&d.join("missing")).unwrap().is_none());
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

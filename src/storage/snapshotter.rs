@@ -1,0 +1,128 @@
+//! When snapshots are written: every `snapshot_interval` on a background
+//! thread (the workers keep serving; each shard is locked only while it is
+//! copied), and once more at stop, after the workers are gone. Driven by
+//! main's loop; keeps the figures the metrics page shows.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::snapshot::{self, SnapshotStats, Stall};
+use crate::tracker::Tracker;
+
+/// The last write, for metrics (all zero until the first one).
+#[derive(Default, Debug)]
+pub struct SnapshotStatus {
+    /// Unix time of the last complete write.
+    pub written_at: AtomicU64,
+    pub micros: AtomicU64,
+    pub bytes: AtomicU64,
+    pub peers: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+pub struct Snapshotter {
+    path: PathBuf,
+    every: Duration,
+    next: Instant,
+    running: Option<JoinHandle<()>>,
+    writes: u64,
+    /// Test hook: stall this write (1-based) halfway, for good.
+    stall_write: Option<u64>,
+    pub status: Arc<SnapshotStatus>,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Snapshotter {
+    pub fn new(path: PathBuf, every: Duration, stall_write: Option<u64>) -> Self {
+        Snapshotter {
+            path,
+            every,
+            next: Instant::now() + every,
+            running: None,
+            writes: 0,
+            stall_write,
+            status: Arc::default(),
+        }
+    }
+
+    pub fn next_due(&self) -> Instant {
+        self.next
+    }
+
+    /// Start a write if one is due and the last one has finished (a slow
+    /// disk skips a turn rather than piling writers up).
+    pub fn tick(&mut self, tracker: &Arc<Tracker>, now: u32) {
+        if Instant::now() < self.next {
+            return;
+        }
+        self.next = Instant::now() + self.every;
+        if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            tracing::warn!("snapshot still being written; skipping this turn");
+            return;
+        }
+        self.writes += 1;
+        let stall = (self.stall_write == Some(self.writes)).then_some(Stall);
+        let (tracker, path, status) = (
+            Arc::clone(tracker),
+            self.path.clone(),
+            Arc::clone(&self.status),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || write_logged(&tracker, &path, now, stall, &status));
+        match spawned {
+            Ok(h) => self.running = Some(h),
+            Err(e) => tracing::error!("snapshot thread could not start: {e}"),
+        }
+    }
+
+    /// At stop, after the workers are joined: wait for a write under way,
+    /// then write the final state.
+    pub fn finish(mut self, tracker: &Tracker, now: u32) {
+        if let Some(h) = self.running.take() {
+            let _ = h.join();
+        }
+        write_logged(tracker, &self.path, now, None, &self.status);
+    }
+}
+
+fn write_logged(
+    tracker: &Tracker,
+    path: &std::path::Path,
+    now: u32,
+    stall: Option<Stall>,
+    status: &SnapshotStatus,
+) {
+    let unix = unix_now();
+    match snapshot::write(tracker, path, now, unix, stall) {
+        Ok(SnapshotStats {
+            torrents,
+            peers,
+            bytes,
+            micros,
+            ..
+        }) => {
+            status.written_at.store(unix, Ordering::Relaxed);
+            status.micros.store(micros, Ordering::Relaxed);
+            status.bytes.store(bytes, Ordering::Relaxed);
+            status.peers.store(peers, Ordering::Relaxed);
+            tracing::info!(
+                "snapshot written to {}: {torrents} torrents, {peers} peers, {bytes} bytes in {:.1} ms",
+                path.display(),
+                micros as f64 / 1000.0
+            );
+        }
+        Err(e) => {
+            status.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("snapshot not written (the previous one stays): {e}");
+        }
+    }
+}
