@@ -58,6 +58,22 @@ struct Cli {
     discard_bad_snapshot: bool,
 }
 
+/// Stderr for logs, where a failed write (the reader went away) loses the
+/// line instead of ending the process: tracing-subscriber reports a failed
+/// write with `eprintln!`, which panics on a closed pipe.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(std::io::stderr().write(buf).unwrap_or(buf.len()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     Human,
@@ -139,7 +155,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_target(false);
     match cli.log_format {
         LogFormat::Human => logs

@@ -297,16 +297,12 @@ fn access_list_is_enforced_and_reloaded_on_sighup() {
         format!("[access]\nmode = \"deny\"\nlist = \"{}\"\n", list.display()),
     )
     .unwrap();
-    let (mut child, addr, mut stderr) = spawn(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--udp",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-    ]);
+    let Started {
+        mut child,
+        udp: addr,
+        mut stderr,
+        ..
+    } = start_with_config(&config, &["--http", "127.0.0.1:0"], None);
     let mut c = common::Client::new("127.0.0.1:0", addr);
     let id = c.connect();
     let refused = announce_outcome(&mut c, id, a).unwrap_err();
@@ -415,16 +411,14 @@ fn private_credits_reach_the_ledger_journal_at_stop() {
         ),
     )
     .unwrap();
-    let (mut child, udp, http, _stderr) = spawn_both(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--udp",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-    ]);
+    // Keep the log pipe open until the tracker exits.
+    let Started {
+        mut child,
+        udp,
+        http,
+        stderr: _log,
+        ..
+    } = start_with_config(&config, &["--http", "127.0.0.1:0"], None);
     // UDP, passkey in URLData: started at 0, then 1000 up / 400 down.
     let mut c = common::Client::new("127.0.0.1:0", udp);
     let id = c.connect();
@@ -483,19 +477,15 @@ fn start_with_config(
     env: Option<(&str, &str)>,
 ) -> Started {
     let mut cmd = bin();
-    cmd.args([
-        "--config",
-        config.to_str().unwrap(),
-        "--udp",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-    ])
-    .args(extra);
+    cmd.args(["--config", config.to_str().unwrap(), "--udp", "127.0.0.1:0"])
+        .args(extra);
+    if !extra.contains(&"--workers") {
+        cmd.args(["--workers", "1"]);
+    }
     if let Some((k, v)) = env {
         cmd.env(k, v);
     }
-    start(&mut cmd, false)
+    start(&mut cmd, extra.contains(&"--http"))
 }
 
 #[test]
@@ -750,17 +740,7 @@ fn root_is_dropped_after_binding() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("user.toml");
     std::fs::write(&config, "[process]\nuser = \"nobody\"\n").unwrap();
-    let mut t = start(
-        bin().args([
-            "--config",
-            config.to_str().unwrap(),
-            "--udp",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-        ]),
-        false,
-    );
+    let mut t = start_with_config(&config, &["--workers", "2"], None);
     let status = std::fs::read_to_string(format!("/proc/{}/status", t.child.id())).unwrap();
     let uid_line = status
         .lines()
@@ -883,19 +863,7 @@ fn https_serves_announces_and_reloads_its_certificate_on_sighup() {
         ),
     )
     .unwrap();
-    let mut t = start(
-        bin().args([
-            "--config",
-            config.to_str().unwrap(),
-            "--udp",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-        ]),
-        false,
-    );
+    let mut t = start_with_config(&config, &["--https", "127.0.0.1:0"], None);
     let https = addr_after(&t.early_log, "listening on https ").expect("https address");
     let mut old = tls_client(https, &cert_a).unwrap();
     let body = https_announce(&mut old, 7001);
@@ -946,4 +914,15 @@ fn https_serves_announces_and_reloads_its_certificate_on_sighup() {
     }
     stop_with(&mut t.child, "-TERM");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_closed_log_pipe_neither_kills_nor_fails_it() {
+    let t = start(bin().args(["--udp", "127.0.0.1:0"]), false);
+    let (mut child, udp) = (t.child, t.udp);
+    drop(t.stderr);
+    // Still serving with nobody reading its log, and a clean stop.
+    let mut c = common::Client::new("127.0.0.8:0", udp);
+    c.connect();
+    stop_with(&mut child, "-TERM");
 }
