@@ -926,3 +926,66 @@ fn a_closed_log_pipe_neither_kills_nor_fails_it() {
     c.connect();
     stop_with(&mut child, "-TERM");
 }
+
+#[test]
+fn over_its_rate_limit_an_address_is_dropped_then_told_to_retry() {
+    let dir = std::env::temp_dir().join(format!("rt-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("limits.toml");
+    // One connect and one announce per second per address, no burst.
+    std::fs::write(
+        &config,
+        "[limits]\nconnects_per_second = 1\nconnect_burst = 1\n\
+         announces_per_second = 1\nannounce_burst = 1\n",
+    )
+    .unwrap();
+    let t = start_with_config(&config, &["--http", "127.0.0.1:0"], None);
+    let (mut child, m) = (
+        t.child,
+        addr_after(&t.early_log, "metrics on http://").unwrap(),
+    );
+
+    // 50 connects from one address, not waiting for replies.
+    let flood = common::Client::new("127.0.0.9:0", t.udp);
+    let mut p = common::PROTOCOL_ID.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+    for _ in 0..50 {
+        flood.send(&p);
+    }
+    // One worker, one socket: once another address's connect is answered,
+    // every datagram before it has been handled.
+    let mut other = common::Client::new("127.0.0.10:0", t.udp);
+    other.connect();
+    flood.socket.set_nonblocking(true).unwrap();
+    let mut answered = 0;
+    let mut buf = [0u8; 64];
+    while flood.socket.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    // The bucket refills once a second: all 50 could only pass if sending
+    // them took 49 seconds.
+    assert!((1..50).contains(&answered), "{answered} of 50 answered");
+    let metrics = http_get(m, "/metrics");
+    let dropped = format!(
+        "ringtracker_drops_total{{protocol=\"udp\",reason=\"rate_limited\"}} {}",
+        50 - answered
+    );
+    assert!(metrics.contains(&dropped), "{dropped} not in\n{metrics}");
+
+    // HTTP: the second of two announces in a row is told to come back in
+    // a minute (BEP 31).
+    let hash = "%EE".repeat(20);
+    let q = format!(
+        "/announce?info_hash={hash}&peer_id=-qB4500-abcdefghijkl&port=7000&uploaded=0&downloaded=0&left=0"
+    );
+    let replies: Vec<String> = (0..50).map(|_| http_get(t.http, &q)).collect();
+    let limited = "d14:failure reason19:rate limit exceeded8:retry ini1ee";
+    assert!(
+        replies.iter().any(|r| r.ends_with(limited)),
+        "{:?}",
+        replies.last()
+    );
+    assert!(replies[0].contains("8:completei1e"), "{}", replies[0]);
+    stop_with(&mut child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
