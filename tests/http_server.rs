@@ -277,3 +277,19 @@ fn private_mode_over_real_sockets() {
         String::from_utf8_lossy(&body)
     );
 }
+
+#[test]
+fn a_banned_address_gets_no_reply_at_all() {
+    let dir = std::env::temp_dir().join(format!("rt-http-bans-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bans = dir.join("banned.txt");
+    std::fs::write(&bans, "# us\n127.0.0.0/8\n").unwrap();
+    let server = start("127.0.0.1:0", |c| c.access.banned = Some(bans.clone()));
+    let mut s = connect(server.http_addrs()[0]);
+    s.write_all(announce(b'b', 1, 0, "").as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    // The connection is closed without a byte.
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

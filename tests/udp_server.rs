@@ -239,6 +239,90 @@ fn workers_share_one_swarm_table(backend: UdpBackend) {
     assert_eq!(busy_workers, 2);
 }
 
+/// A file in a directory of this test's own.
+fn temp_file(test: &str, backend: UdpBackend, name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rt-{test}-{backend:?}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The action and message of a reply.
+fn action(reply: &[u8]) -> (u32, String) {
+    let a = u32::from_be_bytes(reply[..4].try_into().unwrap());
+    (a, String::from_utf8_lossy(&reply[8..]).into_owned())
+}
+
+fn banned_addresses_get_nothing_and_filtered_clients_are_refused(backend: UdpBackend) {
+    let bans = temp_file("bans", backend, "banned.txt", "127.0.0.12\n10.0.0.0/8\n");
+    let server = start(backend, &["127.0.0.1:0"], |c| {
+        // One worker: datagrams are handled in the order they arrive.
+        c.server.workers = 1;
+        c.access.banned = Some(bans.clone());
+        c.access.clients = ringtracker::tracker::access::AccessMode::Deny;
+        c.access.client_prefixes = vec!["-RT".into()];
+    });
+    let addr = server.udp_addrs()[0];
+    let banned = Client::new("127.0.0.12:0", addr);
+    let mut p = common::PROTOCOL_ID.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 5]);
+    banned.send(&p);
+    // Answered after the banned connect was handled: it got nothing.
+    let mut other = Client::new("127.0.0.13:0", addr);
+    let id = other.connect();
+    banned.socket.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    let nothing = banned.socket.recv_from(&mut buf).unwrap_err();
+    assert_eq!(nothing.kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(counter(&server, Counter::DropBanned), 1);
+    // The test client's peer id starts with -RT: refused, permanently.
+    let (_, packet) = other.announce_packet(id, [3; 20], 2, 0, -1, 6881);
+    other.send(&packet);
+    assert_eq!(
+        action(&other.recv()),
+        (3, "client software not allowed on this tracker".into())
+    );
+    assert_eq!(counter(&server, Counter::ErrorClientNotAllowed), 1);
+    std::fs::remove_dir_all(bans.parent().unwrap()).unwrap();
+}
+
+fn private_mode_reads_the_passkey_from_url_data(backend: UdpBackend) {
+    let keys = temp_file("private", backend, "passkeys.txt", "memberKey0123456789\n");
+    let server = start(backend, &["127.0.0.1:0"], |c| {
+        c.private.enabled = true;
+        c.private.passkeys = Some(keys.clone());
+    });
+    let mut c = Client::new("127.0.0.1:0", server.udp_addrs()[0]);
+    let id = c.connect();
+    let with_path = |c: &mut Client, path: &str| {
+        let (_, mut p) = c.announce_packet(id, [4; 20], 2, 0, -1, 6881);
+        if !path.is_empty() {
+            p.extend_from_slice(&[2, path.len() as u8]);
+            p.extend_from_slice(path.as_bytes());
+        }
+        c.send(&p);
+        action(&c.recv())
+    };
+    assert_eq!(with_path(&mut c, ""), (3, "unknown passkey".into()));
+    assert_eq!(
+        with_path(&mut c, "/wrongKey0123456789/announce"),
+        (3, "unknown passkey".into())
+    );
+    assert_eq!(with_path(&mut c, "/memberKey0123456789/announce").0, 1);
+    // Scrapes carry no passkey: refused.
+    let tid = c.tid();
+    let mut p = id.to_be_bytes().to_vec();
+    p.extend_from_slice(&2u32.to_be_bytes());
+    p.extend_from_slice(&tid.to_be_bytes());
+    p.extend_from_slice(&[4; 20]);
+    c.send(&p);
+    assert_eq!(action(&c.recv()).0, 3);
+    assert_eq!(counter(&server, Counter::ErrorUnknownPasskey), 2);
+    assert_eq!(counter(&server, Counter::ErrorPrivateScrape), 1);
+    std::fs::remove_dir_all(keys.parent().unwrap()).unwrap();
+}
+
 /// Each scenario above, once per backend.
 macro_rules! per_backend {
     ($($name:ident),* $(,)?) => {
@@ -262,4 +346,6 @@ per_backend!(
     scrape_of_74_and_75_hashes,
     replies_leave_from_the_address_the_request_came_to,
     workers_share_one_swarm_table,
+    banned_addresses_get_nothing_and_filtered_clients_are_refused,
+    private_mode_reads_the_passkey_from_url_data,
 );
