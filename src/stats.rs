@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::protocol::udp::DropReason;
-use crate::tracker::announce::Refusal;
-use crate::tracker::udp::{ErrorReason, ReplyKind, UdpDrop};
+use crate::tracker::announce::{ErrorReason, Refusal};
+use crate::tracker::udp::{ReplyKind, UdpDrop};
 
 macro_rules! counters {
     ($($name:ident => $label:literal,)*) => {
@@ -42,6 +42,8 @@ counters! {
     ErrorClientNotAllowed => "error_client_not_allowed",
     ErrorUnknownPasskey => "error_unknown_passkey",
     ErrorPrivateScrape => "error_private_scrape",
+    ErrorRateLimited => "error_rate_limited",
+    ErrorFullScrapeDisabled => "error_full_scrape_disabled",
     DropTooShort => "drop_too_short",
     DropBadMagic => "drop_bad_magic",
     DropUnknownAction => "drop_unknown_action",
@@ -57,6 +59,7 @@ counters! {
     RecvRearm => "recv_rearm",
     RecvError => "recv_error",
     RingEnters => "ring_enters",
+    RingSubmitted => "ring_submitted",
     SweptPeers => "expired_peers",
     InternalError => "internal_error",
     HttpConnections => "http_connections",
@@ -101,24 +104,25 @@ impl WorkerStats {
                 ReplyKind::Announce => Counter::ReplyAnnounce,
                 ReplyKind::Scrape => Counter::ReplyScrape,
                 ReplyKind::Error(why) => {
-                    self.add(
-                        match why {
-                            ErrorReason::BadRequest => Counter::ErrorBadRequest,
-                            ErrorReason::Refused(Refusal::TorrentNotAllowed) => {
-                                Counter::ErrorTorrentNotAllowed
-                            }
-                            ErrorReason::Refused(Refusal::ClientNotAllowed) => {
-                                Counter::ErrorClientNotAllowed
-                            }
-                            ErrorReason::Refused(Refusal::UnknownPasskey) => {
-                                Counter::ErrorUnknownPasskey
-                            }
-                            ErrorReason::PrivateScrape => Counter::ErrorPrivateScrape,
-                        },
-                        1,
-                    );
+                    self.count_error(why);
                     Counter::ReplyError
                 }
+            },
+            1,
+        );
+    }
+
+    /// An error reply (UDP error packet or HTTP failure reason) by reason.
+    pub fn count_error(&self, why: ErrorReason) {
+        self.add(
+            match why {
+                ErrorReason::BadRequest => Counter::ErrorBadRequest,
+                ErrorReason::Refused(Refusal::TorrentNotAllowed) => Counter::ErrorTorrentNotAllowed,
+                ErrorReason::Refused(Refusal::ClientNotAllowed) => Counter::ErrorClientNotAllowed,
+                ErrorReason::Refused(Refusal::UnknownPasskey) => Counter::ErrorUnknownPasskey,
+                ErrorReason::PrivateScrape => Counter::ErrorPrivateScrape,
+                ErrorReason::RateLimited => Counter::ErrorRateLimited,
+                ErrorReason::FullScrapeDisabled => Counter::ErrorFullScrapeDisabled,
             },
             1,
         );

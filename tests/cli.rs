@@ -637,6 +637,8 @@ fn metrics_health_and_stats_data_over_http() {
         "# TYPE ringtracker_seeders gauge",
         "ringtracker_torrents{family=\"ipv6\"} 0",
         "ringtracker_up 1",
+        "ringtracker_error_responses_total{protocol=\"udp\",reason=\"unknown_passkey\"} 0",
+        "ringtracker_io_uring_events_total{protocol=\"udp\",event=\"sqe_submitted\"}",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
@@ -980,12 +982,13 @@ fn over_its_rate_limit_an_address_is_dropped_then_told_to_retry() {
     );
     let replies: Vec<String> = (0..50).map(|_| http_get(t.http, &q)).collect();
     let limited = "d14:failure reason19:rate limit exceeded8:retry ini1ee";
-    assert!(
-        replies.iter().any(|r| r.ends_with(limited)),
-        "{:?}",
-        replies.last()
-    );
+    let refused = replies.iter().filter(|r| r.ends_with(limited)).count();
+    assert!(refused > 0, "{:?}", replies.last());
     assert!(replies[0].contains("8:completei1e"), "{}", replies[0]);
+    let counted = format!(
+        "ringtracker_error_responses_total{{protocol=\"http\",reason=\"rate_limited\"}} {refused}"
+    );
+    assert!(http_get(m, "/metrics").contains(&counted), "{counted}");
     stop_with(&mut child, "-TERM");
     std::fs::remove_dir_all(&dir).unwrap();
 }

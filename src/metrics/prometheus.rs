@@ -30,6 +30,8 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         ErrorClientNotAllowed => ("error_responses_total", "reason=\"client_not_allowed\""),
         ErrorUnknownPasskey => ("error_responses_total", "reason=\"unknown_passkey\""),
         ErrorPrivateScrape => ("error_responses_total", "reason=\"private_scrape\""),
+        ErrorRateLimited => ("error_responses_total", "reason=\"rate_limited\""),
+        ErrorFullScrapeDisabled => ("error_responses_total", "reason=\"full_scrape_disabled\""),
         BytesIn => ("bytes_total", "direction=\"in\""),
         BytesOut => ("bytes_total", "direction=\"out\""),
         DropTooShort => ("drops_total", "reason=\"too_short\""),
@@ -50,6 +52,7 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         RecvRearm => ("io_uring_events_total", "event=\"recv_rearm\""),
         RecvError => ("io_uring_events_total", "event=\"recv_error\""),
         RingEnters => ("io_uring_events_total", "event=\"enter\""),
+        RingSubmitted => ("io_uring_events_total", "event=\"sqe_submitted\""),
         SweptPeers => ("expired_peers_total", ""),
         InternalError => ("internal_errors_total", ""),
         HttpConnections => ("http_connections_total", ""),
@@ -61,10 +64,12 @@ fn help(name: &str) -> &'static str {
         "requests_total" => "Requests received, by protocol and type.",
         "responses_total" => "Responses sent, by protocol and type.",
         "bytes_total" => "Payload bytes received and sent, by protocol.",
-        "error_responses_total" => "UDP error packets sent, by reason.",
+        "error_responses_total" => {
+            "Error replies (UDP error packets, HTTP failure reasons), by reason."
+        }
         "drops_total" => "Requests dropped or connections closed without an answer, by reason.",
         "io_uring_events_total" => {
-            "io_uring events: receive buffer ring exhausted, multishot receives re-armed, receive errors, ring enters (waits)."
+            "io_uring events: receive buffer ring exhausted, multishot receives re-armed, receive errors, ring enters (waits), entries submitted (per enter: the submission batch size)."
         }
         "expired_peers_total" => "Peers expired by the sweep.",
         "internal_errors_total" => "Requests that hit a bug (contained; the request was dropped).",
@@ -197,8 +202,22 @@ fn applies(c: Counter, proto: &str) -> bool {
             | HttpRefused
             | HttpTimeouts
             | HttpConnections
+            | ErrorFullScrapeDisabled
     );
-    let both = matches!(c, BytesIn | BytesOut | SweptPeers | InternalError);
+    let both = matches!(
+        c,
+        BytesIn
+            | BytesOut
+            | SweptPeers
+            | InternalError
+            | RingEnters
+            | RingSubmitted
+            | ErrorBadRequest
+            | ErrorTorrentNotAllowed
+            | ErrorClientNotAllowed
+            | ErrorUnknownPasskey
+            | ErrorRateLimited
+    );
     both || (proto == "http") == http_only
 }
 

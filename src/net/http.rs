@@ -187,7 +187,10 @@ impl Worker {
         let mut stopping = false;
         loop {
             sq.sync();
-            submit_and_wait(&submitter)?;
+            let submitted = submit_and_wait(&submitter)?;
+            let stats = &self.stats[self.stats_index];
+            stats.add(Counter::RingEnters, 1);
+            stats.add(Counter::RingSubmitted, submitted as u64);
             cq.sync();
             for cqe in &mut cq {
                 let ud = cqe.user_data();
@@ -453,6 +456,9 @@ impl Worker {
                         handle_request(tracker, policy, &head, peer, now, rng, scratch, write)
                     });
                     consumed += head.len;
+                    if let Some(why) = self.scratch.failure() {
+                        stats.count_error(why);
+                    }
                     match keep {
                         Some(true) => {}
                         Some(false) => c.close_after_write = true,

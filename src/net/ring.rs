@@ -14,10 +14,10 @@ pub const TICK: Timespec = Timespec::new().nsec(250_000_000);
 /// Submit everything queued and sleep until at least one completion. An
 /// interrupted wait, or a full completion queue (reap it, then submit
 /// again), is not an error.
-pub fn submit_and_wait(submitter: &Submitter<'_>) -> std::io::Result<()> {
+pub fn submit_and_wait(submitter: &Submitter<'_>) -> std::io::Result<usize> {
     match submitter.submit_and_wait(1) {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+        Ok(submitted) => Ok(submitted),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(0),
         Err(e) => Err(e),
     }
 }

@@ -113,6 +113,23 @@ pub enum Refusal {
     UnknownPasskey,
 }
 
+/// Why a client got an error reply (UDP error packet, HTTP failure
+/// reason), for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorReason {
+    /// A request the client can fix (bad event, malformed query, scrape
+    /// without hashes).
+    BadRequest,
+    /// A refusal by the access rules.
+    Refused(Refusal),
+    /// A UDP scrape to a private tracker.
+    PrivateScrape,
+    /// Over the address's announce rate (HTTP; UDP drops instead).
+    RateLimited,
+    /// An HTTP scrape without info_hash while full scrape is off.
+    FullScrapeDisabled,
+}
+
 /// Private mode: whether a request carrying `passkey` is served.
 pub fn check_passkey(rules: &AccessRules, passkey: Option<&[u8]>) -> Result<(), Refusal> {
     if rules.permits_passkey(passkey) {

@@ -15,7 +15,7 @@ use arrayvec::ArrayVec;
 use rand::Rng;
 
 use super::access::AccessRules;
-use super::announce::{AnnounceParams, Tracker, check_passkey};
+use super::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
 use super::peer_set::{V4, V6};
 use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
@@ -38,6 +38,19 @@ pub struct Scratch {
     body: Vec<u8>,
     hashes: ArrayVec<InfoHash, { http::MAX_SCRAPE_HASHES }>,
     files: Vec<(InfoHash, ScrapeEntry)>,
+    failure: Option<ErrorReason>,
+}
+
+impl Scratch {
+    /// Why the last request got a `failure reason`, if it did (counters).
+    pub fn failure(&self) -> Option<ErrorReason> {
+        self.failure
+    }
+
+    fn fail(&mut self, why: ErrorReason, message: &str, retry: Option<RetryIn>) {
+        self.failure = Some(why);
+        bencode::write_failure(&mut self.body, message, retry);
+    }
 }
 
 /// The client's address: the connection's peer, or, when that is a trusted
@@ -96,6 +109,7 @@ pub fn handle_request(
         return false;
     }
     scratch.body.clear();
+    scratch.failure = None;
     match http::endpoint(head.target) {
         Endpoint::Unknown => {
             respond(
@@ -110,8 +124,8 @@ pub fn handle_request(
         }
         Endpoint::Announce { .. } if !tracker.announce_allowed(seen, now) => {
             // Temporary: BEP 31 asks the client to come back in a minute.
-            bencode::write_failure(
-                &mut scratch.body,
+            scratch.fail(
+                ErrorReason::RateLimited,
                 "rate limit exceeded",
                 Some(RetryIn::Minutes(1)),
             );
@@ -121,11 +135,11 @@ pub fn handle_request(
                 let who = Announcer { seen, passkey };
                 announce(tracker, &rules, who, query, now, rng, scratch)
             }
-            Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
+            Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(RetryIn::Never)),
         },
         Endpoint::Scrape { passkey, query } => match check_passkey(&rules, passkey) {
             Ok(()) => scrape(tracker, policy, query, scratch),
-            Err(r) => bencode::write_failure(&mut scratch.body, r.message(), Some(RetryIn::Never)),
+            Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(RetryIn::Never)),
         },
     }
     respond(
@@ -185,7 +199,7 @@ fn announce(
     let q = match http::parse_announce(query) {
         Ok(q) => q,
         Err(e) => {
-            bencode::write_failure(&mut scratch.body, &e.to_string(), None);
+            scratch.fail(ErrorReason::BadRequest, &e.to_string(), None);
             return;
         }
     };
@@ -210,7 +224,8 @@ fn announce(
         Ok(a) => a,
         Err(refusal) => {
             // Permanent: BEP 31 tells the client not to come back.
-            bencode::write_failure(&mut scratch.body, refusal.message(), Some(RetryIn::Never));
+            let why = ErrorReason::Refused(refusal);
+            scratch.fail(why, refusal.message(), Some(RetryIn::Never));
             return;
         }
     };
@@ -241,14 +256,14 @@ fn announce(
 
 fn scrape(tracker: &Tracker, policy: &HttpPolicy, query: &[u8], scratch: &mut Scratch) {
     if let Err(e) = http::parse_scrape(query, &mut scratch.hashes) {
-        bencode::write_failure(&mut scratch.body, &e.to_string(), None);
+        scratch.fail(ErrorReason::BadRequest, &e.to_string(), None);
         return;
     }
     scratch.files.clear();
     if scratch.hashes.is_empty() {
         if !policy.full_scrape {
-            bencode::write_failure(
-                &mut scratch.body,
+            scratch.fail(
+                ErrorReason::FullScrapeDisabled,
                 "full scrape is disabled: name info_hash",
                 None,
             );

@@ -14,7 +14,7 @@ use rand::Rng;
 use arrayvec::ArrayVec;
 
 use super::access::passkey_in_path;
-use super::announce::{AnnounceParams, Refusal, Tracker, check_passkey};
+use super::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
 use crate::protocol::udp::{self, DropReason, Request, RequestError};
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
@@ -30,17 +30,6 @@ pub enum ReplyKind {
     Announce,
     Scrape,
     Error(ErrorReason),
-}
-
-/// Why an error packet was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorReason {
-    /// A request the client can fix (bad event, scrape without hashes).
-    BadRequest,
-    /// A refusal by the access rules.
-    Refused(Refusal),
-    /// A scrape to a private tracker.
-    PrivateScrape,
 }
 
 /// Why a datagram got no reply.
