@@ -606,14 +606,17 @@ enabled = false
 # One passkey per line, 16 to 64 letters and digits. Reloaded on SIGHUP.
 # passkeys = "/etc/ringtracker/passkeys.txt"
 # Journal of the bytes each passkey's announces report, for the site to
-# credit its users: every `ledger_interval` seconds (and at stop) one line
-# per passkey and torrent that moved is appended, tab-separated:
-#   unix_time  passkey  info_hash_hex  uploaded  downloaded
-# (bytes since the line before). Differences are taken per client session;
-# a session's first report counts in full only with `started`. If the
-# file cannot be written, the credits are kept and retried.
+# credit its users: in numbered batches, one line per passkey and torrent
+# that moved, tab-separated:
+#   batch  unix_time  passkey  info_hash_hex  uploaded  downloaded
+# (bytes since the batch before). Differences are taken per client session;
+# a session's first report counts in full only with `started`. Appended
+# every `ledger_interval` seconds and at stop or, with [storage] snapshot
+# set, right after each snapshot: then every credit reaches the journal
+# exactly once across restarts and crashes. If the file cannot be written,
+# the batches are kept and retried.
 # ledger = "/var/lib/ringtracker/ledger.tsv"
-# Seconds between appends to the ledger journal.
+# Seconds between appends to the ledger journal (without snapshots).
 ledger_interval = {ledger_interval}
 
 [limits]

@@ -19,6 +19,7 @@ use ringtracker::storage::ledger_journal::LedgerJournal;
 use ringtracker::storage::snapshot::{self, Snapshot};
 use ringtracker::storage::snapshotter::{Snapshotter, unix_now};
 use ringtracker::tracker::Tracker;
+use ringtracker::tracker::ledger::TransferLedger;
 
 /// A UDP-first BitTorrent tracker on Linux io_uring.
 #[derive(Parser, Debug)]
@@ -137,6 +138,18 @@ fn load(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
+/// Append the ledger's sealed batches, logging the outcome.
+fn deliver_ledger(ledger: &TransferLedger, journal: &LedgerJournal) {
+    match journal.deliver(ledger, unix_now()) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("ledger: {n} line(s) appended"),
+        Err(e) => tracing::error!(
+            "ledger journal {} not written, credits kept for the next try: {e}",
+            journal.path().display()
+        ),
+    }
+}
+
 fn flush_ledger(tracker: &Tracker, journal: &LedgerJournal) {
     match journal.flush(&tracker.ledger, unix_now()) {
         Ok(0) => {}
@@ -199,6 +212,21 @@ fn main() -> ExitCode {
         }
     };
     drop(snapshot);
+    let journal = (config.private.enabled)
+        .then(|| config.private.ledger.as_ref().map(LedgerJournal::new))
+        .flatten();
+    if let Some(journal) = &journal {
+        // Batches a snapshot carried that the journal already holds are
+        // dropped; the rest are appended now.
+        let ledger = &server.tracker().ledger;
+        match journal.reconcile(ledger) {
+            Ok(_) => deliver_ledger(ledger, journal),
+            Err(e) => tracing::error!(
+                "ledger journal {} unreadable, batches kept: {e}",
+                journal.path().display()
+            ),
+        }
+    }
     let snapshotter = config.storage.snapshot.clone().map(|path| {
         let stall = std::env::var("RINGTRACKER_TEST_STALL_SNAPSHOT")
             .ok()
@@ -207,6 +235,7 @@ fn main() -> ExitCode {
             path,
             Duration::from_secs(config.storage.snapshot_interval),
             stall,
+            journal.clone(),
         )
     });
     let metrics = Arc::new(MetricsState::new(
@@ -260,9 +289,6 @@ fn main() -> ExitCode {
         s => Duration::from_secs(s),
     };
     let mut next_log = Instant::now() + every;
-    let journal = (config.private.enabled)
-        .then(|| config.private.ledger.as_ref().map(LedgerJournal::new))
-        .flatten();
     let ledger_every = Duration::from_secs(config.private.ledger_interval);
     let mut next_ledger = Instant::now() + ledger_every;
     let mut snapshotter = snapshotter;
@@ -318,11 +344,14 @@ fn main() -> ExitCode {
         if config.private.enabled && Instant::now() >= next_ledger {
             next_ledger += ledger_every;
             let tracker = server.tracker();
-            match &journal {
-                Some(journal) => flush_ledger(tracker, journal),
+            match (&journal, &snapshotter) {
+                // With snapshots, credits go to the journal right after
+                // each snapshot (exactly once across crashes).
+                (Some(_), Some(_)) => {}
+                (Some(journal), None) => flush_ledger(tracker, journal),
                 // Nobody exports the credits: keep only the per-passkey
                 // totals, so memory stays bounded.
-                None => drop(tracker.ledger.take_pending()),
+                (None, _) => drop(tracker.ledger.take_pending()),
             }
             tracker
                 .ledger
@@ -345,13 +374,12 @@ fn main() -> ExitCode {
     }
     let now = server.now();
     let tracker = server.shutdown();
-    if let Some(s) = snapshotter {
-        // The workers are gone: this is the final state.
-        s.finish(&tracker, now);
-    }
-    if let Some(journal) = &journal {
-        // The workers are gone: this takes the last credits.
-        flush_ledger(&tracker, journal);
+    match (snapshotter, &journal) {
+        // The workers are gone: this is the final state (and the last
+        // credits, delivered after it).
+        (Some(s), _) => failed |= !s.finish(&tracker, now),
+        (None, Some(journal)) => flush_ledger(&tracker, journal),
+        (None, None) => {}
     }
     tracing::info!("stopped");
     if failed {

@@ -447,9 +447,11 @@ fn private_credits_reach_the_ledger_journal_at_stop() {
     lines.sort();
     let cc = "cc".repeat(20);
     assert_eq!(lines.len(), 2, "{text}");
-    assert_eq!(lines[0][1..], ["aaaaaaaaaaaaaaaa1", &cc, "1000", "400"]);
-    assert_eq!(lines[1][1..], ["bbbbbbbbbbbbbbbb2", &cc, "75", "0"]);
-    assert!(lines[0][0].parse::<u64>().unwrap() > 1_700_000_000);
+    // One batch: number, time, passkey, torrent, uploaded, downloaded.
+    assert_eq!(lines[0][2..], ["aaaaaaaaaaaaaaaa1", &cc, "1000", "400"]);
+    assert_eq!(lines[1][2..], ["bbbbbbbbbbbbbbbb2", &cc, "75", "0"]);
+    assert_eq!((lines[0][0], lines[1][0]), ("1", "1"));
+    assert!(lines[0][1].parse::<u64>().unwrap() > 1_700_000_000);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -990,5 +992,52 @@ fn over_its_rate_limit_an_address_is_dropped_then_told_to_retry() {
     );
     assert!(http_get(m, "/metrics").contains(&counted), "{counted}");
     stop_with(&mut child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn credits_are_journaled_once_across_restarts_with_snapshots() {
+    let dir = std::env::temp_dir().join(format!("rt-once-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (keys, journal, config) = (
+        dir.join("passkeys.txt"),
+        dir.join("ledger.tsv"),
+        dir.join("once.toml"),
+    );
+    std::fs::write(&keys, "aaaaaaaaaaaaaaaa1\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = []\n[private]\nenabled = true\npasskeys = \"{}\"\nledger = \"{}\"\n\
+             [storage]\nsnapshot = \"{}\"\nsnapshot_interval = 3600\n",
+            keys.display(),
+            journal.display(),
+            dir.join("swarms.snap").display()
+        ),
+    )
+    .unwrap();
+    let key = "/aaaaaaaaaaaaaaaa1/announce";
+    // Run 1: 1000 bytes up. Run 2 (restored from the snapshot): 1500 in
+    // the same client session, so 500 more. Run 3: nothing new.
+    for (run, uploaded) in [(1, 1000), (2, 1500), (3, 1500)] {
+        let mut t = start_with_config(&config, &[], None);
+        let mut c = common::Client::new("127.0.0.11:0", t.udp);
+        let id = c.connect();
+        if run == 1 {
+            assert_eq!(private_announce(&mut c, id, key, 2, 0, 0), 1);
+        }
+        assert_eq!(private_announce(&mut c, id, key, 0, uploaded, 0), 1);
+        stop_with(&mut t.child, "-TERM");
+    }
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let credited: Vec<(&str, &str)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0], f[4])
+        })
+        .collect();
+    assert_eq!(credited, [("1", "1000"), ("2", "500")], "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

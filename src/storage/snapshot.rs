@@ -13,6 +13,9 @@
 //!   3 pending  key_len u8 | passkey | info_hash [20] | uploaded u64 | downloaded u64
 //!   4 session  key_len u8 | passkey | info_hash [20] | peer_id [20]
 //!              | uploaded u64 | downloaded u64 | age u32
+//!   5 batch    id u64 | n u32 | n x (key_len u8 | passkey | info_hash [20]
+//!              | uploaded u64 | downloaded u64)
+//!   6 next     next batch number u64
 //!   255 end    torrents u64 | peers u64
 //! trailer  length of everything before u64 | CRC-32 of it u32
 //! ```
@@ -35,7 +38,7 @@ use std::time::Instant;
 
 use crate::protocol::{InfoHash, PeerId};
 use crate::tracker::Tracker;
-use crate::tracker::ledger::{Passkey, SessionState, Totals, Transfer};
+use crate::tracker::ledger::{Batch, Passkey, SessionState, Totals, Transfer};
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::swarm::PeerUpdate;
 
@@ -48,6 +51,8 @@ const TAG_TORRENT: u8 = 1;
 const TAG_TOTALS: u8 = 2;
 const TAG_PENDING: u8 = 3;
 const TAG_SESSION: u8 = 4;
+const TAG_BATCH: u8 = 5;
+const TAG_NEXT_BATCH: u8 = 6;
 const TAG_END: u8 = 255;
 
 #[derive(Debug, thiserror::Error)]
@@ -144,11 +149,18 @@ pub fn write(
     }
     for t in &ledger.pending {
         buf.push(TAG_PENDING);
-        put_key(&mut buf, &t.passkey);
-        buf.extend_from_slice(&t.info_hash.0);
-        buf.extend_from_slice(&t.uploaded.to_le_bytes());
-        buf.extend_from_slice(&t.downloaded.to_le_bytes());
+        put_transfer(&mut buf, t);
     }
+    for b in &ledger.batches {
+        buf.push(TAG_BATCH);
+        buf.extend_from_slice(&b.id.to_le_bytes());
+        buf.extend_from_slice(&(b.transfers.len() as u32).to_le_bytes());
+        for t in &b.transfers {
+            put_transfer(&mut buf, t);
+        }
+    }
+    buf.push(TAG_NEXT_BATCH);
+    buf.extend_from_slice(&ledger.next_batch.to_le_bytes());
     for s in &ledger.sessions {
         buf.push(TAG_SESSION);
         put_key(&mut buf, &s.passkey);
@@ -237,6 +249,13 @@ fn put_key(buf: &mut Vec<u8>, key: &Passkey) {
     buf.extend_from_slice(key);
 }
 
+fn put_transfer(buf: &mut Vec<u8>, t: &Transfer) {
+    put_key(buf, &t.passkey);
+    buf.extend_from_slice(&t.info_hash.0);
+    buf.extend_from_slice(&t.uploaded.to_le_bytes());
+    buf.extend_from_slice(&t.downloaded.to_le_bytes());
+}
+
 /// A snapshot read from disk whose trailer and structure checked out.
 pub struct Snapshot {
     bytes: Vec<u8>,
@@ -256,6 +275,8 @@ enum Record<'a> {
     Totals(Passkey, Totals),
     Pending(Transfer),
     Session(SessionState),
+    Batch(Batch),
+    NextBatch(u64),
 }
 
 impl Snapshot {
@@ -369,16 +390,22 @@ impl Snapshot {
                     };
                     visit(Record::Totals(key, t));
                 }
-                TAG_PENDING => {
-                    let passkey = r.key()?;
-                    let info_hash = InfoHash(r.array()?);
-                    visit(Record::Pending(Transfer {
-                        passkey,
-                        info_hash,
-                        uploaded: r.u64()?,
-                        downloaded: r.u64()?,
-                    }));
+                TAG_PENDING => visit(Record::Pending(r.transfer()?)),
+                TAG_BATCH => {
+                    let id = r.u64()?;
+                    let n = r.u32()? as usize;
+                    // Each transfer takes at least 38 bytes: no huge
+                    // allocation for a count the file cannot hold.
+                    if n > (r.bytes.len() - r.at) / 38 {
+                        return Err((tag_at, "a batch longer than the file"));
+                    }
+                    let mut transfers = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        transfers.push(r.transfer()?);
+                    }
+                    visit(Record::Batch(Batch { id, transfers }));
                 }
+                TAG_NEXT_BATCH => visit(Record::NextBatch(r.u64()?)),
                 TAG_SESSION => {
                     let passkey = r.key()?;
                     let info_hash = InfoHash(r.array()?);
@@ -471,6 +498,8 @@ impl Snapshot {
             Record::Totals(key, t) => tracker.ledger.import_totals(key, t),
             Record::Pending(t) => tracker.ledger.restore(vec![t]),
             Record::Session(s) => tracker.ledger.import_session(s, now),
+            Record::Batch(b) => tracker.ledger.import_batches(vec![b], 0),
+            Record::NextBatch(next) => tracker.ledger.import_batches(Vec::new(), next),
         });
         debug_assert!(walked.is_ok(), "checked at read");
         stats.micros = started.elapsed().as_micros() as u64;
@@ -509,6 +538,17 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, (usize, &'static str)> {
         Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn transfer(&mut self) -> Result<Transfer, (usize, &'static str)> {
+        let passkey = self.key()?;
+        let info_hash = InfoHash(self.array()?);
+        Ok(Transfer {
+            passkey,
+            info_hash,
+            uploaded: self.u64()?,
+            downloaded: self.u64()?,
+        })
     }
 
     fn key(&mut self) -> Result<Passkey, (usize, &'static str)> {
@@ -652,6 +692,19 @@ mod tests {
             },
             1000,
         );
+        // One batch sealed for the journal, more credit pending after it.
+        t.ledger.seal();
+        t.ledger.record(
+            &Report {
+                passkey: b"abcdef0123456789",
+                info_hash: InfoHash([2; 20]),
+                peer_id: PeerId([3; 20]),
+                event: Event::None,
+                uploaded: 15,
+                downloaded: 20,
+            },
+            1000,
+        );
         t
     }
 
@@ -683,6 +736,8 @@ mod tests {
         }
         assert_eq!(b.scrape(&InfoHash([2; 20])).completed, 1);
         assert_eq!(b.ledger.take_pending(), a.ledger.take_pending());
+        assert_eq!(b.ledger.batches(), a.ledger.batches());
+        assert_eq!(b.ledger.batches().0[0].transfers[0].uploaded, 10);
         assert_eq!(b.ledger.totals(), a.ledger.totals());
         assert_eq!(b.ledger.sessions(), 1);
         // The file was written whole: no temporary left, and a second write

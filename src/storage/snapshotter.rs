@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::ledger_journal::LedgerJournal;
 use super::snapshot::{self, SnapshotStats, Stall};
 use crate::tracker::Tracker;
 
@@ -31,6 +32,8 @@ pub struct Snapshotter {
     writes: u64,
     /// Test hook: stall this write (1-based) halfway, for good.
     stall_write: Option<u64>,
+    /// Private mode's journal: fed right after each snapshot.
+    journal: Option<LedgerJournal>,
     pub status: Arc<SnapshotStatus>,
 }
 
@@ -41,7 +44,12 @@ pub fn unix_now() -> u64 {
 }
 
 impl Snapshotter {
-    pub fn new(path: PathBuf, every: Duration, stall_write: Option<u64>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        every: Duration,
+        stall_write: Option<u64>,
+        journal: Option<LedgerJournal>,
+    ) -> Self {
         Snapshotter {
             path,
             every,
@@ -49,6 +57,7 @@ impl Snapshotter {
             running: None,
             writes: 0,
             stall_write,
+            journal,
             status: Arc::default(),
         }
     }
@@ -70,14 +79,17 @@ impl Snapshotter {
         }
         self.writes += 1;
         let stall = (self.stall_write == Some(self.writes)).then_some(Stall);
-        let (tracker, path, status) = (
+        let (tracker, path, status, journal) = (
             Arc::clone(tracker),
             self.path.clone(),
             Arc::clone(&self.status),
+            self.journal.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
-            .spawn(move || write_logged(&tracker, &path, now, stall, &status));
+            .spawn(move || {
+                write_logged(&tracker, &path, now, stall, &status, journal.as_ref());
+            });
         match spawned {
             Ok(h) => self.running = Some(h),
             Err(e) => tracing::error!("snapshot thread could not start: {e}"),
@@ -85,23 +97,38 @@ impl Snapshotter {
     }
 
     /// At stop, after the workers are joined: wait for a write under way,
-    /// then write the final state.
-    pub fn finish(mut self, tracker: &Tracker, now: u32) {
+    /// then write the final state. Returns whether it was written.
+    pub fn finish(mut self, tracker: &Tracker, now: u32) -> bool {
         if let Some(h) = self.running.take() {
             let _ = h.join();
         }
-        write_logged(tracker, &self.path, now, None, &self.status);
+        write_logged(
+            tracker,
+            &self.path,
+            now,
+            None,
+            &self.status,
+            self.journal.as_ref(),
+        )
     }
 }
 
+/// Write a snapshot and, once it is safely on disk, the ledger's batches
+/// sealed into it. Returns whether the snapshot was written.
 fn write_logged(
     tracker: &Tracker,
     path: &std::path::Path,
     now: u32,
     stall: Option<Stall>,
     status: &SnapshotStatus,
-) {
+    journal: Option<&LedgerJournal>,
+) -> bool {
     let unix = unix_now();
+    if journal.is_some() {
+        // Credits so far go into a numbered batch the snapshot carries with
+        // the sessions' baselines they were measured against.
+        tracker.ledger.seal();
+    }
     match snapshot::write(tracker, path, now, unix, stall) {
         Ok(SnapshotStats {
             torrents,
@@ -119,10 +146,22 @@ fn write_logged(
                 path.display(),
                 micros as f64 / 1000.0
             );
+            // Only now: appended before the snapshot that carries their
+            // baselines, a crash would credit them twice after a restart.
+            if let Some(journal) = journal
+                && let Err(e) = journal.deliver(&tracker.ledger, unix)
+            {
+                tracing::error!(
+                    "ledger journal {} not written, credits kept for the next snapshot: {e}",
+                    journal.path().display()
+                );
+            }
+            true
         }
         Err(e) => {
             status.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!("snapshot not written (the previous one stays): {e}");
+            false
         }
     }
 }

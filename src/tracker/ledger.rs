@@ -21,6 +21,14 @@
 //!
 //! Memory: sessions exist only for registered passkeys and are forgotten
 //! after the peer timeout (`expire`, run with the swarm sweep).
+//!
+//! Exactly once, across crashes: pending credits are sealed into numbered
+//! batches (`seal`); a batch stays until the exporter confirms it is stored
+//! (`confirm`). A snapshot holds the sessions' baselines together with the
+//! pending credits and the unconfirmed batches, so after a restart nothing
+//! credited since the snapshot is counted twice (its baselines are the
+//! snapshot's) and nothing sealed before it is lost (the exporter skips
+//! batches the journal already has, by number).
 
 use std::sync::Mutex;
 
@@ -84,6 +92,8 @@ pub struct LedgerState {
     pub sessions: Vec<SessionState>,
     pub pending: Vec<Transfer>,
     pub totals: Vec<(Passkey, Totals)>,
+    pub batches: Vec<Batch>,
+    pub next_batch: u64,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -114,11 +124,30 @@ const SHARDS: usize = 64;
 
 pub struct TransferLedger {
     shards: Box<[Mutex<Shard>]>,
+    outbox: Mutex<Outbox>,
+}
+
+/// Credits sealed for export, numbered from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub id: u64,
+    pub transfers: Vec<Transfer>,
+}
+
+#[derive(Debug)]
+struct Outbox {
+    next_id: u64,
+    /// Sealed, not yet confirmed stored; oldest first.
+    unconfirmed: Vec<Batch>,
 }
 
 impl Default for TransferLedger {
     fn default() -> Self {
         TransferLedger {
+            outbox: Mutex::new(Outbox {
+                next_id: 1,
+                unconfirmed: Vec::new(),
+            }),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
@@ -173,7 +202,49 @@ impl TransferLedger {
         shard.totals.entry(key.passkey).or_default().add(up, down);
     }
 
-    /// Take every credit not yet exported, leaving none pending.
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seal the pending credits into a new batch (if there are any) and
+    /// return every batch not yet confirmed, oldest first.
+    pub fn seal(&self) -> Vec<Batch> {
+        let transfers = self.take_pending();
+        let mut outbox = self.outbox();
+        if !transfers.is_empty() {
+            let id = outbox.next_id;
+            outbox.next_id += 1;
+            outbox.unconfirmed.push(Batch { id, transfers });
+        }
+        outbox.unconfirmed.clone()
+    }
+
+    /// Batches up to `id` are stored: forget them.
+    pub fn confirm(&self, id: u64) {
+        let mut outbox = self.outbox();
+        outbox.unconfirmed.retain(|b| b.id > id);
+        // Numbers never go back, whatever the store says it holds.
+        outbox.next_id = outbox.next_id.max(id + 1);
+    }
+
+    /// The sealed batches not yet confirmed and the next batch number.
+    pub fn batches(&self) -> (Vec<Batch>, u64) {
+        let outbox = self.outbox();
+        (outbox.unconfirmed.clone(), outbox.next_id)
+    }
+
+    /// Take back sealed batches and the next number from a snapshot.
+    pub fn import_batches(&self, batches: Vec<Batch>, next_id: u64) {
+        let mut outbox = self.outbox();
+        outbox.next_id = outbox.next_id.max(next_id);
+        for b in batches {
+            outbox.next_id = outbox.next_id.max(b.id + 1);
+            outbox.unconfirmed.push(b);
+        }
+        outbox.unconfirmed.sort_by_key(|b| b.id);
+    }
+
+    /// Take every credit not yet sealed, leaving none pending.
     pub fn take_pending(&self) -> Vec<Transfer> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
@@ -262,6 +333,7 @@ impl TransferLedger {
                 .totals
                 .extend(shard.totals.iter().map(|(k, t)| (k.clone(), *t)));
         }
+        (state.batches, state.next_batch) = self.batches();
         state
     }
 
@@ -384,6 +456,35 @@ mod tests {
         let mut t = l.take_pending();
         t.sort_by_key(|t| t.info_hash);
         assert_eq!(t.iter().map(|t| t.uploaded).collect::<Vec<_>>(), vec![1, 7]);
+    }
+
+    #[test]
+    fn batches_are_numbered_kept_until_confirmed_and_survive_a_snapshot() {
+        let l = TransferLedger::default();
+        assert!(l.seal().is_empty(), "nothing pending, no batch");
+        l.record(&report(Event::Started, 10, 0), 0);
+        let first = l.seal();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].id, 1);
+        l.record(&report(Event::None, 15, 0), 1);
+        // Unconfirmed batches come back with the new one, oldest first.
+        let both = l.seal();
+        assert_eq!(both.iter().map(|b| b.id).collect::<Vec<_>>(), vec![1, 2]);
+        l.confirm(1);
+        assert_eq!(l.batches().0.len(), 1);
+        // A snapshot's batches and numbering carry over to a new ledger.
+        let state = l.export(1);
+        let m = TransferLedger::default();
+        m.import_batches(state.batches, state.next_batch);
+        let (batches, next) = m.batches();
+        assert_eq!(
+            (batches[0].id, batches[0].transfers[0].uploaded, next),
+            (2, 5, 3)
+        );
+        // A store that already holds batch 2 confirms it; numbers go on.
+        m.confirm(2);
+        m.record(&report(Event::Started, 1, 0), 0);
+        assert_eq!(m.seal()[0].id, 3);
     }
 
     #[test]
