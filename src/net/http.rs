@@ -315,7 +315,9 @@ impl Worker {
             busy: false,
             closing: false,
             last_active: now,
-            head_started: None,
+            // A TLS handshake is held to the same deadline as a request
+            // head: a client trickling handshake bytes is a slowloris too.
+            head_started: tls.as_ref().map(|_| now),
             generation: self.generations[slot],
             tls,
         });
@@ -485,11 +487,14 @@ impl Worker {
         if c.tls.as_ref().is_some_and(|t| t.peer_closed) {
             c.close_after_write = true;
         }
-        c.head_started = match (c.filled, c.head_started) {
-            (0, _) => None,
-            (_, Some(t)) if consumed == 0 => Some(t),
-            _ => Some(now),
-        };
+        let handshaking = c.tls.as_ref().is_some_and(|t| t.session.is_handshaking());
+        if !handshaking {
+            c.head_started = match (c.filled, c.head_started) {
+                (0, _) => None,
+                (_, Some(t)) if consumed == 0 => Some(t),
+                _ => Some(now),
+            };
+        }
     }
 
     /// Send what is written, else read more (or close).
