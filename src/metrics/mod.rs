@@ -145,3 +145,60 @@ pub fn respond(state: &MetricsState, path: &str, unix: u64) -> Response {
         _ => Response::new(404, "Not Found", "text/plain", b"not found\n".to_vec()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::AnnouncePolicy;
+    use crate::tracker::connection_id::ConnectionIdIssuer;
+    use crate::tracker::table::SwarmTable;
+
+    fn state() -> MetricsState {
+        let tracker = Tracker::new(
+            AnnouncePolicy {
+                interval: 1800,
+                min_interval: 900,
+                peer_timeout: 3600,
+                default_numwant: 50,
+                max_numwant: 200,
+                allow_ip_param: false,
+            },
+            SwarmTable::new(16, [1, 2]),
+            ConnectionIdIssuer::new([3; 16]),
+        );
+        let stats: Arc<[WorkerStats]> = (0..2).map(|_| WorkerStats::default()).collect();
+        MetricsState::new(stats, 1, Arc::new(tracker), None, 1000)
+    }
+
+    #[test]
+    fn health_turns_503_when_a_worker_stopped_and_unknown_paths_are_404() {
+        let s = state();
+        assert_eq!(respond(&s, "/health", 1010).status, 200);
+        s.healthy.store(false, Ordering::Relaxed);
+        let r = respond(&s, "/health", 1010);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (503, &b"a worker stopped\n"[..])
+        );
+        assert!(
+            String::from_utf8(respond(&s, "/metrics", 1010).body)
+                .unwrap()
+                .contains("ringtracker_up 0\n")
+        );
+        assert_eq!(respond(&s, "/metric", 1010).status, 404);
+    }
+
+    #[test]
+    fn counters_are_split_by_protocol() {
+        let s = state();
+        // Worker 0 is UDP, worker 1 (workers + 0) is HTTP.
+        s.stats[0].add(Counter::BytesIn, 7);
+        s.stats[1].add(Counter::BytesIn, 11);
+        let text = prometheus::render(&s, 1042);
+        assert!(text.contains("ringtracker_bytes_total{protocol=\"udp\",direction=\"in\"} 7\n"));
+        assert!(text.contains("ringtracker_bytes_total{protocol=\"http\",direction=\"in\"} 11\n"));
+        assert!(text.contains("ringtracker_uptime_seconds 42\n"));
+        // An HTTP-only counter is not shown for UDP while it is zero.
+        assert!(!text.contains("ringtracker_http_connections_total{protocol=\"udp\"}"));
+    }
+}
