@@ -282,12 +282,6 @@ impl Worker {
         let Some(peer) = peer_addr(&fd) else {
             return;
         };
-        self.stats().add(Counter::HttpConnections, 1);
-        let slot = self.free.pop().map(|s| s as usize).unwrap_or_else(|| {
-            self.conns.push(None);
-            self.generations.push(0);
-            self.conns.len() - 1
-        });
         let tls = match &self.tls {
             Some((from, config)) if listener >= *from => {
                 match ServerConnection::new(config.load_full()) {
@@ -297,11 +291,18 @@ impl Worker {
                         spare: Vec::new(),
                         peer_closed: false,
                     })),
+                    // rustls could not start a session: close (drop `fd`).
                     Err(_) => return,
                 }
             }
             _ => None,
         };
+        self.stats().add(Counter::HttpConnections, 1);
+        let slot = self.free.pop().map(|s| s as usize).unwrap_or_else(|| {
+            self.conns.push(None);
+            self.generations.push(0);
+            self.conns.len() - 1
+        });
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         let now = self.now();
         self.conns[slot] = Some(Conn {
