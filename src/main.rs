@@ -215,18 +215,6 @@ fn main() -> ExitCode {
     let journal = (config.private.enabled)
         .then(|| config.private.ledger.as_ref().map(LedgerJournal::new))
         .flatten();
-    if let Some(journal) = &journal {
-        // Batches a snapshot carried that the journal already holds are
-        // dropped; the rest are appended now.
-        let ledger = &server.tracker().ledger;
-        match journal.reconcile(ledger) {
-            Ok(_) => deliver_ledger(ledger, journal),
-            Err(e) => tracing::error!(
-                "ledger journal {} unreadable, batches kept: {e}",
-                journal.path().display()
-            ),
-        }
-    }
     let snapshotter = config.storage.snapshot.clone().map(|path| {
         let stall = std::env::var("RINGTRACKER_TEST_STALL_SNAPSHOT")
             .ok()
@@ -271,6 +259,18 @@ fn main() -> ExitCode {
                 server.shutdown();
                 return ExitCode::FAILURE;
             }
+        }
+    }
+    if let Some(journal) = &journal {
+        // As the user that will write it from now on. Batches a snapshot carried that the journal already holds are
+        // dropped; the rest are appended now.
+        let ledger = &server.tracker().ledger;
+        match journal.reconcile(ledger) {
+            Ok(_) => deliver_ledger(ledger, journal),
+            Err(e) => tracing::error!(
+                "ledger journal {} unreadable, batches kept: {e}",
+                journal.path().display()
+            ),
         }
     }
     for addr in server.https_addrs() {
