@@ -262,8 +262,9 @@ fn main() -> ExitCode {
         }
     }
     if let Some(journal) = &journal {
-        // As the user that will write it from now on. Batches a snapshot carried that the journal already holds are
-        // dropped; the rest are appended now.
+        // As the user that writes it from now on: batches a snapshot
+        // carried that the journal already holds are dropped, the rest are
+        // appended now.
         let ledger = &server.tracker().ledger;
         match journal.reconcile(ledger) {
             Ok(_) => deliver_ledger(ledger, journal),
