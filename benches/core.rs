@@ -16,14 +16,7 @@ use ringtracker::tracker::{AnnounceParams, AnnouncePolicy, Tracker};
 
 fn tracker() -> Tracker {
     Tracker::new(
-        AnnouncePolicy {
-            interval: 1800,
-            min_interval: 900,
-            peer_timeout: 3600,
-            default_numwant: 50,
-            max_numwant: 200,
-            allow_ip_param: false,
-        },
+        AnnouncePolicy::default(),
         SwarmTable::new(1024, [1, 2]),
         ConnectionIdIssuer::new([3; 16]),
     )

@@ -604,12 +604,8 @@ mod tests {
     fn tracker(seed: u64) -> Tracker {
         Tracker::new(
             AnnouncePolicy {
-                interval: 1800,
                 min_interval: 0,
-                peer_timeout: 3600,
-                default_numwant: 50,
-                max_numwant: 200,
-                allow_ip_param: false,
+                ..AnnouncePolicy::default()
             },
             SwarmTable::new(16, [seed, seed + 1]),
             ConnectionIdIssuer::new([seed as u8; 16]),

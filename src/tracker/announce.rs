@@ -37,6 +37,20 @@ pub struct AnnouncePolicy {
     pub allow_ip_param: bool,
 }
 
+/// The defaults of `[tracker]` (tests and benches build trackers with it).
+impl Default for AnnouncePolicy {
+    fn default() -> Self {
+        AnnouncePolicy {
+            interval: 1800,
+            min_interval: 900,
+            peer_timeout: 3600,
+            default_numwant: 50,
+            max_numwant: 200,
+            allow_ip_param: false,
+        }
+    }
+}
+
 impl AnnouncePolicy {
     /// How many peers to send for a request's `numwant` (before the room in
     /// the reply caps it further).

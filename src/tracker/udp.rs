@@ -212,12 +212,8 @@ mod tests {
     fn tracker(max_numwant: usize) -> Tracker {
         Tracker::new(
             AnnouncePolicy {
-                interval: 1800,
-                min_interval: 900,
-                peer_timeout: 3600,
-                default_numwant: 50,
                 max_numwant,
-                allow_ip_param: false,
+                ..AnnouncePolicy::default()
             },
             SwarmTable::new(16, [1, 2]),
             ConnectionIdIssuer::new([9; 16]),
