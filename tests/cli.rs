@@ -990,7 +990,10 @@ fn over_its_rate_limit_an_address_is_dropped_then_told_to_retry() {
     let counted = format!(
         "ringtracker_error_responses_total{{protocol=\"http\",reason=\"rate_limited\"}} {refused}"
     );
-    assert!(http_get(m, "/metrics").contains(&counted), "{counted}");
+    let metrics = http_get(m, "/metrics");
+    assert!(metrics.contains(&counted), "{counted}");
+    let routed = "ringtracker_requests_total{protocol=\"http\",type=\"announce\"} 50";
+    assert!(metrics.contains(routed), "{routed} not in\n{metrics}");
     stop_with(&mut child, "-TERM");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -29,11 +29,10 @@ use rustls::ServerConnection;
 
 use super::ring::{contain, push, push_cancel_all, push_tick, submit_and_wait};
 use super::tls::{self, TlsConfig};
-use crate::protocol::http::Endpoint;
 use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::Tracker;
-use crate::tracker::http::{HttpPolicy, Scratch, handle_request, reject};
+use crate::tracker::http::{HttpPolicy, RequestKind, Scratch, handle_request, reject};
 
 /// Read buffer per connection: one maximal request head plus a pipelined
 /// follower's start.
@@ -442,11 +441,6 @@ impl Worker {
             match parse_head(&c.read[consumed..c.filled]) {
                 Ok(Some(head)) => {
                     stats.add(Counter::HttpRequests, 1);
-                    match crate::protocol::http::endpoint(head.target) {
-                        Endpoint::Announce { .. } => stats.add(Counter::HttpAnnounce, 1),
-                        Endpoint::Scrape { .. } => stats.add(Counter::HttpScrape, 1),
-                        Endpoint::Unknown => {}
-                    }
                     let (tracker, policy, rng, scratch) = (
                         &self.tracker,
                         &self.policy,
@@ -459,6 +453,11 @@ impl Worker {
                         handle_request(tracker, policy, &head, peer, now, rng, scratch, write)
                     });
                     consumed += head.len;
+                    match self.scratch.kind() {
+                        RequestKind::Announce => stats.add(Counter::HttpAnnounce, 1),
+                        RequestKind::Scrape => stats.add(Counter::HttpScrape, 1),
+                        RequestKind::Other => {}
+                    }
                     if let Some(why) = self.scratch.failure() {
                         stats.count_error(why);
                     }

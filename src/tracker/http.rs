@@ -38,10 +38,26 @@ pub struct Scratch {
     body: Vec<u8>,
     hashes: ArrayVec<InfoHash, { http::MAX_SCRAPE_HASHES }>,
     files: Vec<(InfoHash, ScrapeEntry)>,
+    kind: RequestKind,
     failure: Option<ErrorReason>,
 }
 
+/// What the last request asked for (counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestKind {
+    /// Another path, or a banned client's request.
+    #[default]
+    Other,
+    Announce,
+    Scrape,
+}
+
 impl Scratch {
+    /// What the last request asked for (routed once, by `handle_request`).
+    pub fn kind(&self) -> RequestKind {
+        self.kind
+    }
+
     /// Why the last request got a `failure reason`, if it did (counters).
     pub fn failure(&self) -> Option<ErrorReason> {
         self.failure
@@ -102,6 +118,8 @@ pub fn handle_request(
     out: &mut Vec<u8>,
 ) -> bool {
     let keep_alive = head.keep_alive;
+    scratch.kind = RequestKind::Other;
+    scratch.failure = None;
     let rules = tracker.rules();
     let seen = client_ip(peer.ip(), head, policy);
     if rules.banned(seen) {
@@ -109,8 +127,13 @@ pub fn handle_request(
         return false;
     }
     scratch.body.clear();
-    scratch.failure = None;
-    match http::endpoint(head.target) {
+    let endpoint = http::endpoint(head.target);
+    scratch.kind = match endpoint {
+        Endpoint::Announce { .. } => RequestKind::Announce,
+        Endpoint::Scrape { .. } => RequestKind::Scrape,
+        Endpoint::Unknown => RequestKind::Other,
+    };
+    match endpoint {
         Endpoint::Unknown => {
             respond(
                 out,
