@@ -186,10 +186,7 @@ impl Worker {
         let mut stopping = false;
         loop {
             sq.sync();
-            let submitted = submit_and_wait(&submitter)?;
-            let stats = &self.stats[self.stats_index];
-            stats.add(Counter::RingEnters, 1);
-            stats.add(Counter::RingSubmitted, submitted as u64);
+            submit_and_wait(&submitter, &self.stats[self.stats_index])?;
             cq.sync();
             for cqe in &mut cq {
                 let ud = cqe.user_data();
@@ -354,6 +351,23 @@ impl Worker {
         unsafe { push(sq, submitter, &entry) };
     }
 
+    /// An operation of the connection in `slot` completed with `result`:
+    /// it is no longer busy, and it stays open (true) unless the operation
+    /// failed, the peer closed, or we are closing it (then it is freed). A
+    /// completion for a connection since replaced is ignored (false).
+    fn settle(&mut self, slot: usize, generation: u32, result: i32, now: u32) -> bool {
+        let Some(c) = conn_mut(&mut self.conns, slot, generation) else {
+            return false;
+        };
+        c.busy = false;
+        if c.closing || result <= 0 {
+            self.finish(slot);
+            return false;
+        }
+        c.last_active = now;
+        true
+    }
+
     fn on_recv(
         &mut self,
         slot: usize,
@@ -363,16 +377,11 @@ impl Worker {
         submitter: &Submitter<'_>,
     ) {
         let now = self.now();
-        let stats = &self.stats[self.stats_index];
-        let Some(c) = conn_mut(&mut self.conns, slot, generation) else {
-            return;
-        };
-        c.busy = false;
-        if c.closing || result <= 0 {
-            // Peer closed, an error, or our own shutdown.
-            self.finish(slot);
+        if !self.settle(slot, generation, result, now) {
             return;
         }
+        let stats = &self.stats[self.stats_index];
+        let c = self.conns[slot].as_mut().expect("settled connection");
         match &mut c.tls {
             Some(t) => {
                 if tls::receive(&mut t.session, &t.input[..result as usize]).is_err() {
@@ -384,7 +393,6 @@ impl Worker {
             None => c.filled += result as usize,
         }
         stats.add(Counter::BytesIn, result as u64);
-        c.last_active = now;
         self.process(slot, now);
         self.next_step(slot, sq, submitter);
     }
@@ -398,18 +406,12 @@ impl Worker {
         submitter: &Submitter<'_>,
     ) {
         let now = self.now();
-        let stats = &self.stats[self.stats_index];
-        let Some(c) = conn_mut(&mut self.conns, slot, generation) else {
-            return;
-        };
-        c.busy = false;
-        if c.closing || result <= 0 {
-            self.finish(slot);
+        if !self.settle(slot, generation, result, now) {
             return;
         }
+        let c = self.conns[slot].as_mut().expect("settled connection");
         c.sent += result as usize;
-        stats.add(Counter::BytesOut, result as u64);
-        c.last_active = now;
+        self.stats[self.stats_index].add(Counter::BytesOut, result as u64);
         if c.sent < c.write.len() {
             self.arm_send(slot, sq, submitter);
             return;

@@ -11,15 +11,19 @@ use crate::stats::{Counter, WorkerStats};
 /// How often a worker wakes when idle: expiry sweeps, timeouts, shutdown.
 pub const TICK: Timespec = Timespec::new().nsec(250_000_000);
 
-/// Submit everything queued and sleep until at least one completion. An
-/// interrupted wait, or a full completion queue (reap it, then submit
-/// again), is not an error.
-pub fn submit_and_wait(submitter: &Submitter<'_>) -> std::io::Result<usize> {
-    match submitter.submit_and_wait(1) {
-        Ok(submitted) => Ok(submitted),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(0),
-        Err(e) => Err(e),
-    }
+/// Submit everything queued and sleep until at least one completion,
+/// counting the enter and the entries submitted (their ratio is the
+/// submission batch). An interrupted wait, or a full completion queue (reap
+/// it, then submit again), is not an error.
+pub fn submit_and_wait(submitter: &Submitter<'_>, stats: &WorkerStats) -> std::io::Result<()> {
+    let submitted = match submitter.submit_and_wait(1) {
+        Ok(submitted) => submitted,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => 0,
+        Err(e) => return Err(e),
+    };
+    stats.add(Counter::RingEnters, 1);
+    stats.add(Counter::RingSubmitted, submitted as u64);
+    Ok(())
 }
 
 /// Queue the tick timeout with `user_data`.

@@ -165,9 +165,7 @@ impl Ring {
             // Submit every queued reply and sleep until the next completion.
             // (Waiting for a batch with a timeout, or with IORING_ENTER's
             // min_wait, cost more CPU per reply: docs/PERFORMANCE.md.)
-            let submitted = submit_and_wait(&submitter)?;
-            w.stats().add(Counter::RingEnters, 1);
-            w.stats().add(Counter::RingSubmitted, submitted as u64);
+            submit_and_wait(&submitter, w.stats())?;
             cq.sync();
             let now = w.now();
             for cqe in &mut cq {
