@@ -225,14 +225,18 @@ impl Default for Config {
                 max_connections: 10_000,
                 idle_timeout: 30,
             },
-            tracker: TrackerConfig {
-                interval: 1800,
-                min_interval: 900,
-                peer_timeout: 3600,
-                default_numwant: 50,
-                max_numwant: 200,
-                allow_ip_param: false,
-                shards: 1024,
+            tracker: {
+                // The announce policy's defaults are the tracker's.
+                let p = AnnouncePolicy::default();
+                TrackerConfig {
+                    interval: p.interval,
+                    min_interval: p.min_interval,
+                    peer_timeout: p.peer_timeout,
+                    default_numwant: p.default_numwant as u32,
+                    max_numwant: p.max_numwant as u32,
+                    allow_ip_param: p.allow_ip_param,
+                    shards: 1024,
+                }
             },
             access: AccessConfig::default(),
             private: PrivateConfig::default(),

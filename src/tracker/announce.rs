@@ -37,7 +37,7 @@ pub struct AnnouncePolicy {
     pub allow_ip_param: bool,
 }
 
-/// The defaults of `[tracker]` (tests and benches build trackers with it).
+/// The defaults of `[tracker]` (`Config::default` takes them from here).
 impl Default for AnnouncePolicy {
     fn default() -> Self {
         AnnouncePolicy {
