@@ -112,8 +112,7 @@ fn print_config_prints_commented_defaults() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("listen = [\"0.0.0.0:6969\"]"));
     assert!(text.contains("[tracker]") && text.contains("# Seconds clients are asked"));
-    let dir = std::env::temp_dir().join(format!("rt-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("cli");
     let path = dir.join("printed.toml");
     std::fs::write(&path, &text).unwrap();
     let parsed = ringtracker::config::Config::from_file(&path).unwrap();
@@ -122,8 +121,7 @@ fn print_config_prints_commented_defaults() {
 
 #[test]
 fn unknown_config_key_is_a_one_line_error() {
-    let dir = std::env::temp_dir().join(format!("rt-cli-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("cli-bad");
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[tracker]\ninterval = 900\nnumwant = 3\n").unwrap();
     let out = bin().arg("--config").arg(&path).output().unwrap();
@@ -286,8 +284,7 @@ fn announce_outcome(c: &mut common::Client, id: u64, hash: [u8; 20]) -> Result<(
 
 #[test]
 fn access_list_is_enforced_and_reloaded_on_sighup() {
-    let dir = std::env::temp_dir().join(format!("rt-access-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("access");
     let list = dir.join("deny.txt");
     let config = dir.join("deny.toml");
     let (a, b) = ([0xaa; 20], [0xbb; 20]);
@@ -329,8 +326,7 @@ fn access_list_is_enforced_and_reloaded_on_sighup() {
 
 #[test]
 fn a_malformed_access_list_stops_the_start() {
-    let dir = std::env::temp_dir().join(format!("rt-badlist-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("badlist");
     let list = dir.join("allow.txt");
     std::fs::write(&list, "# ok\n\nzz\n").unwrap();
     let config = dir.join("allow.toml");
@@ -393,8 +389,7 @@ fn http_get(addr: SocketAddr, target: &str) -> String {
 
 #[test]
 fn private_credits_reach_the_ledger_journal_at_stop() {
-    let dir = std::env::temp_dir().join(format!("rt-ledger-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("ledger");
     let (keys, journal, config) = (
         dir.join("passkeys.txt"),
         dir.join("ledger.tsv"),
@@ -459,7 +454,6 @@ fn snapshot_config(
     dir: &std::path::Path,
     interval: u64,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
     let snap = dir.join("swarms.snap");
     let config = dir.join("snap.toml");
     std::fs::write(
@@ -492,8 +486,7 @@ fn start_with_config(
 
 #[test]
 fn swarms_come_back_after_a_restart() {
-    let dir = std::env::temp_dir().join(format!("rt-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("restart");
     let (snap, config) = snapshot_config(&dir, 3600);
     let mut t = start_with_config(&config, &[], None);
     assert!(!t.early_log.contains("snapshot loaded"), "none yet");
@@ -534,8 +527,7 @@ fn swarms_come_back_after_a_restart() {
 #[test]
 fn a_snapshot_killed_mid_write_leaves_a_loadable_file() {
     use ringtracker::storage::snapshot::{Snapshot, sibling};
-    let dir = std::env::temp_dir().join(format!("rt-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("kill");
     // A snapshot every second; the second write of each run stops halfway
     // (test hook) and the tracker is killed right there.
     let (snap, config) = snapshot_config(&dir, 1);
@@ -575,8 +567,7 @@ fn a_snapshot_killed_mid_write_leaves_a_loadable_file() {
 
 #[test]
 fn an_unreadable_snapshot_stops_the_start_unless_discarded() {
-    let dir = std::env::temp_dir().join(format!("rt-badsnap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("badsnap");
     let (snap, config) = snapshot_config(&dir, 3600);
     std::fs::write(&snap, b"not a snapshot at all").unwrap();
     let out = bin()
@@ -681,7 +672,7 @@ fn the_stats_page_renders_its_charts_in_a_real_browser() {
     );
     let m = metrics_addr(&t);
     announce_n(t.udp, 4);
-    let profile = std::env::temp_dir().join(format!("rt-chromium-{}", std::process::id()));
+    let profile = common::fresh_dir("chromium");
     let out = Command::new(browser)
         .args([
             "--headless",
@@ -740,8 +731,7 @@ fn logs_as_json_objects_on_request() {
 
 #[test]
 fn root_is_dropped_after_binding() {
-    let dir = std::env::temp_dir().join(format!("rt-user-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("user");
     let config = dir.join("user.toml");
     std::fs::write(&config, "[process]\nuser = \"nobody\"\n").unwrap();
     let mut t = start_with_config(&config, &["--workers", "2"], None);
@@ -850,9 +840,7 @@ fn https_announce(
 
 #[test]
 fn https_serves_announces_and_reloads_its_certificate_on_sighup() {
-    let dir = std::env::temp_dir().join(format!("rt-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("tls");
     let (cert_a, key_a) = self_signed();
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, &cert_a).unwrap();
@@ -933,8 +921,7 @@ fn a_closed_log_pipe_neither_kills_nor_fails_it() {
 
 #[test]
 fn over_its_rate_limit_an_address_is_dropped_then_told_to_retry() {
-    let dir = std::env::temp_dir().join(format!("rt-limits-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("limits");
     let config = dir.join("limits.toml");
     // One connect and one announce per second per address, no burst.
     std::fs::write(
@@ -1000,9 +987,7 @@ fn over_its_rate_limit_an_address_is_dropped_then_told_to_retry() {
 
 #[test]
 fn credits_are_journaled_once_across_restarts_with_snapshots() {
-    let dir = std::env::temp_dir().join(format!("rt-once-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("once");
     let (keys, journal, config) = (
         dir.join("passkeys.txt"),
         dir.join("ledger.tsv"),

@@ -1,6 +1,8 @@
 //! The HTTP frontend over real TCP on loopback: announces, scrapes,
 //! keep-alive, pipelining, and clients that are slow, idle or not HTTP.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -251,8 +253,7 @@ fn connections_over_the_cap_are_refused_old_ones_unharmed() {
 
 #[test]
 fn private_mode_over_real_sockets() {
-    let dir = std::env::temp_dir().join(format!("rt-http-private-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("http-private");
     let keys = dir.join("passkeys.txt");
     std::fs::write(&keys, "# members\nmemberKey0123456789\n").unwrap();
     let server = start("127.0.0.1:0", |c| {
@@ -280,8 +281,7 @@ fn private_mode_over_real_sockets() {
 
 #[test]
 fn a_banned_address_gets_no_reply_at_all() {
-    let dir = std::env::temp_dir().join(format!("rt-http-bans-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("http-bans");
     let bans = dir.join("banned.txt");
     std::fs::write(&bans, "# us\n127.0.0.0/8\n").unwrap();
     let server = start("127.0.0.1:0", |c| c.access.banned = Some(bans.clone()));

@@ -241,8 +241,7 @@ fn workers_share_one_swarm_table(backend: UdpBackend) {
 
 /// A file in a directory of this test's own.
 fn temp_file(test: &str, backend: UdpBackend, name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rt-{test}-{backend:?}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(&format!("{test}-{backend:?}"));
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const PROTOCOL_ID: u64 = 0x41727101980;
@@ -152,4 +153,13 @@ impl Client {
             })
             .collect()
     }
+}
+
+/// An empty directory of this test's own (`name` unique per test), under
+/// the system's temporary directory.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
