@@ -612,34 +612,32 @@ mod tests {
         )
     }
 
-    fn announce(t: &Tracker, hash: u8, ip: &str, left: u64, event: Event, now: u32) {
-        let p = AnnounceParams {
+    fn params(hash: u8, ip: &str, port: u16, left: u64, event: Event) -> AnnounceParams {
+        AnnounceParams {
             info_hash: InfoHash([hash; 20]),
             peer_id: PeerId([1; 20]),
             ip: ip.parse::<IpAddr>().unwrap(),
-            port: 6881,
+            port,
             event,
             left,
             uploaded: 0,
             downloaded: 0,
             numwant: 0,
-        };
+        }
+    }
+
+    fn announce(t: &Tracker, hash: u8, ip: &str, left: u64, event: Event, now: u32) {
+        let p = params(hash, ip, 6881, left, event);
         let mut out = [0u8; 64];
         t.announce(&p, now, &mut SmallRng::seed_from_u64(1), &mut out)
             .unwrap();
     }
 
+    /// The peers a port-0 leecher at `ip` is sent (it is not stored).
     fn peers_of(t: &Tracker, hash: u8, ip: &str) -> Vec<Vec<u8>> {
         let p = AnnounceParams {
-            info_hash: InfoHash([hash; 20]),
-            peer_id: PeerId([1; 20]),
-            ip: ip.parse::<IpAddr>().unwrap(),
-            port: 0,
-            event: Event::None,
-            left: 1,
-            uploaded: 0,
-            downloaded: 0,
             numwant: 200,
+            ..params(hash, ip, 0, 1, Event::None)
         };
         let mut out = vec![0u8; 200 * 18];
         let a = t
@@ -651,6 +649,19 @@ mod tests {
             .collect();
         peers.sort();
         peers
+    }
+
+    /// A credit to the test passkey on torrent 2 at tracker time 1000.
+    fn credit(t: &Tracker, event: Event, uploaded: u64) {
+        let report = Report {
+            passkey: b"abcdef0123456789",
+            info_hash: InfoHash([2; 20]),
+            peer_id: PeerId([3; 20]),
+            event,
+            uploaded,
+            downloaded: 20,
+        };
+        t.ledger.record(&report, 1000);
     }
 
     fn dir(name: &str) -> PathBuf {
@@ -677,30 +688,10 @@ mod tests {
         }
         announce(&t, 2, "10.0.1.7", 0, Event::Completed, 1000);
         announce(&t, 2, "2001:db8::1", 5, Event::Started, 1000);
-        t.ledger.record(
-            &Report {
-                passkey: b"abcdef0123456789",
-                info_hash: InfoHash([2; 20]),
-                peer_id: PeerId([3; 20]),
-                event: Event::Started,
-                uploaded: 10,
-                downloaded: 20,
-            },
-            1000,
-        );
+        credit(&t, Event::Started, 10);
         // One batch sealed for the journal, more credit pending after it.
         t.ledger.seal();
-        t.ledger.record(
-            &Report {
-                passkey: b"abcdef0123456789",
-                info_hash: InfoHash([2; 20]),
-                peer_id: PeerId([3; 20]),
-                event: Event::None,
-                uploaded: 15,
-                downloaded: 20,
-            },
-            1000,
-        );
+        credit(&t, Event::None, 15);
         t
     }
 
