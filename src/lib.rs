@@ -5,6 +5,7 @@
 //! docs/ARCHITECTURE.md walks a packet through all of it.
 
 pub mod config;
+pub mod engine;
 pub mod metrics;
 pub mod net;
 pub mod protocol;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use ringtracker::config::Config;
+use ringtracker::engine::timers::{MainSchedule, MainTimer};
 use ringtracker::metrics::{MetricsState, history};
 use ringtracker::net::privileges::Dropped;
 use ringtracker::net::{self, Server, signals};
@@ -161,6 +162,99 @@ fn flush_ledger(tracker: &Tracker, journal: &LedgerJournal) {
     }
 }
 
+/// Which of main's periodic jobs run, and how often: a timer is armed
+/// exactly when its feature is on.
+fn main_schedule(config: &Config) -> MainSchedule {
+    let secs = Duration::from_secs;
+    MainSchedule {
+        // Check every second that every worker still runs.
+        health: secs(1),
+        history: config.metrics.enabled.then_some(secs(history::STEP)),
+        stats_log: (config.server.stats_interval > 0).then(|| secs(config.server.stats_interval)),
+        ledger: config
+            .private
+            .enabled
+            .then(|| secs(config.private.ledger_interval)),
+        snapshot: config
+            .storage
+            .snapshot
+            .as_ref()
+            .map(|_| secs(config.storage.snapshot_interval)),
+    }
+}
+
+/// What main does between signals: the periodic jobs and SIGHUP.
+struct Jobs<'a> {
+    config: &'a Config,
+    server: &'a Server,
+    metrics: &'a MetricsState,
+    journal: Option<&'a LedgerJournal>,
+}
+
+impl Jobs<'_> {
+    /// Run the job of `timer`; false when the tracker must stop.
+    fn run(&self, timer: MainTimer, snapshotter: &mut Option<Snapshotter>) -> bool {
+        let server = self.server;
+        match timer {
+            MainTimer::Health => {
+                if let Some(index) = server.stopped_worker() {
+                    self.metrics.healthy.store(false, Ordering::Relaxed);
+                    // Better to exit (and be restarted by a supervisor) than
+                    // to keep a port where some clients are never answered.
+                    tracing::error!("worker {index} stopped unexpectedly; shutting down");
+                    return false;
+                }
+            }
+            MainTimer::History => self.metrics.record(unix_now()),
+            MainTimer::Snapshot => {
+                if let Some(s) = snapshotter {
+                    s.start(server.tracker(), server.now());
+                }
+            }
+            MainTimer::Ledger => {
+                let tracker = server.tracker();
+                match (self.journal, snapshotter.is_some()) {
+                    // With snapshots, credits go to the journal right after
+                    // each snapshot (exactly once across crashes).
+                    (Some(_), true) => {}
+                    (Some(journal), false) => flush_ledger(tracker, journal),
+                    // Nobody exports the credits: keep only the per-passkey
+                    // totals, so memory stays bounded.
+                    (None, _) => drop(tracker.ledger.take_pending()),
+                }
+                tracker
+                    .ledger
+                    .expire(server.now(), tracker.policy.peer_timeout);
+            }
+            MainTimer::StatsLog => {
+                let totals = server.tracker().table.totals();
+                tracing::info!(
+                    "stats: {} torrents={} seeders={} leechers={}",
+                    stats::summary(&stats::totals(server.stats())),
+                    totals.torrents,
+                    totals.seeders,
+                    totals.leechers
+                );
+            }
+        }
+        true
+    }
+
+    /// SIGHUP: build the new rules and certificate aside; the old stay in
+    /// force on error.
+    fn reload(&self) {
+        match self.server.reload_access(self.config) {
+            Ok(n) => tracing::info!("access list reloaded ({n} info hashes)"),
+            Err(e) => tracing::error!("access list not reloaded, the old one stays: {e}"),
+        }
+        match self.server.reload_tls(self.config) {
+            Ok(false) => {}
+            Ok(true) => tracing::info!("tls certificate reloaded"),
+            Err(e) => tracing::error!("tls certificate not reloaded, the old one stays: {e}"),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_config {
@@ -219,12 +313,7 @@ fn main() -> ExitCode {
         let stall = std::env::var("RINGTRACKER_TEST_STALL_SNAPSHOT")
             .ok()
             .and_then(|n| n.parse().ok());
-        Snapshotter::new(
-            path,
-            Duration::from_secs(config.storage.snapshot_interval),
-            stall,
-            journal.clone(),
-        )
+        Snapshotter::new(path, stall, journal.clone())
     });
     let metrics = Arc::new(MetricsState::new(
         Arc::clone(server.stats()),
@@ -285,92 +374,33 @@ fn main() -> ExitCode {
     }
     tracing::info!("{} worker(s) started", config.worker_count());
 
-    let every = match config.server.stats_interval {
-        0 => Duration::from_secs(3600),
-        s => Duration::from_secs(s),
-    };
-    let mut next_log = Instant::now() + every;
-    let ledger_every = Duration::from_secs(config.private.ledger_interval);
-    let mut next_ledger = Instant::now() + ledger_every;
+    let mut timers = main_schedule(&config).timers(Instant::now());
     let mut snapshotter = snapshotter;
-    let history_every = Duration::from_secs(history::STEP);
-    let mut next_sample = Instant::now();
+    let jobs = Jobs {
+        config: &config,
+        server: &server,
+        metrics: &metrics,
+        journal: journal.as_ref(),
+    };
     let mut failed = false;
-    loop {
-        // Wake at least every second to check that every worker still runs.
-        let next_snapshot = snapshotter.as_ref().map(|s| s.next_due());
-        let wait = next_log
-            .min(next_ledger)
-            .min(next_snapshot.unwrap_or(next_log))
-            .min(next_sample)
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(1));
+    'serving: loop {
+        let wait = timers.poll_timeout().map_or(Duration::from_secs(1), |t| {
+            t.saturating_duration_since(Instant::now())
+        });
         match signals::wait_for_signal(wait) {
-            Some(signals::SIGHUP) => {
-                // Build the new rules aside; the old stay in force on error.
-                match server.reload_access(&config) {
-                    Ok(n) => tracing::info!("access list reloaded ({n} info hashes)"),
-                    Err(e) => tracing::error!("access list not reloaded, the old one stays: {e}"),
-                }
-                match server.reload_tls(&config) {
-                    Ok(false) => {}
-                    Ok(true) => tracing::info!("tls certificate reloaded"),
-                    Err(e) => {
-                        tracing::error!("tls certificate not reloaded, the old one stays: {e}")
-                    }
-                }
-                continue;
-            }
+            Some(signals::SIGHUP) => jobs.reload(),
             Some(sig) => {
                 tracing::info!("signal {sig} received, stopping");
                 break;
             }
             None => {}
         }
-        if Instant::now() >= next_sample {
-            next_sample += history_every;
-            metrics.record(unix_now());
-        }
-        if let Some(index) = server.stopped_worker() {
-            metrics.healthy.store(false, Ordering::Relaxed);
-            // Better to exit (and be restarted by a supervisor) than to keep
-            // a port where some clients are never answered.
-            tracing::error!("udp worker {index} stopped unexpectedly; shutting down");
-            failed = true;
-            break;
-        }
-        if let Some(s) = &mut snapshotter {
-            s.tick(server.tracker(), server.now());
-        }
-        if config.private.enabled && Instant::now() >= next_ledger {
-            next_ledger += ledger_every;
-            let tracker = server.tracker();
-            match (&journal, &snapshotter) {
-                // With snapshots, credits go to the journal right after
-                // each snapshot (exactly once across crashes).
-                (Some(_), Some(_)) => {}
-                (Some(journal), None) => flush_ledger(tracker, journal),
-                // Nobody exports the credits: keep only the per-passkey
-                // totals, so memory stays bounded.
-                (None, _) => drop(tracker.ledger.take_pending()),
+        let now = Instant::now();
+        while let Some(timer) = timers.pop_expired(now) {
+            if !jobs.run(timer, &mut snapshotter) {
+                failed = true;
+                break 'serving;
             }
-            tracker
-                .ledger
-                .expire(server.now(), tracker.policy.peer_timeout);
-        }
-        if Instant::now() < next_log {
-            continue;
-        }
-        next_log += every;
-        if config.server.stats_interval > 0 {
-            let totals = server.tracker().table.totals();
-            tracing::info!(
-                "stats: {} torrents={} seeders={} leechers={}",
-                stats::summary(&stats::totals(server.stats())),
-                totals.torrents,
-                totals.seeders,
-                totals.leechers
-            );
         }
     }
     let now = server.now();

@@ -1029,3 +1029,49 @@ fn credits_are_journaled_once_across_restarts_with_snapshots() {
     assert_eq!(credited, [("1", "1000"), ("2", "500")], "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// CPU time (user + system, in clock ticks) of the process's main thread.
+fn main_thread_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// An idle tracker whose timers have all fired at least once (a one-second
+/// ledger interval with private mode off, the combination that once made
+/// main's wait zero for good) must not spin: its main thread sleeps between
+/// deadlines. The test waits on the tracker's own log lines, not a timer,
+/// and compares CPU time, which a spinning thread piles up whatever the
+/// machine's load.
+#[test]
+fn an_idle_tracker_stays_idle_once_its_timers_have_fired() {
+    let dir = common::fresh_dir("idle");
+    let config = dir.join("idle.toml");
+    std::fs::write(
+        &config,
+        "[server]\nstats_interval = 1\n[private]\nledger_interval = 1\n[http]\nlisten = []\n",
+    )
+    .unwrap();
+    let mut t = start_with_config(&config, &[], None);
+    // Two log lines: every one-second timer is past its first deadline.
+    wait_for_line(&mut t.stderr, "stats:");
+    wait_for_line(&mut t.stderr, "stats:");
+    let before = main_thread_ticks(t.child.id());
+    for _ in 0..5 {
+        wait_for_line(&mut t.stderr, "stats:");
+    }
+    let spent = main_thread_ticks(t.child.id()) - before;
+    // Five seconds of a spinning thread are hundreds of ticks; a sleeping
+    // one wakes once a second and takes none.
+    assert!(
+        spent < 50,
+        "main thread used {spent} ticks in 5 idle seconds"
+    );
+    stop_with(&mut t.child, "-TERM");
+}

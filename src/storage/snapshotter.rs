@@ -1,13 +1,14 @@
-//! When snapshots are written: every `snapshot_interval` on a background
-//! thread (the workers keep serving; each shard is locked only while it is
-//! copied), and once more at stop, after the workers are gone. Driven by
-//! main's loop; keeps the figures the metrics page shows.
+//! How snapshots are written: on a background thread whenever main's
+//! `Snapshot` timer fires (every `snapshot_interval`; the workers keep
+//! serving, each shard is locked only while it is copied), and once more at
+//! stop, after the workers are gone. Keeps the figures the metrics page
+//! shows.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ledger_journal::LedgerJournal;
 use super::snapshot::{self, SnapshotStats, Stall};
@@ -26,8 +27,6 @@ pub struct SnapshotStatus {
 
 pub struct Snapshotter {
     path: PathBuf,
-    every: Duration,
-    next: Instant,
     running: Option<JoinHandle<()>>,
     writes: u64,
     /// Test hook: stall this write (1-based) halfway, for good.
@@ -44,16 +43,9 @@ pub fn unix_now() -> u64 {
 }
 
 impl Snapshotter {
-    pub fn new(
-        path: PathBuf,
-        every: Duration,
-        stall_write: Option<u64>,
-        journal: Option<LedgerJournal>,
-    ) -> Self {
+    pub fn new(path: PathBuf, stall_write: Option<u64>, journal: Option<LedgerJournal>) -> Self {
         Snapshotter {
             path,
-            every,
-            next: Instant::now() + every,
             running: None,
             writes: 0,
             stall_write,
@@ -62,17 +54,9 @@ impl Snapshotter {
         }
     }
 
-    pub fn next_due(&self) -> Instant {
-        self.next
-    }
-
-    /// Start a write if one is due and the last one has finished (a slow
-    /// disk skips a turn rather than piling writers up).
-    pub fn tick(&mut self, tracker: &Arc<Tracker>, now: u32) {
-        if Instant::now() < self.next {
-            return;
-        }
-        self.next = Instant::now() + self.every;
+    /// Start a write unless the last one is still running (a slow disk
+    /// skips a turn rather than piling writers up).
+    pub fn start(&mut self, tracker: &Arc<Tracker>, now: u32) {
         if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
             tracing::warn!("snapshot still being written; skipping this turn");
             return;
