@@ -6,7 +6,14 @@
 //! the intended time is the schedule (start + i / rate), not the moment the
 //! generator got round to sending, so a stalled server's queueing delay is
 //! counted (no coordinated omission). Requests older than the timeout are
-//! lost; a reply that comes later is counted as late, not as a success.
+//! lost; a reply that comes later is counted as late, not as on time.
+//!
+//! Three numbers, so that an overload run reads right: *on time* (replies
+//! within the timeout to requests scheduled in the measured window, the
+//! latency histogram's population), *goodput* (every valid reply that
+//! arrived during the measured window, late or not: what the server
+//! delivered) and *lost* (requests with no reply within the timeout; those
+//! answered later are also counted in `late`).
 
 use std::collections::VecDeque;
 use std::io;
@@ -54,7 +61,13 @@ pub struct Counts {
     pub errors: u64,
     pub invalid: u64,
     pub lost: u64,
+    /// Valid replies, arriving in the measured window, to requests no
+    /// longer pending: timed out (or, from a faulty server, answered
+    /// already).
     pub late: u64,
+    /// Valid replies (any kind, on time or late) that arrived during the
+    /// measured window: the goodput's numerator.
+    pub arrived: u64,
     pub peers_received: u64,
     /// Requests the schedule wanted but no slot was free for.
     pub overrun: u64,
@@ -564,6 +577,7 @@ impl Engine<'_> {
 
     fn on_reply(&mut self, s: usize, reply: &[u8], now: u64, scrape_hashes: usize) {
         self.counts.replies_total += 1;
+        let arrived_in_window = now >= self.measure_from_ns && now < self.end_ns;
         let Some(tid) = workload::reply_tid(reply) else {
             self.counts.invalid += 1;
             return;
@@ -579,8 +593,12 @@ impl Engine<'_> {
             return;
         }
         if !slot.active || slot.generation != generation {
-            // The request timed out (its slot may already serve another).
-            self.counts.late += 1;
+            // The request timed out (its slot may already serve another):
+            // not on time, but delivered.
+            if arrived_in_window && workload::is_reply(reply) {
+                self.counts.late += 1;
+                self.counts.arrived += 1;
+            }
             return;
         }
         slot.active = false;
@@ -610,7 +628,11 @@ impl Engine<'_> {
             }
             ReplyCheck::Invalid => self.counts.invalid += 1,
         }
-        if measured && !matches!(check, ReplyCheck::Error | ReplyCheck::Invalid) {
+        let valid = !matches!(check, ReplyCheck::Error | ReplyCheck::Invalid);
+        if valid && arrived_in_window {
+            self.counts.arrived += 1;
+        }
+        if measured && valid {
             let us = (now.saturating_sub(intended) / 1000).max(1);
             let _ = self.hist.record(us);
         }

@@ -317,7 +317,10 @@ pub fn run(
                     counts.errors += 1;
                 } else if !ok {
                     counts.invalid += 1;
-                } else if measured {
+                } else if at >= measure_from && at < end {
+                    counts.arrived += 1;
+                }
+                if ok && measured {
                     match kind {
                         Kind::Scrape => counts.scrapes += 1,
                         _ => counts.announces += 1,

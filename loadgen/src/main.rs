@@ -142,7 +142,15 @@ struct Report {
     offered_rate: Option<f64>,
     inflight: Option<usize>,
     measured_seconds: f64,
+    /// Replies on time (within the timeout) to requests scheduled in the
+    /// measured window, per second.
     replies_per_second: f64,
+    /// Every valid reply that arrived during the measured window, on time
+    /// or late, per second: what the server delivered (under overload the
+    /// on-time figure can be far lower).
+    goodput_per_second: f64,
+    /// Requests sent per second over the whole run (what was offered).
+    sent_per_second: f64,
     counts: driver::Counts,
     latency_us: Latency,
     max_lag_us: u64,
@@ -330,6 +338,8 @@ fn run(args: Args) -> Result<(), String> {
         inflight: (args.mode != ModeArg::Open).then_some(args.inflight),
         measured_seconds: measured,
         replies_per_second: good as f64 / measured,
+        goodput_per_second: c.arrived as f64 / measured,
+        sent_per_second: c.sent as f64 / (measured + warmup).max(1e-9),
         counts: c.clone(),
         latency_us: Latency {
             p50: h.value_at_quantile(0.5),
@@ -364,9 +374,17 @@ fn print_table(r: &Report, drops: u64) {
     };
     println!("loadgen: {:?} {what}, target {}", r.protocol, r.target);
     println!("  measured              {:>12.2} s", r.measured_seconds);
-    println!("  replies/s             {:>12.0}", r.replies_per_second);
     println!(
-        "  replies               {:>12}  (announce {}, scrape {}, connect {})",
+        "  goodput/s             {:>12.0}  (valid replies that arrived, on time or late)",
+        r.goodput_per_second
+    );
+    println!(
+        "  on time/s             {:>12.0}  (replied within the timeout)",
+        r.replies_per_second
+    );
+    println!("  sent/s                {:>12.0}", r.sent_per_second);
+    println!(
+        "  on time               {:>12}  (announce {}, scrape {}, connect {})",
         c.announces + c.scrapes + c.connects,
         c.announces,
         c.scrapes,
@@ -374,7 +392,7 @@ fn print_table(r: &Report, drops: u64) {
     );
     println!("  sent                  {:>12}", c.sent);
     println!(
-        "  lost / late           {:>12}  / {}   (timeouts count as lost)",
+        "  lost / late           {:>12}  / {}   (no reply within the timeout / replied after it)",
         c.lost, c.late
     );
     println!("  errors / invalid      {:>12}  / {}", c.errors, c.invalid);

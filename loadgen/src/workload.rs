@@ -231,6 +231,20 @@ pub fn check_reply(kind: Kind, reply: &[u8], scrape_hashes: usize) -> ReplyCheck
     }
 }
 
+/// Whether `reply` is a well-formed connect, announce or scrape reply of
+/// any request (for replies whose request has timed out and is forgotten).
+pub fn is_reply(reply: &[u8]) -> bool {
+    let Some(action) = reply.get(..4) else {
+        return false;
+    };
+    match u32::from_be_bytes(action.try_into().unwrap()) {
+        0 => reply.len() == 16,
+        1 => reply.len() >= 20 && (reply.len() - 20).is_multiple_of(6),
+        2 => reply.len() >= 8 && (reply.len() - 8).is_multiple_of(12),
+        _ => false,
+    }
+}
+
 pub fn reply_tid(reply: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(reply.get(4..8)?.try_into().ok()?))
 }

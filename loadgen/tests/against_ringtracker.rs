@@ -178,3 +178,69 @@ fn refuses_targets_off_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// A stand-in tracker that answers every announce twice: the second copy
+/// finds its request no longer pending, exactly like a reply after the
+/// timeout. It must count as delivered (goodput) and late, never as on
+/// time, so that an overloaded server's late replies still show.
+#[test]
+fn replies_to_requests_no_longer_pending_count_as_goodput_not_on_time() {
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    let target = socket.local_addr().unwrap().to_string();
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&done);
+    let fake = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let (action, tid) = (&buf[8..12], &buf[12..16]);
+            if n == 16 && action == [0, 0, 0, 0] {
+                let reply = [&[0u8; 4][..], tid, &7u64.to_be_bytes()].concat();
+                socket.send_to(&reply, from).unwrap();
+            } else if n >= 98 && action == [0, 0, 0, 1] {
+                let reply = [&[0, 0, 0, 1][..], tid, &[0u8; 12]].concat();
+                socket.send_to(&reply, from).unwrap();
+                socket.send_to(&reply, from).unwrap();
+            }
+        }
+    });
+    let peers = 300u64;
+    let r = loadgen(&[
+        "--target",
+        &target,
+        "--mode",
+        "once",
+        "--torrents",
+        "1",
+        "--peers",
+        &peers.to_string(),
+        "--sources",
+        "1",
+        "--first-source",
+        "127.20.0.1",
+        "--timeout-ms",
+        "5000",
+        "--duration",
+        "60",
+    ]);
+    done.store(true, Ordering::Relaxed);
+    fake.join().unwrap();
+    let c = &r["counts"];
+    assert_eq!(c["announces"].as_u64(), Some(peers), "{r}");
+    // The very last duplicate may come after loadgen has stopped reading.
+    let late = c["late"].as_u64().unwrap();
+    assert!(late == peers || late + 1 == peers, "{r}");
+    let arrived = c["arrived"].as_u64().unwrap();
+    // The connect reply is delivered too.
+    assert_eq!(arrived, peers + late + 1, "{r}");
+    assert_eq!(c["invalid"], 0, "{r}");
+    assert!(r["goodput_per_second"].as_f64().unwrap() > r["replies_per_second"].as_f64().unwrap());
+}
