@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use ringtracker::engine::udp::{UdpOutcome, handle_datagram};
 use ringtracker::protocol::udp;
 use ringtracker::tracker::connection_id::ConnectionIdIssuer;
 use ringtracker::tracker::table::SwarmTable;
-use ringtracker::tracker::udp::{UdpOutcome, handle_datagram};
 use ringtracker::tracker::{AnnounceParams, AnnouncePolicy, Tracker};
 
 fn tracker() -> Tracker {
@@ -82,7 +82,15 @@ fn benches(c: &mut Criterion) {
         let packet = announce_packet(cid, hash, 7000);
         c.bench_function(&format!("udp_announce_swarm_{n}"), |b| {
             b.iter(|| {
-                let o = handle_datagram(&t, black_box(&packet), src, 1, &mut rng, &mut out);
+                let o = handle_datagram(
+                    &t,
+                    &t.rules(),
+                    black_box(&packet),
+                    src,
+                    1,
+                    &mut rng,
+                    &mut out,
+                );
                 assert!(matches!(o, UdpOutcome::Reply { .. }));
             })
         });
@@ -95,7 +103,17 @@ fn benches(c: &mut Criterion) {
         scrape.extend_from_slice(&[i; 20]);
     }
     c.bench_function("udp_scrape_74", |b| {
-        b.iter(|| handle_datagram(&t, black_box(&scrape), src, 1, &mut rng, &mut out))
+        b.iter(|| {
+            handle_datagram(
+                &t,
+                &t.rules(),
+                black_box(&scrape),
+                src,
+                1,
+                &mut rng,
+                &mut out,
+            )
+        })
     });
 }
 

@@ -13,10 +13,10 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use ringtracker::config::Config;
+use ringtracker::engine::http::{HttpPolicy, Scratch, handle_request, reject};
 use ringtracker::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use ringtracker::tracker::Tracker;
 use ringtracker::tracker::connection_id::ConnectionIdIssuer;
-use ringtracker::tracker::http::{HttpPolicy, Scratch, handle_request, reject};
 use ringtracker::tracker::table::SwarmTable;
 
 fn main() -> std::io::Result<()> {

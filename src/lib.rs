@@ -4,6 +4,7 @@
 //! `net` owns the sockets and rings and is the only place with `unsafe`.
 //! docs/ARCHITECTURE.md walks a packet through all of it.
 
+pub mod compose;
 pub mod config;
 pub mod engine;
 pub mod metrics;

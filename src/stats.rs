@@ -6,9 +6,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::engine::udp::{ReplyKind, UdpDrop};
 use crate::protocol::udp::DropReason;
 use crate::tracker::announce::{ErrorReason, Refusal};
-use crate::tracker::udp::{ReplyKind, UdpDrop};
 
 macro_rules! counters {
     ($($name:ident => $label:literal,)*) => {

@@ -1,8 +1,189 @@
 //! The per-worker engine, sans I/O: what every backend drives.
 //!
-//! `timers` is the table of periodic deadlines that main and the workers
-//! wait on (`poll_timeout` / `pop_expired`, as quinn-proto's
-//! `poll_timeout` / `handle_timeout`).
+//! One `Engine` per worker thread owns what used to be written once per
+//! backend: the worker's RNG, its counters, the clock (tracker seconds from
+//! the `Instant`s the backend passes in; the engine never reads a clock),
+//! its timers (`poll_timeout` / `handle_timeout`, as quinn-proto), and the
+//! request handling. A UDP backend hands it a whole completion batch
+//! (`handle_udp_batch`, the prefetching pipeline in `batch.rs`); the HTTP
+//! backend hands it one parsed request head at a time
+//! (`handle_http_request`). Backends (io_uring, recvmmsg/sendmmsg) only
+//! move bytes in and out of it.
+//!
+//! - `udp.rs`, `http.rs`: each frontend's wire decisions (what a datagram
+//!   or a request head becomes).
+//! - `policy.rs`: the one chain an announce goes through for both.
+//! - `batch.rs`: the UDP batch pipeline.
+//! - `timers.rs`: periodic deadlines as data (main's and the workers').
 #![forbid(unsafe_code)]
 
+pub mod batch;
+pub mod http;
+pub mod policy;
 pub mod timers;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::protocol::http::{HeadError, RequestHead};
+use crate::stats::{Counter, WorkerStats};
+use crate::tracker::Tracker;
+use http::{HttpPolicy, RequestKind, Scratch};
+use timers::{TimerKind, TimerTable};
+
+/// How often a worker sweeps its share of the swarm table: with each
+/// worker taking `sweep_per_tick` shards, a full pass takes about 30 s.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// A worker's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerTimer {
+    /// Expire the next few shards of the swarm table.
+    Sweep,
+}
+
+impl TimerKind for WorkerTimer {
+    const ALL: &'static [Self] = &[WorkerTimer::Sweep];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a worker's engine is built from.
+pub struct EngineSetup {
+    pub tracker: Arc<Tracker>,
+    pub stats: Arc<[WorkerStats]>,
+    /// This worker's block in `stats` (it is the only writer).
+    pub stats_index: usize,
+    /// Tracker time zero (shared by every worker and main).
+    pub started: Instant,
+    /// Swarm-table shards this worker expires per sweep.
+    pub sweep_per_tick: usize,
+    /// The HTTP frontend's settings (unused by UDP workers).
+    pub http: HttpPolicy,
+    /// Seed of the worker's RNG (peer selection): drawn by the caller, so
+    /// the engine never asks the OS.
+    pub seed: [u8; 32],
+}
+
+pub struct Engine {
+    tracker: Arc<Tracker>,
+    stats: Arc<[WorkerStats]>,
+    stats_index: usize,
+    rng: SmallRng,
+    started: Instant,
+    sweep_per_tick: usize,
+    timers: TimerTable<WorkerTimer, 1>,
+    http_policy: HttpPolicy,
+    http_scratch: Scratch,
+}
+
+impl Engine {
+    /// The engine of a worker starting at `now`.
+    pub fn new(setup: EngineSetup, now: Instant) -> Engine {
+        let mut timers = TimerTable::default();
+        timers.arm(WorkerTimer::Sweep, now, SWEEP_EVERY);
+        Engine {
+            tracker: setup.tracker,
+            stats: setup.stats,
+            stats_index: setup.stats_index,
+            rng: SmallRng::from_seed(setup.seed),
+            started: setup.started,
+            sweep_per_tick: setup.sweep_per_tick,
+            timers,
+            http_policy: setup.http,
+            http_scratch: Scratch::default(),
+        }
+    }
+
+    /// This worker's counters (the backend counts its I/O events here).
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats[self.stats_index]
+    }
+
+    /// Tracker time at `now`: whole seconds since start.
+    pub fn tracker_secs(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.started).as_secs() as u32
+    }
+
+    /// When the engine next needs `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.poll_timeout()
+    }
+
+    /// Run whatever timers are due at `now` (the expiry sweep).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let secs = self.tracker_secs(now);
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                WorkerTimer::Sweep => {
+                    let dropped = self.tracker.sweep(self.sweep_per_tick, secs);
+                    self.stats().add(Counter::SweptPeers, dropped as u64);
+                }
+            }
+        }
+    }
+
+    /// Answer one HTTP request head from `peer` at `now`, appending the
+    /// response to `out`. Returns whether the connection stays open. A
+    /// panic in the core (a bug) is contained: the client gets a 400 and
+    /// the connection closes; the worker goes on.
+    pub fn handle_http_request(
+        &mut self,
+        now: Instant,
+        head: &RequestHead<'_>,
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let secs = self.tracker_secs(now);
+        let stats = &self.stats[self.stats_index];
+        stats.add(Counter::HttpRequests, 1);
+        let (tracker, policy, rng, scratch) = (
+            &self.tracker,
+            &self.http_policy,
+            &mut self.rng,
+            &mut self.http_scratch,
+        );
+        let keep = contain(stats, || {
+            http::handle_request(tracker, policy, head, peer, secs, rng, scratch, out)
+        });
+        match scratch.kind() {
+            RequestKind::Announce => stats.add(Counter::HttpAnnounce, 1),
+            RequestKind::Scrape => stats.add(Counter::HttpScrape, 1),
+            RequestKind::Other => {}
+        }
+        if let Some(why) = scratch.failure() {
+            stats.count_error(why);
+        }
+        keep.unwrap_or_else(|| {
+            http::reject(out, HeadError::NotHttp);
+            false
+        })
+    }
+
+    /// Answer a request that could not be parsed (and close after it).
+    pub fn reject_http(&mut self, error: HeadError, out: &mut Vec<u8>) {
+        self.stats().add(Counter::HttpRejected, 1);
+        http::reject(out, error);
+    }
+}
+
+/// Run the core on one request; a panic (a bug) costs that request, is
+/// counted as `internal_error` and logged by the panic hook, and the worker
+/// goes on serving: a dead worker would leave its SO_REUSEPORT socket
+/// bound and silently drop every client the kernel hashes to it.
+pub fn contain<T>(stats: &WorkerStats, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            stats.add(Counter::InternalError, 1);
+            None
+        }
+    }
+}

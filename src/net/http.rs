@@ -4,7 +4,7 @@
 //! Every connection has at most one operation in flight: a `Recv` into its
 //! read buffer or a `Send` of its write buffer. A received chunk is parsed
 //! for as many complete request heads as it holds (pipelining); each is
-//! answered by `tracker::http::handle_request` into the write buffer, in
+//! answered by the worker's engine (`Engine::handle_http_request`) into the write buffer, in
 //! order, and the whole buffer goes out in one `Send`. Then the connection
 //! reads again, or closes (`Connection: close`, HTTP/1.0, an error).
 //!
@@ -19,20 +19,17 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use io_uring::types::Fd;
+use io_uring::types::{Fd, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 use rustls::ServerConnection;
 
-use super::ring::{contain, push, push_cancel_all, push_tick, submit_and_wait};
+use super::ring::{TICK, push, push_cancel_all, submit_and_wait};
 use super::tls::{self, TlsConfig};
+use crate::engine::{Engine, EngineSetup};
 use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use crate::stats::{Counter, WorkerStats};
-use crate::tracker::Tracker;
-use crate::tracker::http::{HttpPolicy, RequestKind, Scratch, handle_request, reject};
 
 /// Read buffer per connection: one maximal request head plus a pipelined
 /// follower's start.
@@ -47,18 +44,11 @@ const TAG_MASK: u64 = 0xff << 56;
 
 pub struct HttpWorkerSetup {
     pub index: usize,
-    /// Index of this worker's counters in `stats`.
-    pub stats_index: usize,
     pub listeners: Vec<socket2::Socket>,
-    pub tracker: Arc<Tracker>,
-    pub policy: HttpPolicy,
-    pub stats: Arc<[WorkerStats]>,
+    pub engine: EngineSetup,
     pub stop: Arc<AtomicBool>,
-    pub started: Instant,
     pub max_connections: usize,
     pub idle_timeout: u32,
-    /// Swarm-table shards this worker expires per tick.
-    pub sweep_per_tick: usize,
     /// HTTPS: listeners from this index on speak TLS with this config.
     pub tls: Option<(usize, TlsConfig)>,
 }
@@ -104,16 +94,11 @@ struct Worker {
     generations: Vec<u32>,
     open: usize,
     listeners: Vec<socket2::Socket>,
-    tracker: Arc<Tracker>,
-    policy: HttpPolicy,
-    stats: Arc<[WorkerStats]>,
-    stats_index: usize,
-    rng: SmallRng,
-    scratch: Scratch,
-    started: Instant,
+    engine: Engine,
     max_connections: usize,
     idle_timeout: u32,
-    sweep_per_tick: usize,
+    /// The tick's timeout, read by the kernel when the entry is submitted.
+    tick: Timespec,
     /// Operations in the kernel besides connection ones (accepts, tick).
     armed: usize,
     tls: Option<(usize, TlsConfig)>,
@@ -138,8 +123,6 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
             return;
         }
     };
-    let mut seed = [0u8; 32];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
     let stop = setup.stop.clone();
     let mut w = Worker {
         conns: Vec::new(),
@@ -147,16 +130,10 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         generations: Vec::new(),
         open: 0,
         listeners: setup.listeners,
-        tracker: setup.tracker,
-        policy: setup.policy,
-        stats: setup.stats,
-        stats_index: setup.stats_index,
-        rng: SmallRng::from_seed(seed),
-        scratch: Scratch::default(),
-        started: setup.started,
+        engine: Engine::new(setup.engine, Instant::now()),
         max_connections: setup.max_connections,
         idle_timeout: setup.idle_timeout,
-        sweep_per_tick: setup.sweep_per_tick,
+        tick: Timespec::new(),
         armed: 0,
         tls: setup.tls,
     };
@@ -170,11 +147,12 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
 
 impl Worker {
     fn stats(&self) -> &WorkerStats {
-        &self.stats[self.stats_index]
+        self.engine.stats()
     }
 
+    /// Tracker seconds now (connection timeouts are kept in them).
     fn now(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
+        self.engine.tracker_secs(Instant::now())
     }
 
     fn serve(&mut self, ring: &mut IoUring, stop: &AtomicBool) -> io::Result<()> {
@@ -186,7 +164,7 @@ impl Worker {
         let mut stopping = false;
         loop {
             sq.sync();
-            submit_and_wait(&submitter, &self.stats[self.stats_index])?;
+            submit_and_wait(&submitter, self.engine.stats())?;
             cq.sync();
             for cqe in &mut cq {
                 let ud = cqe.user_data();
@@ -236,8 +214,19 @@ impl Worker {
         self.armed += 1;
     }
 
+    /// Arm the wake-up for the engine's next timer (at most `TICK` away:
+    /// connection timeouts and the stop flag are looked at every tick).
     fn arm_tick(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        push_tick(sq, submitter, TAG_TICK);
+        let wait = self
+            .engine
+            .poll_timeout()
+            .map_or(TICK, |t| t.saturating_duration_since(Instant::now()))
+            .clamp(Duration::from_millis(1), TICK);
+        self.tick = Timespec::from(wait);
+        let entry = opcode::Timeout::new(&self.tick).build().user_data(TAG_TICK);
+        // SAFETY: the timespec lives in this worker, which outlives the
+        // ring; the kernel reads it when the entry is submitted.
+        unsafe { push(sq, submitter, &entry) };
         self.armed += 1;
     }
 
@@ -380,7 +369,7 @@ impl Worker {
         if !self.settle(slot, generation, result, now) {
             return;
         }
-        let stats = &self.stats[self.stats_index];
+        let stats = self.engine.stats();
         let c = self.conns[slot].as_mut().expect("settled connection");
         match &mut c.tls {
             Some(t) => {
@@ -411,7 +400,7 @@ impl Worker {
         }
         let c = self.conns[slot].as_mut().expect("settled connection");
         c.sent += result as usize;
-        self.stats[self.stats_index].add(Counter::BytesOut, result as u64);
+        self.engine.stats().add(Counter::BytesOut, result as u64);
         if c.sent < c.write.len() {
             self.arm_send(slot, sq, submitter);
             return;
@@ -432,50 +421,25 @@ impl Worker {
         let Some(c) = self.conns[slot].as_mut() else {
             return;
         };
-        let stats = &self.stats[self.stats_index];
         if let Some(t) = &mut c.tls {
             let (n, closed) = tls::pull(&mut t.session, &mut c.read[c.filled..]);
             c.filled += n;
             t.peer_closed |= closed;
         }
+        let at = Instant::now();
         let mut consumed = 0;
         while !c.close_after_write {
             match parse_head(&c.read[consumed..c.filled]) {
                 Ok(Some(head)) => {
-                    stats.add(Counter::HttpRequests, 1);
-                    let (tracker, policy, rng, scratch) = (
-                        &self.tracker,
-                        &self.policy,
-                        &mut self.rng,
-                        &mut self.scratch,
-                    );
-                    let write = &mut c.write;
-                    let peer = c.peer;
-                    let keep = contain(stats, || {
-                        handle_request(tracker, policy, &head, peer, now, rng, scratch, write)
-                    });
+                    let keep = self
+                        .engine
+                        .handle_http_request(at, &head, c.peer, &mut c.write);
                     consumed += head.len;
-                    match self.scratch.kind() {
-                        RequestKind::Announce => stats.add(Counter::HttpAnnounce, 1),
-                        RequestKind::Scrape => stats.add(Counter::HttpScrape, 1),
-                        RequestKind::Other => {}
-                    }
-                    if let Some(why) = self.scratch.failure() {
-                        stats.count_error(why);
-                    }
-                    match keep {
-                        Some(true) => {}
-                        Some(false) => c.close_after_write = true,
-                        None => {
-                            reject(&mut c.write, crate::protocol::http::HeadError::NotHttp);
-                            c.close_after_write = true;
-                        }
-                    }
+                    c.close_after_write = !keep;
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    stats.add(Counter::HttpRejected, 1);
-                    reject(&mut c.write, e);
+                    self.engine.reject_http(e, &mut c.write);
                     c.close_after_write = true;
                     consumed = c.filled;
                 }
@@ -519,11 +483,10 @@ impl Worker {
     }
 
     fn on_tick(&mut self) {
-        let now = self.now();
         // HTTP workers share the table's expiry with the UDP workers (a
         // tracker may serve HTTP only).
-        let dropped = self.tracker.sweep(self.sweep_per_tick, now);
-        self.stats().add(Counter::SweptPeers, dropped as u64);
+        self.engine.handle_timeout(Instant::now());
+        let now = self.now();
         let timeout = self.idle_timeout;
         for slot in 0..self.conns.len() {
             let Some(c) = &self.conns[slot] else {

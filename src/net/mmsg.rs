@@ -4,37 +4,31 @@
 //! It exists for two reasons: kernels or containers without io_uring
 //! (`udp.backend = "mmsg"`), and as the baseline the io_uring driver is
 //! measured against (`make bench` runs both). It shares everything but the
-//! system calls with the io_uring worker: the same sockets, the same
-//! `handle_datagram`, the same counters.
+//! system calls with the io_uring worker: the same sockets, the same engine
+//! (`Engine::handle_udp_batch`), the same counters.
 //!
 //! Per wake-up it drains each readable socket in batches: one `recvmmsg`
-//! for up to `BATCH` datagrams, each answered into its own reply slot, then
-//! one `sendmmsg` for the replies.
+//! for up to `BATCH` datagrams, handed to the engine as one batch (each
+//! answered into its own reply slot), then one `sendmmsg` for the replies.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use std::time::Instant;
 
 use super::WorkerSetup;
 use super::msg::{
     CONTROL_LEN, Control, NAME_LEN, Name, ReplySlot, parse_local_addr, parse_sockaddr,
 };
-use super::ring::contain;
+use crate::engine::Engine;
+use crate::engine::batch::UdpBatch;
 use crate::stats::{Counter, WorkerStats};
-use crate::tracker::Tracker;
-use crate::tracker::udp::{UdpOutcome, handle_datagram};
 
 /// Datagrams per recvmmsg and replies per sendmmsg.
 const BATCH: usize = 64;
 /// Largest datagram read; longer ones are cut (MSG_TRUNC) and dropped.
 const RECV_LEN: usize = 2048;
-const TICK: Duration = Duration::from_millis(250);
-
 /// One receive buffer with its header, name and control space.
 #[repr(C)]
 struct RecvSlot {
@@ -49,11 +43,7 @@ struct Worker {
     recv_hdrs: Box<[libc::mmsghdr]>,
     replies: Box<[ReplySlot]>,
     send_hdrs: Box<[libc::mmsghdr]>,
-    tracker: Arc<Tracker>,
-    stats: Arc<[WorkerStats]>,
-    index: usize,
-    rng: SmallRng,
-    started: Instant,
+    engine: Engine,
 }
 
 /// Run a worker until `stop` is set. `ready` is told whether set-up worked.
@@ -64,8 +54,6 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
             return;
         }
     }
-    let mut seed = [0u8; 32];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
     let mut w = Worker {
         recv: (0..BATCH)
             .map(|_| RecvSlot {
@@ -81,11 +69,7 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
         replies: (0..BATCH).map(|_| ReplySlot::new()).collect(),
         // SAFETY: as above.
         send_hdrs: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
-        tracker: setup.tracker.clone(),
-        stats: setup.stats.clone(),
-        index: setup.index,
-        rng: SmallRng::from_seed(seed),
-        started: setup.started,
+        engine: Engine::new(setup.engine, Instant::now()),
     };
     for r in w.replies.iter_mut() {
         r.link();
@@ -100,9 +84,13 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
             revents: 0,
         })
         .collect();
-    let mut next_tick = Instant::now() + TICK;
     while !setup.stop.load(Ordering::Relaxed) {
-        let wait = next_tick.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let wait = w
+            .engine
+            .poll_timeout()
+            .map_or(super::ring::TICK, |t| t.saturating_duration_since(now))
+            .min(super::ring::TICK);
         // SAFETY: `pollfds` is a valid array of its length.
         let n = unsafe {
             libc::poll(
@@ -118,12 +106,7 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
                 }
             }
         }
-        if Instant::now() >= next_tick {
-            next_tick += TICK;
-            let now = w.now();
-            let dropped = w.tracker.sweep(setup.sweep_per_tick, now);
-            w.stats().add(Counter::SweptPeers, dropped as u64);
-        }
+        w.engine.handle_timeout(Instant::now());
     }
 }
 
@@ -140,11 +123,7 @@ fn wait_writable(fd: i32) -> bool {
 
 impl Worker {
     fn stats(&self) -> &WorkerStats {
-        &self.stats[self.index]
-    }
-
-    fn now(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
+        self.engine.stats()
     }
 
     /// Answer everything queued on `fd`, a batch at a time.
@@ -180,11 +159,7 @@ impl Worker {
                 return;
             }
             let got = got as usize;
-            let now = self.now();
-            let mut replies = 0;
-            for i in 0..got {
-                replies += self.answer(i, replies, now);
-            }
+            let replies = self.answer(got);
             self.send(fd, replies);
             if got < BATCH {
                 return;
@@ -192,45 +167,38 @@ impl Worker {
         }
     }
 
-    /// Handle received datagram `i`, writing its reply (if any) into reply
-    /// slot `next`. Returns 1 if a reply was queued.
-    fn answer(&mut self, i: usize, next: usize, now: u32) -> usize {
-        let stats = &self.stats[self.index];
-        let hdr = &self.recv_hdrs[i];
-        let slot = &self.recv[i];
-        let len = hdr.msg_len as usize;
-        stats.add(Counter::Received, 1);
-        stats.add(Counter::BytesIn, len as u64);
-        if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-            stats.add(Counter::DropOversized, 1);
-            return 0;
-        }
-        let name = &slot.name.0[..(hdr.msg_hdr.msg_namelen as usize).min(NAME_LEN)];
-        let control = &slot.control.0[..hdr.msg_hdr.msg_controllen.min(CONTROL_LEN)];
-        let Some(src) = parse_sockaddr(name) else {
-            stats.add(Counter::DropNoAddress, 1);
-            return 0;
+    /// Hand the `got` datagrams just received to the engine as one batch;
+    /// returns how many replies are queued in `send_hdrs`.
+    fn answer(&mut self, got: usize) -> usize {
+        let stats = self.engine.stats();
+        let mut batch = MmsgBatch {
+            order: [0; BATCH],
+            len: 0,
+            sources: [None; BATCH],
+            recv: &self.recv,
+            recv_hdrs: &self.recv_hdrs,
+            replies: &mut self.replies,
+            send_hdrs: &mut self.send_hdrs,
+            queued: 0,
         };
-        let reply = &mut self.replies[next];
-        let (tracker, rng) = (&self.tracker, &mut self.rng);
-        let payload = &slot.buf[..len.min(RECV_LEN)];
-        let Some(outcome) = contain(stats, || {
-            handle_datagram(tracker, payload, src, now, rng, &mut reply.buf)
-        }) else {
-            return 0;
-        };
-        match outcome {
-            UdpOutcome::Reply { len, kind } => {
-                stats.count_reply(kind);
-                reply.address(name, parse_local_addr(control), len);
-                self.send_hdrs[next].msg_hdr = reply.msg;
-                1
+        for i in 0..got {
+            let hdr = &self.recv_hdrs[i];
+            stats.add(Counter::Received, 1);
+            stats.add(Counter::BytesIn, u64::from(hdr.msg_len));
+            if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                stats.add(Counter::DropOversized, 1);
+                continue;
             }
-            UdpOutcome::Drop(why) => {
-                stats.count_drop(why);
-                0
-            }
+            let Some(src) = parse_sockaddr(name_of(&self.recv[i], hdr)) else {
+                stats.add(Counter::DropNoAddress, 1);
+                continue;
+            };
+            batch.order[batch.len] = i as u8;
+            batch.sources[batch.len] = Some(src);
+            batch.len += 1;
         }
+        self.engine.handle_udp_batch(Instant::now(), &mut batch);
+        batch.queued
     }
 
     /// Send the first `count` queued replies.
@@ -261,10 +229,67 @@ impl Worker {
                 continue;
             }
             for h in &self.send_hdrs[sent..sent + n as usize] {
-                self.stats[self.index].add(Counter::BytesOut, u64::from(h.msg_len));
+                self.stats().add(Counter::BytesOut, u64::from(h.msg_len));
             }
             self.stats().add(Counter::Sent, n as u64);
             sent += n as usize;
         }
+    }
+}
+
+/// The raw source address of a received datagram.
+fn name_of<'a>(slot: &'a RecvSlot, hdr: &libc::mmsghdr) -> &'a [u8] {
+    &slot.name.0[..(hdr.msg_hdr.msg_namelen as usize).min(NAME_LEN)]
+}
+
+/// One recvmmsg's datagrams as the engine sees them: datagram `i` of the
+/// batch is received slot `order[i]`, and its reply goes into the reply
+/// slot of the same index.
+struct MmsgBatch<'a> {
+    order: [u8; BATCH],
+    len: usize,
+    sources: [Option<SocketAddr>; BATCH],
+    recv: &'a [RecvSlot],
+    recv_hdrs: &'a [libc::mmsghdr],
+    replies: &'a mut [ReplySlot],
+    send_hdrs: &'a mut [libc::mmsghdr],
+    /// Replies queued in `send_hdrs[..queued]`.
+    queued: usize,
+}
+
+impl UdpBatch for MmsgBatch<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        let r = usize::from(self.order[i]);
+        let len = self.recv_hdrs[r].msg_len as usize;
+        &self.recv[r].buf[..len.min(RECV_LEN)]
+    }
+
+    fn exchange(&mut self, i: usize) -> (&[u8], SocketAddr, &mut [u8]) {
+        let r = usize::from(self.order[i]);
+        let len = self.recv_hdrs[r].msg_len as usize;
+        let src = self.sources[i].expect("collected with its source");
+        (
+            &self.recv[r].buf[..len.min(RECV_LEN)],
+            src,
+            &mut self.replies[r].buf,
+        )
+    }
+
+    fn complete(&mut self, i: usize, reply: Option<usize>) {
+        let Some(len) = reply else {
+            return;
+        };
+        let r = usize::from(self.order[i]);
+        let hdr = &self.recv_hdrs[r];
+        let slot = &self.recv[r];
+        let control = &slot.control.0[..hdr.msg_hdr.msg_controllen.min(CONTROL_LEN)];
+        let reply = &mut self.replies[r];
+        reply.address(name_of(slot, hdr), parse_local_addr(control), len);
+        self.send_hdrs[self.queued].msg_hdr = reply.msg;
+        self.queued += 1;
     }
 }

@@ -2,10 +2,11 @@
 //! only module with `unsafe`, each block stating the invariant it relies on.
 //!
 //! `Server::start` checks io_uring, binds every socket (so a bad address
-//! fails before anything runs), then starts one worker thread per core,
-//! each with its own ring and its own SO_REUSEPORT socket per address.
-//! Workers share one `Tracker` (and so one swarm table); there is no
-//! channel between receiving a packet and answering it.
+//! fails before anything runs), builds the tracker (`compose`), then starts
+//! one worker thread per core, each with its own engine (`engine::Engine`),
+//! its own ring and its own SO_REUSEPORT socket per address. Workers share
+//! one `Tracker` (and so one swarm table); there is no channel between
+//! receiving a packet and answering it.
 
 pub mod buf_ring;
 pub mod http;
@@ -26,31 +27,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use rand::Rng;
-
+use crate::compose;
 use crate::config::{Config, UdpBackend};
+use crate::engine::EngineSetup;
+use crate::engine::http::HttpPolicy;
 use crate::stats::WorkerStats;
 use crate::tracker::Tracker;
-use crate::tracker::announce::Limits;
-use crate::tracker::connection_id::ConnectionIdIssuer;
-use crate::tracker::http::HttpPolicy;
-use crate::tracker::peer_set::AddrHasher;
-use crate::tracker::rate_limit::RateLimiter;
-use crate::tracker::table::SwarmTable;
 
 /// What a UDP worker thread is given: its sockets (one per listening
-/// address) and its share of everything else.
+/// address), its engine, and the knobs of its buffers.
 pub struct WorkerSetup {
     pub index: usize,
     pub sockets: Vec<socket2::Socket>,
-    pub tracker: Arc<Tracker>,
-    pub stats: Arc<[WorkerStats]>,
+    pub engine: EngineSetup,
     pub stop: Arc<AtomicBool>,
-    pub started: Instant,
     pub recv_buffers: u16,
     pub send_slots: usize,
-    /// Swarm-table shards this worker expires per tick.
-    pub sweep_per_tick: usize,
 }
 
 /// The oldest kernel with everything the UDP path uses (multishot
@@ -168,40 +160,14 @@ impl Server {
             mine.extend(more);
         }
 
-        let mut rng = rand::rng();
-        let mut key = [0u8; 16];
-        rng.fill_bytes(&mut key);
-        let shards = config.tracker.shards as usize;
-        let l = &config.limits;
-        let mut limiter = |per_second: u32, burst: u32| {
-            (per_second > 0).then(|| {
-                RateLimiter::new(
-                    per_second,
-                    burst,
-                    l.slots as usize,
-                    AddrHasher::new(rng.next_u64(), rng.next_u64()),
-                )
-            })
-        };
-        let limits = Limits {
-            connects: limiter(l.connects_per_second, l.connect_burst),
-            announces: limiter(l.announces_per_second, l.announce_burst),
-        };
-        let tracker = Arc::new(
-            Tracker::new(
-                config.announce_policy(),
-                SwarmTable::new(shards, [rng.next_u64(), rng.next_u64()]),
-                ConnectionIdIssuer::new(key),
-            )
-            .with_limits(limits),
-        );
-        tracker.set_access(config.access_rules()?);
+        let tracker = Arc::new(compose::build_tracker(config)?);
         prepare(&tracker);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         // A full pass over the table every ~30 s (120 ticks of 250 ms).
+        let shards = config.tracker.shards as usize;
         let sweep_per_tick = shards.div_ceil(120 * workers).max(1);
 
         let mut server = Server {
@@ -220,17 +186,27 @@ impl Server {
         } else {
             udp_sockets
         };
+        let policy = HttpPolicy {
+            full_scrape: config.http.full_scrape,
+            trusted_proxies: config.http.trusted_proxies.clone(),
+        };
+        let engine = |stats_index| EngineSetup {
+            tracker: tracker.clone(),
+            stats: stats.clone(),
+            stats_index,
+            started,
+            sweep_per_tick,
+            http: policy.clone(),
+            seed: compose::worker_seed(),
+        };
         for (index, worker_sockets) in udp_workers.into_iter().enumerate() {
             let setup = WorkerSetup {
                 index,
                 sockets: worker_sockets,
-                tracker: tracker.clone(),
-                stats: stats.clone(),
+                engine: engine(index),
                 stop: stop.clone(),
-                started,
                 recv_buffers: config.udp.recv_buffers as u16,
                 send_slots: config.udp.send_slots as usize,
-                sweep_per_tick,
             };
             let started = server.spawn(format!("udp-{index}"), move |ready| match backend {
                 UdpBackend::IoUring => udp::run(setup, ready),
@@ -238,26 +214,17 @@ impl Server {
             });
             started.map_err(|source| StartError::Worker { index, source })?;
         }
-        let policy = HttpPolicy {
-            full_scrape: config.http.full_scrape,
-            trusted_proxies: config.http.trusted_proxies.clone(),
-        };
         for (index, listeners) in http_sockets.into_iter().enumerate() {
             if listeners.is_empty() {
                 continue;
             }
             let setup = http::HttpWorkerSetup {
                 index,
-                stats_index: workers + index,
                 listeners,
-                tracker: tracker.clone(),
-                policy: policy.clone(),
-                stats: stats.clone(),
+                engine: engine(workers + index),
                 stop: stop.clone(),
-                started,
                 max_connections: config.http.max_connections as usize,
                 idle_timeout: config.http.idle_timeout,
-                sweep_per_tick,
                 tls: tls.clone().map(|t| (tls_from[index], t)),
             };
             let started = server.spawn(format!("http-{index}"), move |ready| {

@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::tracker::udp::REPLY_BUFFER_LEN;
+use crate::engine::udp::REPLY_BUFFER_LEN;
 
 /// Room for the largest source address (sockaddr_in6).
 pub const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>();

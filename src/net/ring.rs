@@ -1,15 +1,18 @@
 //! What both io_uring drivers (UDP and HTTP) need besides their own state:
-//! queueing an entry, the periodic tick, cancelling everything at shutdown,
-//! and containing a panic of the core to the request that caused it.
+//! queueing an entry, submitting and waiting, cancelling everything at
+//! shutdown.
+
+use std::time::Duration;
 
 use io_uring::squeue::Entry;
-use io_uring::types::{CancelBuilder, Timespec};
+use io_uring::types::CancelBuilder;
 use io_uring::{SubmissionQueue, Submitter, opcode};
 
 use crate::stats::{Counter, WorkerStats};
 
-/// How often a worker wakes when idle: expiry sweeps, timeouts, shutdown.
-pub const TICK: Timespec = Timespec::new().nsec(250_000_000);
+/// The longest a worker sleeps without a look at the stop flag (and, for
+/// HTTP, at connection timeouts).
+pub const TICK: Duration = Duration::from_millis(250);
 
 /// Submit everything queued and sleep until at least one completion,
 /// counting the enter and the entries submitted (their ratio is the
@@ -26,13 +29,6 @@ pub fn submit_and_wait(submitter: &Submitter<'_>, stats: &WorkerStats) -> std::i
     Ok(())
 }
 
-/// Queue the tick timeout with `user_data`.
-pub fn push_tick(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, user_data: u64) {
-    let entry = opcode::Timeout::new(&TICK).build().user_data(user_data);
-    // SAFETY: the entry points only at TICK, a constant that lives forever.
-    unsafe { push(sq, submitter, &entry) };
-}
-
 /// Queue a cancel of every operation of the ring (shutdown).
 pub fn push_cancel_all(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, user_data: u64) {
     let entry = opcode::AsyncCancel2::new(CancelBuilder::any())
@@ -40,20 +36,6 @@ pub fn push_cancel_all(sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>, 
         .user_data(user_data);
     // SAFETY: a cancel entry references no memory of ours.
     unsafe { push(sq, submitter, &entry) };
-}
-
-/// Run the core on one datagram; a panic (a bug) costs that datagram, is
-/// counted as `internal_error` and logged by the panic hook, and the worker
-/// goes on serving: a dead worker would leave its SO_REUSEPORT socket
-/// bound and silently drop every client the kernel hashes to it.
-pub fn contain<T>(stats: &WorkerStats, f: impl FnOnce() -> T) -> Option<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            stats.add(Counter::InternalError, 1);
-            None
-        }
-    }
 }
 
 /// Queue an entry, submitting first if the submission queue is full (it is

@@ -4,37 +4,37 @@
 //! - Receiving: one multishot RecvMsg per socket over a shared provided-
 //!   buffer ring. Each completion carries one datagram with its source
 //!   address and its IP_PKTINFO / IPV6_PKTINFO (the local address it came
-//!   to). The buffer goes back to the ring as soon as the datagram is
-//!   answered. When a multishot ends (ENOBUFS when every buffer was in use,
-//!   or any error) it is counted and armed again.
-//! - Answering: `tracker::udp::handle_datagram` writes the reply straight
-//!   into a free send slot: a preallocated buffer with its own msghdr,
+//!   to). When a multishot ends (ENOBUFS when every buffer was in use, or
+//!   any error) it is counted and armed again once the batch is answered.
+//! - Answering: every datagram of one wake-up's completions is collected
+//!   with a free send slot (a preallocated buffer with its own msghdr,
 //!   iovec, address and control message, which stay put until the send
-//!   completes. Replies are queued as SendMsg entries and go to the kernel
-//!   in one `io_uring_enter` with the wait for the next completions. Nothing
-//!   is allocated per packet.
-//! - Timing: a 250 ms timeout entry wakes the loop to sweep a few shards of
-//!   the swarm table and to notice shutdown.
+//!   completes) and the whole batch goes to the engine
+//!   (`Engine::handle_udp_batch`), which writes each reply straight into
+//!   its slot. Replies are queued as Send/SendMsg entries and go to the
+//!   kernel in one `io_uring_enter` with the wait for the next completions;
+//!   the receive buffers go back to the ring after the batch. Nothing is
+//!   allocated per packet.
+//! - Timing: a timeout entry wakes the loop when the engine's next timer is
+//!   due (the expiry sweep), and at least every 250 ms to notice shutdown.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use io_uring::types::{Fixed, RecvMsgOut};
+use io_uring::types::{Fixed, RecvMsgOut, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 use socket2::Socket;
 
 use super::WorkerSetup;
 use super::buf_ring::BufRing;
-use super::msg::{CONTROL_LEN, NAME_LEN, ReplySlot, parse_local_addr, parse_sockaddr};
-use super::ring::{contain, push, push_cancel_all, push_tick, submit_and_wait};
+use super::msg::{CONTROL_LEN, LocalAddr, NAME_LEN, ReplySlot, parse_local_addr, parse_sockaddr};
+use super::ring::{TICK, push, push_cancel_all, submit_and_wait};
+use crate::engine::Engine;
+use crate::engine::batch::UdpBatch;
 use crate::stats::{Counter, WorkerStats};
-use crate::tracker::Tracker;
-use crate::tracker::udp::{UdpOutcome, handle_datagram};
 
 /// Bytes per receive buffer: the io_uring_recvmsg_out header, the source
 /// address, the control message and a payload of up to ~1.9 KB (a 74-hash
@@ -48,6 +48,41 @@ const TAG_TICK: u64 = 3 << 32;
 const TAG_CANCEL: u64 = 4 << 32;
 const TAG_MASK: u64 = 0xffff_ffff << 32;
 
+/// A received datagram waiting for the batch to be answered: where it is
+/// and the send slot set aside for its reply.
+#[derive(Clone, Copy)]
+struct Pending {
+    socket: u32,
+    bid: u16,
+    slot: u32,
+    src: SocketAddr,
+    /// The local address it came to (wildcard sockets only).
+    local: Option<LocalAddr>,
+    /// Where the payload and the raw source address are in the buffer.
+    payload: Range,
+    name: Range,
+}
+
+#[derive(Clone, Copy)]
+struct Range {
+    start: u16,
+    len: u16,
+}
+
+impl Range {
+    /// `part`'s place in `whole` (a subslice of it).
+    fn within(whole: &[u8], part: &[u8]) -> Range {
+        Range {
+            start: (part.as_ptr() as usize - whole.as_ptr() as usize) as u16,
+            len: part.len() as u16,
+        }
+    }
+
+    fn of<'a>(&self, whole: &'a [u8]) -> &'a [u8] {
+        &whole[usize::from(self.start)..][..usize::from(self.len)]
+    }
+}
+
 /// Everything the loop owns besides the ring. Field order is drop order:
 /// the ring (in `run`) is dropped before any of this memory.
 struct Worker {
@@ -58,12 +93,13 @@ struct Worker {
     /// control lengths for every datagram, so it must stay put.
     recv_msgs: Box<[libc::msghdr]>,
     sockets: Vec<Socket>,
-    tracker: Arc<Tracker>,
-    stats: Arc<[WorkerStats]>,
-    index: usize,
-    rng: SmallRng,
-    started: Instant,
-    sweep_per_tick: usize,
+    /// The datagrams of the current wake-up (at most one per buffer).
+    pending: Vec<Pending>,
+    /// Sockets whose multishot receive ended in this wake-up.
+    rearm: Vec<bool>,
+    engine: Engine,
+    /// The tick's timeout, read by the kernel when the entry is submitted.
+    tick: Timespec,
     /// Operations the kernel still holds (receives, sends, the tick).
     inflight: usize,
 }
@@ -75,12 +111,12 @@ pub fn probe() -> io::Result<()> {
 
 /// Run a worker until `stop` is set. `ready` is told whether set-up worked.
 pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
-    let stop = setup.stop.clone();
+    let (stop, index) = (setup.stop.clone(), setup.index);
     match Ring::new(setup) {
         Ok(mut ring) => {
             let _ = ready.send(Ok(()));
             if let Err(e) = ring.serve(&stop) {
-                tracing::error!("udp worker {} stopped: {e}", ring.worker.index);
+                tracing::error!("udp worker {index} stopped: {e}");
             }
         }
         Err(e) => {
@@ -131,8 +167,6 @@ impl Ring {
                 m
             })
             .collect();
-        let mut seed = [0u8; 32];
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
         Ok(Ring {
             ring,
             worker: Worker {
@@ -140,13 +174,11 @@ impl Ring {
                 free_slots: (0..setup.send_slots as u32).rev().collect(),
                 slots,
                 recv_msgs,
+                pending: Vec::with_capacity(usize::from(setup.recv_buffers)),
+                rearm: vec![false; setup.sockets.len()],
                 sockets: setup.sockets,
-                tracker: setup.tracker,
-                stats: setup.stats,
-                index: setup.index,
-                rng: SmallRng::from_seed(seed),
-                started: setup.started,
-                sweep_per_tick: setup.sweep_per_tick,
+                engine: Engine::new(setup.engine, Instant::now()),
+                tick: Timespec::new(),
                 inflight: 0,
             },
         })
@@ -158,31 +190,23 @@ impl Ring {
         for i in 0..w.sockets.len() {
             w.arm_recv(i, &mut sq, &submitter);
         }
-        w.arm_tick(&mut sq, &submitter);
+        w.arm_tick(Instant::now(), &mut sq, &submitter);
         let mut stopping = false;
         loop {
             sq.sync();
             // Submit every queued reply and sleep until the next completion.
             // (Waiting for a batch with a timeout, or with IORING_ENTER's
             // min_wait, cost more CPU per reply: docs/PERFORMANCE.md.)
-            submit_and_wait(&submitter, w.stats())?;
+            submit_and_wait(&submitter, w.engine.stats())?;
             cq.sync();
-            let now = w.now();
+            let now = Instant::now();
             for cqe in &mut cq {
                 let (tag, idx) = (
                     cqe.user_data() & TAG_MASK,
                     (cqe.user_data() & 0xffff_ffff) as usize,
                 );
                 match tag {
-                    TAG_RECV => w.on_recv(
-                        idx,
-                        cqe.result(),
-                        cqe.flags(),
-                        now,
-                        &mut sq,
-                        &submitter,
-                        stopping,
-                    ),
+                    TAG_RECV => w.on_recv(idx, cqe.result(), cqe.flags()),
                     TAG_SEND => w.on_send(idx, cqe.result()),
                     TAG_TICK => {
                         w.inflight -= 1;
@@ -192,15 +216,19 @@ impl Ring {
                                 push_cancel_all(&mut sq, &submitter, TAG_CANCEL);
                             }
                         } else {
-                            w.on_tick(now);
-                            w.arm_tick(&mut sq, &submitter);
+                            w.engine.handle_timeout(now);
+                            w.arm_tick(now, &mut sq, &submitter);
                         }
                     }
                     _ => {}
                 }
             }
             cq.sync();
+            w.answer_pending(now, &mut sq, &submitter);
             w.bufs.publish();
+            if !stopping {
+                w.rearm_ended(&mut sq, &submitter);
+            }
             if stopping && w.inflight == 0 {
                 // Hand the sockets back now: a ring lets go of registered
                 // files only in its asynchronous teardown, after the process
@@ -215,11 +243,7 @@ impl Ring {
 
 impl Worker {
     fn stats(&self) -> &WorkerStats {
-        &self.stats[self.index]
-    }
-
-    fn now(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
+        self.engine.stats()
     }
 
     fn arm_recv(&mut self, socket: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
@@ -237,14 +261,31 @@ impl Worker {
         self.inflight += 1;
     }
 
-    fn arm_tick(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        push_tick(sq, submitter, TAG_TICK);
+    /// Arm the wake-up for the engine's next timer (at most `TICK`
+    /// away).
+    fn arm_tick(&mut self, now: Instant, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let wait = self
+            .engine
+            .poll_timeout()
+            .map_or(TICK, |t| t.saturating_duration_since(now))
+            .clamp(Duration::from_millis(1), TICK);
+        self.tick = Timespec::from(wait);
+        let entry = opcode::Timeout::new(&self.tick).build().user_data(TAG_TICK);
+        // SAFETY: the timespec lives in this worker, which outlives the
+        // ring; the kernel reads it when the entry is submitted.
+        unsafe { push(sq, submitter, &entry) };
         self.inflight += 1;
     }
 
-    fn on_tick(&mut self, now: u32) {
-        let dropped = self.tracker.sweep(self.sweep_per_tick, now);
-        self.stats().add(Counter::SweptPeers, dropped as u64);
+    /// Re-arm every multishot receive that ended in this wake-up, now that
+    /// the batch's buffers are back in the ring.
+    fn rearm_ended(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        for socket in 0..self.rearm.len() {
+            if std::mem::take(&mut self.rearm[socket]) {
+                self.stats().add(Counter::RecvRearm, 1);
+                self.arm_recv(socket, sq, submitter);
+            }
+        }
     }
 
     fn on_send(&mut self, slot: usize, result: i32) {
@@ -258,107 +299,146 @@ impl Worker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_recv(
-        &mut self,
-        socket: usize,
-        result: i32,
-        flags: u32,
-        now: u32,
-        sq: &mut SubmissionQueue<'_>,
-        submitter: &Submitter<'_>,
-        stopping: bool,
-    ) {
+    fn on_recv(&mut self, socket: usize, result: i32, flags: u32) {
         if !cqueue::more(flags) {
             self.inflight -= 1;
+            self.rearm[socket] = true;
         }
         if result >= 0 {
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                self.answer(socket, bid, result as usize, now, sq, submitter);
-                self.bufs.recycle(bid);
-            } else {
-                self.stats().add(Counter::RecvError, 1);
+            match cqueue::buffer_select(flags) {
+                Some(bid) => self.collect(socket, bid, result as u32),
+                None => self.stats().add(Counter::RecvError, 1),
             }
         } else if result == -libc::ENOBUFS {
             self.stats().add(Counter::RecvEnobufs, 1);
         } else if result != -libc::ECANCELED {
             self.stats().add(Counter::RecvError, 1);
         }
-        if !cqueue::more(flags) && !stopping {
-            self.stats().add(Counter::RecvRearm, 1);
-            // Buffers recycled so far must be visible before the new receive
-            // looks for one.
-            self.bufs.publish();
-            self.arm_recv(socket, sq, submitter);
+    }
+
+    /// Keep the datagram in buffer `bid` for this wake-up's batch, with a
+    /// send slot for its reply; or count why it is dropped at once.
+    fn collect(&mut self, socket: usize, bid: u16, len: u32) {
+        let stats = self.engine.stats();
+        let buf = self.bufs.buffer(bid, len as usize);
+        let drop = match RecvMsgOut::parse(buf, &self.recv_msgs[socket]) {
+            Err(()) => Some(Counter::RecvError),
+            Ok(msg) => {
+                stats.add(Counter::Received, 1);
+                stats.add(Counter::BytesIn, u64::from(msg.incoming_payload_len()));
+                if msg.is_payload_truncated() {
+                    Some(Counter::DropOversized)
+                } else {
+                    match (parse_sockaddr(msg.name_data()), self.free_slots.pop()) {
+                        (None, _) => Some(Counter::DropNoAddress),
+                        (Some(_), None) => Some(Counter::DropNoSendSlot),
+                        (Some(src), Some(slot)) => {
+                            self.pending.push(Pending {
+                                socket: socket as u32,
+                                bid,
+                                slot,
+                                src,
+                                local: parse_local_addr(msg.control_data()),
+                                payload: Range::within(buf, msg.payload_data()),
+                                name: Range::within(buf, msg.name_data()),
+                            });
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(counter) = drop {
+            stats.add(counter, 1);
+            self.bufs.recycle(bid);
         }
     }
 
-    /// Handle the datagram in buffer `bid` and queue its reply, if any.
-    fn answer(
+    /// Answer the datagrams collected in this wake-up and give their
+    /// receive buffers back.
+    fn answer_pending<'q>(
         &mut self,
-        socket: usize,
-        bid: u16,
-        len: usize,
-        now: u32,
-        sq: &mut SubmissionQueue<'_>,
-        submitter: &Submitter<'_>,
+        now: Instant,
+        sq: &mut SubmissionQueue<'q>,
+        submitter: &Submitter<'q>,
     ) {
-        let stats = &self.stats[self.index];
-        let Ok(msg) = RecvMsgOut::parse(self.bufs.buffer(bid, len), &self.recv_msgs[socket]) else {
-            stats.add(Counter::RecvError, 1);
-            return;
-        };
-        stats.add(Counter::Received, 1);
-        stats.add(Counter::BytesIn, u64::from(msg.incoming_payload_len()));
-        if msg.is_payload_truncated() {
-            stats.add(Counter::DropOversized, 1);
+        if self.pending.is_empty() {
             return;
         }
-        let Some(src) = parse_sockaddr(msg.name_data()) else {
-            stats.add(Counter::DropNoAddress, 1);
-            return;
+        let mut batch = RingBatch {
+            pending: &self.pending,
+            bufs: &self.bufs,
+            slots: &mut self.slots,
+            free_slots: &mut self.free_slots,
+            sq,
+            submitter,
+            queued: 0,
         };
-        let Some(slot_index) = self.free_slots.pop() else {
-            stats.add(Counter::DropNoSendSlot, 1);
-            return;
-        };
-        let slot = &mut self.slots[slot_index as usize];
-        let (tracker, rng) = (&self.tracker, &mut self.rng);
-        let Some(outcome) = contain(stats, || {
-            handle_datagram(tracker, msg.payload_data(), src, now, rng, &mut slot.buf)
-        }) else {
-            self.free_slots.push(slot_index);
-            return;
-        };
-        match outcome {
-            UdpOutcome::Reply { len, kind } => {
-                stats.count_reply(kind);
-                let local = parse_local_addr(msg.control_data());
-                slot.address(msg.name_data(), local, len);
-                let entry = if local.is_some() {
-                    // A wildcard socket: the control message picks the
-                    // source address, so this needs the full sendmsg.
-                    opcode::SendMsg::new(Fixed(socket as u32), &slot.msg).build()
-                } else {
-                    // Bound to one address: a plain send with a destination
-                    // skips copying and checking a msghdr per packet.
-                    opcode::Send::new(Fixed(socket as u32), slot.buf.as_ptr(), len as u32)
-                        .dest_addr(slot.name.0.as_ptr().cast())
-                        .dest_addr_len(slot.msg.msg_namelen)
-                        .build()
-                }
-                .user_data(TAG_SEND | u64::from(slot_index));
-                // SAFETY: the slot (msghdr, iovec, name, control, buffer)
-                // that either entry points into is not touched again until
-                // this send completes: it is off the
-                // free list until `on_send`. Slots outlive the ring.
-                unsafe { push(sq, submitter, &entry) };
-                self.inflight += 1;
-            }
-            UdpOutcome::Drop(why) => {
-                stats.count_drop(why);
-                self.free_slots.push(slot_index);
-            }
+        self.engine.handle_udp_batch(now, &mut batch);
+        self.inflight += batch.queued;
+        for p in self.pending.drain(..) {
+            self.bufs.recycle(p.bid);
         }
+    }
+}
+
+/// One wake-up's datagrams as the engine sees them: payloads in the
+/// provided buffers, replies in the send slots set aside for them.
+struct RingBatch<'a, 'q> {
+    pending: &'a [Pending],
+    bufs: &'a BufRing,
+    slots: &'a mut [ReplySlot],
+    free_slots: &'a mut Vec<u32>,
+    sq: &'a mut SubmissionQueue<'q>,
+    submitter: &'a Submitter<'q>,
+    /// Sends queued (operations now in the kernel's hands).
+    queued: usize,
+}
+
+impl UdpBatch for RingBatch<'_, '_> {
+    fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        let p = &self.pending[i];
+        p.payload.of(self.bufs.buffer(p.bid, RECV_BUF_LEN))
+    }
+
+    fn exchange(&mut self, i: usize) -> (&[u8], SocketAddr, &mut [u8]) {
+        let p = &self.pending[i];
+        let payload = p.payload.of(self.bufs.buffer(p.bid, RECV_BUF_LEN));
+        (payload, p.src, &mut self.slots[p.slot as usize].buf)
+    }
+
+    fn complete(&mut self, i: usize, reply: Option<usize>) {
+        let p = self.pending[i];
+        let Some(len) = reply else {
+            self.free_slots.push(p.slot);
+            return;
+        };
+        let name = p.name.of(self.bufs.buffer(p.bid, RECV_BUF_LEN));
+        let slot = &mut self.slots[p.slot as usize];
+        slot.address(name, p.local, len);
+        let socket = Fixed(p.socket);
+        let entry = if p.local.is_some() {
+            // A wildcard socket: the control message picks the source
+            // address, so this needs the full sendmsg.
+            opcode::SendMsg::new(socket, &slot.msg).build()
+        } else {
+            // Bound to one address: a plain send with a destination skips
+            // copying and checking a msghdr per packet.
+            opcode::Send::new(socket, slot.buf.as_ptr(), len as u32)
+                .dest_addr(slot.name.0.as_ptr().cast())
+                .dest_addr_len(slot.msg.msg_namelen)
+                .build()
+        }
+        .user_data(TAG_SEND | u64::from(p.slot));
+        // SAFETY: the slot (msghdr, iovec, name, control, buffer) that
+        // either entry points into is not touched again until this send
+        // completes: it is off the free list until `on_send`. Slots outlive
+        // the ring.
+        unsafe { push(self.sq, self.submitter, &entry) };
+        self.queued += 1;
     }
 }

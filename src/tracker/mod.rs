@@ -6,12 +6,10 @@
 pub mod access;
 pub mod announce;
 pub mod connection_id;
-pub mod http;
 pub mod ledger;
 pub mod peer_set;
 pub mod rate_limit;
 pub mod swarm;
 pub mod table;
-pub mod udp;
 
 pub use announce::{AnnounceAnswer, AnnounceParams, AnnouncePolicy, ScrapeCounts, Tracker};

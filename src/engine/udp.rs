@@ -1,6 +1,6 @@
 //! The UDP frontend's logic, sans I/O: one datagram in (with its source
 //! address and the time), one reply written into a caller-owned buffer, or a
-//! reason it was dropped. The io_uring driver only moves the bytes.
+//! reason it was dropped. The backends only move the bytes.
 //!
 //! A request whose connection id is not valid for its source address is
 //! dropped without a reply: answering would let a spoofed source aim our
@@ -13,9 +13,10 @@ use rand::Rng;
 
 use arrayvec::ArrayVec;
 
-use super::access::passkey_in_path;
-use super::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
+use super::policy::{self, Announcer, Denied};
 use crate::protocol::udp::{self, DropReason, Request, RequestError};
+use crate::tracker::access::{AccessRules, passkey_in_path};
+use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker};
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
 pub const MAX_REPLY_V4: usize = 1500 - 20 - 8;
@@ -55,10 +56,11 @@ pub enum UdpOutcome {
     Drop(UdpDrop),
 }
 
-/// Handle one datagram from `src` at tracker time `now`. `out` must be at
-/// least `REPLY_BUFFER_LEN` bytes.
+/// Handle one datagram from `src` at tracker time `now` under `rules`
+/// (loaded once per batch). `out` must be at least `REPLY_BUFFER_LEN` bytes.
 pub fn handle_datagram(
     tracker: &Tracker,
+    rules: &AccessRules,
     packet: &[u8],
     src: SocketAddr,
     now: u32,
@@ -67,7 +69,6 @@ pub fn handle_datagram(
 ) -> UdpOutcome {
     debug_assert!(out.len() >= REPLY_BUFFER_LEN);
     let ip = src.ip().to_canonical();
-    let rules = tracker.rules();
     if rules.banned(ip) {
         return UdpOutcome::Drop(UdpDrop::Banned);
     }
@@ -106,9 +107,6 @@ pub fn handle_datagram(
             if !tracker.connection_ids.is_valid(a.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
-            if !tracker.announce_allowed(ip, now) {
-                return UdpOutcome::Drop(UdpDrop::RateLimited);
-            }
             // The passkey travels in BEP 41 URLData: the path of the
             // tracker URL, `/<passkey>/announce`.
             let mut url = ArrayVec::new();
@@ -116,24 +114,16 @@ pub fn handle_datagram(
             if rules.private() {
                 udp::url_data(a.options, &mut url);
                 passkey = passkey_in_path(&url);
-                if let Err(r) = check_passkey(&rules, passkey) {
-                    let len = udp::write_error(out, a.transaction_id, r.message());
-                    return UdpOutcome::Reply {
-                        len,
-                        kind: ReplyKind::Error(ErrorReason::Refused(r)),
-                    };
-                }
             }
-            let peer_ip = match ip {
-                IpAddr::V4(_) if tracker.policy.allow_ip_param && a.ip != 0 => {
-                    IpAddr::V4(Ipv4Addr::from(a.ip))
-                }
-                _ => ip,
+            let who = Announcer {
+                seen: ip,
+                passkey,
+                claimed: (ip.is_ipv4() && a.ip != 0).then(|| IpAddr::V4(Ipv4Addr::from(a.ip))),
             };
-            let params = AnnounceParams {
+            let mut params = AnnounceParams {
                 info_hash: a.info_hash,
                 peer_id: a.peer_id,
-                ip: peer_ip,
+                ip,
                 port: a.port,
                 event: a.event,
                 left: a.left,
@@ -147,9 +137,10 @@ pub fn handle_datagram(
                 MAX_REPLY_V6
             };
             let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
-            let answer = match tracker.announce_with(&rules, &params, now, rng, room) {
+            let answer = match policy::announce(tracker, rules, &who, &mut params, now, rng, room) {
                 Ok(a) => a,
-                Err(refusal) => {
+                Err(Denied::RateLimited) => return UdpOutcome::Drop(UdpDrop::RateLimited),
+                Err(Denied::Refused(refusal)) => {
                     let len = udp::write_error(out, a.transaction_id, refusal.message());
                     return UdpOutcome::Reply {
                         len,
@@ -157,9 +148,6 @@ pub fn handle_datagram(
                     };
                 }
             };
-            if let Some(key) = passkey {
-                tracker.ledger.record(&params.report(key), now);
-            }
             udp::write_announce_header(
                 out,
                 a.transaction_id,
@@ -236,7 +224,15 @@ mod tests {
         }
 
         fn send(&mut self, t: &Tracker, packet: &[u8], now: u32) -> Option<&[u8]> {
-            match handle_datagram(t, packet, self.src, now, &mut self.rng, &mut self.out) {
+            match handle_datagram(
+                t,
+                &t.rules(),
+                packet,
+                self.src,
+                now,
+                &mut self.rng,
+                &mut self.out,
+            ) {
                 UdpOutcome::Reply { len, .. } => Some(&self.out[..len]),
                 UdpOutcome::Drop(_) => None,
             }
@@ -558,7 +554,7 @@ mod tests {
         let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
         p.extend_from_slice(&[0; 8]);
         assert_eq!(
-            handle_datagram(&t, &p, c.src, 0, &mut c.rng, &mut c.out),
+            handle_datagram(&t, &t.rules(), &p, c.src, 0, &mut c.rng, &mut c.out),
             UdpOutcome::Drop(UdpDrop::RateLimited),
             "third connect in the same second"
         );

@@ -14,12 +14,13 @@ use std::net::{IpAddr, SocketAddr};
 use arrayvec::ArrayVec;
 use rand::Rng;
 
-use super::access::AccessRules;
-use super::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
-use super::peer_set::{V4, V6};
+use super::policy::{self, Announcer, Denied};
 use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
+use crate::tracker::access::AccessRules;
+use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
+use crate::tracker::peer_set::{V4, V6};
 
 /// The operator's HTTP settings (from `[http]`).
 #[derive(Debug, Clone, Default)]
@@ -145,21 +146,9 @@ pub fn handle_request(
             );
             return keep_alive;
         }
-        Endpoint::Announce { .. } if !tracker.announce_allowed(seen, now) => {
-            // Temporary: BEP 31 asks the client to come back in a minute.
-            scratch.fail(
-                ErrorReason::RateLimited,
-                "rate limit exceeded",
-                Some(RetryIn::Minutes(1)),
-            );
+        Endpoint::Announce { passkey, query } => {
+            announce(tracker, &rules, seen, passkey, query, now, rng, scratch)
         }
-        Endpoint::Announce { passkey, query } => match check_passkey(&rules, passkey) {
-            Ok(()) => {
-                let who = Announcer { seen, passkey };
-                announce(tracker, &rules, who, query, now, rng, scratch)
-            }
-            Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(RetryIn::Never)),
-        },
         Endpoint::Scrape { passkey, query } => match check_passkey(&rules, passkey) {
             Ok(()) => scrape(tracker, policy, query, scratch),
             Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(RetryIn::Never)),
@@ -202,18 +191,12 @@ fn respond(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, body: &[u8], k
     out.extend_from_slice(body);
 }
 
-/// Who is announcing.
-struct Announcer<'a> {
-    /// The client's address (after trusted-proxy resolution).
-    seen: IpAddr,
-    /// The registered passkey it came with (private mode only).
-    passkey: Option<&'a [u8]>,
-}
-
+#[allow(clippy::too_many_arguments)]
 fn announce(
     tracker: &Tracker,
     rules: &AccessRules,
-    Announcer { seen, passkey }: Announcer<'_>,
+    seen: IpAddr,
+    passkey: Option<&[u8]>,
     query: &[u8],
     now: u32,
     rng: &mut impl Rng,
@@ -226,14 +209,15 @@ fn announce(
             return;
         }
     };
-    let ip = match q.ip {
-        Some(ip) if tracker.policy.allow_ip_param => ip.to_canonical(),
-        _ => seen,
+    let who = Announcer {
+        seen,
+        passkey,
+        claimed: q.ip,
     };
-    let params = AnnounceParams {
+    let mut params = AnnounceParams {
         info_hash: q.info_hash,
         peer_id: q.peer_id,
-        ip,
+        ip: seen,
         port: q.port,
         event: q.event,
         left: q.left,
@@ -241,20 +225,31 @@ fn announce(
         downloaded: q.downloaded,
         numwant: q.numwant,
     };
+    let ip = policy::peer_ip(tracker, &who);
     let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
     scratch.peers.resize(room, 0);
-    let a = match tracker.announce_with(rules, &params, now, rng, &mut scratch.peers) {
+    let result = policy::announce(
+        tracker,
+        rules,
+        &who,
+        &mut params,
+        now,
+        rng,
+        &mut scratch.peers,
+    );
+    let a = match result {
         Ok(a) => a,
-        Err(refusal) => {
-            // Permanent: BEP 31 tells the client not to come back.
-            let why = ErrorReason::Refused(refusal);
-            scratch.fail(why, refusal.message(), Some(RetryIn::Never));
+        Err(denied) => {
+            let (message, retry) = match denied {
+                // Temporary: BEP 31 asks the client to come back in a minute.
+                Denied::RateLimited => ("rate limit exceeded", RetryIn::Minutes(1)),
+                // Permanent: BEP 31 tells the client not to come back.
+                Denied::Refused(r) => (r.message(), RetryIn::Never),
+            };
+            scratch.fail(denied.reason(), message, Some(retry));
             return;
         }
     };
-    if let Some(key) = passkey.filter(|_| rules.private()) {
-        tracker.ledger.record(&params.report(key), now);
-    }
     let peers = &scratch.peers[..a.peers * a.peer_len];
     let (peers4, peers6) = if ip.is_ipv4() {
         (peers, &[][..])

@@ -1,0 +1,55 @@
+//! The composition root: the shared `Tracker` built from the config, with
+//! its random keys drawn here (the sans-I/O core never asks the OS for
+//! randomness). `net::Server` serves a tracker built here.
+
+use rand::Rng;
+
+use crate::config::{Config, ConfigError};
+use crate::tracker::Tracker;
+use crate::tracker::announce::Limits;
+use crate::tracker::connection_id::ConnectionIdIssuer;
+use crate::tracker::peer_set::AddrHasher;
+use crate::tracker::rate_limit::RateLimiter;
+use crate::tracker::table::SwarmTable;
+
+/// The tracker `config` describes: its policy, an empty swarm table keyed
+/// at random, a connection-id key, rate limits and the access rules.
+pub fn build_tracker(config: &Config) -> Result<Tracker, ConfigError> {
+    let mut rng = rand::rng();
+    let mut key = [0u8; 16];
+    rng.fill_bytes(&mut key);
+    let l = &config.limits;
+    let mut limiter = |per_second: u32, burst: u32| {
+        (per_second > 0).then(|| {
+            RateLimiter::new(
+                per_second,
+                burst,
+                l.slots as usize,
+                AddrHasher::new(rng.next_u64(), rng.next_u64()),
+            )
+        })
+    };
+    let limits = Limits {
+        connects: limiter(l.connects_per_second, l.connect_burst),
+        announces: limiter(l.announces_per_second, l.announce_burst),
+    };
+    let table = SwarmTable::new(
+        config.tracker.shards as usize,
+        [rng.next_u64(), rng.next_u64()],
+    );
+    let tracker = Tracker::new(
+        config.announce_policy(),
+        table,
+        ConnectionIdIssuer::new(key),
+    )
+    .with_limits(limits);
+    tracker.set_access(config.access_rules()?);
+    Ok(tracker)
+}
+
+/// A seed for a worker's RNG.
+pub fn worker_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    seed
+}

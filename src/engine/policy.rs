@@ -1,0 +1,87 @@
+//! The one policy chain an announce goes through, whatever its wire:
+//! ban → rate limit → passkey → ip → announce → ledger.
+//!
+//! The ban comes first and is the frontend's own call (`AccessRules::
+//! banned`, before it even parses: a banned address gets nothing at all,
+//! not even an error for a malformed request). Everything after it is
+//! here, once: each frontend turns its request into an `Announcer` and
+//! `AnnounceParams` and says the outcome on its wire (UDP drops a
+//! rate-limited request and answers a refusal with an error packet; HTTP
+//! answers both with a `failure reason` and BEP 31 `retry in`).
+
+use std::net::IpAddr;
+
+use rand::Rng;
+
+use crate::tracker::access::AccessRules;
+use crate::tracker::announce::{
+    AnnounceAnswer, AnnounceParams, ErrorReason, Refusal, Tracker, check_passkey,
+};
+
+/// Who makes an announce, as the frontend saw them.
+#[derive(Debug, Clone, Copy)]
+pub struct Announcer<'a> {
+    /// The address the request came from: the UDP source, or the HTTP
+    /// client after trusted-proxy resolution (canonical: IPv4-mapped IPv6
+    /// is IPv4). Rate limits and `external ip` go by it.
+    pub seen: IpAddr,
+    /// The passkey the request carried (private mode: the path of the
+    /// tracker URL, from HTTP's path or UDP's BEP 41 URLData).
+    pub passkey: Option<&'a [u8]>,
+    /// The address the client asked to be listed under (the `ip` field or
+    /// parameter): used only with `tracker.allow_ip_param`.
+    pub claimed: Option<IpAddr>,
+}
+
+/// Why an announce was not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Over the address's announce rate (temporary).
+    RateLimited,
+    /// Refused by the access rules or private mode (permanent).
+    Refused(Refusal),
+}
+
+impl Denied {
+    /// The counter's reason for the error reply this becomes.
+    pub fn reason(self) -> ErrorReason {
+        match self {
+            Denied::RateLimited => ErrorReason::RateLimited,
+            Denied::Refused(r) => ErrorReason::Refused(r),
+        }
+    }
+}
+
+/// The address a peer is stored and listed under.
+pub fn peer_ip(tracker: &Tracker, who: &Announcer<'_>) -> IpAddr {
+    match who.claimed {
+        Some(ip) if tracker.policy.allow_ip_param => ip.to_canonical(),
+        _ => who.seen,
+    }
+}
+
+/// Run `params` through the chain under `rules` (loaded once for the
+/// request) at tracker time `now`: the peers for the reply go into `out`.
+/// `params.ip` is set here (see `peer_ip`).
+pub fn announce(
+    tracker: &Tracker,
+    rules: &AccessRules,
+    who: &Announcer<'_>,
+    params: &mut AnnounceParams,
+    now: u32,
+    rng: &mut impl Rng,
+    out: &mut [u8],
+) -> Result<AnnounceAnswer, Denied> {
+    if !tracker.announce_allowed(who.seen, now) {
+        return Err(Denied::RateLimited);
+    }
+    check_passkey(rules, who.passkey).map_err(Denied::Refused)?;
+    params.ip = peer_ip(tracker, who);
+    let answer = tracker
+        .announce_with(rules, params, now, rng, out)
+        .map_err(Denied::Refused)?;
+    if let Some(key) = who.passkey.filter(|_| rules.private()) {
+        tracker.ledger.record(&params.report(key), now);
+    }
+    Ok(answer)
+}
