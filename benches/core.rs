@@ -11,6 +11,7 @@ use rand::rngs::SmallRng;
 use ringtracker::engine::udp::{UdpOutcome, handle_datagram};
 use ringtracker::protocol::udp;
 use ringtracker::tracker::connection_id::ConnectionIdIssuer;
+use ringtracker::tracker::swarm::Picks;
 use ringtracker::tracker::table::SwarmTable;
 use ringtracker::tracker::{AnnounceParams, AnnouncePolicy, Tracker};
 
@@ -53,8 +54,9 @@ fn fill(t: &Tracker, hash: [u8; 20], n: u32, rng: &mut SmallRng) {
             uploaded: 0,
             downloaded: 0,
             numwant: 0,
+            picks: Picks::draw(rng),
         };
-        t.announce(&p, 0, rng, &mut out)
+        t.announce(&p, 0, &mut out)
             .expect("no access rules in the bench");
     }
 }
@@ -88,7 +90,7 @@ fn benches(c: &mut Criterion) {
                     black_box(&packet),
                     src,
                     1,
-                    &mut rng,
+                    Picks::draw(&mut rng),
                     &mut out,
                 );
                 assert!(matches!(o, UdpOutcome::Reply { .. }));
@@ -110,7 +112,7 @@ fn benches(c: &mut Criterion) {
                 black_box(&scrape),
                 src,
                 1,
-                &mut rng,
+                Picks::draw(&mut rng),
                 &mut out,
             )
         })

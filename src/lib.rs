@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod metrics;
 pub mod net;
+pub mod prefetch;
 pub mod protocol;
 pub mod stats;
 pub mod storage;

@@ -224,6 +224,9 @@ fn replies_to_requests_no_longer_pending_count_as_goodput_not_on_time() {
         &peers.to_string(),
         "--sources",
         "1",
+        // Few at a time: the stand-in's socket buffer must not overflow.
+        "--inflight",
+        "8",
         "--first-source",
         "127.20.0.1",
         "--timeout-ms",

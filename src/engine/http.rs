@@ -21,6 +21,7 @@ use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 use crate::tracker::access::AccessRules;
 use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
 use crate::tracker::peer_set::{V4, V6};
+use crate::tracker::swarm::Picks;
 
 /// The operator's HTTP settings (from `[http]`).
 #[derive(Debug, Clone, Default)]
@@ -224,19 +225,12 @@ fn announce(
         uploaded: q.uploaded,
         downloaded: q.downloaded,
         numwant: q.numwant,
+        picks: Picks::draw(rng),
     };
     let ip = policy::peer_ip(tracker, &who);
     let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
     scratch.peers.resize(room, 0);
-    let result = policy::announce(
-        tracker,
-        rules,
-        &who,
-        &mut params,
-        now,
-        rng,
-        &mut scratch.peers,
-    );
+    let result = policy::announce(tracker, rules, &who, &mut params, now, &mut scratch.peers);
     let a = match result {
         Ok(a) => a,
         Err(denied) => {

@@ -32,7 +32,7 @@ use rand::rngs::SmallRng;
 
 use crate::protocol::http::{HeadError, RequestHead};
 use crate::stats::{Counter, WorkerStats};
-use crate::tracker::Tracker;
+use crate::tracker::{self, Tracker};
 use http::{HttpPolicy, RequestKind, Scratch};
 use timers::{TimerKind, TimerTable};
 
@@ -82,6 +82,9 @@ pub struct Engine {
     timers: TimerTable<WorkerTimer, 1>,
     http_policy: HttpPolicy,
     http_scratch: Scratch,
+    /// The batch pipeline's picks, one per datagram (reused: it only grows
+    /// to the largest batch).
+    picks: Vec<tracker::swarm::Picks>,
 }
 
 impl Engine {
@@ -99,6 +102,7 @@ impl Engine {
             timers,
             http_policy: setup.http,
             http_scratch: Scratch::default(),
+            picks: Vec::new(),
         }
     }
 

@@ -11,8 +11,6 @@
 
 use std::net::IpAddr;
 
-use rand::Rng;
-
 use crate::tracker::access::AccessRules;
 use crate::tracker::announce::{
     AnnounceAnswer, AnnounceParams, ErrorReason, Refusal, Tracker, check_passkey,
@@ -69,7 +67,6 @@ pub fn announce(
     who: &Announcer<'_>,
     params: &mut AnnounceParams,
     now: u32,
-    rng: &mut impl Rng,
     out: &mut [u8],
 ) -> Result<AnnounceAnswer, Denied> {
     if !tracker.announce_allowed(who.seen, now) {
@@ -78,7 +75,7 @@ pub fn announce(
     check_passkey(rules, who.passkey).map_err(Denied::Refused)?;
     params.ip = peer_ip(tracker, who);
     let answer = tracker
-        .announce_with(rules, params, now, rng, out)
+        .announce_with(rules, params, now, out)
         .map_err(Denied::Refused)?;
     if let Some(key) = who.passkey.filter(|_| rules.private()) {
         tracker.ledger.record(&params.report(key), now);

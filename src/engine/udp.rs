@@ -9,14 +9,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rand::Rng;
-
 use arrayvec::ArrayVec;
 
 use super::policy::{self, Announcer, Denied};
-use crate::protocol::udp::{self, DropReason, Request, RequestError};
+use crate::protocol::udp::{self, AnnounceRequest, DropReason, Request, RequestError};
 use crate::tracker::access::{AccessRules, passkey_in_path};
 use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker};
+use crate::tracker::swarm::Picks;
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
 pub const MAX_REPLY_V4: usize = 1500 - 20 - 8;
@@ -56,15 +55,43 @@ pub enum UdpOutcome {
     Drop(UdpDrop),
 }
 
+/// What an announce asks of the swarm, as it came from `ip` (the source,
+/// canonical); `picks` choose the reply's peers.
+fn announce_params(a: &AnnounceRequest<'_>, ip: IpAddr, picks: Picks) -> AnnounceParams {
+    AnnounceParams {
+        info_hash: a.info_hash,
+        peer_id: a.peer_id,
+        ip,
+        port: a.port,
+        event: a.event,
+        left: a.left,
+        uploaded: a.uploaded,
+        downloaded: a.downloaded,
+        numwant: a.num_want,
+        picks,
+    }
+}
+
+/// Ahead of `handle_datagram` with the same `picks`: if `packet` is an
+/// announce, ask for the cache lines its swarm update and reply will touch
+/// (the batch pipeline's second pass). Changes nothing.
+pub fn prefetch_peers(tracker: &Tracker, packet: &[u8], src: SocketAddr, picks: Picks) {
+    if let Ok(Request::Announce(a)) = udp::parse_request(packet) {
+        let params = announce_params(&a, src.ip().to_canonical(), picks);
+        tracker.prefetch_peers(&params);
+    }
+}
+
 /// Handle one datagram from `src` at tracker time `now` under `rules`
-/// (loaded once per batch). `out` must be at least `REPLY_BUFFER_LEN` bytes.
+/// (loaded once per batch); an announce's reply takes its peers where
+/// `picks` say. `out` must be at least `REPLY_BUFFER_LEN` bytes.
 pub fn handle_datagram(
     tracker: &Tracker,
     rules: &AccessRules,
     packet: &[u8],
     src: SocketAddr,
     now: u32,
-    rng: &mut impl Rng,
+    picks: Picks,
     out: &mut [u8],
 ) -> UdpOutcome {
     debug_assert!(out.len() >= REPLY_BUFFER_LEN);
@@ -120,24 +147,14 @@ pub fn handle_datagram(
                 passkey,
                 claimed: (ip.is_ipv4() && a.ip != 0).then(|| IpAddr::V4(Ipv4Addr::from(a.ip))),
             };
-            let mut params = AnnounceParams {
-                info_hash: a.info_hash,
-                peer_id: a.peer_id,
-                ip,
-                port: a.port,
-                event: a.event,
-                left: a.left,
-                uploaded: a.uploaded,
-                downloaded: a.downloaded,
-                numwant: a.num_want,
-            };
+            let mut params = announce_params(&a, ip, picks);
             let limit = if ip.is_ipv4() {
                 MAX_REPLY_V4
             } else {
                 MAX_REPLY_V6
             };
             let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
-            let answer = match policy::announce(tracker, rules, &who, &mut params, now, rng, room) {
+            let answer = match policy::announce(tracker, rules, &who, &mut params, now, room) {
                 Ok(a) => a,
                 Err(Denied::RateLimited) => return UdpOutcome::Drop(UdpDrop::RateLimited),
                 Err(Denied::Refused(refusal)) => {
@@ -230,7 +247,7 @@ mod tests {
                 packet,
                 self.src,
                 now,
-                &mut self.rng,
+                Picks::draw(&mut self.rng),
                 &mut self.out,
             ) {
                 UdpOutcome::Reply { len, .. } => Some(&self.out[..len]),
@@ -554,7 +571,15 @@ mod tests {
         let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
         p.extend_from_slice(&[0; 8]);
         assert_eq!(
-            handle_datagram(&t, &t.rules(), &p, c.src, 0, &mut c.rng, &mut c.out),
+            handle_datagram(
+                &t,
+                &t.rules(),
+                &p,
+                c.src,
+                0,
+                Picks::draw(&mut c.rng),
+                &mut c.out
+            ),
             UdpOutcome::Drop(UdpDrop::RateLimited),
             "third connect in the same second"
         );

@@ -137,6 +137,16 @@ fn array20_at(b: &[u8], at: usize) -> [u8; 20] {
     b[at..at + 20].try_into().expect("20 bytes")
 }
 
+/// The info hash of an announce, read straight off the wire without
+/// checking the rest (the batch pipeline prefetches its torrent before the
+/// full parse). `None` for anything that is not announce-shaped.
+pub fn peek_announce_hash(packet: &[u8]) -> Option<InfoHash> {
+    if packet.len() < ANNOUNCE_LEN || packet[8..12] != ACTION_ANNOUNCE.to_be_bytes() {
+        return None;
+    }
+    Some(InfoHash(packet[16..36].try_into().ok()?))
+}
+
 /// Parse one datagram. Trailing bytes after a connect request are ignored
 /// (some clients pad); after an announce they are BEP 41 options.
 pub fn parse_request(packet: &[u8]) -> Result<Request<'_>, RequestError> {

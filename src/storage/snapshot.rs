@@ -597,8 +597,6 @@ mod tests {
     use crate::tracker::connection_id::ConnectionIdIssuer;
     use crate::tracker::ledger::Report;
     use crate::tracker::table::SwarmTable;
-    use rand::SeedableRng;
-    use rand::rngs::SmallRng;
     use std::net::IpAddr;
 
     fn tracker(seed: u64) -> Tracker {
@@ -623,14 +621,14 @@ mod tests {
             uploaded: 0,
             downloaded: 0,
             numwant: 0,
+            picks: Default::default(),
         }
     }
 
     fn announce(t: &Tracker, hash: u8, ip: &str, left: u64, event: Event, now: u32) {
         let p = params(hash, ip, 6881, left, event);
         let mut out = [0u8; 64];
-        t.announce(&p, now, &mut SmallRng::seed_from_u64(1), &mut out)
-            .unwrap();
+        t.announce(&p, now, &mut out).unwrap();
     }
 
     /// The peers a port-0 leecher at `ip` is sent (it is not stored).
@@ -640,9 +638,7 @@ mod tests {
             ..params(hash, ip, 0, 1, Event::None)
         };
         let mut out = vec![0u8; 200 * 18];
-        let a = t
-            .announce(&p, 0, &mut SmallRng::seed_from_u64(1), &mut out)
-            .unwrap();
+        let a = t.announce(&p, 0, &mut out).unwrap();
         let mut peers: Vec<Vec<u8>> = out[..a.peers * a.peer_len]
             .chunks(a.peer_len)
             .map(<[u8]>::to_vec)

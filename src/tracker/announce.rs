@@ -1,11 +1,9 @@
-//! The one announce / scrape path, shared by every frontend (UDP now, HTTP
-//! later): frontends parse their wire format into `AnnounceParams`, call
-//! `Tracker::announce` with the time and a random source, and encode the
-//! `AnnounceAnswer` plus the peers it wrote into their reply buffer.
+//! The one announce / scrape path, shared by every frontend: frontends
+//! parse their wire format into `AnnounceParams` (random picks included),
+//! call `Tracker::announce` with the time, and encode the `AnnounceAnswer`
+//! plus the peers it wrote into their reply buffer.
 
 use std::net::IpAddr;
-
-use rand::Rng;
 
 use std::sync::Arc;
 
@@ -16,7 +14,7 @@ use super::connection_id::ConnectionIdIssuer;
 use super::ledger::{Report, TransferLedger};
 use super::peer_set::{V4, V6};
 use super::rate_limit::RateLimiter;
-use super::swarm::{PeerUpdate, Swarm};
+use super::swarm::{PeerUpdate, Picks, Swarm};
 use super::table::SwarmTable;
 use crate::protocol::{Event, InfoHash, PeerId};
 
@@ -81,6 +79,9 @@ pub struct AnnounceParams {
     pub uploaded: u64,
     pub downloaded: u64,
     pub numwant: i32,
+    /// Where the reply's peers are taken from (random, drawn by the
+    /// frontend: `Picks::draw`).
+    pub picks: Picks,
 }
 
 impl AnnounceParams {
@@ -250,10 +251,36 @@ impl Tracker {
         &self,
         p: &AnnounceParams,
         now: u32,
-        rng: &mut impl Rng,
         out: &mut [u8],
     ) -> Result<AnnounceAnswer, Refusal> {
-        self.announce_with(&self.rules(), p, now, rng, out)
+        self.announce_with(&self.rules(), p, now, out)
+    }
+
+    /// Ask for the cache lines `announce_with(p)` will touch in a big
+    /// swarm (the peer's slot, the start of each reply window), so that
+    /// the batch pipeline overlaps them with other datagrams' work. Takes
+    /// the shard's lock briefly; changes nothing.
+    pub fn prefetch_peers(&self, p: &AnnounceParams) {
+        let shard = self.table.lock(&p.info_hash);
+        let Some(torrent) = shard.get(&p.info_hash) else {
+            return;
+        };
+        let (h, seeder) = (self.table.addr_hasher(), p.left == 0);
+        let numwant = self.policy.numwant(p.numwant);
+        match p.ip {
+            IpAddr::V4(ip) => {
+                let addr = v4_record(ip, p.port);
+                torrent
+                    .v4
+                    .prefetch_announce(&addr, seeder, numwant, p.picks, h);
+            }
+            IpAddr::V6(ip) => {
+                if let Some(v6) = &torrent.v6 {
+                    let addr = v6_record(ip, p.port);
+                    v6.prefetch_announce(&addr, seeder, numwant, p.picks, h);
+                }
+            }
+        }
     }
 
     /// `announce` under rules the caller already loaded.
@@ -262,7 +289,6 @@ impl Tracker {
         rules: &AccessRules,
         p: &AnnounceParams,
         now: u32,
-        rng: &mut impl Rng,
         out: &mut [u8],
     ) -> Result<AnnounceAnswer, Refusal> {
         if !rules.permits(&p.info_hash) {
@@ -307,6 +333,7 @@ impl Tracker {
             update,
             is_seeder,
             numwant,
+            picks: p.picks,
             now,
             // A plain re-announce before `min interval` is answered but
             // does not refresh the peer: it changes nothing and earns no
@@ -318,20 +345,13 @@ impl Tracker {
             },
         };
         let (became_seeder, peers) = match p.ip {
-            IpAddr::V4(ip) => {
-                let mut addr = [0u8; V4];
-                addr[..4].copy_from_slice(&ip.octets());
-                addr[4..].copy_from_slice(&p.port.to_be_bytes());
-                step.apply(&mut torrent.v4, addr, &h, rng, out)
-            }
+            IpAddr::V4(ip) => step.apply(&mut torrent.v4, v4_record(ip, p.port), &h, out),
             IpAddr::V6(ip) => {
-                let mut addr = [0u8; V6];
-                addr[..16].copy_from_slice(&ip.octets());
-                addr[16..].copy_from_slice(&p.port.to_be_bytes());
+                let addr = v6_record(ip, p.port);
                 if creates {
-                    step.apply(torrent.v6_mut(), addr, &h, rng, out)
+                    step.apply(torrent.v6_mut(), addr, &h, out)
                 } else if let Some(v6) = &mut torrent.v6 {
-                    step.apply(v6, addr, &h, rng, out)
+                    step.apply(v6, addr, &h, out)
                 } else {
                     (false, 0)
                 }
@@ -367,11 +387,28 @@ impl Tracker {
     }
 }
 
+/// A peer's compact IPv4 record: address then port, big-endian.
+fn v4_record(ip: std::net::Ipv4Addr, port: u16) -> [u8; V4] {
+    let mut addr = [0u8; V4];
+    addr[..4].copy_from_slice(&ip.octets());
+    addr[4..].copy_from_slice(&port.to_be_bytes());
+    addr
+}
+
+/// A peer's compact IPv6 record.
+fn v6_record(ip: std::net::Ipv6Addr, port: u16) -> [u8; V6] {
+    let mut addr = [0u8; V6];
+    addr[..16].copy_from_slice(&ip.octets());
+    addr[16..].copy_from_slice(&port.to_be_bytes());
+    addr
+}
+
 /// The family-independent part of one announce.
 struct Step {
     update: PeerUpdate,
     is_seeder: bool,
     numwant: usize,
+    picks: Picks,
     now: u32,
     min_age: u32,
 }
@@ -383,14 +420,13 @@ impl Step {
         swarm: &mut Swarm<N>,
         addr: [u8; N],
         h: &super::peer_set::AddrHasher,
-        rng: &mut impl Rng,
         out: &mut [u8],
     ) -> (bool, usize) {
         let became_seeder = swarm.update_with(addr, self.update, self.now, self.min_age, h);
         let peers = if self.numwant == 0 {
             0
         } else {
-            swarm.select(self.is_seeder, out, self.numwant, &addr, rng)
+            swarm.select(self.is_seeder, out, self.numwant, &addr, self.picks)
         };
         (became_seeder, peers)
     }

@@ -11,5 +11,6 @@ pub mod peer_set;
 pub mod rate_limit;
 pub mod swarm;
 pub mod table;
+pub mod torrent_map;
 
 pub use announce::{AnnounceAnswer, AnnounceParams, AnnouncePolicy, ScrapeCounts, Tracker};

@@ -19,7 +19,7 @@
 //! incremental sweep (a full pass in well under a minute) guarantees; the
 //! configured peer timeout is capped well below it (`MAX_PEER_TIMEOUT`).
 
-use rand::{Rng, RngExt};
+use crate::prefetch::prefetch_read;
 
 /// Bytes of a compact IPv4 peer (BEP 23).
 pub const V4: usize = 6;
@@ -281,15 +281,10 @@ impl<const N: usize> PeerSet<N> {
     }
 
     /// Copy up to `max` peer addresses into `out` (N bytes each, compact
-    /// layout), starting from a random place, skipping `skip` (the announcing
-    /// peer). Returns how many were written. Never writes one peer twice.
-    pub fn copy_random(
-        &self,
-        out: &mut [u8],
-        max: usize,
-        skip: &[u8; N],
-        rng: &mut impl Rng,
-    ) -> usize {
+    /// layout), starting from the place `pick` (a random number) chooses,
+    /// skipping `skip` (the announcing peer). Returns how many were
+    /// written. Never writes one peer twice.
+    pub fn copy_random(&self, out: &mut [u8], max: usize, skip: &[u8; N], pick: u32) -> usize {
         let max = max.min(out.len() / N);
         if max == 0 {
             return 0;
@@ -298,11 +293,7 @@ impl<const N: usize> PeerSet<N> {
             Repr::Inline { len, recs } => &recs[..*len as usize],
             Repr::Hashed { slots, .. } => slots,
         };
-        let start = if records.len() > 1 {
-            rng.random_range(0..records.len())
-        } else {
-            0
-        };
+        let start = window_start(pick, records.len());
         touch_window(records, start, max);
         let (before, from_start) = records.split_at(start);
         let mut written = 0;
@@ -317,6 +308,27 @@ impl<const N: usize> PeerSet<N> {
             }
         }
         written
+    }
+
+    /// Ask for the cache line of `addr`'s slot (the batch pipeline, ahead
+    /// of an announce that will look it up).
+    pub fn prefetch_slot(&self, addr: &[u8; N], hasher: &AddrHasher) {
+        if let Repr::Hashed { slots, .. } = &self.repr {
+            prefetch_read(&slots[home(addr, slots.len(), hasher)]);
+        }
+    }
+
+    /// Ask for the cache lines of the window of `max` peers that `pick`
+    /// chooses (the span `touch_window` would load).
+    pub fn prefetch_window(&self, pick: u32, max: usize) {
+        if let Repr::Hashed { slots, .. } = &self.repr {
+            let start = window_start(pick, slots.len());
+            let span = (max * 2).min(slots.len());
+            let per_line = (64 / std::mem::size_of::<PeerRecord<N>>()).max(1);
+            for k in (0..span).step_by(per_line) {
+                prefetch_read(&slots[(start + k) % slots.len()]);
+            }
+        }
     }
 
     /// Every stored record, for snapshots and tests.
@@ -367,6 +379,12 @@ fn touch_window<const N: usize>(records: &[PeerRecord<N>], start: usize, max: us
     }
     // Keeps the loads from being optimized away.
     std::hint::black_box(touched);
+}
+
+/// The slot a window starts at, from a random 32-bit `pick`: uniform over
+/// `len` slots (multiply-shift, no division).
+fn window_start(pick: u32, len: usize) -> usize {
+    ((u64::from(pick) * len as u64) >> 32) as usize
 }
 
 /// Slots for `n` peers: about 55% full, so that both growing (at 80%) and
@@ -455,8 +473,8 @@ fn delete_at<const N: usize>(slots: &mut [PeerRecord<N>], mut hole: usize, hashe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
     use rand::rngs::SmallRng;
+    use rand::{Rng, RngExt, SeedableRng};
     use std::collections::HashSet;
 
     fn addr(i: u32) -> [u8; V4] {
@@ -579,18 +597,18 @@ mod tests {
         }
         let mut out = [0u8; 200 * V4];
         for _ in 0..100 {
-            let n = s.copy_random(&mut out, 99, &addr(7), &mut rng);
+            let n = s.copy_random(&mut out, 99, &addr(7), rng.next_u32());
             assert_eq!(n, 99);
             let got: HashSet<_> = out[..n * V4].chunks(V4).collect();
             assert_eq!(got.len(), 99);
             assert!(!got.contains(&addr(7)[..]));
         }
-        assert_eq!(s.copy_random(&mut out, 10, &addr(7), &mut rng), 10);
+        assert_eq!(s.copy_random(&mut out, 10, &addr(7), rng.next_u32()), 10);
         assert_eq!(
-            s.copy_random(&mut out[..3 * V4 + 1], 10, &addr(7), &mut rng),
+            s.copy_random(&mut out[..3 * V4 + 1], 10, &addr(7), rng.next_u32()),
             3
         );
-        assert_eq!(s.copy_random(&mut out, 0, &addr(7), &mut rng), 0);
+        assert_eq!(s.copy_random(&mut out, 0, &addr(7), rng.next_u32()), 0);
     }
 
     #[test]
@@ -606,9 +624,6 @@ mod tests {
         }
         assert_eq!(s.len(), 10);
         let mut out = [0u8; 10 * V6];
-        assert_eq!(
-            s.copy_random(&mut out, 10, &[0xff; V6], &mut SmallRng::seed_from_u64(3)),
-            10
-        );
+        assert_eq!(s.copy_random(&mut out, 10, &[0xff; V6], 3 << 29), 10);
     }
 }

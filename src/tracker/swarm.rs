@@ -6,12 +6,47 @@
 //! seeder is sent leechers only without filtering. The IPv6 swarm is boxed
 //! and made on first use: most torrents never see an IPv6 peer, and the
 //! inline IPv4 swarm keeps a one- or two-peer torrent free of heap memory:
-//! a whole such torrent is a 64-byte table entry (20-byte key, 40-byte
-//! `Torrent`).
+//! a whole such torrent is a 64-byte table entry (20-byte key, 4-byte tag,
+//! 40-byte `Torrent`).
 
 use rand::Rng;
 
 use super::peer_set::{AddrHasher, INLINE, PeerRecord, PeerSet, V4, V6};
+
+/// Where a reply's peers come from: one random number per set, each
+/// choosing where that set's window starts. Drawn by the caller (like time,
+/// randomness is an argument), so the batch pipeline knows the windows
+/// before the announce runs and can prefetch them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Picks {
+    pub leechers: u32,
+    pub seeders: u32,
+}
+
+impl Picks {
+    pub fn draw(rng: &mut impl Rng) -> Picks {
+        Picks {
+            leechers: rng.next_u32(),
+            seeders: rng.next_u32(),
+        }
+    }
+}
+
+/// How many of a reply's `max` peers come from the leechers and how many
+/// from the seeders, for an asker that is (or is not) a seeder, in a swarm
+/// of `s` seeders and `l` leechers: a seeder gets leechers only, a leecher
+/// both in proportion. (Seeders then fill any shortfall of leechers.)
+fn shares(is_seeder: bool, max: usize, s: usize, l: usize) -> (usize, usize) {
+    if is_seeder {
+        return (max, 0);
+    }
+    let seeders = if s + l <= max {
+        s
+    } else {
+        (max * s + (s + l) / 2) / (s + l)
+    };
+    (max - seeders, seeders)
+}
 
 /// What an announce does to the announcing peer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -258,7 +293,7 @@ impl<const N: usize> Swarm<N> {
         out: &mut [u8],
         max: usize,
         skip: &[u8; N],
-        rng: &mut impl Rng,
+        picks: Picks,
     ) -> usize {
         let max = max.min(out.len() / N);
         let split = match &self.repr {
@@ -279,25 +314,50 @@ impl<const N: usize> Swarm<N> {
             }
             Repr::Split(split) => split,
         };
-        if is_seeder {
-            return split.leechers.copy_random(out, max, skip, rng);
-        }
-        let (s, l) = (split.seeders.len(), split.leechers.len());
-        let seeder_share = if s + l <= max {
-            s
-        } else {
-            (max * s + (s + l) / 2) / (s + l)
-        };
-        // Leechers first, up to their share; then seeders fill the rest, so
-        // a shortfall of leechers (or `skip` among them) goes to seeders.
-        // The asker is a leecher, so it is never among the seeders and the
-        // seeders always deliver at least their share.
+        let (leechers, _) = shares(is_seeder, max, split.seeders.len(), split.leechers.len());
+        // Leechers first, up to their share; then (for a leecher) seeders
+        // fill the rest, so a shortfall of leechers (or `skip` among them)
+        // goes to seeders. The asker is then a leecher, so it is never among
+        // the seeders and the seeders always deliver at least their share.
         let n = split
             .leechers
-            .copy_random(out, max - seeder_share, skip, rng);
+            .copy_random(out, leechers, skip, picks.leechers);
+        if is_seeder {
+            return n;
+        }
         n + split
             .seeders
-            .copy_random(&mut out[n * N..], max - n, skip, rng)
+            .copy_random(&mut out[n * N..], max - n, skip, picks.seeders)
+    }
+
+    /// Ask for the cache lines an announce by `addr` will touch in a big
+    /// swarm: its own slot in the set of its role, and the start of each
+    /// window `select` will copy with the same `picks` (the batch pipeline,
+    /// ahead of the announce). Small swarms live in the table entry.
+    pub fn prefetch_announce(
+        &self,
+        addr: &[u8; N],
+        is_seeder: bool,
+        max: usize,
+        picks: Picks,
+        h: &AddrHasher,
+    ) {
+        let Repr::Split(split) = &self.repr else {
+            return;
+        };
+        let own = if is_seeder {
+            &split.seeders
+        } else {
+            &split.leechers
+        };
+        own.prefetch_slot(addr, h);
+        let (leechers, seeders) = shares(is_seeder, max, split.seeders.len(), split.leechers.len());
+        if leechers > 0 {
+            split.leechers.prefetch_window(picks.leechers, leechers);
+        }
+        if seeders > 0 {
+            split.seeders.prefetch_window(picks.seeders, seeders);
+        }
     }
 
     /// Expire peers not seen for more than `timeout` seconds; returns how
@@ -425,11 +485,8 @@ mod tests {
     fn sizes_are_pinned() {
         assert_eq!(std::mem::size_of::<Swarm<V4>>(), 24);
         assert_eq!(std::mem::size_of::<Torrent>(), 40);
-        assert_eq!(
-            std::mem::size_of::<(crate::protocol::InfoHash, Torrent)>(),
-            64,
-            "one table entry, one cache line"
-        );
+        // With its key and tag, a torrent is one 64-byte table entry
+        // (`torrent_map::tests::an_entry_is_64_bytes`).
     }
 
     #[test]
@@ -485,13 +542,13 @@ mod tests {
             }
             // A seeder is never sent seeders; nobody is sent themselves.
             let mut out = [0u8; 10 * V4];
-            let n = s.select(true, &mut out, 10, &a, &mut rng);
+            let n = s.select(true, &mut out, 10, &a, Picks::draw(&mut rng));
             assert!(
                 out[..n * V4]
                     .chunks(V4)
                     .all(|c| model.get(c) == Some(&false) && c != a)
             );
-            let n = s.select(false, &mut out, 10, &a, &mut rng);
+            let n = s.select(false, &mut out, 10, &a, Picks::draw(&mut rng));
             let expected = model.len() - usize::from(model.contains_key(&a));
             assert_eq!(n, expected);
         }
@@ -542,12 +599,12 @@ mod tests {
             s.update(addr(i), PeerUpdate::Leecher, 0, &h);
         }
         let mut out = [0u8; 100 * V4];
-        let n = s.select(true, &mut out, 50, &addr(0), &mut rng);
+        let n = s.select(true, &mut out, 50, &addr(0), Picks::draw(&mut rng));
         assert_eq!(n, 10);
         let leechers: HashSet<_> = (100..110).map(addr).collect();
         assert!(out[..n * V4].chunks(V4).all(|c| leechers.contains(c)));
 
-        let n = s.select(false, &mut out, 20, &addr(100), &mut rng);
+        let n = s.select(false, &mut out, 20, &addr(100), Picks::draw(&mut rng));
         assert_eq!(n, 20);
         let got: HashSet<_> = out[..n * V4].chunks(V4).collect();
         assert_eq!(got.len(), 20, "no duplicates");
@@ -556,7 +613,7 @@ mod tests {
         assert!((3..=7).contains(&l), "about a quarter leechers, got {l}");
 
         // Asking for more than there are returns everyone but the asker.
-        let n = s.select(false, &mut out, 100, &addr(100), &mut rng);
+        let n = s.select(false, &mut out, 100, &addr(100), Picks::draw(&mut rng));
         assert_eq!(n, 39);
     }
 
@@ -570,7 +627,7 @@ mod tests {
         }
         s.update(addr(200), PeerUpdate::Leecher, 0, &h);
         let mut out = [0u8; 100 * V4];
-        let n = s.select(false, &mut out, 10, &addr(200), &mut rng);
+        let n = s.select(false, &mut out, 10, &addr(200), Picks::draw(&mut rng));
         assert_eq!(n, 10);
         let got: HashSet<_> = out[..n * V4].chunks(V4).collect();
         assert_eq!(got.len(), 10);

@@ -2,31 +2,59 @@
 //!
 //! Every worker thread answers from the same table, so contention is kept
 //! low by numbers: a power-of-two count of shards (1024 by default), each a
-//! small mutex around a `hashbrown` map, chosen by the first bytes of the
-//! info hash. A lock is held for one announce (update and copy of peers)
-//! and never across I/O.
+//! small mutex around a `TorrentMap` (an open-addressing table of one-line
+//! entries), chosen by the first bytes of the info hash; each shard has a
+//! cache line of its own. A lock is held for one announce (update and copy
+//! of peers) and never across I/O.
 //!
 //! Info hashes are picked by whoever announces, not by chance: an attacker
 //! could choose thousands of hashes that agree in any fixed 8 bytes. So the
-//! map hashes the whole info hash with a per-process random key (foldhash,
-//! a few nanoseconds) instead of using its bytes as the hash directly.
+//! map places them by a keyed hash of the whole info hash with a
+//! per-process random key instead of using its bytes directly.
+//!
+//! `prefetch` asks for an info hash's home entry without taking the lock:
+//! each shard publishes where its slots are (two relaxed atomics, written
+//! under the lock when the map moves), and the batch pipeline prefetches
+//! from that view. A stale view costs a useless prefetch, never a wrong
+//! answer: the lookup itself always happens under the lock.
 //!
 //! Expiry is incremental: `sweep_next` visits the next few shards (a shared
 //! cursor, so workers split the work), drops peers not seen within the
 //! timeout and frees torrents left without peers. There is no pass over the
 //! whole table under one lock.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-
-use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::peer_set::AddrHasher;
 use super::swarm::Torrent;
+use super::torrent_map::{Entry, TagHasher, TorrentMap, home};
+use crate::prefetch::prefetch_read;
 use crate::protocol::InfoHash;
 
 struct Shard {
-    torrents: HashMap<InfoHash, Torrent, DefaultHashBuilder>,
+    torrents: TorrentMap,
+}
+
+/// A shard: its lock, and where its slots are for lock-free prefetching.
+/// One cache line each, so workers locking neighbouring shards do not
+/// share a line.
+#[repr(align(64))]
+struct ShardCell {
+    lock: Mutex<Shard>,
+    slots: AtomicPtr<Entry>,
+    capacity: AtomicUsize,
+}
+
+impl ShardCell {
+    /// Publish where the map's slots are now, if they moved.
+    fn publish(&self, map: &TorrentMap) {
+        let (ptr, cap) = map.raw_slots();
+        if self.capacity.load(Ordering::Relaxed) != cap {
+            self.slots.store(ptr.cast_mut(), Ordering::Relaxed);
+            self.capacity.store(cap, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What the last sweep of one shard found, for the stats line.
@@ -44,11 +72,12 @@ struct ShardGauge {
 }
 
 pub struct SwarmTable {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[ShardCell]>,
     gauges: Box<[ShardGauge]>,
     mask: usize,
     sweep_cursor: AtomicUsize,
     addr_hasher: AddrHasher,
+    tags: TagHasher,
 }
 
 /// Totals as of the last sweep of each shard.
@@ -68,29 +97,33 @@ pub struct TableTotals {
 /// A shard's torrents, locked. Dropping it releases the lock.
 pub struct ShardGuard<'a> {
     guard: MutexGuard<'a, Shard>,
+    cell: &'a ShardCell,
+    tags: &'a TagHasher,
 }
 
 impl ShardGuard<'_> {
     pub fn get(&self, info_hash: &InfoHash) -> Option<&Torrent> {
-        self.guard.torrents.get(info_hash)
+        self.guard.torrents.get(info_hash, self.tags.tag(info_hash))
     }
 
     pub fn get_mut(&mut self, info_hash: &InfoHash) -> Option<&mut Torrent> {
-        self.guard.torrents.get_mut(info_hash)
+        let tag = self.tags.tag(info_hash);
+        self.guard.torrents.get_mut(info_hash, tag)
     }
 
     pub fn get_or_insert(&mut self, info_hash: InfoHash) -> &mut Torrent {
-        self.guard.torrents.entry(info_hash).or_default()
+        let tag = self.tags.tag(&info_hash);
+        let map = &mut self.guard.torrents;
+        map.get_or_insert(info_hash, tag);
+        self.cell.publish(map);
+        map.get_mut(&info_hash, tag).expect("just inserted")
     }
 
     pub fn remove_if_empty(&mut self, info_hash: &InfoHash) {
-        if self
-            .guard
-            .torrents
-            .get(info_hash)
-            .is_some_and(|t| t.is_empty())
-        {
-            self.guard.torrents.remove(info_hash);
+        let tag = self.tags.tag(info_hash);
+        let map = &mut self.guard.torrents;
+        if map.get(info_hash, tag).is_some_and(|t| t.is_empty()) {
+            map.remove(info_hash, tag);
         }
     }
 }
@@ -102,19 +135,25 @@ impl SwarmTable {
             shards.is_power_of_two(),
             "shard count must be a power of two"
         );
-        let map_hasher = DefaultHashBuilder::default();
         SwarmTable {
             shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        torrents: HashMap::with_hasher(map_hasher.clone()),
-                    })
+                .map(|_| ShardCell {
+                    lock: Mutex::new(Shard {
+                        torrents: TorrentMap::default(),
+                    }),
+                    slots: AtomicPtr::new(std::ptr::null_mut()),
+                    capacity: AtomicUsize::new(0),
                 })
                 .collect(),
             gauges: (0..shards).map(|_| ShardGauge::default()).collect(),
             mask: shards - 1,
             sweep_cursor: AtomicUsize::new(0),
             addr_hasher: AddrHasher::new(seeds[0], seeds[1]),
+            // Keys of their own, derived from the same secret seeds.
+            tags: TagHasher::new(
+                seeds[0].rotate_left(29) ^ 0x243f_6a88_85a3_08d3,
+                seeds[1].rotate_left(17) ^ 0x1319_8a2e_0370_7344,
+            ),
         }
     }
 
@@ -132,9 +171,30 @@ impl SwarmTable {
 
     /// Lock the shard holding `info_hash`.
     pub fn lock(&self, info_hash: &InfoHash) -> ShardGuard<'_> {
+        let cell = &self.shards[self.shard_index(info_hash)];
         ShardGuard {
-            guard: lock(&self.shards[self.shard_index(info_hash)]),
+            guard: lock(&cell.lock),
+            cell,
+            tags: &self.tags,
         }
+    }
+
+    /// Ask for the cache lines a lookup of `info_hash` will touch (its
+    /// shard's lock and its home entry, and the next entry in case it
+    /// probes on), without taking the lock.
+    pub fn prefetch(&self, info_hash: &InfoHash) {
+        let cell = &self.shards[self.shard_index(info_hash)];
+        prefetch_read(cell);
+        let cap = cell.capacity.load(Ordering::Relaxed);
+        if cap == 0 {
+            return;
+        }
+        let slots = cell.slots.load(Ordering::Relaxed);
+        // The view may be stale (the map grew since): the address is only
+        // ever prefetched, never read (`wrapping_add` keeps it safe code).
+        let at = slots.wrapping_add(home(self.tags.tag(info_hash), cap));
+        prefetch_read(at);
+        prefetch_read(at.wrapping_add(1));
     }
 
     /// Expire peers in the next `count` shards (shared cursor: concurrent
@@ -163,7 +223,8 @@ impl SwarmTable {
         peer_timeout: u32,
         keep: impl Fn(&InfoHash) -> bool,
     ) -> usize {
-        let mut shard = lock(&self.shards[i]);
+        let cell = &self.shards[i];
+        let mut shard = lock(&cell.lock);
         let h = &self.addr_hasher;
         let (mut dropped, mut seeders, mut leechers) = (0, 0, 0);
         let (mut torrents4, mut torrents6, mut seeders6, mut leechers6) = (0, 0, 0, 0);
@@ -183,6 +244,7 @@ impl SwarmTable {
             }
             !t.is_empty()
         });
+        cell.publish(&shard.torrents);
         let g = &self.gauges[i];
         g.torrents
             .store(shard.torrents.len() as u64, Ordering::Relaxed);
@@ -205,7 +267,7 @@ impl SwarmTable {
     /// Visit the torrents of shard `i` under its lock (snapshots copy the
     /// table shard by shard, so announces wait for one shard at most).
     pub fn for_each_in_shard(&self, i: usize, mut f: impl FnMut(&InfoHash, &Torrent)) {
-        let shard = lock(&self.shards[i]);
+        let shard = lock(&self.shards[i].lock);
         for (hash, torrent) in shard.torrents.iter() {
             f(hash, torrent);
         }
@@ -213,7 +275,10 @@ impl SwarmTable {
 
     /// Torrents in the table now (each shard locked in turn, briefly).
     pub fn torrent_count(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).torrents.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| lock(&s.lock).torrents.len())
+            .sum()
     }
 
     /// Sum of the gauges left by the last sweep of every shard.
