@@ -7,7 +7,17 @@ reported, because only ratios from one run mean anything on a shared machine.
 Writes docs/BENCHMARKS.md and docs/bench-chart.svg, and the raw numbers to
 target/bench/results.json.
 
-Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 10),
+Two standard workloads, for every server: 1M torrents / 2M peers and 5M
+torrents / 10M peers. At each, a fresh server is filled (every peer
+announces once), runs a steady moderate load for SOAK seconds (so every
+server has lived for minutes before it is measured: a timer that goes wrong
+after a minute cannot hide), and is then measured: maximum goodput (closed
+loop), best goodput of an open-loop numwant-30 load offered at 300-500k/s,
+goodput with the sending core flat out (overload), server CPU per reply at
+a fixed 150k/s, resident memory and bytes per peer.
+
+Environment: BENCH_ROUNDS (default 3; 2 for the two standard workloads),
+BENCH_SECONDS (default 10), BENCH_SOAK (seconds, default 90),
 BENCH_QUICK=1 (short runs, for trying the script out), BENCH_BASELINE=REV
 (also build git revision REV of ringtracker and run it as
 "ringtracker@REV" in the same alternation: a before/after of a change).
@@ -33,6 +43,16 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "3" if QUICK else "10"))
 WARMUP = 1.0 if QUICK else 2.0
 INFLIGHT = 128
 STANDARD = dict(torrents=1_000_000, peers=2_000_000)
+SCALES = [("1M torrents / 2M peers", dict(torrents=1_000_000, peers=2_000_000)),
+          ("5M torrents / 10M peers", dict(torrents=5_000_000, peers=10_000_000))]
+if QUICK:
+    SCALES = [("100k torrents / 200k peers", dict(torrents=100_000, peers=200_000))]
+SCALE_ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "2"))
+SOAK = float(os.environ.get("BENCH_SOAK", "5" if QUICK else "90"))
+SOAK_RATE = 100_000
+FIXED_RATE = 150_000
+NW30_RATES = [300_000, 400_000, 500_000]
+FLAT_OUT = 3_000_000
 SWARM_SIZES = [10, 100, 1_000, 10_000, 100_000, 1_000_000]
 FILL_PEERS = 200_000 if QUICK else 1_000_000
 SERVER_CPU, LOAD_CPU = "0", "1"
@@ -51,6 +71,8 @@ class Server:
 
     def __init__(self, name, port):
         self.name, self.port, self.proc = name, port, None
+        # The workload's torrents (opentracker's whitelist depends on it).
+        self.torrents = STANDARD["torrents"]
 
     def command(self):
         raise NotImplementedError
@@ -92,6 +114,11 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        # A ring's asynchronous teardown can hold the port for a moment
+        # after the process is gone (aquatic's does): wait until it is free.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and udp_port_bound(self.port):
+            time.sleep(0.05)
 
 
 class Ringtracker(Server):
@@ -179,10 +206,12 @@ class Opentracker(Server):
         self.dir.mkdir(exist_ok=True)
         os.chmod(workdir, 0o755)
         os.chmod(self.dir, 0o755)
-        wl = self.dir / "whitelist.txt"
-        subprocess.run([str(LOADGEN), "--write-hashes", str(wl), "--torrents", str(STANDARD["torrents"]),
-                        "--peers", "1"], check=True)
-        os.chmod(wl, 0o644)
+        for _, scale in SCALES + [("standard", STANDARD)]:
+            wl = self.dir / f"whitelist-{scale['torrents']}.txt"
+            if not wl.exists():
+                subprocess.run([str(LOADGEN), "--write-hashes", str(wl), "--torrents",
+                                str(scale["torrents"]), "--peers", "1"], check=True)
+                os.chmod(wl, 0o644)
 
     def cwd(self):
         return str(self.dir)
@@ -190,13 +219,13 @@ class Opentracker(Server):
     def command(self):
         # It refuses to run as root and chroots to -d.
         return [self.binary, "-i", "127.0.0.1", "-p", str(self.port + 1), "-P", str(self.port),
-                "-d", str(self.dir), "-w", "whitelist.txt", "-u", "nobody"]
+                "-d", str(self.dir), "-w", f"whitelist-{self.torrents}.txt", "-u", "nobody"]
 
     def ready(self):
         super().ready()
         # The whitelist loads in the background; wait until an announce for
         # a listed hash is answered with peers counted (bounded).
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             r = loadgen(self, ["--mode", "once", "--torrents", "1", "--peers", "1", "--duration", "2",
                                "--timeout-ms", "200", "--first-source", "127.99.0.1", "--sources", "1"])
@@ -214,6 +243,15 @@ def loadgen(server, args, pid=None, port=None):
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr.strip()}")
     return json.loads(out.stdout)
+
+
+def udp_port_bound(port):
+    """Whether a local UDP socket is bound to `port` (IPv4)."""
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        local = line.split()[1]
+        if int(local.split(":")[1], 16) == port:
+            return True
+    return False
 
 
 def rss(pid):
@@ -260,28 +298,31 @@ def main():
         servers.append(Opentracker(ot, workdir))
     names = [s.name for s in servers]
     log(f"bench: {', '.join(names)}; {ROUNDS} round(s) of {SECONDS:.0f} s; server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}")
-    results = {"servers": names, "rounds": ROUNDS, "seconds": SECONDS, "inflight": INFLIGHT,
-               "throughput": {n: [] for n in names}, "latency": [], "memory": {}, "per_peer": {},
-               "swarm_1m": {}}
+    results = {"servers": names, "rounds": SCALE_ROUNDS, "seconds": SECONDS, "inflight": INFLIGHT,
+               "soak": SOAK, "latency": [], "per_peer": {}, "swarm_1m": {}}
     common = ["--duration", str(SECONDS), "--warmup", str(WARMUP)]
 
-    # 1. Maximum throughput, closed loop, servers alternated.
-    for r in range(ROUNDS):
-        for s in servers:
-            rep = timed(s, ["--mode", "closed", "--inflight", str(INFLIGHT), *common])
-            results["throughput"][s.name].append({
-                "rps": rep["replies_per_second"], "cpu_us": rep["server"]["cpu_us_per_reply"],
-                "drops": rep["server"]["socket_drops"], "lost": rep["counts"]["lost"],
-                "p99": rep["latency_us"]["p99"]})
-            log(f"  throughput round {r + 1} {s.name}: {rep['replies_per_second']:.0f}/s, "
-                f"{rep['server']['cpu_us_per_reply']:.2f} µs/reply")
+    # 1. The two standard workloads, every server, rounds alternated.
+    results["scale"] = {label: {s.name: [] for s in servers} for label, _ in SCALES}
+    for r in range(SCALE_ROUNDS):
+        for label, scale in SCALES:
+            for s in servers:
+                m = measure_scale(s, scale)
+                results["scale"][label][s.name].append(m)
+                log(f"  {label} round {r + 1} {s.name}: max {m['max_goodput']:.0f}/s, "
+                    f"numwant-30 best {m['nw30_goodput']:.0f}/s, overloaded {m['overload_goodput']:.0f}/s, "
+                    f"{m['fixed_cpu_us']:.2f} µs/reply at {FIXED_RATE}/s, rss {m['rss'] / 1e6:.1f} MB, "
+                    f"{m['bytes_per_peer']:.1f} B/peer, lived {m['lived_s']:.0f} s")
 
-    # 2. Latency at fixed offered rates: shares of the slowest server's max.
-    slowest = min(median([x["rps"] for x in results["throughput"][n]]) for n in names)
+    # 2. Latency at fixed offered rates: shares of the slowest server's max
+    #    goodput at the first standard workload, on fresh servers.
+    first = results["scale"][SCALES[0][0]]
+    slowest = min(median([x["max_goodput"] for x in first[n]]) for n in names)
     for share in (0.25, 0.5, 0.75):
         rate = round(slowest * share, -3)
         row = {"share": share, "rate": rate, "servers": {}}
         for s in servers:
+            s.torrents = STANDARD["torrents"]
             rep = timed(s, ["--mode", "open", "--rate", str(rate), *common])
             row["servers"][s.name] = {
                 "p50": rep["latency_us"]["p50"], "p99": rep["latency_us"]["p99"],
@@ -291,19 +332,6 @@ def main():
                 f"{rep['server']['cpu_us_per_reply']:.2f} µs/reply")
         results["latency"].append(row)
 
-    # 3. Resident memory after the standard load (every peer announces once).
-    for s in servers:
-        pid = s.start()
-        try:
-            rep = loadgen(s, ["--mode", "once", "--torrents", str(STANDARD["torrents"]),
-                              "--peers", str(STANDARD["peers"]), "--duration", "300",
-                              "--inflight", str(INFLIGHT), "--timeout-ms", "3000"], pid)
-            results["memory"][s.name] = {"rss": rss(pid), "announces": rep["counts"]["announces"],
-                                         "lost": rep["counts"]["lost"]}
-            log(f"  standard load {s.name}: rss {rss(pid) / 1e6:.1f} MB")
-        finally:
-            s.stop()
-
     # 4. Bytes per peer by swarm size (FILL_PEERS peers in swarms of N), and
     #    announce throughput into the largest swarm.
     for n in SWARM_SIZES:
@@ -311,6 +339,7 @@ def main():
             continue
         torrents = FILL_PEERS // n
         for s in servers:
+            s.torrents = STANDARD["torrents"]
             pid = s.start()
             try:
                 before = rss(pid)
@@ -365,6 +394,43 @@ def main():
     log("bench: wrote docs/BENCHMARKS.md, docs/bench-chart.svg, target/bench/results.json")
 
 
+def measure_scale(s, scale):
+    """Fill a fresh server with the workload, soak it, measure it."""
+    s.torrents = scale["torrents"]
+    started = time.monotonic()
+    pid = s.start()
+    try:
+        w = ["--torrents", str(scale["torrents"]), "--peers", str(scale["peers"])]
+        before = rss(pid)
+        fill = loadgen(s, ["--mode", "once", *w, "--duration", "1200", "--inflight", str(INFLIGHT),
+                           "--timeout-ms", "3000"], pid)
+        stored = fill["counts"]["announces"]
+        filled = rss(pid)
+        loadgen(s, ["--mode", "open", "--rate", str(SOAK_RATE), *w, "--duration", str(SOAK),
+                    "--warmup", "0"], pid)
+        common = ["--duration", str(SECONDS), "--warmup", str(WARMUP), *w]
+        closed = loadgen(s, ["--mode", "closed", "--inflight", str(INFLIGHT), *common], pid)
+        fixed = loadgen(s, ["--mode", "open", "--rate", str(FIXED_RATE), *common], pid)
+        over = loadgen(s, ["--mode", "open", "--rate", str(FLAT_OUT), *common], pid)
+        nw30 = [loadgen(s, ["--mode", "open", "--rate", str(r), "--numwant", "30", *common], pid)
+                for r in NW30_RATES]
+        return {
+            "max_goodput": closed["goodput_per_second"], "max_cpu_us": closed["server"]["cpu_us_per_reply"],
+            "max_p99": closed["latency_us"]["p99"],
+            "nw30_goodput": max(x["goodput_per_second"] for x in nw30),
+            "nw30_runs": [x["goodput_per_second"] for x in nw30],
+            "overload_goodput": over["goodput_per_second"], "overload_sent": over["sent_per_second"],
+            "overload_cpu_us": over["server"]["cpu_us_per_reply"],
+            "fixed_cpu_us": fixed["server"]["cpu_us_per_reply"], "fixed_p99": fixed["latency_us"]["p99"],
+            "fixed_lost": fixed["counts"]["lost"],
+            "rss": rss(pid), "filled_rss": filled, "stored": stored, "fill_lost": fill["counts"]["lost"],
+            "bytes_per_peer": (filled - before) / max(stored, 1),
+            "lived_s": time.monotonic() - started,
+        }
+    finally:
+        s.stop()
+
+
 def machine():
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -378,10 +444,16 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if b else "–"
 
 
+def scale_medians(res, label):
+    """Per server, the median over rounds of each figure at one workload."""
+    out = {}
+    for n, runs in res["scale"][label].items():
+        out[n] = {k: median([r[k] for r in runs]) for k in runs[0] if not isinstance(runs[0][k], list)}
+    return out
+
+
 def write_markdown(res):
     names = res["servers"]
-    tp = {n: median([x["rps"] for x in res["throughput"][n]]) for n in names}
-    cpu = {n: median([x["cpu_us"] for x in res["throughput"][n]]) for n in names}
     L = []
     L.append("# Benchmarks\n")
     L.append("Produced by `make bench` (loadgen/bench.py); do not edit by hand: rerun it.\n")
@@ -395,19 +467,51 @@ def write_markdown(res):
         if n.startswith("ringtracker@"):
             L.append(f"- `{n}` is ringtracker built from git revision `{n.split('@')[1]}` "
                      f"(`BENCH_BASELINE={n.split('@')[1]} make bench`): a before/after in one alternated run.")
-    L.append(f"- Workload: {STANDARD['torrents']:,} torrents with Zipf(1.0) popularity, {STANDARD['peers']:,} peers, "
-             f"25% seeders, numwant 50, events none/started/completed/stopped 94/3/1/2.")
-    L.append(f"- Servers alternated run by run, {res['rounds']} round(s) of {res['seconds']:.0f} s each "
-             f"(after a warm-up), medians shown.\n")
+    L.append("- Workloads: Zipf(1.0) torrent popularity, 25% seeders, numwant 50, events "
+             "none/started/completed/stopped 94/3/1/2 (loadgen's defaults), at two standard sizes below.")
+    L.append(f"- Servers alternated run by run, {res['rounds']} round(s), medians shown; each measurement "
+             f"{res['seconds']:.0f} s after a warm-up.\n")
     L.append("![throughput and latency](bench-chart.svg)\n")
-    L.append(f"## Maximum announce throughput (closed loop, {res['inflight']} requests in flight)\n")
-    L.append("| server | replies/s (median) | runs | server CPU per reply (µs) | vs ringtracker |")
-    L.append("|---|---|---|---|---|")
-    for n in names:
-        runs = ", ".join(f"{x['rps'] / 1000:.0f}k" for x in res["throughput"][n])
-        L.append(f"| {n} | {tp[n]:,.0f} | {runs} | {cpu[n]:.2f} | {ratio(tp['ringtracker'], tp[n])} |")
-    L.append("\nSocket drops during these runs: " + ", ".join(
-        f"{n} {sum(x['drops'] for x in res['throughput'][n])}" for n in names) + ".\n")
+    for label, _ in SCALES:
+        if label not in res.get("scale", {}):
+            continue
+        m = scale_medians(res, label)
+        rt = m["ringtracker"]
+        L.append(f"## {label}\n")
+        L.append(f"A fresh server is filled (every peer announces once: `loadgen --mode once`), then runs "
+                 f"{res['soak']:.0f} s of steady load ({SOAK_RATE:,} announces/s), then is measured, so every "
+                 f"server has run for minutes (column *lived*). Max goodput: closed loop, {res['inflight']} "
+                 f"requests in flight. numwant 30: open loop offered at "
+                 + "/".join(f"{r // 1000}k" for r in NW30_RATES) + "/s, the best goodput. Overloaded: "
+                 f"open loop offered as fast as the sending core goes ({FLAT_OUT:,}/s asked); goodput counts every "
+                 f"valid reply that arrived. CPU per reply: server CPU time over replies at a fixed "
+                 f"{FIXED_RATE:,}/s.\n")
+        L.append("| server | max goodput/s | numwant 30, best/s | overloaded/s | overloaded ÷ max | "
+                 f"CPU µs/reply at {FIXED_RATE // 1000}k/s | RSS | bytes/peer | lived |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for n in names:
+            x = m[n]
+            L.append(f"| {n} | {x['max_goodput']:,.0f} | {x['nw30_goodput']:,.0f} | {x['overload_goodput']:,.0f} | "
+                     f"{x['overload_goodput'] / max(x['max_goodput'], 1):.2f} | {x['fixed_cpu_us']:.2f} | "
+                     f"{x['rss'] / 1e6:.1f} MB | {x['bytes_per_peer']:.1f} B | {x['lived_s']:.0f} s |")
+        L.append("\nRatios, ringtracker ÷ each (goodput: higher is better for ringtracker; CPU and memory: "
+                 "lower is):\n")
+        L.append("| vs | max goodput | numwant 30 | overloaded | CPU per reply | RSS |")
+        L.append("|---|---|---|---|---|---|")
+        for n in names:
+            if n == "ringtracker":
+                continue
+            x = m[n]
+            L.append(f"| {n} | {ratio(rt['max_goodput'], x['max_goodput'])} | "
+                     f"{ratio(rt['nw30_goodput'], x['nw30_goodput'])} | "
+                     f"{ratio(rt['overload_goodput'], x['overload_goodput'])} | "
+                     f"{ratio(rt['fixed_cpu_us'], x['fixed_cpu_us'])} | {ratio(rt['rss'], x['rss'])} |")
+        runs = "; ".join(f"{n} " + ", ".join(f"{r['max_goodput'] / 1000:.0f}k" for r in res["scale"][label][n])
+                         for n in names)
+        L.append(f"\nMax goodput by round: {runs}.\n")
+    if "opentracker" in names:
+        L.append("opentracker's memory includes its whitelist of the workload's info hashes (Debian builds it "
+                 "whitelist-only).\n")
     L.append("## Latency at fixed offered rates (open loop, from each request's scheduled send time)\n")
     L.append("| offered rate | server | p50 µs | p99 µs | p99.9 µs | server CPU per reply (µs) | lost |")
     L.append("|---|---|---|---|---|---|---|")
@@ -416,16 +520,6 @@ def write_markdown(res):
             s = row["servers"][n]
             L.append(f"| {row['rate']:,.0f}/s ({row['share']:.0%}) | {n} | {s['p50']} | {s['p99']} | {s['p999']} | "
                      f"{s['cpu_us']:.2f} | {s['lost']} |")
-    L.append("\n## Resident memory after the standard load (every peer announced once)\n")
-    L.append("| server | RSS | vs ringtracker |")
-    L.append("|---|---|---|")
-    for n in names:
-        m = res["memory"].get(n)
-        if m:
-            L.append(f"| {n} | {m['rss'] / 1e6:.1f} MB | {ratio(m['rss'], res['memory']['ringtracker']['rss'])} |")
-    if "opentracker" in names:
-        L.append("\nopentracker's figure includes its whitelist of the 1M info hashes (Debian builds it "
-                 "whitelist-only).")
     L.append(f"\n## Bytes per peer by swarm size ({FILL_PEERS:,} peers in equal swarms, IPv4, half seeders)\n")
     L.append("Growth of resident memory divided by the peers stored (the same table as ExTracker's README).\n")
     L.append("| peers per swarm | " + " | ".join(names) + " |")
@@ -467,21 +561,28 @@ def write_svg(res):
     colors = {"ringtracker": "#2b7bb9", "ringtracker-mmsg": "#8fbce0",
               **{n: "#5a9bd0" for n in names if n.startswith("ringtracker@")}, "aquatic_udp": "#e08a1e",
               "opentracker": "#7a7a7a"}
-    tp = {n: median([x["rps"] for x in res["throughput"][n]]) for n in names}
+    labels = [label for label, _ in SCALES if label in res.get("scale", {})]
+    goodput = {label: {n: v["max_goodput"] for n, v in scale_medians(res, label).items()} for label in labels}
     W, H = 1000, 360
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
              f'<rect width="{W}" height="{H}" fill="white"/>',
-             '<text x="20" y="24" font-size="15" font-weight="bold">Max announce replies/s (closed loop)</text>',
+             '<text x="20" y="24" font-size="15" font-weight="bold">Max announce goodput/s by workload</text>',
              '<text x="470" y="24" font-size="15" font-weight="bold">p99 latency (µs, log scale) by offered rate</text>']
-    top = max(tp.values()) or 1
+    top = max((v for g in goodput.values() for v in g.values()), default=1) or 1
     x0, base, height = 30, 320, 260
-    bw = min(80, 420 / len(names) - 20)
-    for i, n in enumerate(names):
-        h = tp[n] / top * height
-        x = x0 + i * (bw + 20)
-        parts.append(f'<rect x="{x}" y="{base - h:.1f}" width="{bw}" height="{h:.1f}" fill="{colors.get(n, "#555")}"/>')
-        parts.append(f'<text x="{x + bw / 2}" y="{base - h - 6:.1f}" text-anchor="middle">{tp[n] / 1000:.0f}k</text>')
-        parts.append(f'<text x="{x + bw / 2}" y="{base + 16}" text-anchor="middle" font-size="10">{n}</text>')
+    group_w = 420 / max(len(labels), 1)
+    bw = min(60, (group_w - 20) / max(len(names), 1))
+    for j, label in enumerate(labels):
+        for i, n in enumerate(names):
+            v = goodput[label][n]
+            h = v / top * height
+            x = x0 + j * group_w + i * bw
+            parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
+                         f'fill="{colors.get(n, "#555")}"><title>{n}: {v:,.0f}/s</title></rect>')
+            parts.append(f'<text x="{x + bw / 2:.1f}" y="{base - h - 4:.1f}" text-anchor="middle" '
+                         f'font-size="10">{v / 1000:.0f}k</text>')
+        parts.append(f'<text x="{x0 + j * group_w + (group_w - 20) / 2:.1f}" y="{base + 16}" '
+                     f'text-anchor="middle" font-size="11">{label}</text>')
     rows = res["latency"]
     # Log scale: the slow outliers would flatten everything else.
     import math
