@@ -216,7 +216,7 @@ impl Default for Config {
                 backend: UdpBackend::IoUring,
                 recv_buffers: 256,
                 send_slots: 1024,
-                socket_recv_buffer: 8 << 20,
+                socket_recv_buffer: 1 << 20,
             },
             http: HttpConfig {
                 listen: vec![default_addr()],
@@ -542,7 +542,11 @@ recv_buffers = {recv_buffers}
 # (and counted as drop_no_send_slot).
 send_slots = {send_slots}
 # SO_RCVBUF of each UDP socket in bytes; the kernel caps it at
-# net.core.rmem_max. 0 keeps the kernel default.
+# net.core.rmem_max. 0 keeps the kernel default. Deeper is not better
+# under sustained overload: a worker then answers datagrams that waited
+# long enough to leave the cache (8 MiB: 0.89-0.91 of peak goodput when
+# flooded, 1 MiB: 0.94-0.96, docs/PERFORMANCE.md); a burst deeper than
+# the buffer is dropped and counted, and clients retry.
 socket_recv_buffer = {socket_recv_buffer}
 
 [http]
