@@ -297,7 +297,7 @@ def main():
     if ot:
         servers.append(Opentracker(ot, workdir))
     names = [s.name for s in servers]
-    log(f"bench: {', '.join(names)}; {ROUNDS} round(s) of {SECONDS:.0f} s; server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}")
+    log(f"bench: {', '.join(names)}; {SCALE_ROUNDS} round(s), {SECONDS:.0f} s per measurement; server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}")
     results = {"servers": names, "rounds": SCALE_ROUNDS, "seconds": SECONDS, "inflight": INFLIGHT,
                "soak": SOAK, "latency": [], "per_peer": {}, "swarm_1m": {}}
     common = ["--duration", str(SECONDS), "--warmup", str(WARMUP)]

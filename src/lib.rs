@@ -1,8 +1,9 @@
 //! ringtracker: a UDP-first BitTorrent tracker on Linux io_uring.
 //!
-//! `protocol` and `tracker` are sans-I/O (bytes and time in, bytes out);
-//! `net` owns the sockets and rings and is the only place with `unsafe`.
-//! docs/ARCHITECTURE.md walks a packet through all of it.
+//! `protocol`, `tracker` and `engine` are sans-I/O (bytes and time in,
+//! bytes out; one `engine::Engine` per worker); `net` owns the sockets and
+//! rings and is the only place with `unsafe`, besides the one audited
+//! `prefetch` helper. docs/ARCHITECTURE.md walks a packet through all of it.
 
 pub mod compose;
 pub mod config;
