@@ -7,6 +7,7 @@ pub mod access;
 pub mod announce;
 pub mod connection_id;
 pub mod ledger;
+pub mod linear_probe;
 pub mod peer_set;
 pub mod rate_limit;
 pub mod swarm;

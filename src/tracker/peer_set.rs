@@ -19,6 +19,7 @@
 //! incremental sweep (a full pass in well under a minute) guarantees; the
 //! configured peer timeout is capped well below it (`MAX_PEER_TIMEOUT`).
 
+use super::linear_probe::{self, Slot};
 use crate::prefetch::prefetch_read;
 
 /// Bytes of a compact IPv4 peer (BEP 23).
@@ -393,10 +394,15 @@ fn capacity_for(n: usize) -> usize {
     (n * 9 / 5).max(4)
 }
 
-/// The slot a record's probe run starts at (multiply-shift range reduction,
-/// so any capacity works and growth can be by 1.5x rather than 2x).
+/// The slot a record's probe run starts at.
 fn home(addr: &[u8], cap: usize, hasher: &AddrHasher) -> usize {
-    ((u128::from(hasher.hash(addr)) * cap as u128) >> 64) as usize
+    linear_probe::home(hasher.hash(addr), cap)
+}
+
+impl<const N: usize> Slot for PeerRecord<N> {
+    fn is_vacant(&self) -> bool {
+        self.is_empty()
+    }
 }
 
 /// `Ok(slot)` holding `addr`, or `Err(slot)`: the empty slot where it goes.
@@ -405,22 +411,7 @@ fn find<const N: usize>(
     addr: &[u8; N],
     hasher: &AddrHasher,
 ) -> Result<usize, usize> {
-    let cap = slots.len();
-    let mut i = home(addr, cap, hasher);
-    // The table is never full (at most 80%), so this ends at an empty slot.
-    loop {
-        let r = &slots[i];
-        if r.addr == *addr {
-            return Ok(i);
-        }
-        if r.is_empty() {
-            return Err(i);
-        }
-        i += 1;
-        if i == cap {
-            i = 0;
-        }
-    }
+    linear_probe::find(slots, home(addr, slots.len(), hasher), |r| r.addr == *addr)
 }
 
 fn place<const N: usize>(slots: &mut [PeerRecord<N>], rec: PeerRecord<N>, hasher: &AddrHasher) {
@@ -441,33 +432,12 @@ fn rehash<const N: usize>(
     new
 }
 
-/// Empty slot `hole` and pull later records of its probe run back, so that
-/// lookups never need tombstones.
-fn delete_at<const N: usize>(slots: &mut [PeerRecord<N>], mut hole: usize, hasher: &AddrHasher) {
+/// Empty slot `hole`, pulling later records of its probe run back.
+fn delete_at<const N: usize>(slots: &mut [PeerRecord<N>], hole: usize, hasher: &AddrHasher) {
     let cap = slots.len();
-    let mut j = hole;
-    loop {
-        j += 1;
-        if j == cap {
-            j = 0;
-        }
-        if slots[j].is_empty() {
-            break;
-        }
-        let h = home(&slots[j].addr, cap, hasher);
-        // The record at j may move to `hole` unless its home lies
-        // cyclically in (hole, j].
-        let stays = if hole <= j {
-            hole < h && h <= j
-        } else {
-            hole < h || h <= j
-        };
-        if !stays {
-            slots[hole] = slots[j];
-            hole = j;
-        }
-    }
-    slots[hole] = PeerRecord::EMPTY;
+    linear_probe::delete_at(slots, hole, PeerRecord::EMPTY, |r| {
+        home(&r.addr, cap, hasher)
+    });
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@
 //! table fuller but reallocated so often that the freed arrays more than
 //! ate the saving.)
 
+use super::linear_probe::{self, Slot};
 use super::peer_set::AddrHasher;
 use super::swarm::Torrent;
 use crate::protocol::InfoHash;
@@ -49,7 +50,9 @@ impl Entry {
             torrent: Torrent::default(),
         }
     }
+}
 
+impl Slot for Entry {
     fn is_vacant(&self) -> bool {
         self.tag == 0
     }
@@ -70,10 +73,9 @@ impl TagHasher {
     }
 }
 
-/// The slot a tag's probe run starts at (multiply-shift range reduction,
-/// so any capacity works and growth can be by 1.5x).
+/// The slot a tag's probe run starts at (the tag is the hash's upper half).
 pub fn home(tag: u32, cap: usize) -> usize {
-    ((u64::from(tag) * cap as u64) >> 32) as usize
+    linear_probe::home(u64::from(tag) << 32, cap)
 }
 
 pub struct TorrentMap {
@@ -113,21 +115,8 @@ impl TorrentMap {
     /// `Ok(slot)` holding `key`, or `Err(slot)`: the empty slot where it
     /// would go. The table must have room (it is never full).
     fn find(&self, key: &InfoHash, tag: u32) -> Result<usize, usize> {
-        let cap = self.slots.len();
-        let mut i = home(tag, cap);
-        loop {
-            let e = &self.slots[i];
-            if e.tag == tag && e.key == *key {
-                return Ok(i);
-            }
-            if e.is_vacant() {
-                return Err(i);
-            }
-            i += 1;
-            if i == cap {
-                i = 0;
-            }
-        }
+        let start = home(tag, self.slots.len());
+        linear_probe::find(&self.slots, start, |e| e.tag == tag && e.key == *key)
     }
 
     pub fn get(&self, key: &InfoHash, tag: u32) -> Option<&Torrent> {
@@ -217,49 +206,19 @@ impl TorrentMap {
             .map(|e| (&e.key, &e.torrent))
     }
 
-    /// Empty slot `hole` and pull later entries of its probe run back, so
-    /// lookups never need tombstones.
-    fn delete_at(&mut self, mut hole: usize) {
+    /// Empty slot `hole`, pulling later entries of its probe run back.
+    fn delete_at(&mut self, hole: usize) {
         let cap = self.slots.len();
-        let mut j = hole;
-        loop {
-            j += 1;
-            if j == cap {
-                j = 0;
-            }
-            if self.slots[j].is_vacant() {
-                break;
-            }
-            let h = home(self.slots[j].tag, cap);
-            // The entry at j may move to `hole` unless its home lies
-            // cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < h && h <= j
-            } else {
-                hole < h || h <= j
-            };
-            if !stays {
-                self.slots.swap(hole, j);
-                hole = j;
-            }
-        }
-        self.slots[hole] = Entry::vacant();
+        linear_probe::delete_at(&mut self.slots, hole, Entry::vacant(), |e| home(e.tag, cap));
     }
 
     fn resize(&mut self, cap: usize) {
         let mut new: Box<[Entry]> = (0..cap).map(|_| Entry::vacant()).collect();
         for e in std::mem::take(&mut self.slots).into_vec() {
-            if e.is_vacant() {
-                continue;
+            if !e.is_vacant() {
+                let i = linear_probe::find(&new, home(e.tag, cap), |_| false).unwrap_err();
+                new[i] = e;
             }
-            let mut i = home(e.tag, cap);
-            while !new[i].is_vacant() {
-                i += 1;
-                if i == cap {
-                    i = 0;
-                }
-            }
-            new[i] = e;
         }
         self.slots = new;
     }
