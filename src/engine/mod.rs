@@ -191,3 +191,64 @@ pub fn contain<T>(stats: &WorkerStats, f: impl FnOnce() -> T) -> Option<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::announce::{AnnounceParams, AnnouncePolicy};
+    use crate::tracker::connection_id::ConnectionIdIssuer;
+    use crate::tracker::table::SwarmTable;
+
+    /// The worker's sweep is a timer of the engine: due every
+    /// `SWEEP_EVERY` from the engine's start, it expires the next shards
+    /// when the backend hands the time in, and never before.
+    #[test]
+    fn the_sweep_runs_when_its_timer_is_due() {
+        let tracker = Arc::new(Tracker::new(
+            AnnouncePolicy {
+                peer_timeout: 1800,
+                min_interval: 0,
+                ..AnnouncePolicy::default()
+            },
+            SwarmTable::new(1, [1, 2]),
+            ConnectionIdIssuer::new([3; 16]),
+        ));
+        let stats: Arc<[WorkerStats]> = (0..1).map(|_| WorkerStats::default()).collect();
+        let t0 = Instant::now();
+        let setup = EngineSetup {
+            tracker: tracker.clone(),
+            stats: stats.clone(),
+            stats_index: 0,
+            started: t0,
+            sweep_per_tick: 1,
+            http: HttpPolicy::default(),
+            seed: [0; 32],
+        };
+        let mut engine = Engine::new(setup, t0);
+        assert_eq!(engine.poll_timeout(), Some(t0 + SWEEP_EVERY));
+        let p = AnnounceParams {
+            info_hash: crate::protocol::InfoHash([7; 20]),
+            peer_id: crate::protocol::PeerId([1; 20]),
+            ip: "192.0.2.1".parse().unwrap(),
+            port: 6881,
+            event: crate::protocol::Event::Started,
+            left: 0,
+            uploaded: 0,
+            downloaded: 0,
+            numwant: 0,
+            picks: Default::default(),
+        };
+        tracker.announce(&p, 0, &mut [0; 64]).unwrap();
+        // Past the peer timeout, but the timer is not due: nothing swept.
+        let late = t0 + Duration::from_secs(3600);
+        assert_eq!(engine.tracker_secs(late), 3600);
+        // (Re-armed so that it is next due a period after `late`.)
+        engine.timers.arm(WorkerTimer::Sweep, late, SWEEP_EVERY);
+        engine.handle_timeout(late);
+        assert_eq!(stats[0].get(Counter::SweptPeers), 0);
+        // Due: the one shard is swept and the stale peer goes.
+        engine.handle_timeout(late + SWEEP_EVERY);
+        assert_eq!(stats[0].get(Counter::SweptPeers), 1);
+        assert!(engine.poll_timeout().unwrap() > late + SWEEP_EVERY);
+    }
+}
