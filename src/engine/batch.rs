@@ -44,8 +44,8 @@ impl Engine {
     ///    no lock);
     /// 2. for each announce, draw the random picks of its reply, and under
     ///    its shard's lock (now a cache hit) ask for the lines of its big
-    ///    swarm that it will touch: its own slot and the start of each reply
-    ///    window (`Tracker::prefetch_peers`);
+    ///    swarm that it will touch: its own slot and each reply window
+    ///    (`Tracker::prefetch_peers`);
     /// 3. answer each datagram with those picks, in order.
     ///
     /// Each pass gives the loads it asked for the time the others take, so

@@ -4,8 +4,8 @@
 //! Every connection has at most one operation in flight: a `Recv` into its
 //! read buffer or a `Send` of its write buffer. A received chunk is parsed
 //! for as many complete request heads as it holds (pipelining); each is
-//! answered by the worker's engine (`Engine::handle_http_request`) into the write buffer, in
-//! order, and the whole buffer goes out in one `Send`. Then the connection
+//! answered by the worker's engine (`Engine::handle_http_request`) into
+//! the write buffer, in order, and the whole buffer goes out in one `Send`. Then the connection
 //! reads again, or closes (`Connection: close`, HTTP/1.0, an error).
 //!
 //! Slow and idle clients cost a pending `Recv` and two small buffers, not a
@@ -19,13 +19,13 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::types::{Fd, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 use rustls::ServerConnection;
 
-use super::ring::{TICK, push, push_cancel_all, submit_and_wait};
+use super::ring::{push, push_cancel_all, push_wakeup, submit_and_wait};
 use super::tls::{self, TlsConfig};
 use crate::engine::{Engine, EngineSetup};
 use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
@@ -217,16 +217,8 @@ impl Worker {
     /// Arm the wake-up for the engine's next timer (at most `TICK` away:
     /// connection timeouts and the stop flag are looked at every tick).
     fn arm_tick(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let wait = self
-            .engine
-            .poll_timeout()
-            .map_or(TICK, |t| t.saturating_duration_since(Instant::now()))
-            .clamp(Duration::from_millis(1), TICK);
-        self.tick = Timespec::from(wait);
-        let entry = opcode::Timeout::new(&self.tick).build().user_data(TAG_TICK);
-        // SAFETY: the timespec lives in this worker, which outlives the
-        // ring; the kernel reads it when the entry is submitted.
-        unsafe { push(sq, submitter, &entry) };
+        let now = Instant::now();
+        push_wakeup(sq, submitter, &self.engine, now, &mut self.tick, TAG_TICK);
         self.armed += 1;
     }
 

@@ -2,12 +2,13 @@
 //! queueing an entry, submitting and waiting, cancelling everything at
 //! shutdown.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry;
-use io_uring::types::CancelBuilder;
+use io_uring::types::{CancelBuilder, Timespec};
 use io_uring::{SubmissionQueue, Submitter, opcode};
 
+use crate::engine::Engine;
 use crate::stats::{Counter, WorkerStats};
 
 /// The longest a worker sleeps without a look at the stop flag (and, for
@@ -27,6 +28,30 @@ pub fn submit_and_wait(submitter: &Submitter<'_>, stats: &WorkerStats) -> std::i
     stats.add(Counter::RingEnters, 1);
     stats.add(Counter::RingSubmitted, submitted as u64);
     Ok(())
+}
+
+/// Queue a timeout entry that wakes the loop when `engine`'s next timer is
+/// due, at most `TICK` after `now`. `ts` is where the kernel reads the
+/// timeout from when the entry is submitted: a field of the worker, which
+/// outlives the ring.
+pub fn push_wakeup(
+    sq: &mut SubmissionQueue<'_>,
+    submitter: &Submitter<'_>,
+    engine: &Engine,
+    now: Instant,
+    ts: &mut Timespec,
+    user_data: u64,
+) {
+    let wait = engine
+        .poll_timeout()
+        .map_or(TICK, |t| t.saturating_duration_since(now))
+        .clamp(Duration::from_millis(1), TICK);
+    *ts = Timespec::from(wait);
+    let entry = opcode::Timeout::new(ts).build().user_data(user_data);
+    // SAFETY: `ts` lives in the worker, which outlives the ring, and is not
+    // written again before this entry is submitted (the next wake-up is
+    // armed only after this one completes).
+    unsafe { push(sq, submitter, &entry) };
 }
 
 /// Queue a cancel of every operation of the ring (shutdown).

@@ -22,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::types::{Fixed, RecvMsgOut, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
@@ -31,7 +31,7 @@ use socket2::Socket;
 use super::WorkerSetup;
 use super::buf_ring::BufRing;
 use super::msg::{CONTROL_LEN, LocalAddr, NAME_LEN, ReplySlot, parse_local_addr, parse_sockaddr};
-use super::ring::{TICK, push, push_cancel_all, submit_and_wait};
+use super::ring::{push, push_cancel_all, push_wakeup, submit_and_wait};
 use crate::engine::Engine;
 use crate::engine::batch::UdpBatch;
 use crate::stats::{Counter, WorkerStats};
@@ -261,19 +261,9 @@ impl Worker {
         self.inflight += 1;
     }
 
-    /// Arm the wake-up for the engine's next timer (at most `TICK`
-    /// away).
+    /// Arm the wake-up for the engine's next timer (at most `TICK` away).
     fn arm_tick(&mut self, now: Instant, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let wait = self
-            .engine
-            .poll_timeout()
-            .map_or(TICK, |t| t.saturating_duration_since(now))
-            .clamp(Duration::from_millis(1), TICK);
-        self.tick = Timespec::from(wait);
-        let entry = opcode::Timeout::new(&self.tick).build().user_data(TAG_TICK);
-        // SAFETY: the timespec lives in this worker, which outlives the
-        // ring; the kernel reads it when the entry is submitted.
-        unsafe { push(sq, submitter, &entry) };
+        push_wakeup(sq, submitter, &self.engine, now, &mut self.tick, TAG_TICK);
         self.inflight += 1;
     }
 

@@ -257,7 +257,7 @@ impl Tracker {
     }
 
     /// Ask for the cache lines `announce_with(p)` will touch in a big
-    /// swarm (the peer's slot, the start of each reply window), so that
+    /// swarm (the peer's slot, each reply window), so that
     /// the batch pipeline overlaps them with other datagrams' work. Takes
     /// the shard's lock briefly; changes nothing.
     pub fn prefetch_peers(&self, p: &AnnounceParams) {

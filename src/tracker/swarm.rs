@@ -331,9 +331,9 @@ impl<const N: usize> Swarm<N> {
     }
 
     /// Ask for the cache lines an announce by `addr` will touch in a big
-    /// swarm: its own slot in the set of its role, and the start of each
-    /// window `select` will copy with the same `picks` (the batch pipeline,
-    /// ahead of the announce). Small swarms live in the table entry.
+    /// swarm: its own slot in the set of its role, and each window `select`
+    /// will copy with the same `picks` (the batch pipeline, ahead of the
+    /// announce). Small swarms live in the table entry.
     pub fn prefetch_announce(
         &self,
         addr: &[u8; N],
