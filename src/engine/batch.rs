@@ -95,8 +95,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineSetup;
-    use crate::engine::http::HttpPolicy;
     use crate::engine::udp::REPLY_BUFFER_LEN;
     use crate::protocol::InfoHash;
     use crate::protocol::udp::PROTOCOL_ID;
@@ -154,18 +152,8 @@ mod tests {
             SwarmTable::new(8, [3, 4]),
             ConnectionIdIssuer::new([5; 16]),
         ));
-        let stats: Arc<[WorkerStats]> = (0..1).map(|_| WorkerStats::default()).collect();
-        let now = Instant::now();
-        let setup = EngineSetup {
-            tracker: tracker.clone(),
-            stats: stats.clone(),
-            stats_index: 0,
-            started: now,
-            sweep_per_tick: 1,
-            http: HttpPolicy::default(),
-            seed: [7; 32],
-        };
-        (Engine::new(setup, now), tracker, stats)
+        let (engine, stats) = crate::engine::test_engine(&tracker, Instant::now());
+        (engine, tracker, stats)
     }
 
     fn source(i: u16) -> SocketAddr {

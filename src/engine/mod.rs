@@ -192,6 +192,23 @@ pub fn contain<T>(stats: &WorkerStats, f: impl FnOnce() -> T) -> Option<T> {
     }
 }
 
+/// A lone worker's engine over `tracker`, started at `now`, with its
+/// counters (tests).
+#[cfg(test)]
+pub(crate) fn test_engine(tracker: &Arc<Tracker>, now: Instant) -> (Engine, Arc<[WorkerStats]>) {
+    let stats: Arc<[WorkerStats]> = (0..1).map(|_| WorkerStats::default()).collect();
+    let setup = EngineSetup {
+        tracker: tracker.clone(),
+        stats: stats.clone(),
+        stats_index: 0,
+        started: now,
+        sweep_per_tick: 1,
+        http: HttpPolicy::default(),
+        seed: [7; 32],
+    };
+    (Engine::new(setup, now), stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,18 +230,8 @@ mod tests {
             SwarmTable::new(1, [1, 2]),
             ConnectionIdIssuer::new([3; 16]),
         ));
-        let stats: Arc<[WorkerStats]> = (0..1).map(|_| WorkerStats::default()).collect();
         let t0 = Instant::now();
-        let setup = EngineSetup {
-            tracker: tracker.clone(),
-            stats: stats.clone(),
-            stats_index: 0,
-            started: t0,
-            sweep_per_tick: 1,
-            http: HttpPolicy::default(),
-            seed: [0; 32],
-        };
-        let mut engine = Engine::new(setup, t0);
+        let (mut engine, stats) = test_engine(&tracker, t0);
         assert_eq!(engine.poll_timeout(), Some(t0 + SWEEP_EVERY));
         let p = AnnounceParams {
             info_hash: crate::protocol::InfoHash([7; 20]),
