@@ -288,6 +288,17 @@ pub enum ConfigError {
     },
 }
 
+/// A value of `key` that the config cannot take (its place in the file is
+/// added where the file is known).
+fn invalid(key: &'static str, value: String, problem: &str) -> ConfigError {
+    ConfigError::Invalid {
+        location: String::new(),
+        key,
+        value,
+        problem: problem.to_string(),
+    }
+}
+
 impl Config {
     /// Read and check a config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -310,27 +321,79 @@ impl Config {
 
     /// Check value ranges (also after command-line overrides).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let t = &self.tracker;
-        let u = &self.udp;
-        let invalid = |key: &'static str, value: String, problem: &str| ConfigError::Invalid {
-            location: String::new(),
-            key,
-            value,
-            problem: problem.to_string(),
-        };
-        if self.server.workers > 1024 {
-            return Err(invalid(
-                "server.workers",
-                self.server.workers.to_string(),
-                "at most 1024",
-            ));
-        }
-        if t.interval == 0 || t.interval > 86_400 {
-            return Err(invalid(
-                "tracker.interval",
-                t.interval.to_string(),
-                "must be 1 to 86400 seconds",
-            ));
+        self.check_ranges()?;
+        self.check_shapes()?;
+        self.check_needs()
+    }
+
+    /// Every number with a plain range, durations (seconds) included: a
+    /// duration past its bound would overflow the clock arithmetic it
+    /// feeds (`Instant + Duration`), so it is refused here, by key.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        const DAY: u64 = 86_400;
+        let (t, u) = (&self.tracker, &self.udp);
+        let ranges: [(&'static str, u64, u64, u64, &str); 13] = [
+            ("server.workers", self.server.workers as u64, 0, 1024, ""),
+            (
+                "server.stats_interval",
+                self.server.stats_interval,
+                0,
+                DAY,
+                " seconds (0: off)",
+            ),
+            ("tracker.interval", t.interval.into(), 1, DAY, " seconds"),
+            (
+                "tracker.min_interval",
+                t.min_interval.into(),
+                0,
+                DAY,
+                " seconds",
+            ),
+            ("tracker.max_numwant", t.max_numwant.into(), 1, 10_000, ""),
+            (
+                "tracker.default_numwant",
+                t.default_numwant.into(),
+                1,
+                10_000,
+                "",
+            ),
+            (
+                "storage.snapshot_interval",
+                self.storage.snapshot_interval,
+                1,
+                DAY,
+                " seconds",
+            ),
+            (
+                "private.ledger_interval",
+                self.private.ledger_interval,
+                1,
+                DAY,
+                " seconds",
+            ),
+            (
+                "http.max_connections",
+                self.http.max_connections.into(),
+                1,
+                1_000_000,
+                "",
+            ),
+            (
+                "http.idle_timeout",
+                self.http.idle_timeout.into(),
+                1,
+                3_600,
+                " seconds",
+            ),
+            ("udp.send_slots", u.send_slots.into(), 16, 65_536, ""),
+            ("udp.recv_buffers", u.recv_buffers.into(), 64, 32_768, ""),
+            ("limits.slots", self.limits.slots.into(), 1, 1 << 24, ""),
+        ];
+        for (key, value, min, max, unit) in ranges {
+            if !(min..=max).contains(&value) {
+                let problem = format!("must be {min} to {max}{unit}");
+                return Err(invalid(key, value.to_string(), &problem));
+            }
         }
         if t.peer_timeout < t.interval || t.peer_timeout > MAX_PEER_TIMEOUT {
             return Err(invalid(
@@ -342,6 +405,27 @@ impl Config {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Sizes that must be powers of two (tables indexed by a mask).
+    fn check_shapes(&self) -> Result<(), ConfigError> {
+        let shapes = [
+            ("tracker.shards", self.tracker.shards, 65_536),
+            ("udp.recv_buffers", self.udp.recv_buffers, 32_768),
+            ("limits.slots", self.limits.slots, 1 << 24),
+        ];
+        for (key, value, max) in shapes {
+            if !value.is_power_of_two() || value > max {
+                let problem = format!("must be a power of two up to {max}");
+                return Err(invalid(key, value.to_string(), &problem));
+            }
+        }
+        Ok(())
+    }
+
+    /// Settings that need another one.
+    fn check_needs(&self) -> Result<(), ConfigError> {
         if self.access.mode != AccessMode::Off && self.access.list.is_none() {
             return Err(invalid(
                 "access.mode",
@@ -356,13 +440,6 @@ impl Config {
                 "needs access.client_prefixes",
             ));
         }
-        if !self.limits.slots.is_power_of_two() || self.limits.slots > 1 << 24 {
-            return Err(invalid(
-                "limits.slots",
-                self.limits.slots.to_string(),
-                "must be a power of two up to 16777216",
-            ));
-        }
         if self.private.enabled && self.private.passkeys.is_none() {
             return Err(invalid(
                 "private.enabled",
@@ -375,69 +452,6 @@ impl Config {
                 "tls.listen",
                 format!("{:?}", self.tls.listen),
                 "needs tls.cert and tls.key (PEM files)",
-            ));
-        }
-        if self.storage.snapshot_interval == 0 {
-            return Err(invalid(
-                "storage.snapshot_interval",
-                "0".into(),
-                "must be at least 1 second",
-            ));
-        }
-        if self.private.ledger_interval == 0 {
-            return Err(invalid(
-                "private.ledger_interval",
-                "0".into(),
-                "must be at least 1 second",
-            ));
-        }
-        if self.http.max_connections == 0 {
-            return Err(invalid(
-                "http.max_connections",
-                "0".into(),
-                "must be at least 1",
-            ));
-        }
-        if self.http.idle_timeout == 0 {
-            return Err(invalid(
-                "http.idle_timeout",
-                "0".into(),
-                "must be at least 1 second",
-            ));
-        }
-        if t.max_numwant == 0 {
-            return Err(invalid(
-                "tracker.max_numwant",
-                "0".into(),
-                "must be at least 1",
-            ));
-        }
-        if t.default_numwant == 0 {
-            return Err(invalid(
-                "tracker.default_numwant",
-                "0".into(),
-                "must be at least 1",
-            ));
-        }
-        if !t.shards.is_power_of_two() || t.shards > 65_536 {
-            return Err(invalid(
-                "tracker.shards",
-                t.shards.to_string(),
-                "must be a power of two up to 65536",
-            ));
-        }
-        if !u.recv_buffers.is_power_of_two() || !(64..=32_768).contains(&u.recv_buffers) {
-            return Err(invalid(
-                "udp.recv_buffers",
-                u.recv_buffers.to_string(),
-                "must be a power of two from 64 to 32768",
-            ));
-        }
-        if !(16..=65_536).contains(&u.send_slots) {
-            return Err(invalid(
-                "udp.send_slots",
-                u.send_slots.to_string(),
-                "must be 16 to 65536",
             ));
         }
         Ok(())
@@ -523,7 +537,8 @@ impl Config {
 # Worker threads, each with its own io_uring and its own sockets
 # (SO_REUSEPORT). 0 means one per CPU core.
 workers = {workers}
-# Seconds between log lines with the packet counters. 0 turns them off.
+# Seconds between log lines with the packet counters (at most 86400).
+# 0 turns them off.
 stats_interval = {stats_interval}
 
 [udp]
@@ -557,9 +572,11 @@ full_scrape = {full_scrape}
 # Reverse proxies whose X-Forwarded-For / X-Real-IP headers are believed
 # (exact addresses). From anyone else those headers are ignored.
 trusted_proxies = [{trusted_proxies}]
-# Open connections per worker; further ones are closed at once.
+# Open connections per worker (at most 1000000); further ones are closed
+# at once.
 max_connections = {max_connections}
-# Seconds a connection may sit idle (or half-sent) before it is closed.
+# Seconds a connection may sit idle (or half-sent) before it is closed
+# (1 to 3600).
 idle_timeout = {idle_timeout}
 
 [tracker]
@@ -624,7 +641,8 @@ enabled = false
 # exactly once across restarts and crashes. If the file cannot be written,
 # the batches are kept and retried.
 # ledger = "/var/lib/ringtracker/ledger.tsv"
-# Seconds between appends to the ledger journal (without snapshots).
+# Seconds between appends to the ledger journal (without snapshots;
+# 1 to 86400).
 ledger_interval = {ledger_interval}
 
 [limits]
@@ -652,7 +670,7 @@ slots = {limit_slots}
 # place: PATH.tmp, fsync, rename; the one before is kept as PATH.prev. A
 # file that cannot be read stops the start (see --discard-bad-snapshot).
 # snapshot = "/var/lib/ringtracker/swarms.snap"
-# Seconds between snapshots.
+# Seconds between snapshots (1 to 86400).
 snapshot_interval = {snapshot_interval}
 
 [metrics]
@@ -832,6 +850,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    /// Durations near u64::MAX once passed validation and panicked after
+    /// binding ("overflow when adding duration to instant"): every one is
+    /// bounded, by key and line.
+    #[test]
+    fn huge_durations_are_refused_by_key_and_line() {
+        for (section, key) in [
+            ("server", "stats_interval"),
+            ("storage", "snapshot_interval"),
+            ("private", "ledger_interval"),
+            ("http", "idle_timeout"),
+            ("tracker", "interval"),
+        ] {
+            let max = if key == "idle_timeout" || key == "interval" {
+                u64::from(u32::MAX)
+            } else {
+                u64::MAX
+            };
+            let text = format!("[{section}]\n{key} = {max}\n");
+            let e = Config::from_toml(&text, "d.toml").unwrap_err().to_string();
+            let at = format!("d.toml:2: {section}.{key} = {max}");
+            assert!(e.starts_with(&at), "{e}");
+            assert!(e.contains("must be"), "{e}");
+        }
+        // A day is fine.
+        Config::from_toml("[storage]\nsnapshot_interval = 86400\n", "d").unwrap();
     }
 
     #[test]
