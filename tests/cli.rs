@@ -5,6 +5,8 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringtracker"))
@@ -12,20 +14,13 @@ fn bin() -> Command {
 
 /// Start the binary and read its log until it names its UDP address.
 /// The caller owns the child and waits for it.
-fn spawn(args: &[&str]) -> (Child, SocketAddr, BufReader<std::process::ChildStderr>) {
+fn spawn(args: &[&str]) -> (Child, SocketAddr, Log) {
     let (child, udp, _, stderr) = spawn_both(args);
     (child, udp, stderr)
 }
 
 /// Like `spawn`, also waiting for (and returning) the HTTP address.
-fn spawn_both(
-    args: &[&str],
-) -> (
-    Child,
-    SocketAddr,
-    SocketAddr,
-    BufReader<std::process::ChildStderr>,
-) {
+fn spawn_both(args: &[&str]) -> (Child, SocketAddr, SocketAddr, Log) {
     let t = start(bin().args(args), args.contains(&"--http"));
     (t.child, t.udp, t.http, t.stderr)
 }
@@ -45,9 +40,57 @@ struct Started {
     udp: SocketAddr,
     /// The UDP address if HTTP was not asked for.
     http: SocketAddr,
-    stderr: BufReader<std::process::ChildStderr>,
+    stderr: Log,
     /// The log up to the listening lines.
     early_log: String,
+}
+
+/// How long a test waits for a line of the tracker's log before it fails.
+const LOG_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The tracker's log (its stderr), read line by line.
+struct Log {
+    lines: BufReader<std::process::ChildStderr>,
+    pid: u32,
+}
+
+/// While it lives, a watchdog that SIGKILLs the tracker once `LOG_DEADLINE`
+/// has passed: a read of its log that would block for good then sees the
+/// log end, and the test fails instead of hanging CI. (It waits to fail,
+/// never to pass.)
+struct Deadline {
+    _done: mpsc::Sender<()>,
+}
+
+impl Deadline {
+    fn new(pid: u32) -> Deadline {
+        let (done, wait) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if wait.recv_timeout(LOG_DEADLINE) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        });
+        Deadline { _done: done }
+    }
+}
+
+impl Log {
+    /// The next line, or `None` once the log ended (or its deadline passed).
+    fn next_line(&mut self) -> Option<String> {
+        let _deadline = Deadline::new(self.pid);
+        let mut line = String::new();
+        (self.lines.read_line(&mut line).unwrap_or(0) > 0).then_some(line)
+    }
+
+    /// Everything until the log ends (the tracker exited).
+    fn rest(&mut self) -> String {
+        let _deadline = Deadline::new(self.pid);
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.lines, &mut rest);
+        rest
+    }
 }
 
 /// Start `cmd` (the binary with its arguments) and read its log until it
@@ -61,16 +104,17 @@ fn start(cmd: &mut Command, wants_http: bool) -> Started {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
+    let mut stderr = Log {
+        lines: BufReader::new(child.stderr.take().unwrap()),
+        pid: child.id(),
+    };
     let mut early_log = String::new();
     let (mut udp, mut http) = (None, None);
     loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(line) = stderr.next_line() else {
             let status = child.wait();
             panic!("exited before listening: {status:?}\n{early_log}");
-        }
+        };
         early_log.push_str(&line);
         udp = udp.or_else(|| addr_after(&line, "listening on udp "));
         http = http.or_else(|| addr_after(&line, "listening on http "));
@@ -216,8 +260,7 @@ fn serves_then_stops_cleanly_on_sigterm() {
     let id = c.connect();
     assert_eq!(c.announce(id, [1; 20], 2, 0, -1, 1).interval, 900);
     stop_with(&mut child, "-TERM");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let rest = stderr.rest();
     assert!(rest.contains("stopped"), "{rest}");
 }
 
@@ -256,15 +299,13 @@ fn sigint_stops_it_too() {
 }
 
 /// Read log lines until one contains `needle` (the tracker says when a
-/// reload is done, so the test waits on that line, not on a timer).
-fn wait_for_line(stderr: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
-    let mut line = String::new();
+/// reload is done, so the test waits on that line, not on a timer). Each
+/// line is waited for at most `LOG_DEADLINE`.
+fn wait_for_line(stderr: &mut Log, needle: &str) -> String {
     loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "log ended before {needle:?}"
-        );
+        let line = stderr
+            .next_line()
+            .unwrap_or_else(|| panic!("log ended (or stalled) before {needle:?}"));
         if line.contains(needle) {
             return line;
         }
