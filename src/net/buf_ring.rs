@@ -7,6 +7,11 @@
 //! `entries * buf_len` bytes for the buffers themselves. Buffer `bid` is
 //! always at `bid * buf_len`. Handing a buffer back only writes a slot; the
 //! tail, which the kernel reads, is published once per batch.
+//!
+//! A buffer must be in the ring at most once (twice, and the kernel could
+//! hand one buffer to two datagrams): `recycle` only takes back a buffer
+//! that `taken` said the kernel handed out, so a double recycle is a no-op
+//! rather than a corrupt ring.
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -24,6 +29,8 @@ pub struct BufRing {
     buffers: Box<[u8]>,
     buf_len: usize,
     group: u16,
+    /// Per buffer: the kernel handed it to us and it is not back yet.
+    out: Box<[bool]>,
 }
 
 impl BufRing {
@@ -64,10 +71,13 @@ impl BufRing {
             buffers: vec![0xa5u8; usize::from(entries) * buf_len].into_boxed_slice(),
             buf_len,
             group,
+            out: vec![true; usize::from(entries)].into_boxed_slice(),
         };
-        // SAFETY: the mapping is `entries` slots long, page aligned, and
-        // lives until `Drop`, which runs after the ring that uses it is gone
-        // (the worker drops its io_uring before its BufRing).
+        // SAFETY: the mapping is `entries` slots long and page aligned. It
+        // (and the buffers) outlive the kernel's use: a worker that stops
+        // cleanly unregisters the group with nothing in flight before it
+        // drops its ring and then this; one that fails leaks both (a ring's
+        // teardown is asynchronous).
         unsafe {
             submitter.register_buf_ring_with_flags(ring.ring as u64, entries, group, 0)?;
         }
@@ -88,13 +98,24 @@ impl BufRing {
 
     /// The first `len` bytes of buffer `bid`, as the kernel filled them.
     pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
+        debug_assert!(self.out[usize::from(bid)], "buffer {bid} is the kernel's");
         let start = usize::from(bid) * self.buf_len;
         &self.buffers[start..start + len.min(self.buf_len)]
     }
 
-    /// Give buffer `bid` back to the kernel (visible after `publish`).
+    /// The kernel handed buffer `bid` to a completion: ours until
+    /// `recycle`.
+    pub fn taken(&mut self, bid: u16) {
+        self.out[usize::from(bid)] = true;
+    }
+
+    /// Give buffer `bid` back to the kernel (visible after `publish`). A
+    /// buffer that is not out (given back already) is left alone.
     pub fn recycle(&mut self, bid: u16) {
-        assert!(bid < self.entries);
+        if !std::mem::replace(&mut self.out[usize::from(bid)], false) {
+            debug_assert!(false, "buffer {bid} recycled twice");
+            return;
+        }
         let mask = self.entries - 1;
         let addr = self.buffers.as_ptr() as u64 + (usize::from(bid) * self.buf_len) as u64;
         // SAFETY: `tail & mask` < entries, so the slot is inside the mapping;
@@ -122,7 +143,8 @@ impl BufRing {
 impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: the mapping was made in `register` with this length and is
-        // no longer used: the owning worker has dropped its ring already.
+        // no longer used: the group was unregistered with nothing in flight
+        // (a worker that failed leaks its ring and this instead).
         unsafe {
             libc::munmap(self.ring.cast(), self.ring_bytes);
         }

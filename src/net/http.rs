@@ -138,11 +138,20 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         tls: setup.tls,
     };
     let _ = ready.send(Ok(()));
-    if let Err(e) = w.serve(&mut ring, &stop) {
-        tracing::error!("http worker {} stopped: {e}", setup.index);
+    match w.serve(&mut ring, &stop) {
+        // Every operation has completed: the ring goes first, then the
+        // connections (and their fds and buffers) with `w`.
+        Ok(()) => drop(ring),
+        Err(e) => {
+            tracing::error!("http worker {} stopped: {e}", setup.index);
+            // Operations may still be in the kernel, writing into the
+            // connections' buffers until the ring's asynchronous teardown
+            // ends them: leak both rather than free memory the kernel may
+            // still use (the process exits: main sees the worker gone).
+            std::mem::forget(ring);
+            std::mem::forget(w);
+        }
     }
-    // Connections (and their fds) drop with `w`, after the ring has been
-    // drained of every operation that referenced their buffers.
 }
 
 impl Worker {

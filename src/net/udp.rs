@@ -117,6 +117,12 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
             let _ = ready.send(Ok(()));
             if let Err(e) = ring.serve(&stop) {
                 tracing::error!("udp worker {index} stopped: {e}");
+                // Receives and sends may still be in the kernel, writing
+                // into our buffers until the ring's asynchronous teardown
+                // ends them: leak it all rather than free memory the kernel
+                // may still use (the process exits: main sees the worker
+                // gone).
+                std::mem::forget(ring);
             }
         }
         Err(e) => {
@@ -233,7 +239,9 @@ impl Ring {
                 // Hand the sockets back now: a ring lets go of registered
                 // files only in its asynchronous teardown, after the process
                 // may have exited, and a tracker restarted at once would
-                // find its port still taken.
+                // find its port still taken. The buffer group goes too:
+                // nothing is in flight to take from it.
+                submitter.unregister_buf_ring(w.bufs.group())?;
                 submitter.unregister_files()?;
                 return Ok(());
             }
@@ -296,7 +304,10 @@ impl Worker {
         }
         if result >= 0 {
             match cqueue::buffer_select(flags) {
-                Some(bid) => self.collect(socket, bid, result as u32),
+                Some(bid) => {
+                    self.bufs.taken(bid);
+                    self.collect(socket, bid, result as u32)
+                }
                 None => self.stats().add(Counter::RecvError, 1),
             }
         } else if result == -libc::ENOBUFS {
