@@ -138,6 +138,7 @@ impl WorkerStats {
                 UdpDrop::BadConnectionId => Counter::DropBadConnectionId,
                 UdpDrop::Banned => Counter::DropBanned,
                 UdpDrop::RateLimited => Counter::DropRateLimited,
+                UdpDrop::Oversized => Counter::DropOversized,
             },
             1,
         );

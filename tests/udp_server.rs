@@ -205,6 +205,20 @@ fn scrape_of_74_and_75_hashes(backend: UdpBackend) {
     assert_eq!(r[0], (1, 0, 0));
     let r = c.scrape(id, &hashes);
     assert_eq!(r.len(), 74, "the first 74 are answered");
+    // Up to 96 hashes (a 1936-byte datagram) on both backends alike; a
+    // longer datagram is dropped and counted.
+    let hashes: Vec<[u8; 20]> = (1..=97).map(|i| [i as u8; 20]).collect();
+    assert_eq!(c.scrape(id, &hashes[..96]).len(), 74);
+    let before = counter(&server, Counter::DropOversized);
+    let tid = c.tid();
+    let mut p = id.to_be_bytes().to_vec();
+    p.extend_from_slice(&2u32.to_be_bytes());
+    p.extend_from_slice(&tid.to_be_bytes());
+    hashes.iter().for_each(|h| p.extend_from_slice(h));
+    c.send(&p);
+    // Ordering by a reply that comes after the dropped datagram.
+    assert_eq!(c.scrape(id, &hashes[..1]).len(), 1);
+    assert_eq!(counter(&server, Counter::DropOversized), before + 1);
 }
 
 fn replies_leave_from_the_address_the_request_came_to(backend: UdpBackend) {

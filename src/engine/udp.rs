@@ -22,6 +22,10 @@ pub const MAX_REPLY_V4: usize = 1500 - 20 - 8;
 pub const MAX_REPLY_V6: usize = 1500 - 40 - 8;
 /// A reply buffer must hold this much.
 pub const REPLY_BUFFER_LEN: usize = MAX_REPLY_V4;
+/// The longest datagram either backend takes in: a scrape of 96 hashes
+/// (BEP 15 clients send at most 74; the first 74 are answered). Anything
+/// longer is dropped and counted as oversized (`drop_oversized`).
+pub const MAX_REQUEST_LEN: usize = 16 + 96 * 20;
 const PRIVATE_SCRAPE: &str = "private tracker: scrape over HTTP with your passkey";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub enum UdpDrop {
     Banned,
     /// Over the address's rate limit (connects or announces).
     RateLimited,
+    /// Longer than `MAX_REQUEST_LEN`.
+    Oversized,
 }
 
 #[must_use]
@@ -95,6 +101,9 @@ pub fn handle_datagram(
     out: &mut [u8],
 ) -> UdpOutcome {
     debug_assert!(out.len() >= REPLY_BUFFER_LEN);
+    if packet.len() > MAX_REQUEST_LEN {
+        return UdpOutcome::Drop(UdpDrop::Oversized);
+    }
     let ip = src.ip().to_canonical();
     if rules.banned(ip) {
         return UdpOutcome::Drop(UdpDrop::Banned);

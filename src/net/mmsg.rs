@@ -27,7 +27,8 @@ use crate::stats::{Counter, WorkerStats};
 
 /// Datagrams per recvmmsg and replies per sendmmsg.
 const BATCH: usize = 64;
-/// Largest datagram read; longer ones are cut (MSG_TRUNC) and dropped.
+/// Largest datagram read, more than the engine takes (`MAX_REQUEST_LEN`);
+/// longer ones are cut (MSG_TRUNC) and dropped as oversized.
 const RECV_LEN: usize = 2048;
 /// One receive buffer with its header, name and control space.
 #[repr(C)]

@@ -37,9 +37,9 @@ use crate::engine::batch::UdpBatch;
 use crate::stats::{Counter, WorkerStats};
 
 /// Bytes per receive buffer: the io_uring_recvmsg_out header, the source
-/// address, the control message and a payload of up to ~1.9 KB (a 74-hash
-/// scrape is 1496 bytes; anything longer than the payload room is dropped
-/// and counted as oversized).
+/// address, the control message and a payload of up to 1940 bytes, more
+/// than the engine takes (`MAX_REQUEST_LEN`; a longer datagram is dropped
+/// and counted as oversized, here if it was truncated, else there).
 const RECV_BUF_LEN: usize = 2048;
 
 const TAG_RECV: u64 = 1 << 32;
