@@ -54,8 +54,8 @@ struct Cli {
     /// Print the full default configuration (with comments) and exit.
     #[arg(long)]
     print_config: bool,
-    /// Start with an empty swarm table if the snapshot cannot be read; the
-    /// unreadable file is kept as PATH.bad.
+    /// If the snapshot cannot be read, keep it as PATH.bad.<time> and load
+    /// the previous one (PATH.prev), or start with an empty swarm table.
     #[arg(long)]
     discard_bad_snapshot: bool,
 }
@@ -83,25 +83,47 @@ enum LogFormat {
 }
 
 /// Read the configured snapshot, if any. An unreadable one stops the start
-/// (it is never overwritten) unless told to discard it.
+/// (it is never overwritten) unless told to discard it: then it is kept
+/// aside (`PATH.bad.<time>`, never over an earlier one) and the previous
+/// snapshot, `PATH.prev`, is tried before starting empty.
 fn read_snapshot(config: &Config, discard_bad: bool) -> Result<Option<Snapshot>, String> {
     let Some(path) = &config.storage.snapshot else {
         return Ok(None);
     };
-    match Snapshot::read(path) {
-        Ok(s) => Ok(s),
-        Err(e) if discard_bad => {
-            let bad = snapshot::sibling(path, "bad");
-            std::fs::rename(path, &bad)
-                .map_err(|r| format!("{e}; and it cannot be moved to {}: {r}", bad.display()))?;
-            tracing::warn!("{e}; starting empty (the file is now {})", bad.display());
+    let e = match Snapshot::read(path) {
+        Ok(s) => return Ok(s),
+        Err(e) if !discard_bad => {
+            return Err(format!(
+                "{e}; not starting, so as not to overwrite it: repair or remove it, or start \
+                 with --discard-bad-snapshot (keeps it as {}, then tries {})",
+                snapshot::sibling(path, "bad.<time>").display(),
+                snapshot::sibling(path, "prev").display()
+            ));
+        }
+        Err(e) => e,
+    };
+    let discard = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+        let bad = snapshot::keep_aside(path, unix_now())
+            .map_err(|r| format!("{e}; and it cannot be moved aside: {r}"))?;
+        tracing::warn!("{e}; the file is kept as {}", bad.display());
+        Ok::<_, String>(())
+    };
+    discard(path, &e)?;
+    let prev = snapshot::sibling(path, "prev");
+    match Snapshot::read(&prev) {
+        Ok(Some(s)) => {
+            tracing::warn!("loading the previous snapshot, {}, instead", prev.display());
+            Ok(Some(s))
+        }
+        Ok(None) => {
+            tracing::warn!("no previous snapshot ({}): starting empty", prev.display());
             Ok(None)
         }
-        Err(e) => Err(format!(
-            "{e}; not starting, so as not to overwrite it: repair or remove it, or start with \
-             --discard-bad-snapshot (keeps it as {})",
-            snapshot::sibling(path, "bad").display()
-        )),
+        Err(e) => {
+            discard(&prev, &e)?;
+            tracing::warn!("starting empty");
+            Ok(None)
+        }
     }
 }
 

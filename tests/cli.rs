@@ -624,11 +624,63 @@ fn an_unreadable_snapshot_stops_the_start_unless_discarded() {
 
     let mut t = start_with_config(&config, &["--discard-bad-snapshot"], None);
     assert!(t.early_log.contains("starting empty"), "{}", t.early_log);
+    assert_eq!(bad_files(&dir), [b"not a snapshot at all".to_vec()]);
+    stop_with(&mut t.child, "-TERM");
+    // A second bad file is kept beside the first, not over it.
+    std::fs::write(&snap, b"garbage again").unwrap();
+    let mut t = start_with_config(&config, &["--discard-bad-snapshot"], None);
+    stop_with(&mut t.child, "-TERM");
+    let mut kept = bad_files(&dir);
+    kept.sort();
     assert_eq!(
-        std::fs::read(dir.join("swarms.snap.bad")).unwrap(),
-        b"not a snapshot at all"
+        kept,
+        [b"garbage again".to_vec(), b"not a snapshot at all".to_vec()]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The contents of every `swarms.snap.bad.*` file in `dir`.
+fn bad_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("swarms.snap.bad."))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
+}
+
+/// With the snapshot unreadable, `--discard-bad-snapshot` loads the one
+/// before it (`PATH.prev`) rather than starting empty.
+#[test]
+fn a_bad_snapshot_is_replaced_by_the_previous_one() {
+    let dir = common::fresh_dir("prevsnap");
+    let (snap, config) = snapshot_config(&dir, 3600);
+    let hash = [0xc3; 20];
+    for round in 0..2 {
+        // Two clean stops: the second writes PATH and keeps the first as
+        // PATH.prev.
+        let mut t = start_with_config(&config, &[], None);
+        let mut c = common::Client::new("127.0.0.5:0", t.udp);
+        let id = c.connect();
+        c.announce(id, hash, 2, 0, 0, 7100 + round);
+        stop_with(&mut t.child, "-TERM");
+    }
+    std::fs::write(&snap, b"torn").unwrap();
+    let mut t = start_with_config(&config, &["--discard-bad-snapshot"], None);
+    assert!(
+        t.early_log.contains("loading the previous snapshot"),
+        "{}",
+        t.early_log
+    );
+    let mut c = common::Client::new("127.0.0.6:0", t.udp);
+    let id = c.connect();
+    assert_eq!(
+        c.scrape(id, &[hash])[0].0,
+        1,
+        "the seeder of the previous snapshot"
     );
     stop_with(&mut t.child, "-TERM");
+    assert_eq!(bad_files(&dir), [b"torn".to_vec()]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -207,6 +207,27 @@ pub fn write(
 }
 
 /// `PATH.<ext>`, beside `path`.
+/// Move an unreadable snapshot aside, never over an earlier one:
+/// `PATH.bad.<unix time>` (then `.1`, `.2`, ... if taken). Returns where it
+/// went.
+pub fn keep_aside(path: &Path, unix_now: u64) -> io::Result<PathBuf> {
+    let stamp = sibling(path, &format!("bad.{unix_now}"));
+    for n in 0..1000u32 {
+        let to = if n == 0 {
+            stamp.clone()
+        } else {
+            sibling(&stamp, &n.to_string())
+        };
+        if to.symlink_metadata().is_ok() {
+            continue;
+        }
+        return fs::rename(path, &to).map(|()| to);
+    }
+    Err(io::Error::other(
+        "a thousand bad snapshots of the same second",
+    ))
+}
+
 pub fn sibling(path: &Path, ext: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".");
