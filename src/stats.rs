@@ -69,6 +69,7 @@ counters! {
     HttpRejected => "http_rejected",
     HttpRefused => "http_refused_over_cap",
     HttpTimeouts => "http_timeouts",
+    TlsFailed => "tls_failed",
 }
 
 /// One worker's counters, on a cache line pair of its own.

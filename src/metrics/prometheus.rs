@@ -48,6 +48,7 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         HttpRejected => ("drops_total", "reason=\"malformed_request\""),
         HttpRefused => ("drops_total", "reason=\"over_connection_cap\""),
         HttpTimeouts => ("drops_total", "reason=\"timeout\""),
+        TlsFailed => ("drops_total", "reason=\"tls_error\""),
         RecvEnobufs => ("io_uring_events_total", "event=\"recv_enobufs\""),
         RecvRearm => ("io_uring_events_total", "event=\"recv_rearm\""),
         RecvError => ("io_uring_events_total", "event=\"recv_error\""),
@@ -201,6 +202,7 @@ fn applies(c: Counter, proto: &str) -> bool {
             | HttpRejected
             | HttpRefused
             | HttpTimeouts
+            | TlsFailed
             | HttpConnections
             | ErrorFullScrapeDisabled
     );

@@ -376,7 +376,10 @@ impl Worker {
             Some(t) => {
                 if tls::receive(&mut t.session, &t.input[..result as usize]).is_err() {
                     // The alert goes out with the next write, then we close.
-                    stats.add(Counter::HttpRejected, 1);
+                    // Counted, never logged one by one: garbage on the TLS
+                    // port costs a counter, not a log line (the stats line
+                    // and /metrics carry the count).
+                    stats.add(Counter::TlsFailed, 1);
                     c.close_after_write = true;
                 }
             }
