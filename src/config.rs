@@ -567,7 +567,8 @@ socket_recv_buffer = {socket_recv_buffer}
 [http]
 # Addresses for the HTTP announce and scrape frontend (BEP 3, 23, 7, 24, 48).
 listen = [{http_listen}]
-# Answer a scrape without info_hash with every torrent (can be large).
+# Answer a scrape without info_hash with every torrent (about 70 bytes a
+# torrent; each worker rebuilds it at most every 30 s and shares it).
 full_scrape = {full_scrape}
 # Reverse proxies whose X-Forwarded-For / X-Real-IP headers are believed
 # (exact addresses). From anyone else those headers are ignored.

@@ -10,6 +10,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 use rand::Rng;
@@ -32,6 +33,12 @@ pub struct HttpPolicy {
     pub trusted_proxies: Vec<IpAddr>,
 }
 
+/// How long (tracker seconds) a worker reuses the full scrape it built:
+/// walking and sorting every torrent per request would let a few clients
+/// keep a core busy, and one shared body per worker bounds its memory
+/// however many connections are sending it.
+pub const FULL_SCRAPE_MAX_AGE: u32 = 30;
+
 /// Scratch space one worker reuses for every request: peers picked by the
 /// swarm and the bencoded body, so steady state allocates nothing.
 #[derive(Default)]
@@ -42,6 +49,11 @@ pub struct Scratch {
     files: Vec<(InfoHash, ScrapeEntry)>,
     kind: RequestKind,
     failure: Option<ErrorReason>,
+    /// The last full scrape's body and when it was built.
+    full_scrape: Option<(u32, Arc<[u8]>)>,
+    /// The body of the last response when it is shared (a full scrape):
+    /// `out` then holds only its head, and the caller sends this after it.
+    tail: Option<Arc<[u8]>>,
 }
 
 /// What the last request asked for (counters).
@@ -63,6 +75,12 @@ impl Scratch {
     /// Why the last request got a `failure reason`, if it did (counters).
     pub fn failure(&self) -> Option<ErrorReason> {
         self.failure
+    }
+
+    /// The shared body that follows the head `handle_request` appended, if
+    /// the last response has one (taken: the next request starts clean).
+    pub fn take_tail(&mut self) -> Option<Arc<[u8]>> {
+        self.tail.take()
     }
 
     fn fail(&mut self, why: ErrorReason, message: &str, retry: Option<RetryIn>) {
@@ -122,6 +140,7 @@ pub fn handle_request(
     let keep_alive = head.keep_alive;
     scratch.kind = RequestKind::Other;
     scratch.failure = None;
+    scratch.tail = None;
     let rules = tracker.rules();
     let seen = client_ip(peer.ip(), head, policy);
     if rules.banned(seen) {
@@ -151,7 +170,14 @@ pub fn handle_request(
             announce(tracker, &rules, seen, passkey, query, now, rng, scratch)
         }
         Endpoint::Scrape { passkey, query } => match check_passkey(&rules, passkey) {
-            Ok(()) => scrape(tracker, policy, query, scratch),
+            Ok(()) => {
+                if let Some(body) = scrape(tracker, policy, query, now, scratch) {
+                    let minor = head.minor_version;
+                    respond_head(out, minor, 200, "OK", body.len(), keep_alive);
+                    scratch.tail = Some(body);
+                    return keep_alive;
+                }
+            }
             Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(RetryIn::Never)),
         },
     }
@@ -175,11 +201,15 @@ pub fn reject(out: &mut Vec<u8>, error: HeadError) {
 }
 
 fn respond(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, body: &[u8], keep_alive: bool) {
+    respond_head(out, minor, code, reason, body.len(), keep_alive);
+    out.extend_from_slice(body);
+}
+
+fn respond_head(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, len: usize, keep: bool) {
     let _ = write!(
         out,
-        "HTTP/1.{minor} {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
-        body.len(),
-        if keep_alive {
+        "HTTP/1.{minor} {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n{}\r\n",
+        if keep {
             if minor == 0 {
                 "Connection: keep-alive\r\n"
             } else {
@@ -189,7 +219,6 @@ fn respond(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, body: &[u8], k
             "Connection: close\r\n"
         },
     );
-    out.extend_from_slice(body);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -266,12 +295,19 @@ fn announce(
     bencode::write_announce(&mut scratch.body, &reply, peers4, peers6, format);
 }
 
-fn scrape(tracker: &Tracker, policy: &HttpPolicy, query: &[u8], scratch: &mut Scratch) {
+/// Write the scrape's body into `scratch.body`, or return the shared body of
+/// a full scrape (no `info_hash`).
+fn scrape(
+    tracker: &Tracker,
+    policy: &HttpPolicy,
+    query: &[u8],
+    now: u32,
+    scratch: &mut Scratch,
+) -> Option<Arc<[u8]>> {
     if let Err(e) = http::parse_scrape(query, &mut scratch.hashes) {
         scratch.fail(ErrorReason::BadRequest, &e.to_string(), None);
-        return;
+        return None;
     }
-    scratch.files.clear();
     if scratch.hashes.is_empty() {
         if !policy.full_scrape {
             scratch.fail(
@@ -279,34 +315,53 @@ fn scrape(tracker: &Tracker, policy: &HttpPolicy, query: &[u8], scratch: &mut Sc
                 "full scrape is disabled: name info_hash",
                 None,
             );
-            return;
+            return None;
         }
-        let files = &mut scratch.files;
-        tracker.table.for_each(|hash, t| {
-            files.push((
-                *hash,
-                ScrapeEntry {
-                    complete: t.seeders() as u32,
-                    downloaded: t.downloaded,
-                    incomplete: t.leechers() as u32,
-                },
-            ));
-        });
-        files.sort_unstable_by_key(|f| f.0);
-    } else {
-        for h in &scratch.hashes {
-            let c = tracker.scrape(h);
-            scratch.files.push((
-                *h,
-                ScrapeEntry {
-                    complete: c.seeders,
-                    downloaded: c.completed,
-                    incomplete: c.leechers,
-                },
-            ));
-        }
+        return Some(full_scrape(tracker, now, scratch));
+    }
+    scratch.files.clear();
+    for h in &scratch.hashes {
+        let c = tracker.scrape(h);
+        scratch.files.push((
+            *h,
+            ScrapeEntry {
+                complete: c.seeders,
+                downloaded: c.completed,
+                incomplete: c.leechers,
+            },
+        ));
     }
     bencode::write_scrape(&mut scratch.body, &scratch.files);
+    None
+}
+
+/// Every torrent's counts, rebuilt when the worker's copy is older than
+/// `FULL_SCRAPE_MAX_AGE`.
+fn full_scrape(tracker: &Tracker, now: u32, scratch: &mut Scratch) -> Arc<[u8]> {
+    if let Some((built, body)) = &scratch.full_scrape
+        && now.saturating_sub(*built) < FULL_SCRAPE_MAX_AGE
+    {
+        return body.clone();
+    }
+    // Built in buffers of its own, freed after: the per-request scratch
+    // stays small.
+    let mut files = Vec::new();
+    tracker.table.for_each(|hash, t| {
+        files.push((
+            *hash,
+            ScrapeEntry {
+                complete: t.seeders() as u32,
+                downloaded: t.downloaded,
+                incomplete: t.leechers() as u32,
+            },
+        ));
+    });
+    files.sort_unstable_by_key(|f| f.0);
+    let mut body = Vec::new();
+    bencode::write_scrape(&mut body, &files);
+    let body: Arc<[u8]> = body.into();
+    scratch.full_scrape = Some((now, body.clone()));
+    body
 }
 
 #[cfg(test)]
@@ -342,6 +397,9 @@ mod tests {
             &mut scratch,
             &mut out,
         );
+        if let Some(tail) = scratch.take_tail() {
+            out.extend_from_slice(&tail);
+        }
         let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         (
             String::from_utf8_lossy(&out[..split]).into_owned(),
@@ -439,6 +497,38 @@ mod tests {
             String::from_utf8_lossy(&body),
             format!("d5:filesd20:{h}d8:completei1e10:downloadedi1e10:incompletei0eeee")
         );
+    }
+
+    #[test]
+    fn a_full_scrape_is_shared_until_it_is_too_old() {
+        let t = tracker();
+        let p = HttpPolicy {
+            full_scrape: true,
+            ..HttpPolicy::default()
+        };
+        let mut scratch = Scratch::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut at = |now: u32, request: &str, scratch: &mut Scratch| {
+            let head = parse_head(request.as_bytes()).unwrap().unwrap();
+            let mut out = Vec::new();
+            let peer = "127.0.0.1:1".parse().unwrap();
+            handle_request(&t, &p, &head, peer, now, &mut rng, scratch, &mut out);
+            (String::from_utf8(out).unwrap(), scratch.take_tail())
+        };
+        let full = "GET /scrape HTTP/1.1\r\n\r\n";
+        at(0, &announce_req('a', 1, 0, ""), &mut scratch);
+        let (head, first) = at(10, full, &mut scratch);
+        let first = first.expect("a full scrape's body is shared");
+        assert!(head.ends_with(&format!("Content-Length: {}\r\n\r\n", first.len())));
+        at(11, &announce_req('b', 1, 0, ""), &mut scratch);
+        let (_, again) = at(10 + FULL_SCRAPE_MAX_AGE - 1, full, &mut scratch);
+        assert!(Arc::ptr_eq(&first, &again.unwrap()), "reused while young");
+        let (_, fresh) = at(10 + FULL_SCRAPE_MAX_AGE, full, &mut scratch);
+        let fresh = fresh.unwrap();
+        assert!(fresh.len() > first.len(), "rebuilt with the new torrent");
+        // Other answers carry their body in `out`.
+        let (head, tail) = at(41, &announce_req('a', 1, 0, ""), &mut scratch);
+        assert!(tail.is_none() && head.ends_with('e'));
     }
 
     #[test]

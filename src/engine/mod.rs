@@ -171,6 +171,12 @@ impl Engine {
         })
     }
 
+    /// The shared body to send after the head the last
+    /// `handle_http_request` appended (a full scrape), if it has one.
+    pub fn take_http_tail(&mut self) -> Option<std::sync::Arc<[u8]>> {
+        self.http_scratch.take_tail()
+    }
+
     /// Answer a request that could not be parsed (and close after it).
     pub fn reject_http(&mut self, error: HeadError, out: &mut Vec<u8>) {
         self.stats().add(Counter::HttpRejected, 1);

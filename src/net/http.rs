@@ -3,9 +3,14 @@
 //!
 //! Every connection has at most one operation in flight: a `Recv` into its
 //! read buffer or a `Send` of its write buffer. A received chunk is parsed
-//! for as many complete request heads as it holds (pipelining); each is
-//! answered by the worker's engine (`Engine::handle_http_request`) into
-//! the write buffer, in order, and the whole buffer goes out in one `Send`. Then the connection
+//! for the complete request heads it holds (pipelining); each is answered
+//! by the worker's engine (`Engine::handle_http_request`) into the write
+//! buffer, in order, and the buffer goes out in one `Send`. Parsing stops
+//! once `OUTPUT_BOUND` bytes wait to go out: the rest of the pipeline
+//! waits in the read buffer until the client has read, so a client that
+//! never reads pins one bounded buffer, not every answer it asked for. A
+//! full scrape's body is shared by the worker's connections and copied
+//! into the write buffer `OUTPUT_BOUND` at a time. Then the connection
 //! reads again, or closes (`Connection: close`, HTTP/1.0, an error).
 //!
 //! Slow and idle clients cost a pending `Recv` and two small buffers, not a
@@ -34,6 +39,12 @@ use crate::stats::{Counter, WorkerStats};
 /// Read buffer per connection: one maximal request head plus a pipelined
 /// follower's start.
 const READ_BUF: usize = MAX_HEAD_BYTES + 1024;
+
+/// Answers waiting to go out per connection before the worker stops
+/// parsing its pipelined requests. One answer may overshoot it (an
+/// announce of `max_numwant` peers as dictionaries); a shared full scrape
+/// body is sent in pieces of this size.
+pub const OUTPUT_BOUND: usize = 64 * 1024;
 
 const TAG_ACCEPT: u64 = 1 << 56;
 const TAG_RECV: u64 = 2 << 56;
@@ -75,6 +86,9 @@ struct Conn {
     filled: usize,
     write: Vec<u8>,
     sent: usize,
+    /// A shared body still to send after `write` (a full scrape), and how
+    /// much of it has been copied into `write`.
+    tail: Option<(Arc<[u8]>, usize)>,
     /// Close once the write buffer is out.
     close_after_write: bool,
     /// An operation of ours is in the kernel.
@@ -298,6 +312,7 @@ impl Worker {
             filled: 0,
             write: Vec::new(),
             sent: 0,
+            tail: None,
             close_after_write: false,
             busy: false,
             closing: false,
@@ -411,6 +426,10 @@ impl Worker {
         }
         c.write.clear();
         c.sent = 0;
+        if c.tail.is_some() {
+            self.next_step(slot, sq, submitter);
+            return;
+        }
         if c.close_after_write {
             self.finish(slot);
             return;
@@ -432,16 +451,25 @@ impl Worker {
         }
         let at = Instant::now();
         let mut consumed = 0;
-        while !c.close_after_write {
+        // Whether what is left in the read buffer is an incomplete head (we
+        // wait for the client), not answers held back by the bound (the
+        // client waits for us).
+        let mut incomplete = false;
+        // A shared body goes out before the next answer: stop after it.
+        while !c.close_after_write && c.tail.is_none() && c.write.len() < OUTPUT_BOUND {
             match parse_head(&c.read[consumed..c.filled]) {
                 Ok(Some(head)) => {
                     let keep = self
                         .engine
                         .handle_http_request(at, &head, c.peer, &mut c.write);
+                    c.tail = self.engine.take_http_tail().map(|body| (body, 0));
                     consumed += head.len;
                     c.close_after_write = !keep;
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    incomplete = true;
+                    break;
+                }
                 Err(e) => {
                     self.engine.reject_http(e, &mut c.write);
                     c.close_after_write = true;
@@ -454,13 +482,16 @@ impl Worker {
         }
         c.read.copy_within(consumed..c.filled, 0);
         c.filled -= consumed;
-        if c.tls.as_ref().is_some_and(|t| t.peer_closed) {
+        // A peer that closed its side after pipelining still gets every
+        // answer: close once nothing complete is left to answer.
+        if incomplete && c.tls.as_ref().is_some_and(|t| t.peer_closed) {
             c.close_after_write = true;
         }
         let handshaking = c.tls.as_ref().is_some_and(|t| t.session.is_handshaking());
         if !handshaking {
             c.head_started = match (c.filled, c.head_started) {
                 (0, _) => None,
+                _ if !incomplete => None,
                 (_, Some(t)) if consumed == 0 => Some(t),
                 _ => Some(now),
             };
@@ -470,11 +501,13 @@ impl Worker {
     /// Send what is written, else read more (or close).
     fn next_step(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
         let c = self.conns[slot].as_mut().expect("live connection");
+        fill_from_tail(&mut c.write, &mut c.tail);
         if let Some(t) = &mut c.tls {
             // `write` holds the plaintext just produced: send its ciphertext
             // (and whatever the handshake needs) instead.
             t.spare.clear();
-            tls::push(&mut t.session, &c.write, c.close_after_write, &mut t.spare);
+            let closing = c.close_after_write && c.tail.is_none();
+            tls::push(&mut t.session, &c.write, closing, &mut t.spare);
             std::mem::swap(&mut c.write, &mut t.spare);
         }
         if !c.write.is_empty() {
@@ -531,6 +564,21 @@ impl Worker {
     }
 }
 
+/// Copy the next piece of a shared body into `write`, up to
+/// `OUTPUT_BOUND` pending; the tail is gone once all of it was copied.
+fn fill_from_tail(write: &mut Vec<u8>, tail: &mut Option<(Arc<[u8]>, usize)>) {
+    let Some((body, copied)) = tail else {
+        return;
+    };
+    let room = OUTPUT_BOUND.saturating_sub(write.len());
+    let piece = &body[*copied..(*copied + room).min(body.len())];
+    write.extend_from_slice(piece);
+    *copied += piece.len();
+    if *copied == body.len() {
+        *tail = None;
+    }
+}
+
 /// The connection in `slot` if it is still the one of `generation` (a
 /// completion may arrive for a connection since closed and replaced).
 fn conn_mut(conns: &mut [Option<Conn>], slot: usize, generation: u32) -> Option<&mut Conn> {
@@ -561,7 +609,25 @@ fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::timed_out;
+    use super::{OUTPUT_BOUND, fill_from_tail, timed_out};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_shared_body_is_copied_a_bounded_piece_at_a_time() {
+        let body: Arc<[u8]> = (0..OUTPUT_BOUND * 2 + 10).map(|i| i as u8).collect();
+        let mut tail = Some((body.clone(), 0));
+        let mut write = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        let mut sent = Vec::new();
+        while tail.is_some() {
+            fill_from_tail(&mut write, &mut tail);
+            assert!(write.len() <= OUTPUT_BOUND);
+            sent.append(&mut write);
+        }
+        assert_eq!(&sent[19..], &body[..]);
+        // Nothing to copy: nothing happens.
+        fill_from_tail(&mut write, &mut tail);
+        assert!(write.is_empty());
+    }
 
     #[test]
     fn idle_connections_time_out() {

@@ -91,18 +91,29 @@ pub fn pull(tls: &mut ServerConnection, buf: &mut [u8]) -> (usize, bool) {
 /// Encrypt `plain` (and a close_notify if `closing`) into `out`, which the
 /// worker then sends as is, with anything rustls has to say on its own
 /// (handshake messages, alerts).
-pub fn push(tls: &mut ServerConnection, plain: &[u8], closing: bool, out: &mut Vec<u8>) {
-    if !plain.is_empty() {
-        // The plaintext buffer is unbounded in rustls before the handshake
-        // ends, and bounded by nothing we set after: never a short write.
-        let _ = tls.writer().write_all(plain);
+pub fn push(tls: &mut ServerConnection, mut plain: &[u8], closing: bool, out: &mut Vec<u8>) {
+    loop {
+        while tls.wants_write() {
+            if tls.write_tls(out).is_err() {
+                return;
+            }
+        }
+        if plain.is_empty() {
+            break;
+        }
+        // rustls takes plaintext up to its buffer limit (64 KiB) at a
+        // time: encrypt in turns with draining, or the rest is lost.
+        match tls.writer().write(plain) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => plain = &plain[n..],
+        }
     }
     if closing {
         tls.send_close_notify();
-    }
-    while tls.wants_write() {
-        if tls.write_tls(out).is_err() {
-            break;
+        while tls.wants_write() {
+            if tls.write_tls(out).is_err() {
+                break;
+            }
         }
     }
 }

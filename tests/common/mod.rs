@@ -1,6 +1,8 @@
 //! A small BEP 15 client for the integration tests.
 #![allow(dead_code)]
 
+pub mod tracker;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;

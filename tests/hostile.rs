@@ -1,0 +1,180 @@
+//! What a legal but hostile client can do to the `ringtracker` binary over
+//! loopback, and what it must not achieve: take memory without bound, or
+//! service away from everybody else.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::tracker::*;
+
+/// A config file in `dir` serving HTTP on an ephemeral loopback port, one
+/// worker, with `extra` appended (TOML).
+fn http_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("tracker.toml");
+    std::fs::write(&path, format!("[http]\n{extra}\n")).unwrap();
+    path
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local = SocketAddr::from((from, 0));
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let s: TcpStream = socket.into();
+    // Turns a missing reply into a failure instead of a hang.
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Read one HTTP response (head and body by Content-Length).
+fn read_response(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).unwrap();
+        assert!(n > 0, "closed before a response");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("content length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    (head, body)
+}
+
+fn announce(hash: &str, port: u16, extra: &str) -> String {
+    format!(
+        "GET /announce?info_hash={hash}&peer_id=-XX0001-{port:012}&port={port}&left=1{extra} HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+}
+
+/// Pipeline `requests` on `s`, then read every answer.
+fn pipeline(s: &mut TcpStream, requests: &[String]) {
+    s.write_all(requests.concat().as_bytes()).unwrap();
+    for _ in requests {
+        let (head, _) = read_response(s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+}
+
+/// Resident set size of `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// A counter's value in the /metrics text (the line starting with `series`).
+fn metric(metrics: SocketAddr, series: &str) -> u64 {
+    let text = http_get(metrics, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{series} not in\n{text}")) as u64
+}
+
+/// Poll `done` until it holds; fail after a generous deadline.
+fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::yield_now();
+    }
+}
+
+const HTTP_REQUESTS: &str = "ringtracker_requests_total{protocol=\"http\",type=\"request\"} ";
+
+/// Write as much of `data` as the socket takes without blocking: a client
+/// that pipelines and never reads.
+fn write_what_fits(s: &TcpStream, data: &[u8]) {
+    s.set_nonblocking(true).unwrap();
+    let mut s = s;
+    let mut rest = data;
+    while !rest.is_empty() {
+        match s.write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+}
+
+#[test]
+fn pipelining_clients_that_never_read_pin_a_bounded_buffer_each() {
+    let dir = common::fresh_dir("pipeline");
+    let config = http_config(&dir, "full_scrape = true\n[server]\nworkers = 1");
+    let mut t = start_with_config(&config, &["--http", "127.0.0.1:0"], None);
+    let metrics = metrics_addr(&t);
+    // 2,000 torrents (a full scrape of ~100 KB) and a swarm of 200 peers
+    // (a 200-peer dictionary answer of ~15 KB).
+    let mut filler = connect_from([127, 0, 0, 2], t.http);
+    for chunk in (0..2000).collect::<Vec<u32>>().chunks(100) {
+        let requests: Vec<String> = chunk
+            .iter()
+            .map(|i| announce(&format!("{i:020}"), 1000, ""))
+            .collect();
+        pipeline(&mut filler, &requests);
+    }
+    let big = "b".repeat(20);
+    let swarm: Vec<String> = (0..200).map(|p| announce(&big, 2000 + p, "")).collect();
+    pipeline(&mut filler, &swarm);
+    let filled = 2000 + 200;
+    let before = rss(t.child.id());
+
+    // 300 clients pipeline ~36 KB of requests each and never read: half
+    // full scrapes, half 200-peer announces as dictionaries.
+    let scrapes = "GET /scrape HTTP/1.1\r\nHost: t\r\n\r\n".repeat(36 * 1024 / 34);
+    let announces =
+        announce(&big, 9, "&compact=0&numwant=200").repeat(36 * 1024 / (big.len() + 110));
+    let mut hostile = Vec::new();
+    for i in 0..300u32 {
+        let from = [127, 0, 1, 2 + (i % 10) as u8];
+        let s = connect_from(from, t.http);
+        let load = if i % 2 == 0 { &scrapes } else { &announces };
+        write_what_fits(&s, load.as_bytes());
+        hostile.push(s);
+    }
+    // Every hostile connection has had answers written for it.
+    poll_until("each hostile client answered once", || {
+        metric(metrics, HTTP_REQUESTS) >= filled + 300
+    });
+    // A fresh client is answered meanwhile, and memory stays bounded: at
+    // most 256 KiB per hostile connection (docs/ARCHITECTURE.md: the write
+    // buffer holds at most 64 KiB plus one answer, and may have grown to
+    // twice that; the read buffer is 9 KiB).
+    let bound = 300 * 256 * 1024;
+    for round in 0..20 {
+        let mut fresh = connect_from([127, 0, 0, 3], t.http);
+        pipeline(&mut fresh, &[announce(&big, 3, "")]);
+        let grown = rss(t.child.id()).saturating_sub(before);
+        assert!(
+            grown <= bound,
+            "round {round}: RSS grew by {grown} bytes, over {bound}"
+        );
+    }
+    // The hostile clients are still served once they read: each gets
+    // whole, well-formed answers.
+    for s in hostile.iter_mut().take(4) {
+        s.set_nonblocking(false).unwrap();
+        let (head, body) = read_response(s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.starts_with(b"d"), "{}", String::from_utf8_lossy(&body));
+    }
+    drop(hostile);
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
