@@ -6,6 +6,7 @@ use rand::Rng;
 
 use crate::config::{Config, ConfigError};
 use crate::tracker::Tracker;
+use crate::tracker::address_cap::AddressCap;
 use crate::tracker::announce::Limits;
 use crate::tracker::connection_id::ConnectionIdIssuer;
 use crate::tracker::peer_set::AddrHasher;
@@ -45,6 +46,16 @@ pub fn build_tracker(config: &Config) -> Result<Tracker, ConfigError> {
     .with_limits(limits);
     tracker.set_access(config.access_rules()?);
     Ok(tracker)
+}
+
+/// The HTTP workers' shared cap on connections per client address.
+pub fn build_address_cap(config: &Config) -> AddressCap {
+    let mut rng = rand::rng();
+    AddressCap::new(
+        config.http.max_connections_per_ip,
+        config.http.trusted_proxies.clone(),
+        AddrHasher::new(rng.next_u64(), rng.next_u64()),
+    )
 }
 
 /// A seed for a worker's RNG.

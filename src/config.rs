@@ -185,6 +185,7 @@ pub struct HttpConfig {
     pub full_scrape: bool,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub max_connections: u32,
+    pub max_connections_per_ip: u32,
     pub idle_timeout: u32,
 }
 
@@ -223,6 +224,7 @@ impl Default for Config {
                 full_scrape: false,
                 trusted_proxies: Vec::new(),
                 max_connections: 10_000,
+                max_connections_per_ip: 64,
                 idle_timeout: 30,
             },
             tracker: {
@@ -332,7 +334,7 @@ impl Config {
     fn check_ranges(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 86_400;
         let (t, u) = (&self.tracker, &self.udp);
-        let ranges: [(&'static str, u64, u64, u64, &str); 13] = [
+        let ranges: [(&'static str, u64, u64, u64, &str); 14] = [
             ("server.workers", self.server.workers as u64, 0, 1024, ""),
             (
                 "server.stats_interval",
@@ -375,6 +377,13 @@ impl Config {
                 "http.max_connections",
                 self.http.max_connections.into(),
                 1,
+                1_000_000,
+                "",
+            ),
+            (
+                "http.max_connections_per_ip",
+                self.http.max_connections_per_ip.into(),
+                0,
                 1_000_000,
                 "",
             ),
@@ -576,6 +585,11 @@ trusted_proxies = [{trusted_proxies}]
 # Open connections per worker (at most 1000000); further ones are closed
 # at once.
 max_connections = {max_connections}
+# Open connections one client address may hold, over all workers (an IPv6
+# address counts by its /64; 0 turns the cap off). Further ones are closed
+# at once (drops_total{{reason="over_address_cap"}}). The trusted_proxies
+# are not capped: a proxy carries everyone, capping clients is its job.
+max_connections_per_ip = {max_connections_per_ip}
 # Seconds a connection may sit idle (or half-sent) before it is closed
 # (1 to 3600).
 idle_timeout = {idle_timeout}
@@ -714,6 +728,7 @@ listen = []
                 .collect::<Vec<_>>()
                 .join(", "),
             max_connections = d.http.max_connections,
+            max_connections_per_ip = d.http.max_connections_per_ip,
             idle_timeout = d.http.idle_timeout,
             interval = d.tracker.interval,
             min_interval = d.tracker.min_interval,

@@ -68,6 +68,7 @@ counters! {
     HttpScrape => "http_scrape",
     HttpRejected => "http_rejected",
     HttpRefused => "http_refused_over_cap",
+    HttpRefusedAddress => "http_refused_over_address_cap",
     HttpTimeouts => "http_timeouts",
     TlsFailed => "tls_failed",
 }
@@ -175,4 +176,29 @@ pub fn summary(totals: &[u64; Counter::COUNT]) -> String {
         s.push_str("idle");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+
+    #[test]
+    fn the_architecture_names_every_counter_and_no_other() {
+        let doc = include_str!("../docs/ARCHITECTURE.md");
+        let section = doc
+            .split("## Counters")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("a Counters section");
+        for c in Counter::ALL {
+            let quoted = format!("`{}`", c.label());
+            assert!(section.contains(&quoted), "{quoted} is not documented");
+        }
+        let words = section.split('`').skip(1).step_by(2);
+        for named in words.filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_')) {
+            let known = Counter::ALL.iter().any(|c| c.label() == named);
+            let other = ["workers", "stats_interval", "handle_request"].contains(&named);
+            assert!(known || other, "`{named}` is documented but no counter");
+        }
+    }
 }

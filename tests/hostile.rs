@@ -178,3 +178,70 @@ fn pipelining_clients_that_never_read_pin_a_bounded_buffer_each() {
     stop_with(&mut t.child, "-TERM");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Whether the tracker closed `s` without a word (read: end or reset).
+fn closed_at_once(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+#[test]
+fn one_address_cannot_take_every_connection_slot() {
+    let dir = common::fresh_dir("per-ip");
+    let config = http_config(&dir, "max_connections_per_ip = 4");
+    // Two workers: the cap holds over both (the kernel spreads connections).
+    let mut t = start_with_config(&config, &["--http", "127.0.0.1:0", "--workers", "2"], None);
+    let metrics = metrics_addr(&t);
+    let hog = [127, 0, 2, 2];
+    // Four connections that trickle a never-finished head: each is open.
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = connect_from(hog, t.http);
+            s.write_all(b"GET /ann").unwrap();
+            s
+        })
+        .collect();
+    poll_until("four connections counted", || {
+        metric(
+            metrics,
+            "ringtracker_http_connections_total{protocol=\"http\"} ",
+        ) >= 4
+    });
+    // A fifth from the same address is closed at once, and counted.
+    let mut fifth = connect_from(hog, t.http);
+    assert!(closed_at_once(&mut fifth));
+    assert_eq!(
+        metric(
+            metrics,
+            "ringtracker_drops_total{protocol=\"http\",reason=\"over_address_cap\"} "
+        ),
+        1
+    );
+    // Another address is served meanwhile.
+    let mut other = connect_from([127, 0, 2, 3], t.http);
+    pipeline(&mut other, &[announce(&"o".repeat(20), 7, "")]);
+    // Once one of the four has gone, the address may connect again.
+    drop(held.pop());
+    poll_until("a slot freed for the address", || {
+        let mut s = connect_from(hog, t.http);
+        s.write_all(announce(&"h".repeat(20), 8, "").as_bytes())
+            .is_ok()
+            && answered(&mut s)
+    });
+    drop(held);
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Whether the tracker answers the request sent on `s` (else it closed
+/// the connection without a word).
+fn answered(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 12];
+    match s.read(&mut b) {
+        Ok(n) if n > 0 => {
+            assert!(b"HTTP/1.1 200".starts_with(&b[..n]));
+            true
+        }
+        _ => false,
+    }
+}

@@ -47,6 +47,7 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         SendFailed => ("drops_total", "reason=\"send_failed\""),
         HttpRejected => ("drops_total", "reason=\"malformed_request\""),
         HttpRefused => ("drops_total", "reason=\"over_connection_cap\""),
+        HttpRefusedAddress => ("drops_total", "reason=\"over_address_cap\""),
         HttpTimeouts => ("drops_total", "reason=\"timeout\""),
         TlsFailed => ("drops_total", "reason=\"tls_error\""),
         RecvEnobufs => ("io_uring_events_total", "event=\"recv_enobufs\""),
@@ -201,6 +202,7 @@ fn applies(c: Counter, proto: &str) -> bool {
             | HttpScrape
             | HttpRejected
             | HttpRefused
+            | HttpRefusedAddress
             | HttpTimeouts
             | TlsFailed
             | HttpConnections

@@ -35,6 +35,7 @@ use super::tls::{self, TlsConfig};
 use crate::engine::{Engine, EngineSetup};
 use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use crate::stats::{Counter, WorkerStats};
+use crate::tracker::address_cap::{AddressCap, Held};
 
 /// Read buffer per connection: one maximal request head plus a pipelined
 /// follower's start.
@@ -59,6 +60,8 @@ pub struct HttpWorkerSetup {
     pub engine: EngineSetup,
     pub stop: Arc<AtomicBool>,
     pub max_connections: usize,
+    /// Connections per client address, shared by the HTTP workers.
+    pub address_cap: Arc<AddressCap>,
     pub idle_timeout: u32,
     /// HTTPS: listeners from this index on speak TLS with this config.
     pub tls: Option<(usize, TlsConfig)>,
@@ -100,6 +103,8 @@ struct Conn {
     head_started: Option<u32>,
     generation: u32,
     tls: Option<Box<TlsConn>>,
+    /// The connection's count against its address's cap.
+    held: Option<Held>,
 }
 
 struct Worker {
@@ -110,6 +115,7 @@ struct Worker {
     listeners: Vec<socket2::Socket>,
     engine: Engine,
     max_connections: usize,
+    address_cap: Arc<AddressCap>,
     idle_timeout: u32,
     /// The tick's timeout, read by the kernel when the entry is submitted.
     tick: Timespec,
@@ -146,6 +152,7 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         listeners: setup.listeners,
         engine: Engine::new(setup.engine, Instant::now()),
         max_connections: setup.max_connections,
+        address_cap: setup.address_cap,
         idle_timeout: setup.idle_timeout,
         tick: Timespec::new(),
         armed: 0,
@@ -282,6 +289,10 @@ impl Worker {
         let Some(peer) = peer_addr(&fd) else {
             return;
         };
+        let Ok(held) = self.address_cap.acquire(peer.ip()) else {
+            self.stats().add(Counter::HttpRefusedAddress, 1);
+            return;
+        };
         let tls = match &self.tls {
             Some((from, config)) if listener >= *from => {
                 match ServerConnection::new(config.load_full()) {
@@ -292,7 +303,12 @@ impl Worker {
                         peer_closed: false,
                     })),
                     // rustls could not start a session: close (drop `fd`).
-                    Err(_) => return,
+                    Err(_) => {
+                        if let Some(h) = held {
+                            self.address_cap.release(h);
+                        }
+                        return;
+                    }
                 }
             }
             _ => None,
@@ -322,6 +338,7 @@ impl Worker {
             head_started: tls.as_ref().map(|_| now),
             generation: self.generations[slot],
             tls,
+            held,
         });
         self.open += 1;
         self.arm_recv(slot, sq, submitter);
@@ -557,6 +574,9 @@ impl Worker {
     fn finish(&mut self, slot: usize) {
         if let Some(c) = self.conns[slot].take() {
             debug_assert!(!c.busy);
+            if let Some(h) = c.held {
+                self.address_cap.release(h);
+            }
             drop(c);
             self.free.push(slot as u32);
             self.open -= 1;

@@ -214,6 +214,7 @@ impl Server {
             });
             started.map_err(|source| StartError::Worker { index, source })?;
         }
+        let address_cap = Arc::new(compose::build_address_cap(config));
         for (index, listeners) in http_sockets.into_iter().enumerate() {
             if listeners.is_empty() {
                 continue;
@@ -224,6 +225,7 @@ impl Server {
                 engine: engine(workers + index),
                 stop: stop.clone(),
                 max_connections: config.http.max_connections as usize,
+                address_cap: address_cap.clone(),
                 idle_timeout: config.http.idle_timeout,
                 tls: tls.clone().map(|t| (tls_from[index], t)),
             };

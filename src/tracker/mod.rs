@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod address_cap;
 pub mod announce;
 pub mod connection_id;
 pub mod ledger;
