@@ -245,3 +245,34 @@ fn answered(s: &mut TcpStream) -> bool {
         _ => false,
     }
 }
+
+#[test]
+fn trickling_clients_do_not_hold_up_health_checks() {
+    let dir = common::fresh_dir("metrics-trickle");
+    let config = http_config(&dir, "listen = []");
+    let mut t = start_with_config(&config, &[], None);
+    let metrics = metrics_addr(&t);
+    // Twenty clients each keep a request head going, a byte at a time.
+    let mut trickling: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(metrics).unwrap();
+            s.write_all(b"GET /hea").unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..10 {
+        for s in &mut trickling {
+            s.write_all(b"l").unwrap();
+        }
+        let reply = http_get(metrics, "/health");
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    }
+    // A head never finished is closed at its deadline, bytes or not.
+    let s = &mut trickling[0];
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    assert!(s.read_to_end(&mut rest).is_ok() && rest.is_empty());
+    drop(trickling);
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

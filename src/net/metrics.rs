@@ -1,111 +1,188 @@
 //! The metrics listener (`--metrics ADDR`): `/metrics`, `/health`, the
-//! stats page and its data. An operator's endpoint, not a client one: one
-//! plain thread, blocking sockets, one request per connection, short
-//! timeouts so a stuck client holds it for two seconds at most. Nothing
-//! here touches the workers' path; it only reads counters and the table.
+//! stats page and its data. An operator's endpoint, not a client one, but a
+//! load balancer's health check must not wait behind a slow client: one
+//! thread serves up to `MAX_CLIENTS` connections at once with `poll(2)` on
+//! non-blocking sockets, one request per connection, and each connection
+//! has `DEADLINE` from accept to its last byte written, however it
+//! trickles. When every slot is taken the oldest connection makes room.
+//! Nothing here touches the workers' path; it only reads counters and the
+//! table.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::metrics::{MetricsState, respond};
 use crate::storage::snapshotter::unix_now;
 
 const MAX_HEAD: usize = 8 * 1024;
 
+/// Connections served at once.
+pub const MAX_CLIENTS: usize = 64;
+
+/// From accept to the last byte of the answer.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+struct Client {
+    stream: TcpStream,
+    head: Vec<u8>,
+    /// The answer, once the head is complete.
+    out: Vec<u8>,
+    sent: usize,
+    deadline: Instant,
+}
+
 /// Bind `addr` and serve it on a thread of its own; returns the bound
 /// address (port 0 resolved).
 pub fn spawn(addr: SocketAddr, state: Arc<MetricsState>) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => {
-                        if let Err(e) = serve(s, &state) {
-                            tracing::debug!("metrics connection: {e}");
-                        }
-                    }
-                    Err(e) => tracing::debug!("metrics accept: {e}"),
-                }
-            }
-        })?;
+        .spawn(move || serve(&listener, &state))?;
     Ok(bound)
 }
 
-fn serve(mut s: TcpStream, state: &MetricsState) -> io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = [0u8; MAX_HEAD];
-    let mut filled = 0;
-    let (method, path) = loop {
-        let n = s.read(&mut buf[filled..])?;
-        if n == 0 {
-            return Ok(());
+fn serve(listener: &TcpListener, state: &MetricsState) {
+    let mut clients: Vec<Client> = Vec::with_capacity(MAX_CLIENTS);
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(MAX_CLIENTS + 1);
+    loop {
+        let now = Instant::now();
+        clients.retain(|c| c.deadline > now);
+        fds.clear();
+        fds.push(pollfd(listener.as_raw_fd(), libc::POLLIN));
+        for c in &clients {
+            let wants = if c.out.is_empty() {
+                libc::POLLIN
+            } else {
+                libc::POLLOUT
+            };
+            fds.push(pollfd(c.stream.as_raw_fd(), wants));
         }
-        filled += n;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let method = req.method.unwrap_or("").to_string();
-                let path = req.path.unwrap_or("/");
-                let path = path.split('?').next().unwrap_or("/").to_string();
-                break (method, path);
-            }
-            Ok(httparse::Status::Partial) if filled < buf.len() => continue,
-            _ => {
-                return write_response(
-                    &mut s,
-                    400,
-                    "Bad Request",
-                    "text/plain",
-                    b"bad request\n",
-                    true,
-                );
-            }
+        let next = clients.iter().map(|c| c.deadline).min();
+        let wait = next.map_or(1000, |d| d.saturating_duration_since(now).as_millis() + 1);
+        // SAFETY: `fds` is a live, initialised array of `fds.len()` pollfd
+        // entries, each naming an fd owned by `listener` or `clients`.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, wait.min(1000) as i32) };
+        if ready <= 0 {
+            continue;
         }
-    };
-    if method != "GET" && method != "HEAD" {
-        return write_response(
-            &mut s,
-            405,
-            "Method Not Allowed",
-            "text/plain",
-            b"GET only\n",
-            true,
-        );
+        let mut i = 0;
+        clients.retain_mut(|c| {
+            i += 1;
+            fds[i].revents == 0 || step(c, state)
+        });
+        if fds[0].revents != 0 {
+            accept(listener, &mut clients);
+        }
     }
-    let r = respond(state, &path, unix_now());
-    write_response(
-        &mut s,
-        r.status,
-        r.reason,
-        r.content_type,
-        &r.body,
-        method == "GET",
-    )
 }
 
-fn write_response(
-    s: &mut TcpStream,
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    with_body: bool,
-) -> io::Result<()> {
+fn pollfd(fd: i32, events: i16) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Take every waiting connection; at `MAX_CLIENTS` the oldest one goes.
+fn accept(listener: &TcpListener, clients: &mut Vec<Client>) {
+    while let Ok((stream, _)) = listener.accept() {
+        if stream.set_nonblocking(true).is_err() {
+            continue;
+        }
+        if clients.len() == MAX_CLIENTS {
+            tracing::debug!("metrics: {MAX_CLIENTS} connections open, the oldest closed");
+            clients.remove(0);
+        }
+        clients.push(Client {
+            stream,
+            head: Vec::new(),
+            out: Vec::new(),
+            sent: 0,
+            deadline: Instant::now() + DEADLINE,
+        });
+    }
+}
+
+/// Move what the socket allows; false once the connection is done (the
+/// answer written, the peer gone, or an error).
+fn step(c: &mut Client, state: &MetricsState) -> bool {
+    if c.out.is_empty() {
+        let mut buf = [0u8; 2048];
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let room = MAX_HEAD.saturating_sub(c.head.len());
+                    c.head.extend_from_slice(&buf[..n.min(room)]);
+                    if c.head.len() == MAX_HEAD {
+                        break; // enough to answer (or refuse)
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        match answer(&c.head, state) {
+            Some(out) => c.out = out,
+            None => return true,
+        }
+    }
+    while c.sent < c.out.len() {
+        match c.stream.write(&c.out[c.sent..]) {
+            Ok(n) => c.sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// The whole answer to the request head in `head`, or `None` while it is
+/// incomplete (and shorter than `MAX_HEAD`).
+fn answer(head: &[u8], state: &MetricsState) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let (method, path) = match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {
+            let path = req.path.unwrap_or("/");
+            (
+                req.method.unwrap_or(""),
+                path.split('?').next().unwrap_or("/"),
+            )
+        }
+        Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => return None,
+        _ => {
+            let bad = response(400, "Bad Request", "text/plain", b"bad request\n", true);
+            return Some(bad);
+        }
+    };
+    Some(match method {
+        "GET" | "HEAD" => {
+            let r = respond(state, path, unix_now());
+            response(r.status, r.reason, r.content_type, &r.body, method == "GET")
+        }
+        _ => response(405, "Method Not Allowed", "text/plain", b"GET only\n", true),
+    })
+}
+
+/// The whole response; a HEAD gets the head a GET would (its length too).
+fn response(status: u16, reason: &str, content_type: &str, body: &[u8], with: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
-    if with_body {
+    if with {
         out.extend_from_slice(body);
     }
-    s.write_all(&out)
+    out
 }

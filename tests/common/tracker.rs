@@ -189,6 +189,8 @@ pub fn metrics_addr(t: &Started) -> SocketAddr {
 pub fn http_get(addr: SocketAddr, target: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    // Turns a missing reply into a failure instead of a hang.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
         "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
