@@ -4,8 +4,9 @@
 
 use rand::Rng;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::tracker::Tracker;
+use crate::tracker::access::AccessRules;
 use crate::tracker::address_cap::AddressCap;
 use crate::tracker::announce::Limits;
 use crate::tracker::connection_id::ConnectionIdIssuer;
@@ -14,8 +15,9 @@ use crate::tracker::rate_limit::RateLimiter;
 use crate::tracker::table::SwarmTable;
 
 /// The tracker `config` describes: its policy, an empty swarm table keyed
-/// at random, a connection-id key, rate limits and the access rules.
-pub fn build_tracker(config: &Config) -> Result<Tracker, ConfigError> {
+/// at random, a connection-id key, rate limits, and the access `rules`
+/// (read from the files the config names: `Config::access_rules`).
+pub fn build_tracker(config: &Config, rules: AccessRules) -> Tracker {
     let mut rng = rand::rng();
     let mut key = [0u8; 16];
     rng.fill_bytes(&mut key);
@@ -44,8 +46,8 @@ pub fn build_tracker(config: &Config) -> Result<Tracker, ConfigError> {
         ConnectionIdIssuer::new(key),
     )
     .with_limits(limits);
-    tracker.set_access(config.access_rules()?);
-    Ok(tracker)
+    tracker.set_access(rules);
+    tracker
 }
 
 /// The HTTP workers' shared cap on connections per client address.

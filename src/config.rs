@@ -8,9 +8,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::storage::operator_file::{SMALL_FILE_LIMIT, read_text_bounded};
 use crate::tracker::AnnouncePolicy;
 use crate::tracker::access::{
-    AccessMode, AccessRules, ClientFilter, parse_ban_list, parse_hash_list, parse_passkeys,
+    AccessMode, AccessRules, ClientFilter, check_entries, parse_ban_list, parse_hash_list,
+    parse_passkeys,
 };
 use crate::tracker::peer_set::MAX_PEER_TIMEOUT;
 
@@ -128,7 +130,7 @@ impl Default for PrivateConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     pub mode: AccessMode,
@@ -139,6 +141,26 @@ pub struct AccessConfig {
     /// Client filter by peer_id prefix.
     pub clients: AccessMode,
     pub client_prefixes: Vec<String>,
+    /// Largest list, ban or passkey file read (bytes).
+    pub max_list_bytes: u64,
+    /// Most entries in one of those files.
+    pub max_list_entries: u64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            mode: AccessMode::Off,
+            list: None,
+            banned: None,
+            clients: AccessMode::Off,
+            client_prefixes: Vec::new(),
+            // 5 M info hashes are 205 MB of text; 256 MiB leaves room for
+            // comments.
+            max_list_bytes: 256 << 20,
+            max_list_entries: 5_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -279,6 +301,11 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    ReadList {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("{location}{key} = {value}: {problem}")]
@@ -304,9 +331,12 @@ fn invalid(key: &'static str, value: String, problem: &str) -> ConfigError {
 impl Config {
     /// Read and check a config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
+        let what = "a config file's limit";
+        let text = read_text_bounded(path, SMALL_FILE_LIMIT, what).map_err(|source| {
+            ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            }
         })?;
         Config::from_toml(&text, &path.display().to_string())
     }
@@ -334,7 +364,7 @@ impl Config {
     fn check_ranges(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 86_400;
         let (t, u) = (&self.tracker, &self.udp);
-        let ranges: [(&'static str, u64, u64, u64, &str); 14] = [
+        let ranges: [(&'static str, u64, u64, u64, &str); 16] = [
             ("server.workers", self.server.workers as u64, 0, 1024, ""),
             (
                 "server.stats_interval",
@@ -397,6 +427,20 @@ impl Config {
             ("udp.send_slots", u.send_slots.into(), 16, 65_536, ""),
             ("udp.recv_buffers", u.recv_buffers.into(), 64, 32_768, ""),
             ("limits.slots", self.limits.slots.into(), 1, 1 << 24, ""),
+            (
+                "access.max_list_bytes",
+                self.access.max_list_bytes,
+                1024,
+                16 << 30,
+                " bytes",
+            ),
+            (
+                "access.max_list_entries",
+                self.access.max_list_entries,
+                1,
+                100_000_000,
+                "",
+            ),
         ];
         for (key, value, min, max, unit) in ranges {
             if !(min..=max).contains(&value) {
@@ -482,17 +526,24 @@ impl Config {
     /// the file and line.
     pub fn access_rules(&self) -> Result<AccessRules, ConfigError> {
         let a = &self.access;
-        let read = |path: &std::path::Path| {
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })
-        };
         let located =
             |path: &std::path::Path, e: crate::tracker::access::ListError| ConfigError::Parse {
                 path: path.display().to_string(),
                 message: e.to_string(),
             };
+        // Bounded in bytes and entries: a reload's peak memory is the old
+        // rules, one file's text and its parsed entries.
+        let read = |path: &std::path::Path| {
+            let what = "access.max_list_bytes";
+            let text = read_text_bounded(path, a.max_list_bytes, what).map_err(|source| {
+                ConfigError::ReadList {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            check_entries(&text, a.max_list_entries as usize).map_err(|e| located(path, e))?;
+            Ok::<_, ConfigError>(text)
+        };
         let mut rules = match a.list.as_ref().filter(|_| a.mode != AccessMode::Off) {
             Some(path) => {
                 let hashes = parse_hash_list(&read(path)?).map_err(|e| located(path, e))?;
@@ -635,6 +686,15 @@ mode = "off"
 clients = "off"
 # The prefixes, e.g. ["-TR", "-qB"] (Transmission, qBittorrent).
 client_prefixes = []
+# Every list file (the list, the bans, [private] passkeys) is read at
+# start and on SIGHUP as a regular file only (a FIFO or a device is
+# refused), within two bounds; over one, a start stops and a reload keeps
+# the old rules, naming the file. A reload's peak memory is the rules in
+# force plus one file's text and its entries.
+# Largest list file, in bytes (1024 to 17179869184).
+max_list_bytes = {max_list_bytes}
+# Most entries in one list file (1 to 100000000).
+max_list_entries = {max_list_entries}
 
 [private]
 # Private tracker (BEP 27): every announce needs a registered passkey, in
@@ -729,6 +789,8 @@ listen = []
                 .join(", "),
             max_connections = d.http.max_connections,
             max_connections_per_ip = d.http.max_connections_per_ip,
+            max_list_bytes = d.access.max_list_bytes,
+            max_list_entries = d.access.max_list_entries,
             idle_timeout = d.http.idle_timeout,
             interval = d.tracker.interval,
             min_interval = d.tracker.min_interval,

@@ -14,7 +14,7 @@ use ringtracker::config::Config;
 use ringtracker::engine::timers::{MainSchedule, MainTimer};
 use ringtracker::metrics::{MetricsState, history};
 use ringtracker::net::privileges::Dropped;
-use ringtracker::net::{self, Server, signals};
+use ringtracker::net::{self, Reloader, Server, signals};
 use ringtracker::stats;
 use ringtracker::storage::ledger_journal::LedgerJournal;
 use ringtracker::storage::snapshot::{self, Snapshot};
@@ -205,9 +205,8 @@ fn main_schedule(config: &Config) -> MainSchedule {
     }
 }
 
-/// What main does between signals: the periodic jobs and SIGHUP.
+/// What main does between signals: the periodic jobs.
 struct Jobs<'a> {
-    config: &'a Config,
     server: &'a Server,
     metrics: &'a MetricsState,
     journal: Option<&'a LedgerJournal>,
@@ -261,19 +260,52 @@ impl Jobs<'_> {
         }
         true
     }
+}
 
-    /// SIGHUP: build the new rules and certificate aside; the old stay in
-    /// force on error.
-    fn reload(&self) {
-        match self.server.reload_access(self.config) {
-            Ok(n) => tracing::info!("access list reloaded ({n} info hashes)"),
-            Err(e) => tracing::error!("access list not reloaded, the old one stays: {e}"),
+/// SIGHUP's work, on a thread of its own: main keeps answering SIGTERM and
+/// running its timers while a large list is read. A SIGHUP that arrives
+/// during a reload runs once that one has ended.
+struct Reloads {
+    reloader: Reloader,
+    config: Config,
+    running: Option<std::thread::JoinHandle<()>>,
+    pending: bool,
+}
+
+impl Reloads {
+    fn request(&mut self) {
+        self.pending = true;
+        self.poll();
+    }
+
+    /// Start the pending reload if none is running.
+    fn poll(&mut self) {
+        if self.running.as_ref().is_some_and(|r| !r.is_finished()) || !self.pending {
+            return;
         }
-        match self.server.reload_tls(self.config) {
-            Ok(false) => {}
-            Ok(true) => tracing::info!("tls certificate reloaded"),
-            Err(e) => tracing::error!("tls certificate not reloaded, the old one stays: {e}"),
+        self.pending = false;
+        let (reloader, config) = (self.reloader.clone(), self.config.clone());
+        let spawned = std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || reload(&reloader, &config));
+        match spawned {
+            Ok(handle) => self.running = Some(handle),
+            Err(e) => tracing::error!("reload not started: {e}"),
         }
+    }
+}
+
+/// Build the new rules and certificate aside; the old stay in force on
+/// error.
+fn reload(reloader: &Reloader, config: &Config) {
+    match reloader.reload_access(config) {
+        Ok(n) => tracing::info!("access list reloaded ({n} info hashes)"),
+        Err(e) => tracing::error!("access list not reloaded, the old one stays: {e}"),
+    }
+    match reloader.reload_tls(config) {
+        Ok(false) => {}
+        Ok(true) => tracing::info!("tls certificate reloaded"),
+        Err(e) => tracing::error!("tls certificate not reloaded, the old one stays: {e}"),
     }
 }
 
@@ -306,6 +338,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Read while SIGTERM still stops the process at once: a list can be
+    // large, and an operator who gives up on the start must not wait.
+    let rules = match config.access_rules() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringtracker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     signals::block_termination_signals();
     let restore = |tracker: &Tracker| {
         if let (Some(s), Some(path)) = (&snapshot, &config.storage.snapshot) {
@@ -320,7 +361,7 @@ fn main() -> ExitCode {
             );
         }
     };
-    let server = match Server::start_with(&config, restore) {
+    let server = match Server::start_with(&config, rules, restore) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringtracker: {e}");
@@ -399,10 +440,15 @@ fn main() -> ExitCode {
     let mut timers = main_schedule(&config).timers(Instant::now());
     let mut snapshotter = snapshotter;
     let jobs = Jobs {
-        config: &config,
         server: &server,
         metrics: &metrics,
         journal: journal.as_ref(),
+    };
+    let mut reloads = Reloads {
+        reloader: server.reloader(),
+        config: config.clone(),
+        running: None,
+        pending: false,
     };
     let mut failed = false;
     'serving: loop {
@@ -410,13 +456,14 @@ fn main() -> ExitCode {
             t.saturating_duration_since(Instant::now())
         });
         match signals::wait_for_signal(wait) {
-            Some(signals::SIGHUP) => jobs.reload(),
+            Some(signals::SIGHUP) => reloads.request(),
             Some(sig) => {
                 tracing::info!("signal {sig} received, stopping");
                 break;
             }
             None => {}
         }
+        reloads.poll();
         let now = Instant::now();
         while let Some(timer) = timers.pop_expired(now) {
             if !jobs.run(timer, &mut snapshotter) {

@@ -276,3 +276,145 @@ fn trickling_clients_do_not_hold_up_health_checks() {
     stop_with(&mut t.child, "-TERM");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Start with `config` and return the one-line error it stops with.
+fn refused_start(config: &std::path::Path) -> String {
+    let out = bin()
+        .args(["--config", config.to_str().unwrap(), "--udp", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "must refuse to start");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn list_files_are_regular_files_within_their_bounds() {
+    let dir = common::fresh_dir("list-bounds");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let hash = "ab".repeat(20);
+    let big = dir.join("big.txt");
+    std::fs::write(&big, format!("{hash}\n").repeat(50)).unwrap();
+    let key = "abcdef0123456789";
+    let keys = dir.join("keys.txt");
+    std::fs::write(&keys, format!("{key}\n{key}x\n{key}y\n")).unwrap();
+    let cases = [
+        // (file setting, limits, what the one-line error must say)
+        (
+            format!("[access]\nmode = \"allow\"\nlist = {fifo:?}"),
+            "a FIFO, not a regular file",
+        ),
+        (
+            "[access]\nbanned = \"/dev/zero\"".to_string(),
+            "a device, not a regular file",
+        ),
+        (
+            format!("[access]\nmode = \"deny\"\nlist = {big:?}\nmax_list_bytes = 1024"),
+            "larger than 1024 bytes (access.max_list_bytes)",
+        ),
+        (
+            format!(
+                "[access]\nmax_list_entries = 2\n[private]\nenabled = true\npasskeys = {keys:?}"
+            ),
+            "line 3: more than 2 entries (access.max_list_entries)",
+        ),
+    ];
+    for (i, (settings, expected)) in cases.iter().enumerate() {
+        let config = dir.join(format!("case{i}.toml"));
+        std::fs::write(&config, format!("{settings}\n[http]\nlisten = []\n")).unwrap();
+        let err = refused_start(&config);
+        assert!(err.contains(expected), "case {i}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_fifo_swapped_in_for_the_list_is_refused_by_a_reload() {
+    let dir = common::fresh_dir("list-reload");
+    let list = dir.join("deny.txt");
+    let denied = [7u8; 20];
+    std::fs::write(&list, format!("{}\n", "07".repeat(20))).unwrap();
+    let config = dir.join("deny.toml");
+    std::fs::write(
+        &config,
+        format!("[access]\nmode = \"deny\"\nlist = {list:?}\n[http]\nlisten = []\n"),
+    )
+    .unwrap();
+    let mut t = start_with_config(&config, &[], None);
+    std::fs::remove_file(&list).unwrap();
+    mkfifo(&list);
+    signal(&t.child, "-HUP");
+    let line = wait_for_line(&mut t.stderr, "access list not reloaded");
+    assert!(line.contains("a FIFO, not a regular file"), "{line}");
+    // The old list is still in force, and the tracker serves.
+    let mut c = common::Client::new("127.0.0.1:0", t.udp);
+    let id = c.connect();
+    let (_, p) = c.announce_packet(id, denied, 2, 0, -1, 6881);
+    c.send(&p);
+    let reply = c.recv();
+    assert_eq!(&reply[..4], &3u32.to_be_bytes(), "denied by the old list");
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bytes `pid` has read so far (/proc/PID/io `rchar`).
+fn bytes_read(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("rchar: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigterm_stops_a_start_that_is_reading_a_large_list() {
+    let dir = common::fresh_dir("list-sigterm");
+    let list = dir.join("allow.txt");
+    let lines: String = (0..4_000_000u64)
+        .map(|i| format!("{:040x}\n", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    std::fs::write(&list, &lines).unwrap();
+    let config = dir.join("allow.toml");
+    std::fs::write(
+        &config,
+        format!("[access]\nmode = \"allow\"\nlist = {list:?}\n[http]\nlisten = []\n"),
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["--config", config.to_str().unwrap(), "--udp", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the list is read, it is being parsed: SIGTERM now.
+    poll_until("the list read", || {
+        bytes_read(child.id()) >= lines.len() as u64
+    });
+    signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    // Stopped by the signal itself, before serving: not at the end of a
+    // start that ignored it.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(15), "{status:?}\n{log}");
+    assert!(!log.contains("listening"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

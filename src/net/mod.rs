@@ -33,6 +33,7 @@ use crate::engine::EngineSetup;
 use crate::engine::http::HttpPolicy;
 use crate::stats::WorkerStats;
 use crate::tracker::Tracker;
+use crate::tracker::access::AccessRules;
 
 /// What a UDP worker thread is given: its sockets (one per listening
 /// address), its engine, and the knobs of its buffers.
@@ -112,16 +113,50 @@ fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
     }
 }
 
+/// The parts of a running server a SIGHUP replaces: the access rules and
+/// the certificate. Each is built aside and swapped in whole; on error the
+/// old one stays.
+#[derive(Clone)]
+pub struct Reloader {
+    tracker: Arc<Tracker>,
+    tls: Option<tls::TlsConfig>,
+}
+
+impl Reloader {
+    /// Read the lists again and put the new rules in force; returns how
+    /// many info hashes the list holds.
+    pub fn reload_access(&self, config: &Config) -> Result<usize, crate::config::ConfigError> {
+        let rules = config.access_rules()?;
+        let n = rules.len();
+        self.tracker.set_access(rules);
+        Ok(n)
+    }
+
+    /// Read the certificate and key again and use them for new HTTPS
+    /// connections (open ones keep theirs). `Ok(false)`: no HTTPS.
+    pub fn reload_tls(&self, config: &Config) -> Result<bool, tls::TlsError> {
+        let (Some(current), Some(cert), Some(key)) = (&self.tls, &config.tls.cert, &config.tls.key)
+        else {
+            return Ok(false);
+        };
+        current.store(Arc::new(tls::load(cert, key)?));
+        Ok(true)
+    }
+}
+
 impl Server {
     /// Build the tracker from `config`, bind everything and start serving.
     pub fn start(config: &Config) -> Result<Server, StartError> {
-        Self::start_with(config, |_| {})
+        Self::start_with(config, config.access_rules()?, |_| {})
     }
 
-    /// `start`, calling `prepare` with the tracker after the sockets are
-    /// bound and before any worker serves (a snapshot is loaded there).
+    /// `start` with the access `rules` already read from the files the
+    /// config names (main reads them while a SIGTERM still stops it),
+    /// calling `prepare` with the tracker after the sockets are bound and
+    /// before any worker serves (a snapshot is loaded there).
     pub fn start_with(
         config: &Config,
+        rules: AccessRules,
         prepare: impl FnOnce(&Tracker),
     ) -> Result<Server, StartError> {
         let backend = config.udp.backend;
@@ -160,7 +195,7 @@ impl Server {
             mine.extend(more);
         }
 
-        let tracker = Arc::new(compose::build_tracker(config)?);
+        let tracker = Arc::new(compose::build_tracker(config, rules));
         prepare(&tracker);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
@@ -290,22 +325,12 @@ impl Server {
         &self.https_addrs
     }
 
-    /// Read the certificate and key again and use them for new HTTPS
-    /// connections (open ones keep theirs). `Ok(false)`: no HTTPS.
-    pub fn reload_tls(&self, config: &Config) -> Result<bool, tls::TlsError> {
-        let (Some(current), Some(cert), Some(key)) = (&self.tls, &config.tls.cert, &config.tls.key)
-        else {
-            return Ok(false);
-        };
-        current.store(Arc::new(tls::load(cert, key)?));
-        Ok(true)
-    }
-
-    pub fn reload_access(&self, config: &Config) -> Result<usize, crate::config::ConfigError> {
-        let rules = config.access_rules()?;
-        let n = rules.len();
-        self.tracker.set_access(rules);
-        Ok(n)
+    /// What a SIGHUP reloads, to run on a thread of its own.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            tracker: Arc::clone(&self.tracker),
+            tls: self.tls.clone(),
+        }
     }
 
     /// A worker whose thread ended although nobody asked it to stop (its

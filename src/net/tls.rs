@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+
+use crate::storage::operator_file::{SMALL_FILE_LIMIT, read_bounded};
 use rustls::ServerConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -36,17 +38,21 @@ pub fn load(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
         path: cert.to_path_buf(),
         reason,
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(e.to_string()))?
+    let limit = "PEM files are at most 1 MiB";
+    let cert_pem =
+        read_bounded(cert, SMALL_FILE_LIMIT, limit).map_err(|e| cert_err(e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| cert_err(e.to_string()))?;
     if chain.is_empty() {
         return Err(cert_err("no CERTIFICATE block in the file".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+    let key_err = |reason: String| TlsError::Key {
         path: key.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let key_pem = read_bounded(key, SMALL_FILE_LIMIT, limit).map_err(|e| key_err(e.to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| key_err(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

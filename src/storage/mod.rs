@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod ledger_journal;
+pub mod operator_file;
 pub mod snapshot;
 pub mod snapshotter;

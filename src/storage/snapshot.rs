@@ -36,6 +36,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::operator_file::read_bounded;
 use crate::protocol::{InfoHash, PeerId};
 use crate::tracker::Tracker;
 use crate::tracker::ledger::{Batch, Passkey, SessionState, Totals, Transfer};
@@ -300,10 +301,16 @@ enum Record<'a> {
     NextBatch(u64),
 }
 
+/// Largest snapshot file read.
+const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
+
 impl Snapshot {
     /// Read and check `path`. `Ok(None)`: there is no snapshot yet.
     pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
-        let bytes = match fs::read(path) {
+        // A regular file only (a FIFO or a device named by mistake must
+        // not hang or fill memory); its size is the table's, so the bound
+        // is only a sanity one.
+        let bytes = match read_bounded(path, MAX_SNAPSHOT_BYTES, "snapshots are at most 64 GiB") {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {

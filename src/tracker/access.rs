@@ -215,6 +215,19 @@ fn list_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
+/// Refuse a list of more than `max` entries (before parsing it, so a huge
+/// list costs no memory beyond its text); the error names the first line
+/// past the bound.
+pub fn check_entries(text: &str, max: usize) -> Result<(), ListError> {
+    match list_lines(text).nth(max) {
+        Some((line, _)) => Err(ListError {
+            line,
+            message: format!("more than {max} entries (access.max_list_entries)"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Parse a ban list: one IP address or CIDR range (IPv4 or IPv6) per
 /// line; `#` comments and blank lines allowed.
 pub fn parse_ban_list(text: &str) -> Result<IpBans, ListError> {
@@ -318,6 +331,11 @@ mod tests {
         ]);
         assert!(set.contains(&h));
         assert!(parse_hash_list("").unwrap().is_empty());
+        let two = format!("# c\n{A}\n\n{A}\n");
+        assert!(check_entries(&two, 2).is_ok());
+        let e = check_entries(&two, 1).unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.message.contains("more than 1 entries"), "{}", e.message);
     }
 
     #[test]
