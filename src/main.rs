@@ -218,11 +218,11 @@ impl Jobs<'_> {
         let server = self.server;
         match timer {
             MainTimer::Health => {
-                if let Some(index) = server.stopped_worker() {
+                if let Some(worker) = server.stopped_worker() {
                     self.metrics.healthy.store(false, Ordering::Relaxed);
                     // Better to exit (and be restarted by a supervisor) than
                     // to keep a port where some clients are never answered.
-                    tracing::error!("worker {index} stopped unexpectedly; shutting down");
+                    tracing::error!("worker {worker} stopped unexpectedly; shutting down");
                     return false;
                 }
             }

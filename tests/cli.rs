@@ -991,3 +991,28 @@ fn an_idle_tracker_stays_idle_once_its_timers_have_fired() {
     );
     stop_with(&mut t.child, "-TERM");
 }
+
+#[test]
+fn a_worker_whose_ring_fails_drains_it_and_the_tracker_exits() {
+    let dir = common::fresh_dir("ring-failure");
+    let config = dir.join("plain.toml");
+    std::fs::write(&config, "[http]\nlisten = []\n").unwrap();
+    for (kind, extra) in [("udp", &[][..]), ("http", &["--http", "127.0.0.1:0"][..])] {
+        // The worker fails with its receives (or accepts) and its tick in
+        // the kernel: it must cancel them and wait for each to end before
+        // its memory goes, then main sees it gone and stops the tracker.
+        let env = ("RINGTRACKER_TEST_RING_FAILURE", kind);
+        let mut t = start_with_config(&config, extra, Some(env));
+        let log = format!("{}{}", t.early_log, t.stderr.rest());
+        let status = t.child.wait().unwrap();
+        assert_eq!(status.code(), Some(1), "{kind}: {log}");
+        for needle in [
+            format!("{kind} worker 0 stopped: failure forced with operations in flight"),
+            format!("{kind} worker 0: ring drained, nothing in flight"),
+            format!("worker {kind}-0 stopped unexpectedly; shutting down"),
+        ] {
+            assert!(log.contains(&needle), "{kind}: no {needle:?} in\n{log}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

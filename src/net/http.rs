@@ -60,6 +60,8 @@ pub struct HttpWorkerSetup {
     pub engine: EngineSetup,
     pub stop: Arc<AtomicBool>,
     pub max_connections: usize,
+    /// Tests only: fail as a broken ring would, once accepts are armed.
+    pub forced_failure: bool,
     /// Connections per client address, shared by the HTTP workers.
     pub address_cap: Arc<AddressCap>,
     pub idle_timeout: u32,
@@ -122,6 +124,7 @@ struct Worker {
     /// Operations in the kernel besides connection ones (accepts, tick).
     armed: usize,
     tls: Option<(usize, TlsConfig)>,
+    forced_failure: bool,
 }
 
 fn user_data(tag: u64, slot: usize, generation: u32) -> u64 {
@@ -157,6 +160,7 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         tick: Timespec::new(),
         armed: 0,
         tls: setup.tls,
+        forced_failure: setup.forced_failure,
     };
     let _ = ready.send(Ok(()));
     match w.serve(&mut ring, &stop) {
@@ -164,13 +168,27 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         // connections (and their fds and buffers) with `w`.
         Ok(()) => drop(ring),
         Err(e) => {
-            tracing::error!("http worker {} stopped: {e}", setup.index);
+            let index = setup.index;
+            tracing::error!("http worker {index} stopped: {e}");
             // Operations may still be in the kernel, writing into the
-            // connections' buffers until the ring's asynchronous teardown
-            // ends them: leak both rather than free memory the kernel may
-            // still use (the process exits: main sees the worker gone).
-            std::mem::forget(ring);
-            std::mem::forget(w);
+            // connections' buffers: run the loop once more in stopping
+            // mode, which cancels every operation, closes every connection
+            // and waits for each to end. If the ring cannot even do that,
+            // leak ring and connections rather than free memory the kernel
+            // may still use (the process exits: main sees the worker gone).
+            match w.serve(&mut ring, &AtomicBool::new(true)) {
+                Ok(()) => {
+                    tracing::info!("http worker {index}: ring drained, nothing in flight");
+                    drop(ring);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "http worker {index}: ring not drained ({e}), left to the kernel"
+                    );
+                    std::mem::forget(ring);
+                    std::mem::forget(w);
+                }
+            }
         }
     }
 }
@@ -191,6 +209,11 @@ impl Worker {
             self.arm_accept(i, &mut sq, &submitter);
         }
         self.arm_tick(&mut sq, &submitter);
+        sq.sync();
+        if std::mem::take(&mut self.forced_failure) {
+            submitter.submit()?;
+            return Err(io::Error::other("failure forced with operations in flight"));
+        }
         let mut stopping = false;
         loop {
             sq.sync();

@@ -44,6 +44,15 @@ pub struct WorkerSetup {
     pub stop: Arc<AtomicBool>,
     pub recv_buffers: u16,
     pub send_slots: usize,
+    /// Tests only: fail as a broken ring would, right after set-up.
+    pub forced_failure: bool,
+}
+
+/// Which worker fails on purpose right after its ring is set up, to test
+/// that the error path drains the ring: `RINGTRACKER_TEST_RING_FAILURE`
+/// set to `udp` or `http` (worker 0 of that kind).
+fn forced_failure(kind: &str, index: usize) -> bool {
+    index == 0 && std::env::var("RINGTRACKER_TEST_RING_FAILURE").is_ok_and(|v| v == kind)
 }
 
 /// The oldest kernel with everything the UDP path uses (multishot
@@ -53,12 +62,17 @@ pub const MIN_KERNEL: (u32, u32) = (6, 0);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "io_uring is not available ({source}): check /proc/sys/kernel/io_uring_disabled (it must be 0) \
-         and the kernel version (ringtracker needs Linux {}.{} or newer, this is {kernel}); \
-         containers may block io_uring in their seccomp profile; or run without it: udp.backend = \"mmsg\"",
+        "io_uring is not available ({source}) and {user}: check /proc/sys/kernel/io_uring_disabled \
+         (it must be 0) and the kernel version (ringtracker needs Linux {}.{} or newer, this is \
+         {kernel}); containers may block io_uring in their seccomp profile",
         MIN_KERNEL.0, MIN_KERNEL.1
     )]
-    IoUringUnavailable { source: io::Error, kernel: String },
+    IoUringUnavailable {
+        source: io::Error,
+        kernel: String,
+        /// Who needs it, and the way around if there is one.
+        user: &'static str,
+    },
     #[error(
         "Linux {kernel} is too old: ringtracker needs {}.{} or newer for multishot receives \
          (or run without io_uring: udp.backend = \"mmsg\")",
@@ -160,12 +174,23 @@ impl Server {
         prepare: impl FnOnce(&Tracker),
     ) -> Result<Server, StartError> {
         let backend = config.udp.backend;
-        if backend == UdpBackend::IoUring {
+        let serves_http = !config.http.listen.is_empty() || !config.tls.listen.is_empty();
+        let uring_udp = backend == UdpBackend::IoUring && !config.udp.listen.is_empty();
+        if uring_udp || serves_http {
             let kernel = kernel_release();
             if let Err(source) = udp::probe() {
-                return Err(StartError::IoUringUnavailable { source, kernel });
+                let user = if uring_udp {
+                    "udp.backend = \"io_uring\" needs it (or run without it: udp.backend = \"mmsg\")"
+                } else {
+                    "the HTTP frontend needs it (it has no other backend)"
+                };
+                return Err(StartError::IoUringUnavailable {
+                    source,
+                    kernel,
+                    user,
+                });
             }
-            if !kernel_at_least(&kernel, MIN_KERNEL) {
+            if uring_udp && !kernel_at_least(&kernel, MIN_KERNEL) {
                 return Err(StartError::KernelTooOld { kernel });
             }
         }
@@ -201,9 +226,13 @@ impl Server {
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
-        // A full pass over the table every ~30 s (120 ticks of 250 ms).
+        // A full pass over the table every ~30 s (120 ticks of 250 ms),
+        // shared by every worker that runs: UDP and HTTP workers sweep alike.
         let shards = config.tracker.shards as usize;
-        let sweep_per_tick = shards.div_ceil(120 * workers).max(1);
+        let serving = |sockets: &[Vec<socket2::Socket>]| sockets.iter().any(|s| !s.is_empty());
+        let sweepers =
+            workers * (usize::from(serving(&udp_sockets)) + usize::from(serving(&http_sockets)));
+        let sweep_per_tick = shards.div_ceil(120 * sweepers.max(1)).max(1);
 
         let mut server = Server {
             workers: Vec::new(),
@@ -242,6 +271,7 @@ impl Server {
                 stop: stop.clone(),
                 recv_buffers: config.udp.recv_buffers as u16,
                 send_slots: config.udp.send_slots as usize,
+                forced_failure: forced_failure("udp", index),
             };
             let started = server.spawn(format!("udp-{index}"), move |ready| match backend {
                 UdpBackend::IoUring => udp::run(setup, ready),
@@ -260,6 +290,7 @@ impl Server {
                 engine: engine(workers + index),
                 stop: stop.clone(),
                 max_connections: config.http.max_connections as usize,
+                forced_failure: forced_failure("http", index),
                 address_cap: address_cap.clone(),
                 idle_timeout: config.http.idle_timeout,
                 tls: tls.clone().map(|t| (tls_from[index], t)),
@@ -335,11 +366,13 @@ impl Server {
 
     /// A worker whose thread ended although nobody asked it to stop (its
     /// ring failed): the server is then only partly serving.
-    pub fn stopped_worker(&self) -> Option<usize> {
+    /// Named as its thread is: `udp-N` or `http-N`.
+    pub fn stopped_worker(&self) -> Option<String> {
         if self.stop.load(Ordering::Relaxed) {
             return None;
         }
-        self.workers.iter().position(|h| h.is_finished())
+        let finished = self.workers.iter().find(|h| h.is_finished())?;
+        Some(finished.thread().name().unwrap_or("unnamed").to_string())
     }
 
     /// Ask every worker to stop (each notices within one tick, 250 ms) and

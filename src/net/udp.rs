@@ -102,6 +102,8 @@ struct Worker {
     tick: Timespec,
     /// Operations the kernel still holds (receives, sends, the tick).
     inflight: usize,
+    /// Tests only: fail once every receive is armed (`WorkerSetup`).
+    forced_failure: bool,
 }
 
 /// Check once, before any worker starts, that io_uring can be used here.
@@ -118,11 +120,20 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
             if let Err(e) = ring.serve(&stop) {
                 tracing::error!("udp worker {index} stopped: {e}");
                 // Receives and sends may still be in the kernel, writing
-                // into our buffers until the ring's asynchronous teardown
-                // ends them: leak it all rather than free memory the kernel
-                // may still use (the process exits: main sees the worker
-                // gone).
-                std::mem::forget(ring);
+                // into our buffers: run the loop once more in stopping mode,
+                // which cancels every operation and waits for each to end.
+                // If the ring cannot even do that, leak it all rather than
+                // free memory the kernel may still use (the process exits:
+                // main sees the worker gone).
+                match ring.serve(&AtomicBool::new(true)) {
+                    Ok(()) => tracing::info!("udp worker {index}: ring drained, nothing in flight"),
+                    Err(e) => {
+                        tracing::error!(
+                            "udp worker {index}: ring not drained ({e}), left to the kernel"
+                        );
+                        std::mem::forget(ring);
+                    }
+                }
             }
         }
         Err(e) => {
@@ -186,6 +197,7 @@ impl Ring {
                 engine: Engine::new(setup.engine, Instant::now()),
                 tick: Timespec::new(),
                 inflight: 0,
+                forced_failure: setup.forced_failure,
             },
         })
     }
@@ -197,6 +209,11 @@ impl Ring {
             w.arm_recv(i, &mut sq, &submitter);
         }
         w.arm_tick(Instant::now(), &mut sq, &submitter);
+        sq.sync();
+        if std::mem::take(&mut w.forced_failure) {
+            submitter.submit()?;
+            return Err(io::Error::other("failure forced with operations in flight"));
+        }
         let mut stopping = false;
         loop {
             sq.sync();
