@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test browser e2e bench bench-peers lint ci
+.PHONY: build run test browser e2e bench bench-peers lint ci fuzz
 
 build:
 	$(CARGO) build --release --workspace
@@ -39,6 +39,12 @@ bench-peers:
 		$(CARGO) install aquatic_udp --version 0.9.0 --features io-uring
 	command -v opentracker >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker)
+
+# Every cargo-fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each, from
+# the checked-in corpus; needs the nightly toolchain (installs cargo-fuzz).
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 lint:
 	$(CARGO) fmt --check

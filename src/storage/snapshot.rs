@@ -39,7 +39,7 @@ use std::time::Instant;
 use super::operator_file::read_bounded;
 use crate::protocol::{InfoHash, PeerId};
 use crate::tracker::Tracker;
-use crate::tracker::ledger::{Batch, Passkey, SessionState, Totals, Transfer};
+use crate::tracker::ledger::{Batch, LedgerState, Passkey, SessionState, Totals, Transfer};
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::swarm::PeerUpdate;
 
@@ -107,83 +107,23 @@ pub fn write(
     stall: Option<Stall>,
 ) -> Result<SnapshotStats, SnapshotError> {
     let started = Instant::now();
+    let tmp = sibling(path, "tmp");
+    let written = write_file(tracker, &tmp, now, unix_now, stall);
+    let mut stats = match written {
+        Ok(stats) => stats,
+        Err(source) => {
+            // A full disk must not stay fuller for our half-written file.
+            let _ = fs::remove_file(&tmp);
+            return Err(SnapshotError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
     let io = |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = sibling(path, "tmp");
-    let file = File::create(&tmp).map_err(io)?;
-    let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
-    let mut stats = SnapshotStats::default();
-
-    let mut buf = Vec::with_capacity(64 * 1024);
-    buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&VERSION.to_le_bytes());
-    buf.extend_from_slice(&0u32.to_le_bytes());
-    buf.extend_from_slice(&unix_now.to_le_bytes());
-    out.write_all(&buf).map_err(io)?;
-
-    let table = &tracker.table;
-    let shards = table.shard_count();
-    for i in 0..shards {
-        if stall.is_some() && i == shards / 2 {
-            out.flush().map_err(io)?;
-            tracing::warn!("snapshot write stalled halfway (test hook)");
-            loop {
-                std::thread::park();
-            }
-        }
-        buf.clear();
-        table.for_each_in_shard(i, |hash, t| {
-            encode_torrent(&mut buf, hash, t, now, &mut stats);
-        });
-        out.write_all(&buf).map_err(io)?;
-    }
-
-    buf.clear();
-    let ledger = tracker.ledger.export(now);
-    for (key, t) in &ledger.totals {
-        buf.push(TAG_TOTALS);
-        put_key(&mut buf, key);
-        buf.extend_from_slice(&t.uploaded.to_le_bytes());
-        buf.extend_from_slice(&t.downloaded.to_le_bytes());
-    }
-    for t in &ledger.pending {
-        buf.push(TAG_PENDING);
-        put_transfer(&mut buf, t);
-    }
-    for b in &ledger.batches {
-        buf.push(TAG_BATCH);
-        buf.extend_from_slice(&b.id.to_le_bytes());
-        buf.extend_from_slice(&(b.transfers.len() as u32).to_le_bytes());
-        for t in &b.transfers {
-            put_transfer(&mut buf, t);
-        }
-    }
-    buf.push(TAG_NEXT_BATCH);
-    buf.extend_from_slice(&ledger.next_batch.to_le_bytes());
-    for s in &ledger.sessions {
-        buf.push(TAG_SESSION);
-        put_key(&mut buf, &s.passkey);
-        buf.extend_from_slice(&s.info_hash.0);
-        buf.extend_from_slice(&s.peer_id.0);
-        buf.extend_from_slice(&s.uploaded.to_le_bytes());
-        buf.extend_from_slice(&s.downloaded.to_le_bytes());
-        buf.extend_from_slice(&s.age.to_le_bytes());
-    }
-    buf.push(TAG_END);
-    buf.extend_from_slice(&stats.torrents.to_le_bytes());
-    buf.extend_from_slice(&stats.peers.to_le_bytes());
-    out.write_all(&buf).map_err(io)?;
-
-    let (len, crc) = (out.len, out.crc.clone().finalize());
-    let mut inner = out.inner;
-    inner.write_all(&len.to_le_bytes()).map_err(io)?;
-    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-    let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-
     // Keep the snapshot being replaced as PATH.prev; PATH always names a
     // complete file (a link, then an atomic rename over it).
     if path.exists() {
@@ -202,12 +142,99 @@ pub fn write(
     };
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
 
-    stats.bytes = len + TRAILER_LEN as u64;
     stats.micros = started.elapsed().as_micros() as u64;
     Ok(stats)
 }
 
-/// `PATH.<ext>`, beside `path`.
+/// Write the snapshot's bytes to `tmp` and sync them.
+fn write_file(
+    tracker: &Tracker,
+    tmp: &Path,
+    now: u32,
+    unix_now: u64,
+    stall: Option<Stall>,
+) -> io::Result<SnapshotStats> {
+    let file = File::create(tmp)?;
+    let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
+    let mut stats = SnapshotStats::default();
+
+    let mut buf = Vec::with_capacity(64 * 1024);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&VERSION.to_le_bytes());
+    buf.extend_from_slice(&0u32.to_le_bytes());
+    buf.extend_from_slice(&unix_now.to_le_bytes());
+    out.write_all(&buf)?;
+
+    let table = &tracker.table;
+    let shards = table.shard_count();
+    for i in 0..shards {
+        if stall.is_some() && i == shards / 2 {
+            out.flush()?;
+            tracing::warn!("snapshot write stalled halfway (test hook)");
+            loop {
+                std::thread::park();
+            }
+        }
+        buf.clear();
+        table.for_each_in_shard(i, |hash, t| {
+            encode_torrent(&mut buf, hash, t, now, &mut stats);
+        });
+        out.write_all(&buf)?;
+    }
+
+    buf.clear();
+    encode_ledger(&mut buf, &tracker.ledger.export(now));
+    buf.push(TAG_END);
+    buf.extend_from_slice(&stats.torrents.to_le_bytes());
+    buf.extend_from_slice(&stats.peers.to_le_bytes());
+    out.write_all(&buf)?;
+
+    let (len, crc) = (out.len, out.crc.clone().finalize());
+    let mut inner = out.inner;
+    inner.write_all(&len.to_le_bytes())?;
+    inner.write_all(&crc.to_le_bytes())?;
+    let file = inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+
+    stats.bytes = len + TRAILER_LEN as u64;
+    Ok(stats)
+}
+
+/// The private mode's ledger: totals, pending credits, sealed batches and
+/// the sessions' baselines.
+fn encode_ledger(buf: &mut Vec<u8>, ledger: &LedgerState) {
+    for (key, t) in &ledger.totals {
+        buf.push(TAG_TOTALS);
+        put_key(buf, key);
+        buf.extend_from_slice(&t.uploaded.to_le_bytes());
+        buf.extend_from_slice(&t.downloaded.to_le_bytes());
+    }
+    for t in &ledger.pending {
+        buf.push(TAG_PENDING);
+        put_transfer(buf, t);
+    }
+    for b in &ledger.batches {
+        buf.push(TAG_BATCH);
+        buf.extend_from_slice(&b.id.to_le_bytes());
+        buf.extend_from_slice(&(b.transfers.len() as u32).to_le_bytes());
+        for t in &b.transfers {
+            put_transfer(buf, t);
+        }
+    }
+    buf.push(TAG_NEXT_BATCH);
+    buf.extend_from_slice(&ledger.next_batch.to_le_bytes());
+    for s in &ledger.sessions {
+        buf.push(TAG_SESSION);
+        put_key(buf, &s.passkey);
+        buf.extend_from_slice(&s.info_hash.0);
+        buf.extend_from_slice(&s.peer_id.0);
+        buf.extend_from_slice(&s.uploaded.to_le_bytes());
+        buf.extend_from_slice(&s.downloaded.to_le_bytes());
+        buf.extend_from_slice(&s.age.to_le_bytes());
+    }
+}
+
 /// Move an unreadable snapshot aside, never over an earlier one:
 /// `PATH.bad.<unix time>` (then `.1`, `.2`, ... if taken). Returns where it
 /// went.
@@ -229,6 +256,7 @@ pub fn keep_aside(path: &Path, unix_now: u64) -> io::Result<PathBuf> {
     ))
 }
 
+/// `PATH.<ext>`, beside `path`.
 pub fn sibling(path: &Path, ext: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".");
@@ -323,7 +351,9 @@ impl Snapshot {
         Self::check(bytes, path).map(Some)
     }
 
-    fn check(bytes: Vec<u8>, path: &Path) -> Result<Snapshot, SnapshotError> {
+    /// Check the bytes of a snapshot file read from `path` (named in
+    /// errors); the fuzzer's entry point too.
+    pub fn check(bytes: Vec<u8>, path: &Path) -> Result<Snapshot, SnapshotError> {
         let path_buf = || path.to_path_buf();
         if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
             return Err(SnapshotError::Foreign { path: path_buf() });

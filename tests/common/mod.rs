@@ -48,7 +48,14 @@ impl Client {
 
     pub fn recv(&self) -> Vec<u8> {
         let mut buf = [0u8; 4096];
-        let (n, from) = self.socket.recv_from(&mut buf).expect("reply");
+        // A wait with a timeout may end early with EINTR (seen in CI when
+        // the test process was stopped and continued): wait again.
+        let (n, from) = loop {
+            match self.socket.recv_from(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.expect("reply"),
+            }
+        };
         assert_eq!(
             from, self.server,
             "reply must come from the address we sent to"
