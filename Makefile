@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test browser e2e bench bench-peers lint ci fuzz
+.PHONY: build run test browser e2e bench bench-peers lint ci fuzz soak
 
 build:
 	$(CARGO) build --release --workspace
@@ -39,6 +39,12 @@ bench-peers:
 		$(CARGO) install aquatic_udp --version 0.9.0 --features io-uring
 	command -v opentracker >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker)
+
+# Half an hour of mixed UDP and HTTP load at half of max with snapshots and
+# reloads every minute: RSS, p99 and socket drops every 10 s. A measurement
+# (writes docs/SOAK.md and docs/soak-chart.svg), not a test.
+soak: build
+	/usr/bin/python3 loadgen/soak.py
 
 # Every cargo-fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each, from
 # the checked-in corpus; needs the nightly toolchain (installs cargo-fuzz).

@@ -680,10 +680,7 @@ fn self_signed() -> (String, String) {
 }
 
 /// A TLS client that trusts exactly `cert_pem`.
-fn tls_client(
-    addr: SocketAddr,
-    cert_pem: &str,
-) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+fn tls_client(addr: SocketAddr, cert_pem: &str) -> std::io::Result<TlsStream> {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -708,12 +705,11 @@ fn tls_client(
     Ok(s)
 }
 
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
 /// One keep-alive announce over an open TLS stream; returns the body.
-fn https_announce(
-    s: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
-    port: u16,
-) -> Vec<u8> {
-    use std::io::{Read, Write};
+fn https_announce(s: &mut TlsStream, port: u16) -> Vec<u8> {
+    use std::io::Write;
     let hash = "%DD".repeat(20);
     write!(
         s,
@@ -721,7 +717,13 @@ fn https_announce(
     )
     .unwrap();
     s.flush().unwrap();
-    // Read the head, then exactly Content-Length bytes of body.
+    https_response(s)
+}
+
+/// Read one 200 response: the head, then exactly Content-Length bytes of
+/// body (returned).
+fn https_response(s: &mut TlsStream) -> Vec<u8> {
+    use std::io::Read;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -739,6 +741,46 @@ fn https_announce(
     let mut body = vec![0; len];
     s.read_exact(&mut body).unwrap();
     body
+}
+
+#[test]
+fn https_answers_of_more_than_64_kib_arrive_whole() {
+    use std::io::Write;
+    let dir = common::fresh_dir("tls-big");
+    let (cert, key) = self_signed();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let config = dir.join("tls.toml");
+    std::fs::write(
+        &config,
+        format!("[http]\nlisten = []\n[tls]\ncert = {cert_path:?}\nkey = {key_path:?}\n"),
+    )
+    .unwrap();
+    let mut t = start_with_config(&config, &["--https", "127.0.0.1:0"], None);
+    let https = addr_after(&t.early_log, "listening on https ").expect("https address");
+    // A swarm of 200 peers, so each answer below is ~6.6 KB of dictionaries.
+    let mut c = common::Client::new("127.0.0.12:0", t.udp);
+    let id = c.connect();
+    for port in 1000..1200 {
+        c.announce(id, [0xdd; 20], 2, 0, -1, port);
+    }
+    // Twenty pipelined: ~130 KB of answers in one go, more than rustls
+    // takes at once (64 KiB); every byte must arrive.
+    let mut s = tls_client(https, &cert).unwrap();
+    let hash = "%DD".repeat(20);
+    let one = format!(
+        "GET /announce?info_hash={hash}&peer_id=-qB4500-abcdefghijkl&port=9&left=5&compact=0&numwant=200 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    );
+    s.write_all(one.repeat(20).as_bytes()).unwrap();
+    s.flush().unwrap();
+    for _ in 0..20 {
+        let body = https_response(&mut s);
+        assert!(body.len() > 6_000, "{}", String::from_utf8_lossy(&body));
+        assert!(body.ends_with(b"ee"), "a whole dictionary");
+    }
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
