@@ -118,4 +118,8 @@ def snapshot_seed():
         return open(snap, "rb").read()
 
 
-put("snapshot", "swarms.snap", snapshot_seed())
+snap = snapshot_seed()
+# Mode 0: the file as is; mode 1: without its 12-byte trailer (the harness
+# appends a correct one).
+put("snapshot", "swarms.snap", b"\x00" + snap)
+put("snapshot", "swarms.body", b"\x01" + snap[:-12])

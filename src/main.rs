@@ -287,7 +287,10 @@ impl Reloads {
         let (reloader, config) = (self.reloader.clone(), self.config.clone());
         let spawned = std::thread::Builder::new()
             .name("reload".into())
-            .spawn(move || reload(&reloader, &config));
+            .spawn(move || {
+                net::background::yield_cpu_to_workers();
+                reload(&reloader, &config)
+            });
         match spawned {
             Ok(handle) => self.running = Some(handle),
             Err(e) => tracing::error!("reload not started: {e}"),

@@ -50,6 +50,48 @@ pub struct RunConfig {
     pub batch: usize,
     /// First source address; source i is this + i.
     pub first_source: Ipv4Addr,
+    /// Open loop: sleep until the next send instead of polling.
+    pub idle_wait: bool,
+}
+
+/// Wait at most `wait_ns` for events on `ep` (0: only look). The timeout
+/// has nanosecond resolution (epoll_pwait2, Linux 5.11), so an open-loop
+/// driver can sleep until its next send is due rather than spin.
+pub fn epoll_wait_ns(ep: i32, events: &mut [libc::epoll_event], wait_ns: u64) -> usize {
+    let ts = libc::timespec {
+        tv_sec: (wait_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (wait_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `events` is a valid buffer of its length, `ts` a valid
+    // timespec; a null signal mask means none is changed.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            ep,
+            events.as_mut_ptr(),
+            events.len() as libc::c_int,
+            &ts as *const libc::timespec,
+            std::ptr::null::<libc::sigset_t>(),
+            0usize,
+        )
+    };
+    n.max(0) as usize
+}
+
+/// How long an open-loop driver that sent `scheduled` requests at `rate`
+/// may sleep at `now` (ns since its start): until a whole batch is due
+/// (waking for each request would cost as much as spinning), at most 1 ms;
+/// a reply ends the sleep early. A request then leaves up to one batch
+/// interval after its scheduled time, which its latency includes. 0 unless
+/// `idle_wait` is on and the mode is open.
+pub fn idle_ns(cfg: &RunConfig, scheduled: u64, now: u64) -> u64 {
+    match cfg.mode {
+        Mode::Open { rate } if cfg.idle_wait => {
+            let next = ((scheduled + cfg.batch as u64 - 1) as f64 / rate * 1e9) as u64;
+            next.saturating_sub(now).min(1_000_000)
+        }
+        _ => 0,
+    }
 }
 
 #[derive(Default, Debug, Clone, serde::Serialize)]
@@ -282,11 +324,9 @@ impl Epoll {
         Ok(ep)
     }
 
-    /// Ready source indexes into `out` (no waiting).
-    fn poll(&self, events: &mut [libc::epoll_event]) -> usize {
-        // SAFETY: `events` is a valid buffer of the given length.
-        let n = unsafe { libc::epoll_wait(self.fd, events.as_mut_ptr(), events.len() as i32, 0) };
-        n.max(0) as usize
+    /// Ready source indexes into `out`, waiting at most `wait_ns`.
+    fn poll(&self, events: &mut [libc::epoll_event], wait_ns: u64) -> usize {
+        epoll_wait_ns(self.fd, events, wait_ns)
     }
 }
 
@@ -354,7 +394,12 @@ impl Engine<'_> {
             {
                 break;
             }
-            let ready = epoll.poll(&mut events);
+            let wait = if sending {
+                idle_ns(self.cfg, self.scheduled, self.now_ns())
+            } else {
+                0
+            };
+            let ready = epoll.poll(&mut events, wait);
             for e in &events[..ready] {
                 self.receive(e.u64 as usize)?;
             }

@@ -273,9 +273,14 @@ pub fn run(
             }
         }
         // Replies.
-        // SAFETY: `events` is a valid buffer of its length.
-        let ready = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 0) };
-        for e in &events[..ready.max(0) as usize] {
+        let wait = if sending {
+            let now = start.elapsed().as_nanos() as u64;
+            crate::driver::idle_ns(cfg, scheduled, now)
+        } else {
+            0
+        };
+        let ready = crate::driver::epoll_wait_ns(ep, &mut events, wait);
+        for e in &events[..ready] {
             let s = e.u64 as usize;
             let c = &mut conns[s];
             flush(c);

@@ -73,6 +73,11 @@ struct Args {
     /// A request without a reply after this many milliseconds is lost.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// Open loop: sleep until the next send is due (or a reply arrives)
+    /// instead of polling, so two load generators can share a core (make
+    /// soak). Off by default: polling wakes on a reply soonest.
+    #[arg(long)]
+    idle_wait: bool,
     /// Requests per sendmmsg / replies per recvmmsg.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -282,6 +287,11 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         args.warmup
     };
+    if args.idle_wait {
+        // Sleeps end on time, not up to 50 µs late (the default slack).
+        // SAFETY: PR_SET_TIMERSLACK takes one integer argument.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    }
     let cfg = RunConfig {
         target: args.target,
         mode,
@@ -290,6 +300,7 @@ fn run(args: Args) -> Result<(), String> {
         timeout: Duration::from_millis(args.timeout_ms),
         batch: args.batch.clamp(1, 1024),
         first_source: args.first_source,
+        idle_wait: args.idle_wait,
     };
 
     let bar = ProgressBar::with_draw_target(

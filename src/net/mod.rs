@@ -8,6 +8,7 @@
 //! one `Tracker` (and so one swarm table); there is no channel between
 //! receiving a packet and answering it.
 
+pub mod background;
 pub mod buf_ring;
 pub mod http;
 pub mod metrics;

@@ -72,6 +72,7 @@ impl Snapshotter {
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
+                crate::net::background::yield_cpu_to_workers();
                 write_logged(&tracker, &path, now, stall, &status, journal.as_ref());
             });
         match spawned {

@@ -13,14 +13,15 @@ pub fn bin() -> Command {
 }
 
 /// Start the binary and read its log until it names its UDP address.
-/// The caller owns the child and waits for it.
-pub fn spawn(args: &[&str]) -> (Child, SocketAddr, Log) {
+/// The caller owns the child and waits for it (a test that fails first
+/// leaves it to `Tracker`'s drop, which kills it).
+pub fn spawn(args: &[&str]) -> (Tracker, SocketAddr, Log) {
     let (child, udp, _, stderr) = spawn_both(args);
     (child, udp, stderr)
 }
 
 /// Like `spawn`, also waiting for (and returning) the HTTP address.
-pub fn spawn_both(args: &[&str]) -> (Child, SocketAddr, SocketAddr, Log) {
+pub fn spawn_both(args: &[&str]) -> (Tracker, SocketAddr, SocketAddr, Log) {
     let t = start(bin().args(args), args.contains(&"--http"));
     (t.child, t.udp, t.http, t.stderr)
 }
@@ -36,7 +37,7 @@ pub fn addr_after(line: &str, needle: &str) -> Option<SocketAddr> {
 
 /// A tracker started by `start`.
 pub struct Started {
-    pub child: Child,
+    pub child: Tracker,
     pub udp: SocketAddr,
     /// The UDP address if HTTP was not asked for.
     pub http: SocketAddr,
@@ -123,7 +124,7 @@ pub fn start(cmd: &mut Command, wants_http: bool) -> Started {
         {
             let http = http.unwrap_or(u);
             return Started {
-                child,
+                child: Tracker(child),
                 udp: u,
                 http,
                 stderr,
@@ -199,4 +200,30 @@ pub fn http_get(addr: SocketAddr, target: &str) -> String {
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).unwrap();
     String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The tracker's process: killed when dropped, so a test that fails (or
+/// forgets) does not leave a tracker running that holds ports and mounts.
+pub struct Tracker(pub Child);
+
+impl std::ops::Deref for Tracker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Tracker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
