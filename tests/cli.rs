@@ -720,26 +720,10 @@ fn https_announce(s: &mut TlsStream, port: u16) -> Vec<u8> {
     https_response(s)
 }
 
-/// Read one 200 response: the head, then exactly Content-Length bytes of
-/// body (returned).
+/// Read one 200 response; returns its body.
 fn https_response(s: &mut TlsStream) -> Vec<u8> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (head, body) = common::read_http_response(s);
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut body = vec![0; len];
-    s.read_exact(&mut body).unwrap();
     body
 }
 

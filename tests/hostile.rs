@@ -30,26 +30,8 @@ fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     s
 }
 
-/// Read one HTTP response (head and body by Content-Length).
 fn read_response(s: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).unwrap();
-        assert!(n > 0, "closed before a response");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .expect("content length")
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = vec![0; len];
-    s.read_exact(&mut body).unwrap();
-    (head, body)
+    common::read_http_response(s)
 }
 
 fn announce(hash: &str, port: u16, extra: &str) -> String {

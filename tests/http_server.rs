@@ -29,23 +29,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Read one response: (status line, headers, body).
 fn read_response(s: &mut TcpStream) -> (String, String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).unwrap();
-        assert!(n > 0, "connection closed before a response");
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8(buf).unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .expect("content length")
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
+    let (head, body) = common::read_http_response(s);
     let status = head.lines().next().unwrap().to_string();
     (status, head, body)
 }
