@@ -637,9 +637,10 @@ trusted_proxies = [{trusted_proxies}]
 # at once.
 max_connections = {max_connections}
 # Open connections one client address may hold, over all workers (an IPv6
-# address counts by its /64; 0 turns the cap off). Further ones are closed
-# at once (drops_total{{reason="over_address_cap"}}). The trusted_proxies
-# are not capped: a proxy carries everyone, capping clients is its job.
+# address counts by its /64; at most 1000000, 0 turns the cap off).
+# Further ones are closed at once (drops_total{{reason="over_address_cap"}}).
+# The trusted_proxies are not capped: a proxy carries everyone, capping
+# clients is its job.
 max_connections_per_ip = {max_connections_per_ip}
 # Seconds a connection may sit idle (or half-sent) before it is closed
 # (1 to 3600).
