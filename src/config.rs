@@ -331,7 +331,7 @@ fn invalid(key: &'static str, value: String, problem: &str) -> ConfigError {
 impl Config {
     /// Read and check a config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let what = "a config file's limit";
+        let what = "config files are at most 1 MiB";
         let text = read_text_bounded(path, SMALL_FILE_LIMIT, what).map_err(|source| {
             ConfigError::Read {
                 path: path.display().to_string(),

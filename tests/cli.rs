@@ -679,6 +679,16 @@ fn self_signed() -> (String, String) {
     (c.cert.pem(), c.signing_key.serialize_pem())
 }
 
+/// A fresh self-signed certificate and key written to `dir`: (the
+/// certificate's PEM, its path, the key's path).
+fn write_self_signed(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = self_signed();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    (cert, cert_path, key_path)
+}
+
 /// A TLS client that trusts exactly `cert_pem`.
 fn tls_client(addr: SocketAddr, cert_pem: &str) -> std::io::Result<TlsStream> {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
@@ -731,10 +741,7 @@ fn https_response(s: &mut TlsStream) -> Vec<u8> {
 fn https_answers_of_more_than_64_kib_arrive_whole() {
     use std::io::Write;
     let dir = common::fresh_dir("tls-big");
-    let (cert, key) = self_signed();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, &cert).unwrap();
-    std::fs::write(&key_path, &key).unwrap();
+    let (cert, cert_path, key_path) = write_self_signed(&dir);
     let config = dir.join("tls.toml");
     std::fs::write(
         &config,
@@ -770,10 +777,7 @@ fn https_answers_of_more_than_64_kib_arrive_whole() {
 #[test]
 fn https_serves_announces_and_reloads_its_certificate_on_sighup() {
     let dir = common::fresh_dir("tls");
-    let (cert_a, key_a) = self_signed();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, &cert_a).unwrap();
-    std::fs::write(&key_path, &key_a).unwrap();
+    let (cert_a, cert_path, key_path) = write_self_signed(&dir);
     let config = dir.join("tls.toml");
     std::fs::write(
         &config,

@@ -74,9 +74,10 @@ impl BufRing {
             out: vec![true; usize::from(entries)].into_boxed_slice(),
         };
         // SAFETY: the mapping is `entries` slots long and page aligned. It
-        // (and the buffers) outlive the kernel's use: a worker that stops
-        // cleanly unregisters the group with nothing in flight before it
-        // drops its ring and then this; one that fails leaks both (a ring's
+        // (and the buffers) outlive the kernel's use: a worker unregisters
+        // the group with nothing in flight (at a clean stop, or after
+        // draining a failed ring) before it drops its ring and then this;
+        // one whose ring cannot even be drained leaks both (a ring's
         // teardown is asynchronous).
         unsafe {
             submitter.register_buf_ring_with_flags(ring.ring as u64, entries, group, 0)?;
@@ -144,7 +145,7 @@ impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: the mapping was made in `register` with this length and is
         // no longer used: the group was unregistered with nothing in flight
-        // (a worker that failed leaks its ring and this instead).
+        // (a worker whose ring could not be drained leaks this instead).
         unsafe {
             libc::munmap(self.ring.cast(), self.ring_bytes);
         }

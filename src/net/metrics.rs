@@ -95,18 +95,28 @@ fn accept(listener: &TcpListener, clients: &mut Vec<Client>) {
         if stream.set_nonblocking(true).is_err() {
             continue;
         }
-        if clients.len() == MAX_CLIENTS {
-            tracing::debug!("metrics: {MAX_CLIENTS} connections open, the oldest closed");
-            clients.remove(0);
-        }
-        clients.push(Client {
+        let client = Client {
             stream,
             head: Vec::new(),
             out: Vec::new(),
             sent: 0,
             deadline: Instant::now() + DEADLINE,
-        });
+        };
+        if admit(clients, client, MAX_CLIENTS) {
+            tracing::debug!("metrics: {MAX_CLIENTS} connections open, the oldest closed");
+        }
     }
+}
+
+/// Add `new` to `list`, which holds at most `cap`: the oldest goes to make
+/// room (dropped, so a connection is closed). Returns whether one went.
+fn admit<T>(list: &mut Vec<T>, new: T, cap: usize) -> bool {
+    let full = list.len() >= cap;
+    if full {
+        list.remove(0);
+    }
+    list.push(new);
+    full
 }
 
 /// Move what the socket allows; false once the connection is done (the
@@ -185,4 +195,20 @@ fn response(status: u16, reason: &str, content_type: &str, body: &[u8], with: bo
         out.extend_from_slice(body);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admit;
+
+    #[test]
+    fn at_its_cap_the_oldest_connection_makes_room() {
+        let mut list = Vec::new();
+        for i in 0..3 {
+            assert!(!admit(&mut list, i, 3));
+        }
+        assert!(admit(&mut list, 3, 3));
+        assert!(admit(&mut list, 4, 3));
+        assert_eq!(list, [2, 3, 4]);
+    }
 }

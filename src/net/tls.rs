@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-
-use crate::storage::operator_file::{SMALL_FILE_LIMIT, read_bounded};
 use rustls::ServerConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::storage::operator_file::{SMALL_FILE_LIMIT, read_bounded};
 
 /// The certificate in force, shared by every HTTP worker.
 pub type TlsConfig = Arc<ArcSwap<rustls::ServerConfig>>;
@@ -99,10 +99,8 @@ pub fn pull(tls: &mut ServerConnection, buf: &mut [u8]) -> (usize, bool) {
 /// (handshake messages, alerts).
 pub fn push(tls: &mut ServerConnection, mut plain: &[u8], closing: bool, out: &mut Vec<u8>) {
     loop {
-        while tls.wants_write() {
-            if tls.write_tls(out).is_err() {
-                return;
-            }
+        if !drain(tls, out) {
+            return;
         }
         if plain.is_empty() {
             break;
@@ -116,10 +114,16 @@ pub fn push(tls: &mut ServerConnection, mut plain: &[u8], closing: bool, out: &m
     }
     if closing {
         tls.send_close_notify();
-        while tls.wants_write() {
-            if tls.write_tls(out).is_err() {
-                break;
-            }
+        drain(tls, out);
+    }
+}
+
+/// Move every record rustls has ready into `out`; false if it failed.
+fn drain(tls: &mut ServerConnection, out: &mut Vec<u8>) -> bool {
+    while tls.wants_write() {
+        if tls.write_tls(out).is_err() {
+            return false;
         }
     }
+    true
 }
