@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test browser e2e bench bench-peers lint ci fuzz soak
+.PHONY: build run test browser redis e2e bench bench-peers bench-cluster lint ci fuzz soak
 
 build:
 	$(CARGO) build --release --workspace
@@ -13,13 +13,18 @@ run: build
 	./target/release/ringtracker $(ARGS)
 
 # Every unit and integration test (real sockets on loopback). The stats
-# page is tested in a real headless browser: Debian's chromium.
-test: browser
+# page is tested in a real headless browser: Debian's chromium; cluster
+# mode against real redis-server processes the tests start themselves.
+test: browser redis
 	$(CARGO) test --workspace --all-targets
 
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+redis:
+	@(command -v redis-server >/dev/null && command -v redis-cli >/dev/null) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools)
 
 # A libtorrent seeder and leecher swarm through the release build.
 e2e: build

@@ -92,6 +92,7 @@ fn benches(c: &mut Criterion) {
                     1,
                     Picks::draw(&mut rng),
                     &mut out,
+                    &mut None,
                 );
                 assert!(matches!(o, UdpOutcome::Reply { .. }));
             })
@@ -114,6 +115,7 @@ fn benches(c: &mut Criterion) {
                 1,
                 Picks::draw(&mut rng),
                 &mut out,
+                &mut None,
             )
         })
     });

@@ -4,23 +4,52 @@
 
 use rand::Rng;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::tracker::Tracker;
 use crate::tracker::access::AccessRules;
 use crate::tracker::address_cap::AddressCap;
 use crate::tracker::announce::Limits;
+use crate::tracker::change::PublishPolicy;
 use crate::tracker::connection_id::ConnectionIdIssuer;
 use crate::tracker::peer_set::AddrHasher;
 use crate::tracker::rate_limit::RateLimiter;
 use crate::tracker::table::SwarmTable;
 
+/// What the operator's files gave, read before the start (`Config::
+/// access_rules`, `Config::cluster_key`).
+#[derive(Default)]
+pub struct OperatorFiles {
+    pub rules: AccessRules,
+    /// Cluster mode's connection-id key, shared by every node.
+    pub cluster_key: Option<[u8; 16]>,
+}
+
+impl OperatorFiles {
+    pub fn read(config: &Config) -> Result<OperatorFiles, ConfigError> {
+        Ok(OperatorFiles {
+            rules: config.access_rules()?,
+            cluster_key: config.cluster_key()?,
+        })
+    }
+}
+
 /// The tracker `config` describes: its policy, an empty swarm table keyed
-/// at random, a connection-id key, rate limits, and the access `rules`
-/// (read from the files the config names: `Config::access_rules`).
-pub fn build_tracker(config: &Config, rules: AccessRules) -> Tracker {
+/// at random, a connection-id key (random, or in cluster mode the shared
+/// one on unix time), rate limits, the access rules, and in cluster mode
+/// the rule of what it publishes.
+pub fn build_tracker(config: &Config, files: OperatorFiles) -> Tracker {
     let mut rng = rand::rng();
     let mut key = [0u8; 16];
     rng.fill_bytes(&mut key);
+    let connection_ids = match files.cluster_key {
+        Some(shared) => {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            ConnectionIdIssuer::new(shared).with_clock_base(unix as u32)
+        }
+        None => ConnectionIdIssuer::new(key),
+    };
     let l = &config.limits;
     let mut limiter = |per_second: u32, burst: u32| {
         (per_second > 0).then(|| {
@@ -40,13 +69,14 @@ pub fn build_tracker(config: &Config, rules: AccessRules) -> Tracker {
         config.tracker.shards as usize,
         [rng.next_u64(), rng.next_u64()],
     );
-    let tracker = Tracker::new(
-        config.announce_policy(),
-        table,
-        ConnectionIdIssuer::new(key),
-    )
-    .with_limits(limits);
-    tracker.set_access(rules);
+    let mut tracker =
+        Tracker::new(config.announce_policy(), table, connection_ids).with_limits(limits);
+    if config.cluster.enabled {
+        tracker = tracker.with_publish(PublishPolicy {
+            refresh_interval: config.cluster.refresh_interval,
+        });
+    }
+    tracker.set_access(files.rules);
     tracker
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::storage::operator_file::{SMALL_FILE_LIMIT, read_text_bounded};
+use crate::storage::operator_file::{SMALL_FILE_LIMIT, read_bounded, read_text_bounded};
 use crate::tracker::AnnouncePolicy;
 use crate::tracker::access::{
     AccessMode, AccessRules, ClientFilter, check_entries, parse_ban_list, parse_hash_list,
@@ -30,7 +30,41 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub process: ProcessConfig,
     pub tls: TlsConfig,
+    pub cluster: ClusterConfig,
 }
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub enabled: bool,
+    /// This node's unique name ("": the host name).
+    pub node: String,
+    /// One Redis server, or seed nodes of a Redis Cluster.
+    pub redis: Vec<String>,
+    pub redis_cluster: bool,
+    /// The connection-id key shared by every node ("": none).
+    pub secret_file: String,
+    pub flush_interval_ms: u64,
+    /// Seconds between re-publications of an unchanged peer.
+    pub refresh_interval: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            node: String::new(),
+            redis: vec!["redis://127.0.0.1:6379".into()],
+            redis_cluster: false,
+            secret_file: String::new(),
+            flush_interval_ms: 100,
+            refresh_interval: 1200,
+        }
+    }
+}
+
+/// The shortest cluster secret: 32 bytes (256 bits).
+pub const MIN_CLUSTER_SECRET: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,6 +303,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             process: ProcessConfig::default(),
             tls: TlsConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -500,6 +535,7 @@ impl Config {
                 "needs private.passkeys, the file of passkeys",
             ));
         }
+        self.check_cluster()?;
         if !self.tls.listen.is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none()) {
             return Err(invalid(
                 "tls.listen",
@@ -508,6 +544,89 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `[cluster]`, when enabled.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if !c.enabled {
+            return Ok(());
+        }
+        if c.secret_file.is_empty() {
+            return Err(invalid(
+                "cluster.secret_file",
+                "\"\"".into(),
+                "cluster mode needs a secret file (the same on every node)",
+            ));
+        }
+        let node_ok = c.node.len() <= 64
+            && c.node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !node_ok {
+            return Err(invalid(
+                "cluster.node",
+                format!("{:?}", c.node),
+                "must be at most 64 letters, digits, '-', '_' or '.'",
+            ));
+        }
+        let url_ok = |u: &String| u.starts_with("redis://") || u.starts_with("rediss://");
+        if c.redis.is_empty() || !c.redis.iter().all(url_ok) {
+            return Err(invalid(
+                "cluster.redis",
+                format!("{:?}", c.redis),
+                "must list redis:// or rediss:// URLs",
+            ));
+        }
+        if !(1..=60_000).contains(&c.flush_interval_ms) {
+            return Err(invalid(
+                "cluster.flush_interval_ms",
+                c.flush_interval_ms.to_string(),
+                "must be 1 to 60000 milliseconds",
+            ));
+        }
+        let room = self
+            .tracker
+            .peer_timeout
+            .saturating_sub(self.tracker.interval);
+        if c.refresh_interval == 0 || c.refresh_interval > room {
+            return Err(invalid(
+                "cluster.refresh_interval",
+                c.refresh_interval.to_string(),
+                &format!(
+                    "must be 1 to tracker.peer_timeout - tracker.interval ({room}) seconds, so \
+                     that other nodes hear from a peer before it expires there"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Cluster mode's connection-id key: 128 bits derived from the secret
+    /// file (`None` without cluster mode). A missing, unreadable or short
+    /// file is an error naming `cluster.secret_file`.
+    pub fn cluster_key(&self) -> Result<Option<[u8; 16]>, ConfigError> {
+        let c = &self.cluster;
+        if !c.enabled {
+            return Ok(None);
+        }
+        let bad = |problem: String| {
+            invalid(
+                "cluster.secret_file",
+                format!("{:?}", c.secret_file),
+                &problem,
+            )
+        };
+        let path = Path::new(&c.secret_file);
+        let bytes = read_bounded(path, SMALL_FILE_LIMIT, "secret files are at most 1 MiB")
+            .map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if bytes.len() < MIN_CLUSTER_SECRET {
+            return Err(bad(format!(
+                "holds {} bytes; it needs at least {MIN_CLUSTER_SECRET} (e.g. head -c 32 /dev/urandom)",
+                bytes.len()
+            )));
+        }
+        Ok(Some(crate::tracker::connection_id::key_from_secret(&bytes)))
     }
 
     pub fn announce_policy(&self) -> AnnouncePolicy {
@@ -771,6 +890,29 @@ listen = []
 # PEM certificate chain (leaf first) and PEM private key.
 # cert = "/etc/ringtracker/tls/fullchain.pem"
 # key = "/etc/ringtracker/tls/privkey.pem"
+
+[cluster]
+# Several nodes serve one set of swarms through Redis 7 / Valkey (streams):
+# any node answers any client (DNS round-robin, anycast), answers never
+# wait on Redis, and a node that is down or joins catches up by itself
+# (docs/SCALING.md). Off: this node is an island.
+enabled = {cluster_enabled}
+# Unique name of this node (letters, digits, - _ .; default: the host name).
+node = ""
+# One Redis server, or seed nodes of a Redis Cluster; rediss:// and
+# user:password@ work. The tracker starts and serves without it.
+redis = [{cluster_redis}]
+# true: the URLs are seed nodes of a Redis Cluster (its slots are followed).
+redis_cluster = {redis_cluster}
+# A file of at least 32 bytes, the same on every node (head -c 32
+# /dev/urandom): the connection-id key, so an id one node issued is valid
+# at every node. Node clocks must agree within a minute (NTP).
+secret_file = ""
+# Milliseconds between the sync thread's appends of this node's changes.
+flush_interval_ms = {flush_interval_ms}
+# Seconds: a peer that announces unchanged is re-published at most once
+# per this, so other nodes keep it alive (at most peer_timeout - interval).
+refresh_interval = {refresh_interval}
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,
@@ -810,6 +952,17 @@ listen = []
             snapshot_interval = d.storage.snapshot_interval,
             metrics_enabled = d.metrics.enabled,
             metrics_listen = d.metrics.listen,
+            cluster_enabled = d.cluster.enabled,
+            cluster_redis = d
+                .cluster
+                .redis
+                .iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            redis_cluster = d.cluster.redis_cluster,
+            flush_interval_ms = d.cluster.flush_interval_ms,
+            refresh_interval = d.cluster.refresh_interval,
         )
     }
 }

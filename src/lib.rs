@@ -5,6 +5,7 @@
 //! rings and is the only place with `unsafe`, besides the one audited
 //! `prefetch` helper. docs/ARCHITECTURE.md walks a packet through all of it.
 
+pub mod cluster;
 pub mod compose;
 pub mod config;
 pub mod engine;

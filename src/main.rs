@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use ringtracker::compose::OperatorFiles;
 use ringtracker::config::Config;
 use ringtracker::engine::timers::{MainSchedule, MainTimer};
 use ringtracker::metrics::{MetricsState, history};
@@ -343,8 +344,8 @@ fn main() -> ExitCode {
     };
     // Read while SIGTERM still stops the process at once: a list can be
     // large, and an operator who gives up on the start must not wait.
-    let rules = match config.access_rules() {
-        Ok(r) => r,
+    let files = match OperatorFiles::read(&config) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("ringtracker: {e}");
             return ExitCode::FAILURE;
@@ -364,7 +365,7 @@ fn main() -> ExitCode {
             );
         }
     };
-    let server = match Server::start_with(&config, rules, restore) {
+    let server = match Server::start_with(&config, files, restore) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringtracker: {e}");
@@ -381,13 +382,15 @@ fn main() -> ExitCode {
             .and_then(|n| n.parse().ok());
         Snapshotter::new(path, stall, journal.clone())
     });
-    let metrics = Arc::new(MetricsState::new(
+    let mut metrics = MetricsState::new(
         Arc::clone(server.stats()),
         config.worker_count(),
         Arc::clone(server.tracker()),
         snapshotter.as_ref().map(|s| Arc::clone(&s.status)),
         unix_now(),
-    ));
+    );
+    metrics.cluster = server.cluster_stats();
+    let metrics = Arc::new(metrics);
     if config.metrics.enabled {
         match net::metrics::spawn(config.metrics.listen, Arc::clone(&metrics)) {
             Ok(addr) => tracing::info!("metrics on http://{addr}/ (/metrics, /health)"),

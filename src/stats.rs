@@ -71,6 +71,8 @@ counters! {
     HttpRefusedAddress => "http_refused_over_address_cap",
     HttpTimeouts => "http_timeouts",
     TlsFailed => "tls_failed",
+    ClusterChanges => "cluster_changes_out",
+    ClusterOutboxOverflow => "cluster_outbox_overflow",
 }
 
 /// One worker's counters, on a cache line pair of its own.

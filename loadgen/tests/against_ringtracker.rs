@@ -59,7 +59,11 @@ fn once_mode_fills_one_swarm() {
     // nothing: every peer has just announced).
     let now = s.now();
     let expired: usize = (0..s.tracker().table.shard_count())
-        .map(|i| s.tracker().table.sweep_shard(i, now, 3600, |_| true))
+        .map(|i| {
+            s.tracker()
+                .table
+                .sweep_shard(i, now, 3600, |_| true, |_, _, _| {})
+        })
         .sum();
     assert_eq!(expired, 0);
     let t = s.tracker().table.totals();

@@ -73,9 +73,22 @@ impl Engine {
         }
         for (i, &picks) in self.picks.iter().enumerate() {
             let (payload, src, out) = batch.exchange(i);
+            let mut published = None;
             let outcome = contain(stats, || {
-                handle_datagram(tracker, &rules, payload, src, secs, picks, out)
+                handle_datagram(
+                    tracker,
+                    &rules,
+                    payload,
+                    src,
+                    secs,
+                    picks,
+                    out,
+                    &mut published,
+                )
             });
+            if let Some(change) = published {
+                self.outbox.push(change, stats);
+            }
             let reply = match outcome {
                 Some(UdpOutcome::Reply { len, kind }) => {
                     stats.count_reply(kind);

@@ -21,6 +21,7 @@ use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, Scr
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 use crate::tracker::access::AccessRules;
 use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
+use crate::tracker::change::SwarmChange;
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::swarm::Picks;
 
@@ -54,6 +55,8 @@ pub struct Scratch {
     /// The body of the last response when it is shared (a full scrape):
     /// `out` then holds only its head, and the caller sends this after it.
     tail: Option<Arc<[u8]>>,
+    /// What cluster mode publishes of the last announce.
+    change: Option<SwarmChange>,
 }
 
 /// What the last request asked for (counters).
@@ -81,6 +84,11 @@ impl Scratch {
     /// the last response has one (taken: the next request starts clean).
     pub fn take_tail(&mut self) -> Option<Arc<[u8]>> {
         self.tail.take()
+    }
+
+    /// What cluster mode publishes of the last request (taken).
+    pub fn take_change(&mut self) -> Option<SwarmChange> {
+        self.change.take()
     }
 
     fn fail(&mut self, why: ErrorReason, message: &str, retry: Option<RetryIn>) {
@@ -261,7 +269,10 @@ fn announce(
     scratch.peers.resize(room, 0);
     let result = policy::announce(tracker, rules, &who, &mut params, now, &mut scratch.peers);
     let a = match result {
-        Ok(a) => a,
+        Ok(a) => {
+            scratch.change = a.change;
+            a
+        }
         Err(denied) => {
             let (message, retry) = match denied {
                 // Temporary: BEP 31 asks the client to come back in a minute.

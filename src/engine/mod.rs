@@ -19,6 +19,7 @@
 
 pub mod batch;
 pub mod http;
+pub mod outbox;
 pub mod policy;
 pub mod timers;
 pub mod udp;
@@ -34,6 +35,7 @@ use crate::protocol::http::{HeadError, RequestHead};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::{self, Tracker};
 use http::{HttpPolicy, RequestKind, Scratch};
+use outbox::Outbox;
 use timers::{TimerKind, TimerTable};
 
 /// How often a worker sweeps its share of the swarm table: with each
@@ -70,6 +72,8 @@ pub struct EngineSetup {
     /// Seed of the worker's RNG (peer selection): drawn by the caller, so
     /// the engine never asks the OS.
     pub seed: [u8; 32],
+    /// Cluster mode: where this worker's swarm changes go.
+    pub outbox: Outbox,
 }
 
 pub struct Engine {
@@ -85,6 +89,7 @@ pub struct Engine {
     /// The batch pipeline's picks, one per datagram (reused: it only grows
     /// to the largest batch).
     picks: Vec<tracker::swarm::Picks>,
+    outbox: Outbox,
 }
 
 impl Engine {
@@ -103,6 +108,7 @@ impl Engine {
             http_policy: setup.http,
             http_scratch: Scratch::default(),
             picks: Vec::new(),
+            outbox: setup.outbox,
         }
     }
 
@@ -127,8 +133,11 @@ impl Engine {
         while let Some(timer) = self.timers.pop_expired(now) {
             match timer {
                 WorkerTimer::Sweep => {
-                    let dropped = self.tracker.sweep(self.sweep_per_tick, secs);
-                    self.stats().add(Counter::SweptPeers, dropped as u64);
+                    let (stats, outbox) = (&self.stats[self.stats_index], &mut self.outbox);
+                    let dropped = self
+                        .tracker
+                        .sweep(self.sweep_per_tick, secs, |c| outbox.push(c, stats));
+                    stats.add(Counter::SweptPeers, dropped as u64);
                 }
             }
         }
@@ -157,6 +166,9 @@ impl Engine {
         let keep = contain(stats, || {
             http::handle_request(tracker, policy, head, peer, secs, rng, scratch, out)
         });
+        if let Some(change) = scratch.take_change() {
+            self.outbox.push(change, stats);
+        }
         match scratch.kind() {
             RequestKind::Announce => stats.add(Counter::HttpAnnounce, 1),
             RequestKind::Scrape => stats.add(Counter::HttpScrape, 1),
@@ -211,6 +223,7 @@ pub(crate) fn test_engine(tracker: &Arc<Tracker>, now: Instant) -> (Engine, Arc<
         sweep_per_tick: 1,
         http: HttpPolicy::default(),
         seed: [7; 32],
+        outbox: Outbox::default(),
     };
     (Engine::new(setup, now), stats)
 }

@@ -15,6 +15,7 @@ use super::policy::{self, Announcer, Denied};
 use crate::protocol::udp::{self, AnnounceRequest, DropReason, Request, RequestError};
 use crate::tracker::access::{AccessRules, passkey_in_path};
 use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker};
+use crate::tracker::change::SwarmChange;
 use crate::tracker::swarm::Picks;
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
@@ -90,7 +91,9 @@ pub fn prefetch_peers(tracker: &Tracker, packet: &[u8], src: SocketAddr, picks: 
 
 /// Handle one datagram from `src` at tracker time `now` under `rules`
 /// (loaded once per batch); an announce's reply takes its peers where
-/// `picks` say. `out` must be at least `REPLY_BUFFER_LEN` bytes.
+/// `picks` say. `out` must be at least `REPLY_BUFFER_LEN` bytes. What
+/// cluster mode publishes of an announce goes to `published`.
+#[allow(clippy::too_many_arguments)]
 pub fn handle_datagram(
     tracker: &Tracker,
     rules: &AccessRules,
@@ -99,6 +102,7 @@ pub fn handle_datagram(
     now: u32,
     picks: Picks,
     out: &mut [u8],
+    published: &mut Option<SwarmChange>,
 ) -> UdpOutcome {
     debug_assert!(out.len() >= REPLY_BUFFER_LEN);
     if packet.len() > MAX_REQUEST_LEN {
@@ -164,7 +168,10 @@ pub fn handle_datagram(
             };
             let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
             let answer = match policy::announce(tracker, rules, &who, &mut params, now, room) {
-                Ok(a) => a,
+                Ok(a) => {
+                    *published = a.change;
+                    a
+                }
                 Err(Denied::RateLimited) => return UdpOutcome::Drop(UdpDrop::RateLimited),
                 Err(Denied::Refused(refusal)) => {
                     let len = udp::write_error(out, a.transaction_id, refusal.message());
@@ -258,6 +265,7 @@ mod tests {
                 now,
                 Picks::draw(&mut self.rng),
                 &mut self.out,
+                &mut None,
             ) {
                 UdpOutcome::Reply { len, .. } => Some(&self.out[..len]),
                 UdpOutcome::Drop(_) => None,
@@ -322,7 +330,7 @@ mod tests {
         assert_eq!(counts(r), (0, 2, 0));
         // Just past the timeout of the first announce, only the stamp of the
         // `completed` one keeps a peer.
-        t.sweep(16, 3601);
+        t.sweep(16, 3601, |_| {});
         assert_eq!(t.scrape(&crate::protocol::InfoHash([1; 20])).seeders, 1);
     }
 
@@ -597,7 +605,8 @@ mod tests {
                 c.src,
                 0,
                 Picks::draw(&mut c.rng),
-                &mut c.out
+                &mut c.out,
+                &mut None,
             ),
             UdpOutcome::Drop(UdpDrop::RateLimited),
             "third connect in the same second"

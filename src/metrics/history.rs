@@ -43,7 +43,9 @@ impl History {
 
     /// `{"uptime":…,"step":…,"now":[…],"samples":[[…],…]}`, each sample as
     /// `[unix, announces, torrents, seeders, leechers]`.
-    pub fn to_json(&self, now: &Sample, uptime: u64) -> String {
+    /// The history as JSON; `extra` (`,"key":value...` or empty) is added
+    /// to the top-level object.
+    pub fn to_json(&self, now: &Sample, uptime: u64, extra: &str) -> String {
         let mut out = String::with_capacity(64 + 48 * self.samples.len());
         let row = |out: &mut String, s: &Sample| {
             let _ = write!(
@@ -61,7 +63,9 @@ impl History {
             }
             row(&mut out, s);
         }
-        out.push_str("]}");
+        out.push(']');
+        out.push_str(extra);
+        out.push('}');
         out
     }
 }
@@ -88,13 +92,13 @@ mod tests {
             seeders: 2,
             leechers: 3,
         };
-        let json = h.to_json(&now, 42);
+        let json = h.to_json(&now, 42, "");
         assert!(json.starts_with(
             "{\"uptime\":42,\"step\":10,\"now\":[9999,7,1,2,3],\"samples\":[[50,5,0,0,0],"
         ));
         assert!(json.ends_with("[3640,364,0,0,0]]}"), "{json}");
         assert_eq!(
-            History::default().to_json(&now, 0),
+            History::default().to_json(&now, 0, ""),
             "{\"uptime\":0,\"step\":10,\"now\":[9999,7,1,2,3],\"samples\":[]}"
         );
     }

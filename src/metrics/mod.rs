@@ -10,6 +10,7 @@ pub mod prometheus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::cluster::stats::ClusterStats;
 use crate::stats::{self, Counter, WorkerStats};
 use crate::storage::snapshotter::SnapshotStatus;
 use crate::tracker::Tracker;
@@ -26,6 +27,8 @@ pub struct MetricsState {
     pub workers: usize,
     pub tracker: Arc<Tracker>,
     pub snapshot: Option<Arc<SnapshotStatus>>,
+    /// Cluster mode's sync counters (none without it).
+    pub cluster: Option<Arc<ClusterStats>>,
     /// Set by main: every worker is running.
     pub healthy: AtomicBool,
     /// Unix time at start.
@@ -46,6 +49,7 @@ impl MetricsState {
             workers,
             tracker,
             snapshot,
+            cluster: None,
             healthy: AtomicBool::new(true),
             started,
             history: Mutex::new(History::default()),
@@ -91,11 +95,36 @@ impl MetricsState {
     pub fn stats_json(&self, unix: u64) -> String {
         let now = self.sample(unix);
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        history.to_json(&now, unix.saturating_sub(self.started))
+        let cluster = self
+            .cluster
+            .as_ref()
+            .map_or(String::new(), |c| cluster_json(c));
+        history.to_json(&now, unix.saturating_sub(self.started), &cluster)
     }
 }
 
 /// A response of the metrics listener.
+/// Cluster mode's figures for the stats page: `,"cluster":{...}`.
+fn cluster_json(c: &ClusterStats) -> String {
+    let get = ClusterStats::get;
+    let lag = |q| {
+        c.lag_quantile(q)
+            .map_or(-1, |ms| ms.min(i64::MAX as u64) as i64)
+    };
+    format!(
+        ",\"cluster\":{{\"up\":{},\"remote_peers\":{},\"changes_in\":{},\"changes_out\":{},\
+         \"lag_p50_ms\":{},\"lag_p99_ms\":{},\"skipped\":{},\"reconnects\":{}}}",
+        get(&c.engine_up),
+        get(&c.remote_peers),
+        get(&c.changes_in),
+        get(&c.changes_out),
+        lag(0.5),
+        lag(0.99),
+        get(&c.skipped_messages),
+        get(&c.reconnects),
+    )
+}
+
 pub struct Response {
     pub status: u16,
     pub reason: &'static str,
@@ -193,5 +222,29 @@ mod tests {
         assert!(text.contains("ringtracker_uptime_seconds 42\n"));
         // An HTTP-only counter is not shown for UDP while it is zero.
         assert!(!text.contains("ringtracker_http_connections_total{protocol=\"udp\"}"));
+    }
+
+    #[test]
+    fn every_line_is_a_comment_or_a_sample_cluster_mode_included() {
+        let mut s = state();
+        let cluster = Arc::new(ClusterStats::default());
+        ClusterStats::add(&cluster.skipped_messages, 3);
+        cluster.record_lag(40);
+        s.cluster = Some(cluster);
+        let text = prometheus::render(&s, 1042);
+        for line in text.lines() {
+            let sample = line.rsplit_once(' ').is_some_and(|(name, v)| {
+                name.starts_with("ringtracker_") && v.parse::<f64>().is_ok()
+            });
+            assert!(
+                line.starts_with("# HELP ringtracker_")
+                    || line.starts_with("# TYPE ringtracker_")
+                    || sample,
+                "{line:?}"
+            );
+        }
+        assert!(text.contains("\nringtracker_cluster_skipped_messages_total 3\n"));
+        assert!(text.contains("\nringtracker_cluster_apply_lag_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("\nringtracker_cluster_apply_lag_seconds_count 1\n"));
     }
 }

@@ -10,6 +10,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::MetricsState;
+use crate::cluster::stats::{ClusterStats, LAG_BUCKETS_MS};
 use crate::stats::Counter;
 
 /// Which family a counter belongs to, with its labels (protocol added).
@@ -58,6 +59,8 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         SweptPeers => ("expired_peers_total", ""),
         InternalError => ("internal_errors_total", ""),
         HttpConnections => ("http_connections_total", ""),
+        ClusterChanges => ("cluster_outbox_changes_total", ""),
+        ClusterOutboxOverflow => ("drops_total", "reason=\"cluster_outbox_overflow\""),
     }
 }
 
@@ -76,6 +79,9 @@ fn help(name: &str) -> &'static str {
         "expired_peers_total" => "Peers expired by the sweep.",
         "internal_errors_total" => "Requests that hit a bug (contained; the request was dropped).",
         "http_connections_total" => "HTTP connections accepted.",
+        "cluster_outbox_changes_total" => {
+            "Cluster mode: swarm changes the workers put in their outboxes."
+        }
         _ => "",
     }
 }
@@ -169,6 +175,9 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
             s.failures.load(Ordering::Relaxed)
         );
     }
+    if let Some(c) = &state.cluster {
+        cluster(&mut out, c);
+    }
     if state.tracker.rules().private() {
         gauge(
             &mut out,
@@ -190,6 +199,129 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
         unix.saturating_sub(state.started) as f64,
     );
     out
+}
+
+/// Cluster mode's sync: messages, changes and bytes each way, apply lag,
+/// remote peers, the engine's state.
+fn cluster(out: &mut String, c: &ClusterStats) {
+    let get = ClusterStats::get;
+    let pairs = [
+        (
+            "messages",
+            "Messages appended to (out) and read from (in) the cluster engine's stream.",
+            &c.messages_out,
+            &c.messages_in,
+        ),
+        (
+            "changes",
+            "Swarm changes sent to (out) and applied from (in) the cluster engine.",
+            &c.changes_out,
+            &c.changes_in,
+        ),
+        (
+            "bytes",
+            "Message bytes sent to (out) and read from (in) the cluster engine.",
+            &c.bytes_out,
+            &c.bytes_in,
+        ),
+    ];
+    for (name, help, out_count, in_count) in pairs {
+        let _ = writeln!(
+            out,
+            "# HELP ringtracker_cluster_{name}_total {help}\n\
+             # TYPE ringtracker_cluster_{name}_total counter\n\
+             ringtracker_cluster_{name}_total{{direction=\"out\"}} {}\n\
+             ringtracker_cluster_{name}_total{{direction=\"in\"}} {}",
+            get(out_count),
+            get(in_count)
+        );
+    }
+    let counters = [
+        (
+            "changes_ignored",
+            "Changes from other nodes that changed nothing here (a late removal of a peer that moved here, a refused torrent).",
+            &c.changes_ignored,
+        ),
+        (
+            "skipped_messages",
+            "Stream entries that were not ringtracker messages (malformed or foreign): counted and skipped.",
+            &c.skipped_messages,
+        ),
+        (
+            "unsent_dropped",
+            "Changes dropped because the engine was away and the buffer of unsent messages was full.",
+            &c.unsent_dropped,
+        ),
+        (
+            "reconnects",
+            "Times the engine came back after being unavailable.",
+            &c.reconnects,
+        ),
+        (
+            "resyncs",
+            "Times this node found stream entries it missed (trimmed, or the stream started over) and caught up.",
+            &c.resyncs,
+        ),
+        (
+            "checkpoints_written",
+            "Checkpoints of this node's local peers written to the engine.",
+            &c.checkpoints_written,
+        ),
+        (
+            "checkpoints_loaded",
+            "Other nodes' checkpoints loaded (at start, and after missed entries).",
+            &c.checkpoints_loaded,
+        ),
+        (
+            "checkpoint_failures",
+            "Checkpoint writes that failed.",
+            &c.checkpoint_failures,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP ringtracker_cluster_{name}_total {help}\n\
+             # TYPE ringtracker_cluster_{name}_total counter\n\
+             ringtracker_cluster_{name}_total {}",
+            get(v)
+        );
+    }
+    gauge(
+        out,
+        "cluster_engine_up",
+        "1 while the cluster engine (Redis) answers.",
+        get(&c.engine_up) as f64,
+    );
+    gauge(
+        out,
+        "cluster_remote_peers",
+        "Peers learned from other nodes (as of the last checkpoint walk).",
+        get(&c.remote_peers) as f64,
+    );
+    let (buckets, sum_ms) = c.lag();
+    let _ = writeln!(
+        out,
+        "# HELP ringtracker_cluster_apply_lag_seconds A message's creation at its node to its \
+         changes applied here.\n# TYPE ringtracker_cluster_apply_lag_seconds histogram"
+    );
+    let mut cumulative = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        cumulative += n;
+        let le = LAG_BUCKETS_MS
+            .get(i)
+            .map_or("+Inf".to_string(), |ms| format!("{}", *ms as f64 / 1000.0));
+        let _ = writeln!(
+            out,
+            "ringtracker_cluster_apply_lag_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "ringtracker_cluster_apply_lag_seconds_sum {}
+ringtracker_cluster_apply_lag_seconds_count {cumulative}",
+        sum_ms as f64 / 1000.0
+    );
 }
 
 /// Whether a counter can move for `proto` at all.
@@ -221,6 +353,8 @@ fn applies(c: Counter, proto: &str) -> bool {
             | ErrorClientNotAllowed
             | ErrorUnknownPasskey
             | ErrorRateLimited
+            | ClusterChanges
+            | ClusterOutboxOverflow
     );
     both || (proto == "http") == http_only
 }

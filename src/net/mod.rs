@@ -10,6 +10,7 @@
 
 pub mod background;
 pub mod buf_ring;
+pub mod cluster;
 pub mod http;
 pub mod metrics;
 pub mod mmsg;
@@ -28,13 +29,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::compose;
+use crate::cluster::stats::ClusterStats;
+use crate::compose::{self, OperatorFiles};
 use crate::config::{Config, UdpBackend};
 use crate::engine::EngineSetup;
 use crate::engine::http::HttpPolicy;
+use crate::engine::outbox::{OUTBOX_CAPACITY, Outbox};
 use crate::stats::WorkerStats;
 use crate::tracker::Tracker;
-use crate::tracker::access::AccessRules;
 
 /// What a UDP worker thread is given: its sockets (one per listening
 /// address), its engine, and the knobs of its buffers.
@@ -90,6 +92,8 @@ pub enum StartError {
     Worker { index: usize, source: io::Error },
     #[error("http worker {index} could not start (it needs io_uring): {source}")]
     HttpWorker { index: usize, source: io::Error },
+    #[error("cluster sync thread could not start: {0}")]
+    ClusterThread(io::Error),
     #[error("no udp or http address to listen on")]
     NothingToServe,
     #[error("{0}")]
@@ -108,6 +112,7 @@ pub struct Server {
     stats: Arc<[WorkerStats]>,
     tracker: Arc<Tracker>,
     started: Instant,
+    cluster: Option<cluster::ClusterSync>,
 }
 
 /// `uname -r`, as the kernel reports it.
@@ -162,16 +167,16 @@ impl Reloader {
 impl Server {
     /// Build the tracker from `config`, bind everything and start serving.
     pub fn start(config: &Config) -> Result<Server, StartError> {
-        Self::start_with(config, config.access_rules()?, |_| {})
+        Self::start_with(config, OperatorFiles::read(config)?, |_| {})
     }
 
-    /// `start` with the access `rules` already read from the files the
-    /// config names (main reads them while a SIGTERM still stops it),
+    /// `start` with the operator's files (access rules, the cluster secret)
+    /// already read (main reads them while a SIGTERM still stops it),
     /// calling `prepare` with the tracker after the sockets are bound and
     /// before any worker serves (a snapshot is loaded there).
     pub fn start_with(
         config: &Config,
-        rules: AccessRules,
+        files: OperatorFiles,
         prepare: impl FnOnce(&Tracker),
     ) -> Result<Server, StartError> {
         let backend = config.udp.backend;
@@ -221,7 +226,7 @@ impl Server {
             mine.extend(more);
         }
 
-        let tracker = Arc::new(compose::build_tracker(config, rules));
+        let tracker = Arc::new(compose::build_tracker(config, files));
         prepare(&tracker);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
@@ -245,6 +250,7 @@ impl Server {
             stats: stats.clone(),
             tracker: tracker.clone(),
             started,
+            cluster: None,
         };
         let udp_workers = if udp_sockets.iter().all(|s| s.is_empty()) {
             Vec::new()
@@ -255,7 +261,10 @@ impl Server {
             full_scrape: config.http.full_scrape,
             trusted_proxies: config.http.trusted_proxies.clone(),
         };
-        let engine = |stats_index| EngineSetup {
+        // Cluster mode: every worker gets an outbox; the sync thread the
+        // other ends.
+        let mut outboxes = Vec::new();
+        let mut engine = |stats_index| EngineSetup {
             tracker: tracker.clone(),
             stats: stats.clone(),
             stats_index,
@@ -263,6 +272,13 @@ impl Server {
             sweep_per_tick,
             http: policy.clone(),
             seed: compose::worker_seed(),
+            outbox: if config.cluster.enabled {
+                let (outbox, reader) = Outbox::new(OUTBOX_CAPACITY);
+                outboxes.push(reader);
+                outbox
+            } else {
+                Outbox::default()
+            },
         };
         for (index, worker_sockets) in udp_workers.into_iter().enumerate() {
             let setup = WorkerSetup {
@@ -301,7 +317,23 @@ impl Server {
             });
             started.map_err(|source| StartError::HttpWorker { index, source })?;
         }
+        if config.cluster.enabled {
+            let setup = cluster::SyncSetup {
+                config: config.cluster.clone(),
+                node: cluster::node_name(&config.cluster),
+                tracker: tracker.clone(),
+                outboxes,
+                started,
+            };
+            let sync = cluster::ClusterSync::spawn(setup);
+            server.cluster = Some(sync.map_err(StartError::ClusterThread)?);
+        }
         Ok(server)
+    }
+
+    /// Cluster mode's counters (none without it).
+    pub fn cluster_stats(&self) -> Option<Arc<ClusterStats>> {
+        self.cluster.as_ref().map(|c| c.stats.clone())
     }
 
     /// The HTTP addresses served, with ephemeral ports resolved.
@@ -380,6 +412,10 @@ impl Server {
     /// wait for them. Returns the tracker, for what is saved at stop.
     pub fn shutdown(mut self) -> Arc<Tracker> {
         self.stop_and_join();
+        // The workers are gone: the sync thread sends what they left.
+        if let Some(sync) = self.cluster.take() {
+            sync.stop();
+        }
         Arc::clone(&self.tracker)
     }
 

@@ -7,8 +7,8 @@
 //! header   "RTSNAPSH" | version u32 | flags u32 (0) | saved_at u64 (unix s)
 //! records  tag u8, then by tag:
 //!   1 torrent  info_hash [20] | downloaded u32 | n4 u32 | n6 u32
-//!              | n4 x (addr [6]  | age u16 | seeder u8)
-//!              | n6 x (addr [18] | age u16 | seeder u8)
+//!              | n4 x (addr [6]  | age u16 | role u8)
+//!              | n6 x (addr [18] | age u16 | role u8)
 //!   2 totals   key_len u8 | passkey | uploaded u64 | downloaded u64
 //!   3 pending  key_len u8 | passkey | info_hash [20] | uploaded u64 | downloaded u64
 //!   4 session  key_len u8 | passkey | info_hash [20] | peer_id [20]
@@ -20,7 +20,9 @@
 //! trailer  length of everything before u64 | CRC-32 of it u32
 //! ```
 //!
-//! A peer's `age` is seconds since its last announce when the file was
+//! A peer's `role` has bit 0 for a seeder and bit 1 for a remote peer
+//! (cluster mode: announced at another node). A peer's `age` is seconds
+//! since its last announce when the file was
 //! written; at load the time the tracker was down is added, and peers past
 //! the timeout are dropped. Nothing is trusted before the trailer checks
 //! out: a truncated, corrupt or foreign file is refused with the reason.
@@ -40,8 +42,10 @@ use super::operator_file::read_bounded;
 use crate::protocol::{InfoHash, PeerId};
 use crate::tracker::Tracker;
 use crate::tracker::ledger::{Batch, LedgerState, Passkey, SessionState, Totals, Transfer};
+use crate::tracker::peer_set::Origin;
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::swarm::PeerUpdate;
+use crate::tracker::table::{Download, PeerAddr, PeerChange};
 
 const MAGIC: &[u8; 8] = b"RTSNAPSH";
 const VERSION: u32 = 1;
@@ -55,6 +59,11 @@ const TAG_SESSION: u8 = 4;
 const TAG_BATCH: u8 = 5;
 const TAG_NEXT_BATCH: u8 = 6;
 const TAG_END: u8 = 255;
+
+/// A peer entry's role byte: bit 0 seeder, bit 1 learned from another
+/// cluster node.
+const ROLE_SEEDER: u8 = 1;
+const ROLE_REMOTE: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -89,6 +98,8 @@ pub struct SnapshotStats {
     /// Peers dropped at load: their lifetime ran out while the tracker was
     /// down.
     pub expired: u64,
+    /// Remote peers left out (`Scope::LocalPeers`).
+    pub remote_left_out: u64,
     pub micros: u64,
 }
 
@@ -155,7 +166,34 @@ fn write_file(
     stall: Option<Stall>,
 ) -> io::Result<SnapshotStats> {
     let file = File::create(tmp)?;
-    let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let (out, stats) = encode(tracker, out, now, unix_now, stall, Scope::Everything)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(stats)
+}
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every peer, and private mode's ledger (the file at `storage.snapshot`).
+    Everything,
+    /// This node's local peers only, no ledger (cluster mode's checkpoint
+    /// in the engine: other nodes load them as remote peers).
+    LocalPeers,
+}
+
+/// Encode the tracker's state at tracker time `now` into `out`, trailer
+/// included; returns `out` (flushed) and what it held.
+pub fn encode<W: Write>(
+    tracker: &Tracker,
+    out: W,
+    now: u32,
+    unix_now: u64,
+    stall: Option<Stall>,
+    scope: Scope,
+) -> io::Result<(W, SnapshotStats)> {
+    let mut out = Checksummed::new(out);
     let mut stats = SnapshotStats::default();
 
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -177,13 +215,15 @@ fn write_file(
         }
         buf.clear();
         table.for_each_in_shard(i, |hash, t| {
-            encode_torrent(&mut buf, hash, t, now, &mut stats);
+            encode_torrent(&mut buf, hash, t, now, scope, &mut stats);
         });
         out.write_all(&buf)?;
     }
 
     buf.clear();
-    encode_ledger(&mut buf, &tracker.ledger.export(now));
+    if scope == Scope::Everything {
+        encode_ledger(&mut buf, &tracker.ledger.export(now));
+    }
     buf.push(TAG_END);
     buf.extend_from_slice(&stats.torrents.to_le_bytes());
     buf.extend_from_slice(&stats.peers.to_le_bytes());
@@ -193,12 +233,9 @@ fn write_file(
     let mut inner = out.inner;
     inner.write_all(&len.to_le_bytes())?;
     inner.write_all(&crc.to_le_bytes())?;
-    let file = inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-
+    inner.flush()?;
     stats.bytes = len + TRAILER_LEN as u64;
-    Ok(stats)
+    Ok((inner, stats))
 }
 
 /// The private mode's ledger: totals, pending credits, sealed batches and
@@ -269,29 +306,57 @@ fn encode_torrent(
     hash: &InfoHash,
     t: &crate::tracker::swarm::Torrent,
     now: u32,
+    scope: Scope,
     stats: &mut SnapshotStats,
 ) {
-    let n4 = t.v4.seeders() + t.v4.leechers();
-    let n6 = t.v6.as_ref().map_or(0, |s| s.seeders() + s.leechers());
+    let wanted = |r_origin: Origin| scope == Scope::Everything || r_origin == Origin::Local;
+    let (mut n4, mut n6) = (0u32, 0u32);
+    if scope == Scope::Everything {
+        n4 = (t.v4.seeders() + t.v4.leechers()) as u32;
+        n6 =
+            t.v6.as_ref()
+                .map_or(0, |s| (s.seeders() + s.leechers()) as u32);
+    } else {
+        t.v4.for_each_peer(|r, _| n4 += u32::from(wanted(r.origin())));
+        if let Some(v6) = &t.v6 {
+            v6.for_each_peer(|r, _| n6 += u32::from(wanted(r.origin())));
+        }
+        let all = t.seeders() + t.leechers();
+        stats.remote_left_out += (all as u64).saturating_sub(u64::from(n4 + n6));
+    }
+    if n4 + n6 == 0 {
+        return;
+    }
     buf.push(TAG_TORRENT);
     buf.extend_from_slice(&hash.0);
     buf.extend_from_slice(&t.downloaded.to_le_bytes());
-    buf.extend_from_slice(&(n4 as u32).to_le_bytes());
-    buf.extend_from_slice(&(n6 as u32).to_le_bytes());
+    buf.extend_from_slice(&n4.to_le_bytes());
+    buf.extend_from_slice(&n6.to_le_bytes());
     t.v4.for_each_peer(|r, seeder| {
-        buf.extend_from_slice(&r.addr);
-        buf.extend_from_slice(&(r.age(now) as u16).to_le_bytes());
-        buf.push(u8::from(seeder));
+        if wanted(r.origin()) {
+            encode_peer(buf, &r.addr, r.age(now), seeder, r.origin());
+        }
     });
     if let Some(v6) = &t.v6 {
         v6.for_each_peer(|r, seeder| {
-            buf.extend_from_slice(&r.addr);
-            buf.extend_from_slice(&(r.age(now) as u16).to_le_bytes());
-            buf.push(u8::from(seeder));
+            if wanted(r.origin()) {
+                encode_peer(buf, &r.addr, r.age(now), seeder, r.origin());
+            }
         });
     }
     stats.torrents += 1;
-    stats.peers += (n4 + n6) as u64;
+    stats.peers += u64::from(n4 + n6);
+}
+
+fn encode_peer(buf: &mut Vec<u8>, addr: &[u8], age: u32, seeder: bool, origin: Origin) {
+    buf.extend_from_slice(addr);
+    buf.extend_from_slice(&(age as u16).to_le_bytes());
+    let remote = if origin == Origin::Remote {
+        ROLE_REMOTE
+    } else {
+        0
+    };
+    buf.push(u8::from(seeder) | remote);
 }
 
 fn put_key(buf: &mut Vec<u8>, key: &Passkey) {
@@ -427,7 +492,7 @@ impl Snapshot {
                     if v4
                         .chunks(V4 + 3)
                         .chain(v6.chunks(V6 + 3))
-                        .any(|p| p[p.len() - 1] > 1 || p[p.len() - 5..p.len() - 3] == [0, 0])
+                        .any(|p| p[p.len() - 1] > 3 || p[p.len() - 5..p.len() - 3] == [0, 0])
                     {
                         return Err((tag_at, "a peer record with port 0 or a bad role"));
                     }
@@ -495,6 +560,20 @@ impl Snapshot {
     /// Put the snapshot's state into `tracker` (before it serves) at tracker
     /// time `now`; `unix_now` gives the downtime to add to every age.
     pub fn restore(&self, tracker: &Tracker, now: u32, unix_now: u64) -> SnapshotStats {
+        self.restore_as(tracker, now, unix_now, None)
+    }
+
+    /// `restore`, every peer from `origin` if given (another node's
+    /// checkpoint: its local peers are remote here). Completed counts are
+    /// raised to the snapshot's, never lowered, so that several nodes'
+    /// checkpoints can be loaded into one table.
+    pub fn restore_as(
+        &self,
+        tracker: &Tracker,
+        now: u32,
+        unix_now: u64,
+        origin: Option<Origin>,
+    ) -> SnapshotStats {
         let started = Instant::now();
         let down = u32::try_from(unix_now.saturating_sub(self.saved_at)).unwrap_or(u32::MAX);
         let timeout = tracker.policy.peer_timeout;
@@ -503,17 +582,30 @@ impl Snapshot {
             bytes: self.bytes.len() as u64,
             ..SnapshotStats::default()
         };
-        let fresh = |entry: &[u8]| -> Option<(u32, PeerUpdate)> {
+        // A peer entry: its change (stamped now minus its age, downtime
+        // included), or None if it expired while the tracker was down.
+        let change = |entry: &[u8]| -> Option<PeerChange> {
             let n = entry.len();
             let age = u32::from(u16::from_le_bytes([entry[n - 3], entry[n - 2]]));
             let age = age.saturating_add(down);
-            let role = if entry[n - 1] == 1 {
-                PeerUpdate::Seeder
-            } else {
-                PeerUpdate::Leecher
-            };
-            // The stamp is kept mod 2^16, like every stamp.
-            (age <= timeout).then_some((now.wrapping_sub(age), role))
+            let role = entry[n - 1];
+            (age <= timeout).then(|| PeerChange {
+                addr: PeerAddr::from_bytes(&entry[..n - 3]).expect("checked at read"),
+                update: if role & ROLE_SEEDER != 0 {
+                    PeerUpdate::Seeder
+                } else {
+                    PeerUpdate::Leecher
+                },
+                // The stamp is kept mod 2^15, like every stamp.
+                now: now.wrapping_sub(age),
+                min_age: 0,
+                origin: origin.unwrap_or(if role & ROLE_REMOTE != 0 {
+                    Origin::Remote
+                } else {
+                    Origin::Local
+                }),
+                download: Download::Never,
+            })
         };
         let walked = self.walk(|record| match record {
             Record::Torrent {
@@ -523,33 +615,21 @@ impl Snapshot {
                 v6,
             } => {
                 let mut shard = tracker.table.lock(&hash);
-                let t = shard.get_or_insert(hash);
-                t.downloaded = downloaded;
-                for e in v4.chunks(V4 + 3) {
-                    match fresh(e) {
-                        Some((stamp, role)) => {
-                            let addr = e[..V4].try_into().expect("V4 bytes");
-                            t.v4.update(addr, role, stamp, &h);
+                let mut kept = false;
+                for e in v4.chunks(V4 + 3).chain(v6.chunks(V6 + 3)) {
+                    match change(e) {
+                        Some(c) => {
+                            shard.apply(&hash, &c, &h, |_| ());
                             stats.peers += 1;
+                            kept = true;
                         }
                         None => stats.expired += 1,
                     }
                 }
-                for e in v6.chunks(V6 + 3) {
-                    match fresh(e) {
-                        Some((stamp, role)) => {
-                            let addr = e[..V6].try_into().expect("V6 bytes");
-                            t.v6_mut().update(addr, role, stamp, &h);
-                            stats.peers += 1;
-                        }
-                        None => stats.expired += 1,
-                    }
-                }
-                if t.is_empty() {
-                    // Every peer expired: the completed count goes with the
-                    // swarm, as it would have had the tracker kept running.
-                    shard.remove_if_empty(&hash);
-                } else {
+                // If every peer expired, the completed count goes with the
+                // swarm, as it would have had the tracker kept running.
+                if kept {
+                    shard.raise_downloads(&hash, downloaded);
                     stats.torrents += 1;
                 }
             }

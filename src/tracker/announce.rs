@@ -10,12 +10,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::access::AccessRules;
+use super::change::{ChangeKind, PublishPolicy, SwarmChange};
 use super::connection_id::ConnectionIdIssuer;
 use super::ledger::{Report, TransferLedger};
-use super::peer_set::{V4, V6};
+use super::peer_set::{Origin, V4, V6};
 use super::rate_limit::RateLimiter;
-use super::swarm::{PeerUpdate, Picks, Swarm};
-use super::table::SwarmTable;
+use super::swarm::{PeerUpdate, Picks, Torrent};
+use super::table::{Download, PeerAddr, PeerChange, SwarmTable};
 use crate::protocol::{Event, InfoHash, PeerId};
 
 /// The operator's announce policy (from `[tracker]` in the config).
@@ -108,6 +109,8 @@ pub struct AnnounceAnswer {
     pub peers: usize,
     /// 6 for IPv4 peers, 18 for IPv6.
     pub peer_len: usize,
+    /// What cluster mode publishes of this announce (never without it).
+    pub change: Option<SwarmChange>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -178,6 +181,8 @@ pub struct Tracker {
     pub limits: Limits,
     /// Private mode's uploaded/downloaded credits per passkey.
     pub ledger: TransferLedger,
+    /// Cluster mode: which local changes become `SwarmChange`s.
+    pub publish: Option<PublishPolicy>,
     /// Swapped whole on reload: readers never wait.
     access: ArcSwap<AccessRules>,
 }
@@ -195,7 +200,15 @@ impl Tracker {
             access: ArcSwap::from_pointee(AccessRules::default()),
             limits: Limits::default(),
             ledger: TransferLedger::default(),
+            publish: None,
         }
+    }
+
+    /// Turn on cluster mode's changes (`AnnounceAnswer::change`, the
+    /// sweep's expiries).
+    pub fn with_publish(mut self, publish: PublishPolicy) -> Self {
+        self.publish = Some(publish);
+        self
     }
 
     /// Put per-address rate limits in force.
@@ -238,11 +251,29 @@ impl Tracker {
     }
 
     /// Expire the next `count` shards: peers past the timeout, and swarms of
-    /// torrents the access rules no longer permit.
-    pub fn sweep(&self, count: usize, now: u32) -> usize {
+    /// torrents the access rules no longer permit. In cluster mode each
+    /// local peer that expired is handed to `expired` (to publish).
+    pub fn sweep(&self, count: usize, now: u32, mut expired: impl FnMut(SwarmChange)) -> usize {
         let rules = self.access.load();
-        self.table
-            .sweep_next(count, now, self.policy.peer_timeout, |h| rules.permits(h))
+        let publish = self.publish.is_some();
+        self.table.sweep_next(
+            count,
+            now,
+            self.policy.peer_timeout,
+            |h| rules.permits(h),
+            |hash, addr, origin| {
+                if let (true, Origin::Local, Some(addr)) =
+                    (publish, origin, PeerAddr::from_bytes(addr))
+                {
+                    expired(SwarmChange {
+                        info_hash: *hash,
+                        addr,
+                        kind: ChangeKind::Expired,
+                        completed: false,
+                    });
+                }
+            },
+        )
     }
 
     /// Apply one announce at tracker time `now` and write the peers for it
@@ -267,16 +298,14 @@ impl Tracker {
         };
         let (h, seeder) = (self.table.addr_hasher(), p.left == 0);
         let numwant = self.policy.numwant(p.numwant);
-        match p.ip {
-            IpAddr::V4(ip) => {
-                let addr = v4_record(ip, p.port);
+        match PeerAddr::new(p.ip, p.port) {
+            PeerAddr::V4(addr) => {
                 torrent
                     .v4
                     .prefetch_announce(&addr, seeder, numwant, p.picks, h);
             }
-            IpAddr::V6(ip) => {
+            PeerAddr::V6(addr) => {
                 if let Some(v6) = &torrent.v6 {
-                    let addr = v6_record(ip, p.port);
                     v6.prefetch_announce(&addr, seeder, numwant, p.picks, h);
                 }
             }
@@ -309,31 +338,9 @@ impl Tracker {
         } else {
             self.policy.numwant(p.numwant)
         };
-        let peer_len = if p.ip.is_ipv4() { V4 } else { V6 };
-        let mut shard = self.table.lock(&p.info_hash);
-        let creates = matches!(update, PeerUpdate::Seeder | PeerUpdate::Leecher);
-        let torrent = if creates {
-            shard.get_or_insert(p.info_hash)
-        } else {
-            match shard.get_mut(&p.info_hash) {
-                Some(t) => t,
-                None => {
-                    return Ok(AnnounceAnswer {
-                        seeders: 0,
-                        leechers: 0,
-                        downloaded: 0,
-                        peers: 0,
-                        peer_len,
-                    });
-                }
-            }
-        };
-        let h = *self.table.addr_hasher();
-        let step = Step {
+        let change = PeerChange {
+            addr: PeerAddr::new(p.ip, p.port),
             update,
-            is_seeder,
-            numwant,
-            picks: p.picks,
             now,
             // A plain re-announce before `min interval` is answered but
             // does not refresh the peer: it changes nothing and earns no
@@ -343,35 +350,44 @@ impl Tracker {
             } else {
                 0
             },
+            origin: Origin::Local,
+            download: match p.event {
+                Event::Completed if update == PeerUpdate::ReadOnly && is_seeder => Download::Always,
+                Event::Completed => Download::IfBecameSeeder,
+                _ => Download::Never,
+            },
         };
-        let (became_seeder, peers) = match p.ip {
-            IpAddr::V4(ip) => step.apply(&mut torrent.v4, v4_record(ip, p.port), &h, out),
-            IpAddr::V6(ip) => {
-                let addr = v6_record(ip, p.port);
-                if creates {
-                    step.apply(torrent.v6_mut(), addr, &h, out)
-                } else if let Some(v6) = &mut torrent.v6 {
-                    step.apply(v6, addr, &h, out)
-                } else {
-                    (false, 0)
-                }
+        let h = *self.table.addr_hasher();
+        let select = |t: &Torrent| match change.addr {
+            _ if numwant == 0 => 0,
+            PeerAddr::V4(a) => t.v4.select(is_seeder, out, numwant, &a, p.picks),
+            PeerAddr::V6(a) => {
+                t.v6.as_ref()
+                    .map_or(0, |v6| v6.select(is_seeder, out, numwant, &a, p.picks))
             }
         };
-        let unstored_completion = update == PeerUpdate::ReadOnly && is_seeder;
-        if p.event == Event::Completed && (became_seeder || unstored_completion) {
-            torrent.downloaded = torrent.downloaded.saturating_add(1);
-        }
-        let answer = AnnounceAnswer {
-            seeders: torrent.seeders() as u32,
-            leechers: torrent.leechers() as u32,
-            downloaded: torrent.downloaded,
+        let (applied, peers) =
+            self.table
+                .lock(&p.info_hash)
+                .apply(&p.info_hash, &change, &h, select);
+        let published = self.publish.and_then(|publish| {
+            publish.local_change(
+                &p.info_hash,
+                change.addr,
+                update,
+                change.min_age,
+                &applied,
+                now,
+            )
+        });
+        Ok(AnnounceAnswer {
+            seeders: applied.seeders,
+            leechers: applied.leechers,
+            downloaded: applied.downloaded,
             peers,
-            peer_len,
-        };
-        if update == PeerUpdate::Remove {
-            shard.remove_if_empty(&p.info_hash);
-        }
-        Ok(answer)
+            peer_len: if p.ip.is_ipv4() { V4 } else { V6 },
+            change: published,
+        })
     }
 
     /// Counts for one info hash; unknown torrents answer zeros.
@@ -384,50 +400,5 @@ impl Tracker {
                 completed: t.downloaded,
                 leechers: t.leechers() as u32,
             })
-    }
-}
-
-/// A peer's compact IPv4 record: address then port, big-endian.
-fn v4_record(ip: std::net::Ipv4Addr, port: u16) -> [u8; V4] {
-    let mut addr = [0u8; V4];
-    addr[..4].copy_from_slice(&ip.octets());
-    addr[4..].copy_from_slice(&port.to_be_bytes());
-    addr
-}
-
-/// A peer's compact IPv6 record.
-fn v6_record(ip: std::net::Ipv6Addr, port: u16) -> [u8; V6] {
-    let mut addr = [0u8; V6];
-    addr[..16].copy_from_slice(&ip.octets());
-    addr[16..].copy_from_slice(&port.to_be_bytes());
-    addr
-}
-
-/// The family-independent part of one announce.
-struct Step {
-    update: PeerUpdate,
-    is_seeder: bool,
-    numwant: usize,
-    picks: Picks,
-    now: u32,
-    min_age: u32,
-}
-
-impl Step {
-    /// Returns (became a seeder, peers written).
-    fn apply<const N: usize>(
-        &self,
-        swarm: &mut Swarm<N>,
-        addr: [u8; N],
-        h: &super::peer_set::AddrHasher,
-        out: &mut [u8],
-    ) -> (bool, usize) {
-        let became_seeder = swarm.update_with(addr, self.update, self.now, self.min_age, h);
-        let peers = if self.numwant == 0 {
-            0
-        } else {
-            swarm.select(self.is_seeder, out, self.numwant, &addr, self.picks)
-        };
-        (became_seeder, peers)
     }
 }

@@ -18,22 +18,50 @@ pub const CONNECTION_ID_LIFETIME: u32 = 120;
 
 pub struct ConnectionIdIssuer {
     key: [u8; 16],
+    /// Added to tracker time for the ids' clock: 0 alone (a per-process
+    /// clock); in cluster mode the unix time the tracker clock started, so
+    /// that nodes with one key agree on when an id was issued.
+    clock_base: u32,
+}
+
+/// A connection-id key from a secret shared by cluster nodes (at least 32
+/// bytes): SipHash-1-3 over it with two fixed keys, 128 bits.
+pub fn key_from_secret(secret: &[u8]) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    for (half, k) in key
+        .chunks_mut(8)
+        .zip([0x7274_6b65_7930_u64, 0x7274_6b65_7931])
+    {
+        let mut h = SipHasher13::new_with_keys(k, !k);
+        h.write(secret);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    key
 }
 
 impl ConnectionIdIssuer {
     /// `key` must be random and secret; one per process is enough.
     pub fn new(key: [u8; 16]) -> Self {
-        ConnectionIdIssuer { key }
+        ConnectionIdIssuer { key, clock_base: 0 }
+    }
+
+    /// Ids on a clock shared with other nodes: tracker time plus
+    /// `clock_base` (the unix time tracker time 0 stands for).
+    pub fn with_clock_base(mut self, clock_base: u32) -> Self {
+        self.clock_base = clock_base;
+        self
     }
 
     /// The id for `ip` at tracker time `now` (seconds).
     pub fn issue(&self, ip: IpAddr, now: u32) -> u64 {
+        let now = now.wrapping_add(self.clock_base);
         (u64::from(now) << 32) | u64::from(self.mac(ip, now))
     }
 
     /// Whether `connection_id` was issued to `ip` within the last
     /// `CONNECTION_ID_LIFETIME` seconds.
     pub fn is_valid(&self, connection_id: u64, ip: IpAddr, now: u32) -> bool {
+        let now = now.wrapping_add(self.clock_base);
         let issued_at = (connection_id >> 32) as u32;
         // An id from the future (wrapping_sub huge) is as invalid as an old one.
         if now.wrapping_sub(issued_at) > CONNECTION_ID_LIFETIME {
@@ -93,5 +121,20 @@ mod tests {
         let id = i.issue(ip, u32::MAX - 10);
         assert!(i.is_valid(id, ip, 20));
         assert!(!i.is_valid(id, ip, 200));
+    }
+
+    #[test]
+    fn nodes_sharing_a_secret_accept_each_others_ids() {
+        let secret = [9u8; 32];
+        // Node A's tracker clock started at unix 1_000_000, B's 500 s later.
+        let a = ConnectionIdIssuer::new(key_from_secret(&secret)).with_clock_base(1_000_000);
+        let b = ConnectionIdIssuer::new(key_from_secret(&secret)).with_clock_base(1_000_500);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let id = a.issue(ip, 600);
+        assert!(b.is_valid(id, ip, 100 + 60));
+        assert!(!b.is_valid(id, ip, 100 + 121));
+        let mut other = secret;
+        other[31] ^= 1;
+        assert_ne!(key_from_secret(&other), key_from_secret(&secret));
     }
 }

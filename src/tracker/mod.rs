@@ -6,6 +6,7 @@
 pub mod access;
 pub mod address_cap;
 pub mod announce;
+pub mod change;
 pub mod connection_id;
 pub mod ledger;
 pub mod linear_probe;

@@ -2,8 +2,9 @@
 //!
 //! Shaped for memory per peer and for answering announces by copying:
 //! - A record is the peer's address in the exact byte layout of a compact
-//!   reply (IPv4: 4 + 2 bytes, IPv6: 16 + 2) plus a 16-bit "last seen"
-//!   stamp: 8 bytes per IPv4 peer, 20 per IPv6 peer, no pointers.
+//!   reply (IPv4: 4 + 2 bytes, IPv6: 16 + 2) plus a 16-bit stamp (15 bits
+//!   of "last seen", one bit "learned from another cluster node"): 8 bytes
+//!   per IPv4 peer, 20 per IPv6 peer, no pointers.
 //! - Up to `INLINE` peers live inside the set itself (most torrents have one
 //!   or two), with no heap allocation.
 //! - Beyond that the records *are* an open-addressing hash table (linear
@@ -13,11 +14,15 @@
 //! - Picking peers for a reply walks the table from a random slot and copies
 //!   the occupied ones: random, yet a sequential read through memory.
 //!
-//! `last_seen` is the tracker clock in seconds, truncated to 16 bits, and
+//! "Last seen" is the tracker clock in seconds, truncated to 15 bits, and
 //! ages are computed with wrapping arithmetic. That is exact as long as every
-//! peer is looked at within 65536 s of its last announce, which the
+//! peer is looked at within 32768 s of its last announce, which the
 //! incremental sweep (a full pass in well under a minute) guarantees; the
-//! configured peer timeout is capped well below it (`MAX_PEER_TIMEOUT`).
+//! configured peer timeout is capped below it (`MAX_PEER_TIMEOUT`). The
+//! stamp's top bit marks a remote peer (cluster mode: announced at another
+//! node, applied here from the engine): it costs no byte, and the sync
+//! path needs it to publish only local changes and to let a late removal
+//! from another node not delete a peer that has since announced here.
 
 use super::linear_probe::{self, Slot};
 use crate::prefetch::prefetch_read;
@@ -28,23 +33,74 @@ pub const V4: usize = 6;
 pub const V6: usize = 18;
 /// Peers held without a heap allocation.
 pub const INLINE: usize = 2;
-/// The longest peer timeout the 16-bit clock can represent with margin.
-pub const MAX_PEER_TIMEOUT: u32 = 12 * 3600;
+/// The longest peer timeout the 15-bit clock can represent with margin
+/// (over an hour for the sweep to come round).
+pub const MAX_PEER_TIMEOUT: u32 = 8 * 3600;
+
+/// The stamp's bit for a remote peer; the other 15 are the clock.
+const REMOTE: u16 = 0x8000;
+const CLOCK: u16 = 0x7fff;
+
+/// Where a peer's last announce was made (cluster mode).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Origin {
+    /// At this node.
+    Local,
+    /// At another node; applied from the engine.
+    Remote,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(C)]
 pub struct PeerRecord<const N: usize> {
     /// IP then port, big-endian: a window of a compact reply.
     pub addr: [u8; N],
-    /// Tracker seconds of the last announce, mod 2^16.
-    pub last_seen: u16,
+    /// Tracker seconds of the last announce mod 2^15, and `REMOTE`.
+    stamp: u16,
+}
+
+/// What `upsert` found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Upsert {
+    /// The peer was not in the set; it is now.
+    New,
+    /// It was, `age` seconds old (before this announce), from `was`.
+    Found { age: u32, was: Origin },
 }
 
 impl<const N: usize> PeerRecord<N> {
     const EMPTY: Self = PeerRecord {
         addr: [0; N],
-        last_seen: 0,
+        stamp: 0,
     };
+
+    /// A record of `addr` last seen at `now`, from `origin`.
+    pub fn new(addr: [u8; N], now: u32, origin: Origin) -> Self {
+        let remote = if origin == Origin::Remote { REMOTE } else { 0 };
+        PeerRecord {
+            addr,
+            stamp: (now as u16 & CLOCK) | remote,
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        if self.stamp & REMOTE != 0 {
+            Origin::Remote
+        } else {
+            Origin::Local
+        }
+    }
+
+    /// Re-stamp unless an announce of the same origin comes before
+    /// `min_age`; returns what it was. A change of origin always applies
+    /// (the node that saw the peer last owns it).
+    pub(crate) fn refresh(&mut self, now: u32, min_age: u32, origin: Origin) -> Upsert {
+        let (age, was) = (self.age(now), self.origin());
+        if age >= min_age || was != origin {
+            *self = PeerRecord::new(self.addr, now, origin);
+        }
+        Upsert::Found { age, was }
+    }
 
     /// Stored peers never have port 0 (see `AnnounceParams::port`), so the
     /// port alone tells an empty slot: a two-byte compare.
@@ -52,8 +108,9 @@ impl<const N: usize> PeerRecord<N> {
         self.addr[N - 2] == 0 && self.addr[N - 1] == 0
     }
 
-    pub(crate) fn age(&self, now: u32) -> u32 {
-        u32::from((now as u16).wrapping_sub(self.last_seen))
+    /// Seconds since the last announce (exact below 2^15).
+    pub fn age(&self, now: u32) -> u32 {
+        u32::from((now as u16).wrapping_sub(self.stamp) & CLOCK)
     }
 }
 
@@ -146,38 +203,51 @@ impl<const N: usize> PeerSet<N> {
         }
     }
 
-    /// Insert the peer or refresh its stamp. Returns true if it was new.
+    /// Insert a local peer or refresh its stamp. Returns true if it was new.
     pub fn upsert(&mut self, addr: [u8; N], now: u32, hasher: &AddrHasher) -> bool {
-        self.upsert_with(addr, now, 0, hasher)
+        self.upsert_with(addr, now, 0, Origin::Local, hasher) == Upsert::New
     }
 
-    /// `upsert`, but a stored peer's stamp is refreshed only if it is at
-    /// least `min_age` seconds old (an early re-announce leaves it alone).
+    /// `upsert` from `origin`, but a stored peer's stamp is refreshed only
+    /// if it is at least `min_age` seconds old (an early re-announce leaves
+    /// it alone) or changes origin.
     pub fn upsert_with(
         &mut self,
         addr: [u8; N],
         now: u32,
         min_age: u32,
+        origin: Origin,
         hasher: &AddrHasher,
-    ) -> bool {
+    ) -> Upsert {
+        self.upsert_record(PeerRecord::new(addr, now, origin), now, min_age, hasher)
+    }
+
+    /// Put a record taken from another set (its stamp as it is) into this
+    /// one, which does not hold it.
+    pub(crate) fn insert(&mut self, rec: PeerRecord<N>, hasher: &AddrHasher) {
+        self.upsert_record(rec, 0, u32::MAX, hasher);
+    }
+
+    /// `upsert_with` of a made record (`rec`'s stamp says when and where).
+    fn upsert_record(
+        &mut self,
+        rec: PeerRecord<N>,
+        now: u32,
+        min_age: u32,
+        hasher: &AddrHasher,
+    ) -> Upsert {
+        let (addr, origin) = (rec.addr, rec.origin());
         debug_assert!(addr[N - 2..] != [0, 0], "port 0 marks empty slots");
-        let rec = PeerRecord {
-            addr,
-            last_seen: now as u16,
-        };
         match &mut self.repr {
             Repr::Inline { len, recs } => {
                 let n = *len as usize;
                 if let Some(r) = recs[..n].iter_mut().find(|r| r.addr == addr) {
-                    if r.age(now) >= min_age {
-                        r.last_seen = rec.last_seen;
-                    }
-                    return false;
+                    return r.refresh(now, min_age, origin);
                 }
                 if n < INLINE {
                     recs[n] = rec;
                     *len += 1;
-                    return true;
+                    return Upsert::New;
                 }
                 let mut slots = vec![PeerRecord::EMPTY; capacity_for(n + 1)].into_boxed_slice();
                 for r in &recs[..n] {
@@ -188,15 +258,10 @@ impl<const N: usize> PeerSet<N> {
                     slots,
                     len: n as u32 + 1,
                 };
-                true
+                Upsert::New
             }
             Repr::Hashed { slots, len } => match find(slots, &addr, hasher) {
-                Ok(i) => {
-                    if slots[i].age(now) >= min_age {
-                        slots[i].last_seen = rec.last_seen;
-                    }
-                    false
-                }
+                Ok(i) => slots[i].refresh(now, min_age, origin),
                 Err(i) => {
                     slots[i] = rec;
                     *len += 1;
@@ -205,9 +270,20 @@ impl<const N: usize> PeerSet<N> {
                         let cap = capacity_for(*len as usize);
                         *slots = rehash(slots, cap, hasher);
                     }
-                    true
+                    Upsert::New
                 }
             },
+        }
+    }
+
+    /// The stored record of `addr`, if any.
+    pub fn get(&self, addr: &[u8; N], hasher: &AddrHasher) -> Option<PeerRecord<N>> {
+        match &self.repr {
+            Repr::Inline { len, recs } => recs[..*len as usize]
+                .iter()
+                .find(|r| r.addr == *addr)
+                .copied(),
+            Repr::Hashed { slots, .. } => find(slots, addr, hasher).ok().map(|i| slots[i]),
         }
     }
 
@@ -241,9 +317,16 @@ impl<const N: usize> PeerSet<N> {
         removed
     }
 
-    /// Drop every peer not seen for more than `timeout` seconds; returns how
-    /// many went. One pass over the records, in place.
-    pub fn retain_fresh(&mut self, now: u32, timeout: u32, hasher: &AddrHasher) -> usize {
+    /// Drop every peer not seen for more than `timeout` seconds, handing
+    /// each to `gone`; returns how many went. One pass over the records, in
+    /// place.
+    pub fn retain_fresh(
+        &mut self,
+        now: u32,
+        timeout: u32,
+        hasher: &AddrHasher,
+        gone: &mut impl FnMut(&PeerRecord<N>),
+    ) -> usize {
         let before = self.len();
         match &mut self.repr {
             Repr::Inline { len, recs } => {
@@ -252,6 +335,8 @@ impl<const N: usize> PeerSet<N> {
                     if recs[i].age(now) <= timeout {
                         recs[kept] = recs[i];
                         kept += 1;
+                    } else {
+                        gone(&recs[i]);
                     }
                 }
                 for r in &mut recs[kept..] {
@@ -269,6 +354,7 @@ impl<const N: usize> PeerSet<N> {
                 let mut i = 0;
                 while i < slots.len() {
                     if !slots[i].is_empty() && slots[i].age(now) > timeout {
+                        gone(&slots[i]);
                         delete_at(slots, i, hasher);
                         *len -= 1;
                     } else {
@@ -531,30 +617,62 @@ mod tests {
             s.upsert(addr(i), if i % 2 == 0 { 100 } else { 700 }, &h);
         }
         assert_eq!(
-            s.retain_fresh(700, 600, &h),
+            s.retain_fresh(700, 600, &h, &mut |_| {}),
             0,
             "exactly the timeout is kept"
         );
-        assert_eq!(s.retain_fresh(701, 600, &h), 500);
+        assert_eq!(s.retain_fresh(701, 600, &h, &mut |_| {}), 500);
         assert_eq!(s.len(), 500);
         for i in 0..1000 {
             assert_eq!(s.contains(&addr(i), &h), i % 2 == 1);
         }
-        assert_eq!(s.retain_fresh(1300, 600, &h), 0);
-        assert_eq!(s.retain_fresh(1301, 600, &h), 500);
+        assert_eq!(s.retain_fresh(1300, 600, &h, &mut |_| {}), 0);
+        assert_eq!(s.retain_fresh(1301, 600, &h, &mut |_| {}), 500);
         assert!(s.is_empty());
         assert_eq!(s.heap_bytes(), 0);
     }
 
     #[test]
-    fn expiry_across_the_16_bit_wrap() {
+    fn expiry_across_the_clock_wrap() {
         let h = hasher();
         let mut s = PeerSet::<V4>::new();
         s.upsert(addr(1), 65_530, &h);
         s.upsert(addr(2), 65_000, &h);
         // 65_536 + 10 is 16 s after the first, 546 s after the second.
-        assert_eq!(s.retain_fresh(65_546, 100, &h), 1);
+        let mut gone = Vec::new();
+        assert_eq!(
+            s.retain_fresh(65_546, 100, &h, &mut |r| gone.push(r.addr)),
+            1
+        );
+        assert_eq!(gone, [addr(2)]);
         assert!(s.contains(&addr(1), &h));
+        // The 15-bit clock wraps at 32768 as well.
+        s.upsert_with(addr(3), 32_760, 0, Origin::Remote, &h);
+        assert_eq!(s.get(&addr(3), &h).unwrap().age(32_770), 10);
+    }
+
+    #[test]
+    fn origin_is_kept_in_the_stamp_and_changes_hands() {
+        let h = hasher();
+        let mut s = PeerSet::<V4>::new();
+        for i in 0..10 {
+            s.upsert_with(addr(i), 1000, 0, Origin::Remote, &h);
+        }
+        let r = s.get(&addr(4), &h).unwrap();
+        assert_eq!((r.origin(), r.age(1030)), (Origin::Remote, 30));
+        // A local announce before min_age still takes the peer over.
+        assert_eq!(
+            s.upsert_with(addr(4), 1030, 900, Origin::Local, &h),
+            Upsert::Found {
+                age: 30,
+                was: Origin::Remote
+            }
+        );
+        let r = s.get(&addr(4), &h).unwrap();
+        assert_eq!((r.origin(), r.age(1030)), (Origin::Local, 0));
+        // The same origin before min_age leaves the stamp alone.
+        s.upsert_with(addr(4), 1040, 900, Origin::Local, &h);
+        assert_eq!(s.get(&addr(4), &h).unwrap().age(1040), 10);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use rand::Rng;
 
-use super::peer_set::{AddrHasher, INLINE, PeerRecord, PeerSet, V4, V6};
+use super::peer_set::{AddrHasher, INLINE, Origin, PeerRecord, PeerSet, Upsert, V4, V6};
 
 /// Where a reply's peers come from: one random number per set, each
 /// choosing where that set's window starts. Drawn by the caller (like time,
@@ -61,6 +61,27 @@ pub enum PeerUpdate {
     ReadOnly,
 }
 
+/// Whether `effect` of `update` made the peer a seeder it was not before.
+pub fn became_seeder(effect: PeerEffect, update: PeerUpdate) -> bool {
+    update == PeerUpdate::Seeder && matches!(effect, PeerEffect::Added | PeerEffect::RoleChanged)
+}
+
+/// What an update did to the peer it names.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PeerEffect {
+    /// It was not in the swarm and is now.
+    Added,
+    /// It was, in the other role (`seeder`: its role now).
+    RoleChanged,
+    /// It was, in the same role, last seen `age` seconds before, from
+    /// `was` (its stamp was refreshed unless too young: `min_age`).
+    Refreshed { age: u32, was: Origin },
+    /// It was, and is gone (`stopped`).
+    Removed,
+    /// Nothing changed: removing a peer that was not there, or port 0.
+    Untouched,
+}
+
 /// The peers of one family in one torrent.
 ///
 /// A swarm of one or two peers (most torrents) keeps them inline, whatever
@@ -93,10 +114,7 @@ impl<const N: usize> Default for Swarm<N> {
             repr: Repr::Inline {
                 len: 0,
                 seeder_bits: 0,
-                recs: [PeerRecord {
-                    addr: [0; N],
-                    last_seen: 0,
-                }; INLINE],
+                recs: [PeerRecord::new([0; N], 0, Origin::Local); INLINE],
             },
         }
     }
@@ -123,8 +141,8 @@ impl<const N: usize> Swarm<N> {
         self.seeders() + self.leechers() == 0
     }
 
-    /// `Some(is_seeder)` if the peer is in the swarm.
-    pub fn role_of(&self, addr: &[u8; N], h: &AddrHasher) -> Option<bool> {
+    /// The peer's record and role (true: seeder), if it is in the swarm.
+    pub fn get(&self, addr: &[u8; N], h: &AddrHasher) -> Option<(PeerRecord<N>, bool)> {
         match &self.repr {
             Repr::Inline {
                 len,
@@ -133,37 +151,36 @@ impl<const N: usize> Swarm<N> {
             } => recs[..*len as usize]
                 .iter()
                 .position(|r| r.addr == *addr)
-                .map(|i| seeder_bits & (1 << i) != 0),
-            Repr::Split(s) => {
-                if s.seeders.contains(addr, h) {
-                    Some(true)
-                } else if s.leechers.contains(addr, h) {
-                    Some(false)
-                } else {
-                    None
-                }
-            }
+                .map(|i| (recs[i], seeder_bits & (1 << i) != 0)),
+            Repr::Split(s) => s
+                .seeders
+                .get(addr, h)
+                .map(|r| (r, true))
+                .or_else(|| s.leechers.get(addr, h).map(|r| (r, false))),
         }
     }
 
-    /// Apply an announce. Returns true if the peer just became a seeder
-    /// (was not one before), which is when `completed` counts a download:
-    /// a retransmitted `completed` counts once.
+    /// Apply a local announce. Returns true if the peer just became a
+    /// seeder (was not one before), which is when `completed` counts a
+    /// download: a retransmitted `completed` counts once.
     pub fn update(&mut self, addr: [u8; N], update: PeerUpdate, now: u32, h: &AddrHasher) -> bool {
-        self.update_with(addr, update, now, 0, h)
+        let effect = self.update_with(addr, update, now, 0, Origin::Local, h);
+        became_seeder(effect, update)
     }
 
-    /// `update`, but a peer that stays in its role keeps its stamp unless
-    /// it is at least `min_age` seconds old: an announce before `min
-    /// interval` is answered without touching the peer's record.
+    /// Apply an update from `origin`. A peer that stays in its role keeps
+    /// its stamp unless it is at least `min_age` seconds old or changes
+    /// origin: an announce before `min interval` is answered without
+    /// touching the peer's record.
     pub fn update_with(
         &mut self,
         addr: [u8; N],
         update: PeerUpdate,
         now: u32,
         min_age: u32,
+        origin: Origin,
         h: &AddrHasher,
-    ) -> bool {
+    ) -> PeerEffect {
         if let Repr::Inline {
             len,
             seeder_bits,
@@ -173,7 +190,9 @@ impl<const N: usize> Swarm<N> {
             let n = *len as usize;
             let found = recs[..n].iter().position(|r| r.addr == addr);
             match (update, found) {
-                (PeerUpdate::ReadOnly, _) | (PeerUpdate::Remove, None) => return false,
+                (PeerUpdate::ReadOnly, _) | (PeerUpdate::Remove, None) => {
+                    return PeerEffect::Untouched;
+                }
                 (PeerUpdate::Remove, Some(i)) => {
                     let last = n - 1;
                     recs[i] = recs[last];
@@ -184,40 +203,30 @@ impl<const N: usize> Swarm<N> {
                         *seeder_bits = (*seeder_bits & !(1 << i)) | (last_bit << i);
                     }
                     *len -= 1;
-                    return false;
+                    return PeerEffect::Removed;
                 }
                 (PeerUpdate::Seeder | PeerUpdate::Leecher, Some(i)) => {
                     let was_seeder = *seeder_bits & (1 << i) != 0;
                     let seeder = update == PeerUpdate::Seeder;
-                    if seeder != was_seeder || recs[i].age(now) >= min_age {
-                        recs[i].last_seen = now as u16;
-                    }
+                    let min_age = if seeder == was_seeder { min_age } else { 0 };
+                    let Upsert::Found { age, was } = recs[i].refresh(now, min_age, origin) else {
+                        unreachable!("refresh finds")
+                    };
                     *seeder_bits = (*seeder_bits & !(1 << i)) | (u8::from(seeder) << i);
-                    return seeder && !was_seeder;
+                    return if seeder == was_seeder {
+                        PeerEffect::Refreshed { age, was }
+                    } else {
+                        PeerEffect::RoleChanged
+                    };
                 }
                 (PeerUpdate::Seeder | PeerUpdate::Leecher, None) if n < INLINE => {
-                    recs[n] = PeerRecord {
-                        addr,
-                        last_seen: now as u16,
-                    };
+                    recs[n] = PeerRecord::new(addr, now, origin);
                     let seeder = update == PeerUpdate::Seeder;
                     *seeder_bits |= u8::from(seeder) << n;
                     *len += 1;
-                    return seeder;
+                    return PeerEffect::Added;
                 }
-                (PeerUpdate::Seeder | PeerUpdate::Leecher, None) => {
-                    // A third peer: move to separate sets.
-                    let mut split = Box::<Split<N>>::default();
-                    for (i, r) in recs[..n].iter().enumerate() {
-                        let set = if *seeder_bits & (1 << i) != 0 {
-                            &mut split.seeders
-                        } else {
-                            &mut split.leechers
-                        };
-                        set.upsert(r.addr, u32::from(r.last_seen), h);
-                    }
-                    self.repr = Repr::Split(split);
-                }
+                (PeerUpdate::Seeder | PeerUpdate::Leecher, None) => self.split(h),
             }
         }
         let Repr::Split(split) = &mut self.repr else {
@@ -226,32 +235,45 @@ impl<const N: usize> Swarm<N> {
         // Refresh in the set the peer announces for first: in the steady
         // state (same role as last time) that is the only probe. Only a new
         // or role-changing peer also looks in the other set.
-        let became_seeder = match update {
-            PeerUpdate::Seeder => {
-                let new = split.seeders.upsert_with(addr, now, min_age, h);
-                if new {
-                    split.leechers.remove(&addr, h);
-                }
-                new
-            }
-            PeerUpdate::Leecher => {
-                if split.leechers.upsert_with(addr, now, min_age, h) {
-                    split.seeders.remove(&addr, h);
-                }
-                false
-            }
+        let (own, other) = match update {
+            PeerUpdate::Seeder => (&mut split.seeders, &mut split.leechers),
+            PeerUpdate::Leecher => (&mut split.leechers, &mut split.seeders),
+            PeerUpdate::ReadOnly => return PeerEffect::Untouched,
             PeerUpdate::Remove => {
-                if !split.seeders.remove(&addr, h) {
-                    split.leechers.remove(&addr, h);
+                if !split.seeders.remove(&addr, h) && !split.leechers.remove(&addr, h) {
+                    return PeerEffect::Untouched;
                 }
-                false
+                self.inline_if_small();
+                return PeerEffect::Removed;
             }
-            PeerUpdate::ReadOnly => false,
         };
-        if update == PeerUpdate::Remove {
-            self.inline_if_small();
+        match own.upsert_with(addr, now, min_age, origin, h) {
+            Upsert::Found { age, was } => PeerEffect::Refreshed { age, was },
+            Upsert::New if other.remove(&addr, h) => PeerEffect::RoleChanged,
+            Upsert::New => PeerEffect::Added,
         }
-        became_seeder
+    }
+
+    /// Move an inline swarm to separate sets (a third peer is coming).
+    fn split(&mut self, h: &AddrHasher) {
+        let Repr::Inline {
+            len,
+            seeder_bits,
+            recs,
+        } = &self.repr
+        else {
+            return;
+        };
+        let mut split = Box::<Split<N>>::default();
+        for (i, r) in recs[..*len as usize].iter().enumerate() {
+            let set = if *seeder_bits & (1 << i) != 0 {
+                &mut split.seeders
+            } else {
+                &mut split.leechers
+            };
+            set.insert(*r, h);
+        }
+        self.repr = Repr::Split(split);
     }
 
     /// Move a split swarm of at most `INLINE` peers back inline.
@@ -360,9 +382,15 @@ impl<const N: usize> Swarm<N> {
         }
     }
 
-    /// Expire peers not seen for more than `timeout` seconds; returns how
-    /// many went.
-    pub fn retain_fresh(&mut self, now: u32, timeout: u32, h: &AddrHasher) -> usize {
+    /// Expire peers not seen for more than `timeout` seconds, handing each
+    /// to `gone`; returns how many went.
+    pub fn retain_fresh(
+        &mut self,
+        now: u32,
+        timeout: u32,
+        h: &AddrHasher,
+        gone: &mut impl FnMut(&PeerRecord<N>),
+    ) -> usize {
         match &mut self.repr {
             Repr::Inline {
                 len,
@@ -371,10 +399,12 @@ impl<const N: usize> Swarm<N> {
             } => {
                 let (mut kept, mut bits) = (0, 0u8);
                 for i in 0..*len as usize {
-                    if u32::from((now as u16).wrapping_sub(recs[i].last_seen)) <= timeout {
+                    if recs[i].age(now) <= timeout {
                         recs[kept] = recs[i];
                         bits |= ((*seeder_bits >> i) & 1) << kept;
                         kept += 1;
+                    } else {
+                        gone(&recs[i]);
                     }
                 }
                 let gone = *len as usize - kept;
@@ -383,10 +413,10 @@ impl<const N: usize> Swarm<N> {
                 gone
             }
             Repr::Split(split) => {
-                let gone = split.seeders.retain_fresh(now, timeout, h)
-                    + split.leechers.retain_fresh(now, timeout, h);
+                let went = split.seeders.retain_fresh(now, timeout, h, gone)
+                    + split.leechers.retain_fresh(now, timeout, h, gone);
                 self.inline_if_small();
-                gone
+                went
             }
         }
     }
@@ -446,17 +476,26 @@ impl Torrent {
         self.v6.get_or_insert_with(Box::default)
     }
 
-    /// Expire peers not seen for more than `timeout` seconds; frees the IPv6
-    /// swarm when it empties. Returns how many peers went.
-    pub fn retain_fresh(&mut self, now: u32, timeout: u32, h: &AddrHasher) -> usize {
-        let mut gone = self.v4.retain_fresh(now, timeout, h);
+    /// Expire peers not seen for more than `timeout` seconds, handing each
+    /// one's compact address and origin to `gone`; frees the IPv6 swarm
+    /// when it empties. Returns how many peers went.
+    pub fn retain_fresh(
+        &mut self,
+        now: u32,
+        timeout: u32,
+        h: &AddrHasher,
+        mut gone: impl FnMut(&[u8], Origin),
+    ) -> usize {
+        let mut went = self
+            .v4
+            .retain_fresh(now, timeout, h, &mut |r| gone(&r.addr, r.origin()));
         if let Some(v6) = &mut self.v6 {
-            gone += v6.retain_fresh(now, timeout, h);
+            went += v6.retain_fresh(now, timeout, h, &mut |r| gone(&r.addr, r.origin()));
             if v6.is_empty() {
                 self.v6 = None;
             }
         }
-        gone
+        went
     }
 
     /// Heap bytes held by this torrent's peers (not the table entry itself).
@@ -535,7 +574,10 @@ mod tests {
                 (seeders, model.len() - seeders)
             );
             for i in 0..6 {
-                assert_eq!(s.role_of(&addr(i), &h), model.get(&addr(i)).copied());
+                assert_eq!(
+                    s.get(&addr(i), &h).map(|(_, seeder)| seeder),
+                    model.get(&addr(i)).copied()
+                );
             }
             if model.len() <= INLINE {
                 assert_eq!(s.heap_bytes(), 0, "small swarms live inline");
@@ -564,15 +606,30 @@ mod tests {
                 s.update(addr(i), PeerUpdate::Leecher, 0, &h);
             }
             // At 10 s, within a 60 s minimum: the stamp stays at 0 ...
-            s.update_with(addr(0), PeerUpdate::Leecher, 10, 60, &h);
+            let local = Origin::Local;
+            let early = s.update_with(addr(0), PeerUpdate::Leecher, 10, 60, local, &h);
+            assert_eq!(
+                early,
+                PeerEffect::Refreshed {
+                    age: 10,
+                    was: local
+                }
+            );
             // ... but becoming a seeder is news, and is stamped.
-            assert!(s.update_with(addr(1), PeerUpdate::Seeder, 10, 60, &h));
+            let news = s.update_with(addr(1), PeerUpdate::Seeder, 10, 60, local, &h);
+            assert_eq!(news, PeerEffect::RoleChanged);
             // After the minimum, a plain re-announce refreshes.
-            s.update_with(addr(1), PeerUpdate::Seeder, 80, 60, &h);
+            s.update_with(addr(1), PeerUpdate::Seeder, 80, 60, local, &h);
             // With a 100 s timeout at 105 s: peer 0 (stamp 0) and the
             // untouched others go, peer 1 (stamp 80) stays.
-            assert_eq!(s.retain_fresh(105, 100, &h), usize::from(peers) - 1);
-            assert_eq!(s.role_of(&addr(1), &h), Some(true), "{peers} peers");
+            let mut gone = 0;
+            let went = s.retain_fresh(105, 100, &h, &mut |_| gone += 1);
+            assert_eq!((went, gone), (usize::from(peers) - 1, went));
+            assert_eq!(
+                s.get(&addr(1), &h).map(|(_, seeder)| seeder),
+                Some(true),
+                "{peers} peers"
+            );
         }
     }
 
@@ -582,8 +639,8 @@ mod tests {
         let mut s = Swarm::<V4>::default();
         s.update(addr(1), PeerUpdate::Leecher, 10, &h);
         s.update(addr(2), PeerUpdate::Seeder, 100, &h);
-        assert_eq!(s.retain_fresh(150, 100, &h), 1);
-        assert_eq!(s.role_of(&addr(2), &h), Some(true));
+        assert_eq!(s.retain_fresh(150, 100, &h, &mut |_| {}), 1);
+        assert_eq!(s.get(&addr(2), &h).map(|(_, seeder)| seeder), Some(true));
         assert_eq!((s.seeders(), s.leechers()), (1, 0));
     }
 

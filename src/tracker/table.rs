@@ -26,8 +26,8 @@
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::peer_set::AddrHasher;
-use super::swarm::Torrent;
+use super::peer_set::{AddrHasher, Origin, V4, V6};
+use super::swarm::{PeerEffect, PeerUpdate, Torrent, became_seeder};
 use super::torrent_map::{Entry, TagHasher, TorrentMap, home};
 use crate::prefetch::prefetch_read;
 use crate::protocol::InfoHash;
@@ -94,6 +94,97 @@ pub struct TableTotals {
     pub leechers6: u64,
 }
 
+/// A peer's compact address (address then port, big-endian), of either
+/// family.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PeerAddr {
+    V4([u8; V4]),
+    V6([u8; V6]),
+}
+
+impl PeerAddr {
+    pub fn new(ip: std::net::IpAddr, port: u16) -> PeerAddr {
+        let port = port.to_be_bytes();
+        match ip {
+            std::net::IpAddr::V4(ip) => {
+                let mut a = [0u8; V4];
+                a[..4].copy_from_slice(&ip.octets());
+                a[4..].copy_from_slice(&port);
+                PeerAddr::V4(a)
+            }
+            std::net::IpAddr::V6(ip) => {
+                let mut a = [0u8; V6];
+                a[..16].copy_from_slice(&ip.octets());
+                a[16..].copy_from_slice(&port);
+                PeerAddr::V6(a)
+            }
+        }
+    }
+
+    /// From 6 or 18 compact bytes.
+    pub fn from_bytes(b: &[u8]) -> Option<PeerAddr> {
+        match b.len() {
+            V4 => Some(PeerAddr::V4(b.try_into().ok()?)),
+            V6 => Some(PeerAddr::V6(b.try_into().ok()?)),
+            _ => None,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            PeerAddr::V4(a) => a,
+            PeerAddr::V6(a) => a,
+        }
+    }
+}
+
+/// When a change counts a completed download (scrape's `downloaded`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Download {
+    Never,
+    /// If the change makes the peer a seeder it was not (a local
+    /// `completed`: a retransmission counts once).
+    IfBecameSeeder,
+    /// Whatever the change does (a completion another node counted, or a
+    /// seeder on port 0 that is not stored).
+    Always,
+}
+
+/// One change to one peer of one torrent: the one way the table's peers
+/// are written, by announces, snapshot restore and cluster sync alike.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerChange {
+    pub addr: PeerAddr,
+    pub update: PeerUpdate,
+    /// Tracker time of the change (a restored peer: now minus its age).
+    pub now: u32,
+    /// A peer that keeps its role and origin keeps its stamp unless it is
+    /// this old (`min interval`).
+    pub min_age: u32,
+    pub origin: Origin,
+    pub download: Download,
+}
+
+/// What `ShardGuard::apply` did, and the torrent's counts after it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Applied {
+    pub effect: PeerEffect,
+    /// Whether a completed download was counted.
+    pub counted_download: bool,
+    pub seeders: u32,
+    pub leechers: u32,
+    pub downloaded: u32,
+}
+
+/// A stored peer, as `ShardGuard::peer` finds it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PeerInfo {
+    pub seeder: bool,
+    pub origin: Origin,
+    /// Seconds since its last announce.
+    pub age: u32,
+}
+
 /// A shard's torrents, locked. Dropping it releases the lock.
 pub struct ShardGuard<'a> {
     guard: MutexGuard<'a, Shard>,
@@ -106,25 +197,101 @@ impl ShardGuard<'_> {
         self.guard.torrents.get(info_hash, self.tags.tag(info_hash))
     }
 
-    pub fn get_mut(&mut self, info_hash: &InfoHash) -> Option<&mut Torrent> {
+    fn get_mut(&mut self, info_hash: &InfoHash) -> Option<&mut Torrent> {
         let tag = self.tags.tag(info_hash);
         self.guard.torrents.get_mut(info_hash, tag)
     }
 
-    pub fn get_or_insert(&mut self, info_hash: InfoHash) -> &mut Torrent {
-        let tag = self.tags.tag(&info_hash);
-        let map = &mut self.guard.torrents;
-        map.get_or_insert(info_hash, tag);
-        self.cell.publish(map);
-        map.get_mut(&info_hash, tag).expect("just inserted")
-    }
-
-    pub fn remove_if_empty(&mut self, info_hash: &InfoHash) {
+    /// Apply `c` to the torrent `info_hash` (made by a change that stores
+    /// a peer, freed when it empties) at `h`'s hashes, then call `then`
+    /// with the torrent if it still exists (an announce copies its reply's
+    /// peers there, under the same lock).
+    pub fn apply<R: Default>(
+        &mut self,
+        info_hash: &InfoHash,
+        c: &PeerChange,
+        h: &AddrHasher,
+        then: impl FnOnce(&Torrent) -> R,
+    ) -> (Applied, R) {
         let tag = self.tags.tag(info_hash);
         let map = &mut self.guard.torrents;
-        if map.get(info_hash, tag).is_some_and(|t| t.is_empty()) {
-            map.remove(info_hash, tag);
+        let creates = matches!(c.update, PeerUpdate::Seeder | PeerUpdate::Leecher);
+        if creates {
+            map.get_or_insert(*info_hash, tag);
+            self.cell.publish(map);
         }
+        let mut applied = Applied {
+            effect: PeerEffect::Untouched,
+            counted_download: false,
+            seeders: 0,
+            leechers: 0,
+            downloaded: 0,
+        };
+        let Some(t) = map.get_mut(info_hash, tag) else {
+            return (applied, R::default());
+        };
+        applied.effect = match c.addr {
+            PeerAddr::V4(a) => t.v4.update_with(a, c.update, c.now, c.min_age, c.origin, h),
+            PeerAddr::V6(a) if creates => t
+                .v6_mut()
+                .update_with(a, c.update, c.now, c.min_age, c.origin, h),
+            PeerAddr::V6(a) => match &mut t.v6 {
+                Some(v6) => v6.update_with(a, c.update, c.now, c.min_age, c.origin, h),
+                None => PeerEffect::Untouched,
+            },
+        };
+        applied.counted_download = match c.download {
+            Download::Never => false,
+            Download::Always => true,
+            Download::IfBecameSeeder => became_seeder(applied.effect, c.update),
+        };
+        if applied.counted_download {
+            t.downloaded = t.downloaded.saturating_add(1);
+        }
+        applied.seeders = t.seeders() as u32;
+        applied.leechers = t.leechers() as u32;
+        applied.downloaded = t.downloaded;
+        if !t.is_empty() {
+            return (applied, then(t));
+        }
+        if let Some(v6) = &t.v6
+            && v6.is_empty()
+        {
+            t.v6 = None;
+        }
+        map.remove(info_hash, tag);
+        (applied, R::default())
+    }
+
+    /// Raise a torrent's completed count to `n` if it has peers and fewer
+    /// (a restored snapshot's or another node's checkpoint's count).
+    pub fn raise_downloads(&mut self, info_hash: &InfoHash, n: u32) {
+        if let Some(t) = self.get_mut(info_hash) {
+            t.downloaded = t.downloaded.max(n);
+        }
+    }
+
+    /// The stored peer `addr` of `info_hash` at tracker time `now`.
+    pub fn peer(
+        &self,
+        info_hash: &InfoHash,
+        addr: &PeerAddr,
+        now: u32,
+        h: &AddrHasher,
+    ) -> Option<PeerInfo> {
+        let t = self.get(info_hash)?;
+        let (origin, age, seeder) = match addr {
+            PeerAddr::V4(a) => t.v4.get(a, h).map(|(r, s)| (r.origin(), r.age(now), s))?,
+            PeerAddr::V6(a) => {
+                let (r, s) = t.v6.as_ref()?.get(a, h)?;
+                (r.origin(), r.age(now), s)
+            }
+        };
+        Some(PeerInfo {
+            seeder,
+            origin,
+            age,
+        })
     }
 }
 
@@ -198,19 +365,21 @@ impl SwarmTable {
     }
 
     /// Expire peers in the next `count` shards (shared cursor: concurrent
-    /// callers take different shards), and drop the swarms of torrents
-    /// `keep` refuses. Returns how many peers were dropped.
+    /// callers take different shards), handing each expired peer to
+    /// `gone`, and drop the swarms of torrents `keep` refuses. Returns how
+    /// many peers were dropped.
     pub fn sweep_next(
         &self,
         count: usize,
         now: u32,
         peer_timeout: u32,
         keep: impl Fn(&InfoHash) -> bool,
+        mut gone: impl FnMut(&InfoHash, &[u8], Origin),
     ) -> usize {
         let mut dropped = 0;
         for _ in 0..count {
             let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) & self.mask;
-            dropped += self.sweep_shard(i, now, peer_timeout, &keep);
+            dropped += self.sweep_shard(i, now, peer_timeout, &keep, &mut gone);
         }
         dropped
     }
@@ -222,6 +391,7 @@ impl SwarmTable {
         now: u32,
         peer_timeout: u32,
         keep: impl Fn(&InfoHash) -> bool,
+        mut gone: impl FnMut(&InfoHash, &[u8], Origin),
     ) -> usize {
         let cell = &self.shards[i];
         let mut shard = lock(&cell.lock);
@@ -233,7 +403,9 @@ impl SwarmTable {
                 dropped += t.seeders() + t.leechers();
                 return false;
             }
-            dropped += t.retain_fresh(now, peer_timeout, h);
+            dropped += t.retain_fresh(now, peer_timeout, h, |addr, origin| {
+                gone(hash, addr, origin)
+            });
             seeders += t.seeders() as u64;
             leechers += t.leechers() as u64;
             torrents4 += u64::from(!t.v4.is_empty());
@@ -306,30 +478,40 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::peer_set::V4;
-    use crate::tracker::swarm::PeerUpdate;
 
-    fn addr(i: u32) -> [u8; V4] {
+    fn addr(i: u32) -> PeerAddr {
         let ip = (0x0a00_0001 + i).to_be_bytes();
-        [ip[0], ip[1], ip[2], ip[3], 0, 80]
+        PeerAddr::V4([ip[0], ip[1], ip[2], ip[3], 0, 80])
     }
+
+    fn put(table: &SwarmTable, hash: InfoHash, addr: PeerAddr, update: PeerUpdate, now: u32) {
+        let c = PeerChange {
+            addr,
+            update,
+            now,
+            min_age: 0,
+            origin: Origin::Local,
+            download: Download::Never,
+        };
+        let h = *table.addr_hasher();
+        table.lock(&hash).apply(&hash, &c, &h, |_| ());
+    }
+
+    fn never(_: &InfoHash, _: &[u8], _: Origin) {}
 
     #[test]
     fn sweeps_expire_peers_and_free_empty_torrents() {
         let table = SwarmTable::new(4, [5, 6]);
-        let h = *table.addr_hasher();
         for t in 0..40u8 {
             let hash = InfoHash([t; 20]);
-            let mut shard = table.lock(&hash);
-            let torrent = shard.get_or_insert(hash);
             // Torrent t has t+1 peers: one fresh (seen at 1000), the rest old.
-            torrent.v4.update(addr(0), PeerUpdate::Seeder, 1000, &h);
+            put(&table, hash, addr(0), PeerUpdate::Seeder, 1000);
             for i in 1..=u32::from(t) {
-                torrent.v4.update(addr(i), PeerUpdate::Leecher, 100, &h);
+                put(&table, hash, addr(i), PeerUpdate::Leecher, 100);
             }
         }
         // Nothing is old enough yet.
-        assert_eq!(table.sweep_next(4, 1000, 900, |_| true), 0);
+        assert_eq!(table.sweep_next(4, 1000, 900, |_| true, never), 0);
         assert_eq!(
             table.totals(),
             TableTotals {
@@ -342,13 +524,13 @@ mod tests {
         );
         // The old peers go; the fresh ones stay.
         let dropped: usize = (0..4)
-            .map(|i| table.sweep_shard(i, 1001, 900, |_| true))
+            .map(|i| table.sweep_shard(i, 1001, 900, |_| true, never))
             .sum();
         assert_eq!(dropped, (0..40).sum::<usize>());
         assert_eq!(table.totals().leechers, 0);
         assert_eq!(table.totals().torrents, 40);
         // Then everything goes, and the torrents are freed.
-        assert_eq!(table.sweep_next(4, 1901, 900, |_| true), 40);
+        assert_eq!(table.sweep_next(4, 1901, 900, |_| true, never), 40);
         assert_eq!(table.totals(), TableTotals::default());
         assert!(
             table
@@ -361,19 +543,13 @@ mod tests {
     #[test]
     fn sweeps_drop_swarms_the_rules_refuse() {
         let table = SwarmTable::new(2, [1, 1]);
-        let h = *table.addr_hasher();
         for t in [1u8, 2] {
             let hash = InfoHash([t; 20]);
-            table.lock(&hash).get_or_insert(hash).v4.update(
-                addr(u32::from(t)),
-                PeerUpdate::Seeder,
-                0,
-                &h,
-            );
+            put(&table, hash, addr(u32::from(t)), PeerUpdate::Seeder, 0);
         }
         let refused = InfoHash([2; 20]);
         let dropped: usize = (0..2)
-            .map(|i| table.sweep_shard(i, 0, 60, |hash| *hash != refused))
+            .map(|i| table.sweep_shard(i, 0, 60, |hash| *hash != refused, never))
             .sum();
         assert_eq!(dropped, 1);
         assert!(table.lock(&refused).get(&refused).is_none());
@@ -385,15 +561,10 @@ mod tests {
     fn shard_cursor_visits_every_shard() {
         let table = SwarmTable::new(8, [1, 1]);
         let hash = InfoHash([0xff; 20]);
-        let h = *table.addr_hasher();
-        table
-            .lock(&hash)
-            .get_or_insert(hash)
-            .v4
-            .update(addr(1), PeerUpdate::Seeder, 0, &h);
+        put(&table, hash, addr(1), PeerUpdate::Seeder, 0);
         // Eight single-shard steps must reach the shard, wherever it is.
         let dropped: usize = (0..8)
-            .map(|_| table.sweep_next(1, 10_000, 60, |_| true))
+            .map(|_| table.sweep_next(1, 10_000, 60, |_| true, never))
             .sum();
         assert_eq!(dropped, 1);
     }

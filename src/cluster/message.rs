@@ -1,0 +1,220 @@
+//! One message on the engine's stream: a node's changes since its last
+//! flush, as one binary field.
+//!
+//! ```text
+//! "RTC1" | node_len u8 | node | created_ms u64 | count u32 | count x change
+//! ```
+//!
+//! (integers little-endian; a change is `SwarmChange`'s 21 to 39 bytes).
+//! Anything that does not read back exactly — another magic, a count the
+//! bytes do not hold, trailing bytes — is not ours and is skipped whole.
+
+use crate::tracker::change::{MAX_ENCODED, SwarmChange};
+
+const MAGIC: &[u8; 4] = b"RTC1";
+
+/// The largest message a flush writes (more changes go in the next one).
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// Why stream bytes are not a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("not a ringtracker message (magic)")]
+    Foreign,
+    #[error("message truncated")]
+    Truncated,
+    #[error("malformed change at byte {0}")]
+    BadChange(usize),
+    #[error("{0} bytes after the last change")]
+    Trailing(usize),
+}
+
+/// A message being filled by the sync thread (its buffer reused).
+pub struct MessageBuilder {
+    buf: Vec<u8>,
+    count: u32,
+    header_len: usize,
+}
+
+impl MessageBuilder {
+    pub fn new() -> Self {
+        MessageBuilder {
+            buf: Vec::with_capacity(MAX_MESSAGE),
+            count: 0,
+            header_len: 0,
+        }
+    }
+
+    /// Start a message from `node` made at `created_ms` (unix ms).
+    pub fn start(&mut self, node: &str, created_ms: u64) {
+        let node = &node.as_bytes()[..node.len().min(255)];
+        self.buf.clear();
+        self.buf.extend_from_slice(MAGIC);
+        self.buf.push(node.len() as u8);
+        self.buf.extend_from_slice(node);
+        self.buf.extend_from_slice(&created_ms.to_le_bytes());
+        self.buf.extend_from_slice(&0u32.to_le_bytes());
+        self.header_len = self.buf.len();
+        self.count = 0;
+    }
+
+    /// Whether another change may not fit.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() + MAX_ENCODED > MAX_MESSAGE
+    }
+
+    pub fn push(&mut self, change: &SwarmChange) {
+        change.encode(&mut self.buf);
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The finished message's bytes.
+    pub fn finish(&mut self) -> &[u8] {
+        let at = self.header_len - 4;
+        self.buf[at..self.header_len].copy_from_slice(&self.count.to_le_bytes());
+        &self.buf
+    }
+}
+
+impl Default for MessageBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A message read from the stream, checked whole.
+#[derive(Debug)]
+pub struct Message<'a> {
+    pub node: &'a str,
+    pub created_ms: u64,
+    pub count: u32,
+    changes: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    /// Check `bytes` end to end (every change decodes, nothing left over).
+    pub fn parse(bytes: &'a [u8]) -> Result<Message<'a>, MessageError> {
+        let rest = bytes.strip_prefix(MAGIC).ok_or(MessageError::Foreign)?;
+        let (&len, rest) = rest.split_first().ok_or(MessageError::Truncated)?;
+        let len = usize::from(len);
+        let node = rest.get(..len).ok_or(MessageError::Truncated)?;
+        let node = std::str::from_utf8(node).map_err(|_| MessageError::Foreign)?;
+        let rest = &rest[len..];
+        let created_ms = u64::from_le_bytes(
+            rest.get(..8)
+                .ok_or(MessageError::Truncated)?
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let count = u32::from_le_bytes(
+            rest.get(8..12)
+                .ok_or(MessageError::Truncated)?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let changes = &rest[12..];
+        let (mut at, mut seen) = (0, 0u32);
+        while at < changes.len() && seen < count {
+            let (_, n) = SwarmChange::decode(&changes[at..]).ok_or(MessageError::BadChange(at))?;
+            at += n;
+            seen += 1;
+        }
+        if seen < count {
+            return Err(MessageError::Truncated);
+        }
+        if at != changes.len() {
+            return Err(MessageError::Trailing(changes.len() - at));
+        }
+        Ok(Message {
+            node,
+            created_ms,
+            count,
+            changes,
+        })
+    }
+
+    /// The changes, in the order they were made.
+    pub fn changes(&self) -> impl Iterator<Item = SwarmChange> + 'a {
+        let mut rest = self.changes;
+        std::iter::from_fn(move || {
+            let (c, n) = SwarmChange::decode(rest)?;
+            rest = &rest[n..];
+            Some(c)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::InfoHash;
+    use crate::tracker::change::ChangeKind;
+    use crate::tracker::table::PeerAddr;
+
+    fn change(i: u8) -> SwarmChange {
+        SwarmChange {
+            info_hash: InfoHash([i; 20]),
+            addr: PeerAddr::V4([10, 0, 0, i, 0, 80]),
+            kind: ChangeKind::Seeder,
+            completed: i.is_multiple_of(2),
+        }
+    }
+
+    #[test]
+    fn messages_round_trip_and_anything_else_is_refused() {
+        let mut b = MessageBuilder::new();
+        b.start("node-a", 1_700_000_000_123);
+        for i in 1..=3 {
+            b.push(&change(i));
+        }
+        let bytes = b.finish().to_vec();
+        let m = Message::parse(&bytes).unwrap();
+        assert_eq!(
+            (m.node, m.created_ms, m.count),
+            ("node-a", 1_700_000_000_123, 3)
+        );
+        assert_eq!(
+            m.changes().collect::<Vec<_>>(),
+            [change(1), change(2), change(3)]
+        );
+
+        assert_eq!(Message::parse(b"hello").unwrap_err(), MessageError::Foreign);
+        assert_eq!(
+            Message::parse(&bytes[..20]).unwrap_err(),
+            MessageError::Truncated
+        );
+        let cut = &bytes[..bytes.len() - 1];
+        assert!(Message::parse(cut).is_err());
+        let mut more = bytes.clone();
+        more.push(0);
+        assert!(Message::parse(&more).is_err());
+        let mut bad = bytes.clone();
+        let first_change = 4 + 1 + 6 + 8 + 4;
+        bad[first_change] = 0x7f;
+        assert_eq!(
+            Message::parse(&bad).unwrap_err(),
+            MessageError::BadChange(0)
+        );
+        // A count larger than the changes is truncation, not a panic.
+        let mut short = bytes;
+        short[first_change - 4] = 200;
+        assert_eq!(Message::parse(&short).unwrap_err(), MessageError::Truncated);
+    }
+
+    #[test]
+    fn a_builder_says_when_it_is_full() {
+        let mut b = MessageBuilder::new();
+        b.start("n", 0);
+        let mut n = 0;
+        while !b.is_full() {
+            b.push(&change(1));
+            n += 1;
+        }
+        assert!(b.finish().len() <= MAX_MESSAGE);
+        assert_eq!(Message::parse(b.finish()).unwrap().count, n);
+    }
+}

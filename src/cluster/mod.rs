@@ -1,0 +1,8 @@
+//! Cluster mode, sans I/O: the messages nodes exchange through the engine
+//! (Redis streams) and how another node's change is applied here. The
+//! sync thread that moves them is `net::cluster`.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod message;
+pub mod stats;

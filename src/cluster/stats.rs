@@ -1,0 +1,110 @@
+//! The sync thread's counters and gauges (one writer: the sync thread, and
+//! the checkpoint thread for its own), read by `/metrics` and the stats
+//! page.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds (ms) of the apply-lag histogram's buckets: a message's
+/// creation at its node to its changes applied here.
+pub const LAG_BUCKETS_MS: [u64; 14] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000,
+];
+
+#[derive(Default)]
+pub struct ClusterStats {
+    pub messages_out: AtomicU64,
+    pub changes_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub messages_in: AtomicU64,
+    /// Changes from other nodes that changed the table.
+    pub changes_in: AtomicU64,
+    /// Changes from other nodes that did not (a removal of a peer that
+    /// moved here, a refused torrent).
+    pub changes_ignored: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Stream entries that were not a message of ours (counted, skipped).
+    pub skipped_messages: AtomicU64,
+    /// Changes dropped because the engine was away and the buffer of
+    /// unsent messages was full.
+    pub unsent_dropped: AtomicU64,
+    /// 1 while the engine answers.
+    pub engine_up: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Times this node found it had missed stream entries (trimmed away
+    /// or the stream started over) and caught up from checkpoints.
+    pub resyncs: AtomicU64,
+    /// Remote peers in the table, as of the last checkpoint walk.
+    pub remote_peers: AtomicU64,
+    pub checkpoints_written: AtomicU64,
+    pub checkpoints_loaded: AtomicU64,
+    pub checkpoint_failures: AtomicU64,
+    lag_buckets: [AtomicU64; LAG_BUCKETS_MS.len() + 1],
+    lag_sum_ms: AtomicU64,
+}
+
+impl ClusterStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// One message applied `lag_ms` after it was made.
+    pub fn record_lag(&self, lag_ms: u64) {
+        let i = LAG_BUCKETS_MS
+            .iter()
+            .position(|&b| lag_ms <= b)
+            .unwrap_or(LAG_BUCKETS_MS.len());
+        self.lag_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.lag_sum_ms.fetch_add(lag_ms, Ordering::Relaxed);
+    }
+
+    /// Messages per lag bucket (the last: over the largest bound), and the
+    /// sum of lags in ms.
+    pub fn lag(&self) -> ([u64; LAG_BUCKETS_MS.len() + 1], u64) {
+        let mut b = [0; LAG_BUCKETS_MS.len() + 1];
+        for (out, c) in b.iter_mut().zip(&self.lag_buckets) {
+            *out = c.load(Ordering::Relaxed);
+        }
+        (b, self.lag_sum_ms.load(Ordering::Relaxed))
+    }
+
+    /// The bucket bound below which `q` (0..1) of the messages' lags fall
+    /// (None before any message; `u64::MAX` for the overflow bucket).
+    pub fn lag_quantile(&self, q: f64) -> Option<u64> {
+        let (b, _) = self.lag();
+        let total: u64 = b.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in b.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some(LAG_BUCKETS_MS.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        Some(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_quantiles_come_from_the_buckets() {
+        let s = ClusterStats::default();
+        assert_eq!(s.lag_quantile(0.5), None);
+        for lag in [0, 3, 3, 4, 40, 90, 150, 150, 150, 60_000] {
+            s.record_lag(lag);
+        }
+        assert_eq!(s.lag_quantile(0.5), Some(50));
+        assert_eq!(s.lag_quantile(0.9), Some(200));
+        assert_eq!(s.lag_quantile(0.99), Some(u64::MAX));
+        assert_eq!(s.lag().1, 60_590);
+    }
+}

@@ -1,0 +1,237 @@
+//! The sync thread's connection to the engine: one Redis server or a
+//! Redis Cluster (redis-rs's sync clients), and the few commands cluster
+//! mode uses. Every call has a deadline: a slow or vanished engine makes a
+//! call fail, never hang the thread.
+
+use std::time::Duration;
+
+use redis::{Cmd, RedisResult, Value};
+
+use crate::config::ClusterConfig;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long any reply may take beyond a blocking read's own wait.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The stream every node appends its messages to and reads everyone's
+/// from. One key, so one `XREAD BLOCK` waits on all nodes; in a Redis
+/// Cluster it lives in one slot (the checkpoints spread over the rest).
+pub const STREAM: &str = "ringtracker:{changes}";
+/// The set of node names (whose checkpoints a joining node loads).
+pub const NODES: &str = "ringtracker:{changes}:nodes";
+
+/// A checkpoint's head key (which generation is current, its stream id).
+pub fn checkpoint_head(node: &str) -> String {
+    format!("ringtracker:checkpoint:{{{node}}}")
+}
+
+/// One part of a checkpoint generation.
+pub fn checkpoint_part(node: &str, generation: u64, part: usize) -> String {
+    format!("ringtracker:checkpoint:{{{node}}}:{generation}:{part}")
+}
+
+pub enum Link {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Link {
+    /// Connect as `[cluster]` says; reads may block up to `block` more.
+    pub fn connect(config: &ClusterConfig, block: Duration) -> RedisResult<Link> {
+        if config.redis_cluster {
+            let client = redis::cluster::ClusterClient::builder(config.redis.clone())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(block + REPLY_TIMEOUT)
+                .retries(0)
+                .build()?;
+            return Ok(Link::Cluster(Box::new(client.get_connection()?)));
+        }
+        // One server: the first URL that answers.
+        let mut last = None;
+        for url in &config.redis {
+            let attempt = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(CONNECT_TIMEOUT));
+            match attempt {
+                Ok(conn) => {
+                    conn.set_read_timeout(Some(block + REPLY_TIMEOUT))?;
+                    conn.set_write_timeout(Some(REPLY_TIMEOUT))?;
+                    return Ok(Link::Single(conn));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("cluster.redis is not empty (checked at load)"))
+    }
+
+    pub fn query(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Link::Single(c) => cmd.query(c),
+            Link::Cluster(c) => cmd.query(c.as_mut()),
+        }
+    }
+}
+
+/// `XADD STREAM MAXLEN ~ keep * m <message>`: returns the entry's id.
+pub fn xadd(link: &mut Link, message: &[u8], keep: u64) -> RedisResult<String> {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(STREAM)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(keep)
+        .arg("*")
+        .arg("m")
+        .arg(message);
+    match link.query(&cmd)? {
+        Value::BulkString(id) => Ok(String::from_utf8_lossy(&id).into_owned()),
+        Value::SimpleString(id) => Ok(id),
+        other => Err(unexpected("XADD", &other)),
+    }
+}
+
+/// One stream entry: its id and its `m` field (None if it has none).
+pub struct Entry {
+    pub id: String,
+    pub message: Option<Vec<u8>>,
+}
+
+/// `XREAD COUNT count BLOCK block_ms STREAMS STREAM after`.
+pub fn xread(
+    link: &mut Link,
+    after: &str,
+    count: usize,
+    block: Duration,
+) -> RedisResult<Vec<Entry>> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block.as_millis().max(1) as u64)
+        .arg("STREAMS")
+        .arg(STREAM)
+        .arg(after);
+    let reply = link.query(&cmd)?;
+    let mut entries = Vec::new();
+    // [[key, [[id, [field, value, ...]], ...]]] (RESP2), or a map (RESP3).
+    let streams = match reply {
+        Value::Nil => return Ok(entries),
+        Value::Array(s) => s.into_iter().filter_map(stream_entries).collect::<Vec<_>>(),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        other => return Err(unexpected("XREAD", &other)),
+    };
+    for list in streams {
+        let Value::Array(items) = list else { continue };
+        for item in items {
+            if let Some(e) = entry(item) {
+                entries.push(e);
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn stream_entries(v: Value) -> Option<Value> {
+    match v {
+        Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+        _ => None,
+    }
+}
+
+fn entry(v: Value) -> Option<Entry> {
+    let Value::Array(mut parts) = v else {
+        return None;
+    };
+    if parts.len() != 2 {
+        return None;
+    }
+    let fields = parts.pop()?;
+    let id = match parts.pop()? {
+        Value::BulkString(b) => String::from_utf8(b).ok()?,
+        Value::SimpleString(s) => s,
+        _ => return None,
+    };
+    let mut message = None;
+    if let Value::Array(fields) = fields {
+        let mut it = fields.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if let (Value::BulkString(k), Value::BulkString(v)) = (k, v)
+                && k == b"m"
+            {
+                message = Some(v);
+            }
+        }
+    }
+    Some(Entry { id, message })
+}
+
+/// What `XINFO STREAM` says about the stream's ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnds {
+    /// The last id ever generated ("0-0" for a new stream).
+    pub last_generated: String,
+    /// The largest id trimmed or deleted away ("0-0": none).
+    pub max_deleted: String,
+}
+
+/// `XINFO STREAM STREAM`, or None if the stream does not exist.
+pub fn stream_ends(link: &mut Link) -> RedisResult<Option<StreamEnds>> {
+    let mut cmd = redis::cmd("XINFO");
+    cmd.arg("STREAM").arg(STREAM);
+    let reply = match link.query(&cmd) {
+        Ok(r) => r,
+        Err(e) if e.to_string().contains("no such key") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Array(a) => {
+            let mut it = a.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        Value::Map(m) => m,
+        other => return Err(unexpected("XINFO", &other)),
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    };
+    let mut ends = StreamEnds {
+        last_generated: "0-0".into(),
+        max_deleted: "0-0".into(),
+    };
+    for (k, v) in &pairs {
+        match text(k).as_str() {
+            "last-generated-id" => ends.last_generated = text(v),
+            "max-deleted-entry-id" => ends.max_deleted = text(v),
+            _ => {}
+        }
+    }
+    Ok(Some(ends))
+}
+
+fn unexpected(what: &str, v: &Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "unexpected reply",
+        format!("{what}: {v:?}"),
+    ))
+}
+
+/// Stream ids compare as (milliseconds, sequence).
+pub fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_order_numerically() {
+        assert!(id_key("1700000000000-10") > id_key("1700000000000-9"));
+        assert!(id_key("1700000000001-0") > id_key("1700000000000-99"));
+        assert_eq!(id_key("0-0"), (0, 0));
+        assert_eq!(id_key("$"), (0, 0));
+    }
+}

@@ -1,0 +1,540 @@
+//! Cluster mode's sync thread: the only code that talks to the engine
+//! (Redis streams). Every `flush_interval_ms` it drains the workers'
+//! outboxes into messages and appends them to the one stream (`XADD`
+//! with approximate `MAXLEN` trimming); between flushes it waits on the
+//! stream (`XREAD BLOCK`) for other nodes' messages and applies them
+//! (`cluster::apply`). Workers never wait on it: they push into their
+//! outboxes and go on.
+//!
+//! The engine may be down, slow or restarted empty: the thread then keeps
+//! draining the outboxes into a bounded buffer of unsent messages,
+//! reconnects with backoff (logging once per state change), and on its
+//! return sends what it kept, notices a stream that started over or
+//! entries trimmed before it read them, and catches up from the
+//! checkpoints (`checkpoint.rs`, written by a thread of their own).
+
+pub mod checkpoint;
+pub mod link;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use link::{Link, id_key};
+
+use crate::cluster::apply::{RemoteOutcome, apply_remote};
+use crate::cluster::message::{Message, MessageBuilder};
+use crate::cluster::stats::ClusterStats;
+use crate::config::ClusterConfig;
+use crate::engine::outbox::OutboxReader;
+use crate::storage::snapshotter::unix_now;
+use crate::tracker::Tracker;
+
+/// Seconds between checkpoints of this node's local peers.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+/// How long the stream keeps entries: three checkpoint intervals, so a
+/// node loading a checkpoint finds the entries after it.
+const RETENTION: Duration = Duration::from_secs(180);
+/// Unsent messages kept while the engine is away; beyond, changes are
+/// dropped and counted (other nodes then learn them from the trickle of
+/// refreshes and the next checkpoint).
+const MAX_UNSENT_BYTES: usize = 64 << 20;
+/// Entries read per XREAD.
+const READ_COUNT: usize = 256;
+/// How often the stream's ends are checked for a gap.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the sync thread is built from.
+pub struct SyncSetup {
+    pub config: ClusterConfig,
+    /// This node's name (the config's, or the host name).
+    pub node: String,
+    pub tracker: Arc<Tracker>,
+    pub outboxes: Vec<OutboxReader>,
+    /// Tracker time zero.
+    pub started: Instant,
+}
+
+/// The running sync and checkpoint threads.
+pub struct ClusterSync {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub stats: Arc<ClusterStats>,
+}
+
+impl ClusterSync {
+    pub fn spawn(setup: SyncSetup) -> io::Result<ClusterSync> {
+        let stats = Arc::new(ClusterStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (requests, pending) = std::sync::mpsc::sync_channel(1);
+        let writer = CheckpointWriter {
+            config: setup.config.clone(),
+            node: setup.node.clone(),
+            tracker: setup.tracker.clone(),
+            started: setup.started,
+            stats: stats.clone(),
+            ttl: u64::from(setup.tracker.policy.peer_timeout).max(600),
+        };
+        let checkpoints = std::thread::Builder::new()
+            .name("cluster-checkpoint".into())
+            .spawn(move || {
+                super::background::yield_cpu_to_workers();
+                writer.run(pending)
+            })?;
+        let sync = Sync::new(setup, stats.clone(), requests);
+        let flag = stop.clone();
+        let syncing = std::thread::Builder::new()
+            .name("cluster-sync".into())
+            .spawn(move || sync.run(&flag))?;
+        Ok(ClusterSync {
+            stop,
+            threads: vec![syncing, checkpoints],
+            stats,
+        })
+    }
+
+    /// Flush what the (stopped) workers left, write a last checkpoint and
+    /// stop both threads.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// The sync thread's state.
+struct Sync {
+    config: ClusterConfig,
+    node: String,
+    tracker: Arc<Tracker>,
+    outboxes: Vec<OutboxReader>,
+    started: Instant,
+    stats: Arc<ClusterStats>,
+    checkpoints: SyncSender<String>,
+    link: Option<Link>,
+    builder: MessageBuilder,
+    unsent: VecDeque<(Vec<u8>, u32)>,
+    unsent_bytes: usize,
+    /// The last stream id read.
+    position: String,
+    /// Per node: its entries up to this id are in the checkpoint loaded.
+    loaded_to: HashMap<String, (u64, u64)>,
+    /// Nodes seen on the stream (for the trimming length), bounded.
+    nodes_seen: HashMap<String, Instant>,
+    caught_up: bool,
+    was_up: bool,
+    down_since: Option<Instant>,
+    backoff: Duration,
+    next_connect: Instant,
+    next_flush: Instant,
+    next_check: Instant,
+    next_checkpoint: Instant,
+    skipped_logged: u64,
+}
+
+impl Sync {
+    fn new(setup: SyncSetup, stats: Arc<ClusterStats>, checkpoints: SyncSender<String>) -> Sync {
+        let now = Instant::now();
+        Sync {
+            config: setup.config,
+            node: setup.node,
+            tracker: setup.tracker,
+            outboxes: setup.outboxes,
+            started: setup.started,
+            stats,
+            checkpoints,
+            link: None,
+            builder: MessageBuilder::new(),
+            unsent: VecDeque::new(),
+            unsent_bytes: 0,
+            position: "0-0".into(),
+            loaded_to: HashMap::new(),
+            nodes_seen: HashMap::new(),
+            caught_up: false,
+            was_up: false,
+            down_since: Some(now),
+            backoff: MIN_BACKOFF,
+            next_connect: now,
+            next_flush: now,
+            next_check: now,
+            next_checkpoint: now + CHECKPOINT_EVERY,
+            skipped_logged: 0,
+        }
+    }
+
+    fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.config.flush_interval_ms)
+    }
+
+    fn tracker_now(&self) -> (u32, u64) {
+        (self.started.elapsed().as_secs() as u32, unix_now())
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            let now = Instant::now();
+            if now >= self.next_flush || stopping {
+                self.flush();
+                self.next_flush = now + self.flush_interval();
+            }
+            if stopping {
+                if self.link.is_some() {
+                    let _ = self.checkpoints.send(self.position.clone());
+                }
+                return;
+            }
+            if self.link.is_none() && now >= self.next_connect {
+                self.connect();
+            }
+            if self.link.is_none() {
+                let until = self.next_flush.min(self.next_connect);
+                std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
+                continue;
+            }
+            if now >= self.next_check {
+                self.next_check = now + CHECK_EVERY;
+                self.check_stream();
+            }
+            if now >= self.next_checkpoint {
+                self.next_checkpoint = now + CHECKPOINT_EVERY;
+                self.request_checkpoint();
+            }
+            let wait = self.next_flush.saturating_duration_since(Instant::now());
+            self.read(wait.max(Duration::from_millis(1)));
+        }
+    }
+
+    /// Drain every outbox into messages, then send every unsent message
+    /// (if the engine is up).
+    fn flush(&mut self) {
+        let created = unix_ms();
+        self.builder.start(&self.node, created);
+        for i in 0..self.outboxes.len() {
+            while let Ok(change) = self.outboxes[i].pop() {
+                if self.builder.is_full() {
+                    self.seal();
+                    self.builder.start(&self.node, created);
+                }
+                self.builder.push(&change);
+            }
+        }
+        if self.builder.count() > 0 {
+            self.seal();
+        }
+        let keep = self.stream_length();
+        while let Some((msg, count)) = self.unsent.front() {
+            let Some(link) = &mut self.link else {
+                return;
+            };
+            match link::xadd(link, msg, keep) {
+                Ok(_) => {
+                    ClusterStats::add(&self.stats.messages_out, 1);
+                    ClusterStats::add(&self.stats.changes_out, u64::from(*count));
+                    ClusterStats::add(&self.stats.bytes_out, msg.len() as u64);
+                    self.unsent_bytes -= msg.len();
+                    self.unsent.pop_front();
+                }
+                Err(e) => return self.down(&e),
+            }
+        }
+    }
+
+    /// Keep the finished message for sending (or drop it, counted, when
+    /// the unsent buffer is full).
+    fn seal(&mut self) {
+        let count = self.builder.count();
+        let msg = self.builder.finish();
+        if self.unsent_bytes + msg.len() > MAX_UNSENT_BYTES {
+            ClusterStats::add(&self.stats.unsent_dropped, u64::from(count));
+            return;
+        }
+        self.unsent_bytes += msg.len();
+        self.unsent.push_back((msg.to_vec(), count));
+    }
+
+    /// Entries the stream keeps: `RETENTION` of messages from every node
+    /// seen, at one per flush each.
+    fn stream_length(&self) -> u64 {
+        let per_node = RETENTION.as_millis() as u64 / self.config.flush_interval_ms.max(1);
+        per_node * (self.nodes_seen.len() as u64 + 1)
+    }
+
+    fn connect(&mut self) {
+        let block = self.flush_interval() + Duration::from_millis(100);
+        let linked = Link::connect(&self.config, block).and_then(|mut link| {
+            let mut register = redis::cmd("SADD");
+            register.arg(link::NODES).arg(&self.node);
+            link.query(&register)?;
+            Ok(link)
+        });
+        let link = match linked {
+            Ok(link) => link,
+            Err(e) => return self.down(&e),
+        };
+        self.link = Some(link);
+        self.stats.engine_up.store(1, Ordering::Relaxed);
+        self.backoff = MIN_BACKOFF;
+        let away = self.down_since.take().map(|t| t.elapsed());
+        if self.was_up {
+            ClusterStats::add(&self.stats.reconnects, 1);
+            tracing::info!(
+                "cluster: engine back after {:.1} s; sending {} kept message(s)",
+                away.unwrap_or_default().as_secs_f64(),
+                self.unsent.len()
+            );
+        } else {
+            tracing::info!("cluster: node {} connected to the engine", self.node);
+        }
+        self.was_up = true;
+        if !self.caught_up {
+            self.catch_up(true);
+        }
+        self.check_stream();
+        // After an outage (or a start) other nodes may need ours now.
+        self.request_checkpoint();
+    }
+
+    /// The engine failed: drop the connection, retry with backoff; log
+    /// the change of state once.
+    fn down(&mut self, e: &redis::RedisError) {
+        self.link = None;
+        self.stats.engine_up.store(0, Ordering::Relaxed);
+        if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+            tracing::warn!(
+                "cluster: engine unavailable ({e}); serving local and last-known remote peers, retrying"
+            );
+        } else if !self.was_up && self.backoff == MIN_BACKOFF {
+            tracing::warn!("cluster: engine unreachable ({e}); serving alone, retrying");
+        }
+        self.next_connect = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Wait up to `wait` for entries after `position` and apply them.
+    fn read(&mut self, wait: Duration) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        let entries = match link::xread(link, &self.position, READ_COUNT, wait) {
+            Ok(entries) => entries,
+            Err(e) => return self.down(&e),
+        };
+        for entry in entries {
+            self.apply_entry(&entry);
+            self.position = entry.id;
+        }
+    }
+
+    fn apply_entry(&mut self, entry: &link::Entry) {
+        let bytes = entry.message.as_deref().unwrap_or(&[]);
+        let message = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                ClusterStats::add(&self.stats.skipped_messages, 1);
+                // The first, then one in a thousand: a flood of junk must
+                // not flood the log.
+                if self.skipped_logged.is_multiple_of(1000) {
+                    tracing::warn!("cluster: stream entry {} skipped: {e}", entry.id);
+                }
+                self.skipped_logged += 1;
+                return;
+            }
+        };
+        if message.node == self.node {
+            return;
+        }
+        if self.nodes_seen.len() < 1024 || self.nodes_seen.contains_key(message.node) {
+            self.nodes_seen
+                .insert(message.node.to_string(), Instant::now());
+        }
+        if self
+            .loaded_to
+            .get(message.node)
+            .is_some_and(|&upto| id_key(&entry.id) <= upto)
+        {
+            return;
+        }
+        let (now, _) = self.tracker_now();
+        let (mut applied, mut ignored) = (0, 0);
+        for change in message.changes() {
+            match apply_remote(&self.tracker, &change, now) {
+                RemoteOutcome::Applied => applied += 1,
+                RemoteOutcome::Ignored => ignored += 1,
+            }
+        }
+        let s = &self.stats;
+        ClusterStats::add(&s.messages_in, 1);
+        ClusterStats::add(&s.changes_in, applied);
+        ClusterStats::add(&s.changes_ignored, ignored);
+        ClusterStats::add(&s.bytes_in, bytes.len() as u64);
+        s.record_lag(unix_ms().saturating_sub(message.created_ms));
+    }
+
+    /// Load every node's checkpoint; at the first catch-up (`start`) the
+    /// stream is then read from the oldest of them (or its beginning), so
+    /// the entries after each node's checkpoint are applied once.
+    fn catch_up(&mut self, start: bool) {
+        let at = self.tracker_now();
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        let loaded = match checkpoint::load_all(link, &self.tracker, &self.node, at) {
+            Ok(loaded) => loaded,
+            Err(e) => return self.down(&e),
+        };
+        self.caught_up = true;
+        let (mut peers, mut oldest) = (0, None::<(u64, u64)>);
+        for l in &loaded {
+            peers += l.stats.peers;
+            let upto = id_key(&l.stream_id);
+            oldest = Some(oldest.map_or(upto, |o| o.min(upto)));
+            if start {
+                self.loaded_to.insert(l.node.clone(), upto);
+            }
+        }
+        ClusterStats::add(&self.stats.checkpoints_loaded, loaded.len() as u64);
+        if start && let Some((ms, seq)) = oldest {
+            self.position = format!("{ms}-{seq}");
+        }
+        tracing::info!(
+            "cluster: loaded {} checkpoint(s), {peers} peers; reading the stream from {}",
+            loaded.len(),
+            self.position
+        );
+    }
+
+    /// Notice a stream that started over (the engine restarted empty, or
+    /// the key was deleted) and entries trimmed before this node read them.
+    fn check_stream(&mut self) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        let ends = match link::stream_ends(link) {
+            Ok(ends) => ends,
+            Err(e) => return self.down(&e),
+        };
+        let at = id_key(&self.position);
+        match ends {
+            None if at > (0, 0) => self.start_over("the stream is gone"),
+            Some(e) if id_key(&e.last_generated) < at => self.start_over("the stream started over"),
+            Some(e) if id_key(&e.max_deleted) > at => {
+                ClusterStats::add(&self.stats.resyncs, 1);
+                tracing::warn!(
+                    "cluster: entries up to {} were trimmed before this node read them; catching up from checkpoints",
+                    e.max_deleted
+                );
+                self.catch_up(false);
+            }
+            _ => {}
+        }
+    }
+
+    fn start_over(&mut self, why: &str) {
+        ClusterStats::add(&self.stats.resyncs, 1);
+        tracing::warn!("cluster: {why}; reading it from the beginning");
+        self.position = "0-0".into();
+        self.loaded_to.clear();
+    }
+
+    fn request_checkpoint(&mut self) {
+        match self.checkpoints.try_send(self.position.clone()) {
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// The checkpoint thread: writes this node's checkpoint when the sync
+/// thread asks, on a connection of its own (a big checkpoint must not
+/// hold up the sync).
+struct CheckpointWriter {
+    config: ClusterConfig,
+    node: String,
+    tracker: Arc<Tracker>,
+    started: Instant,
+    stats: Arc<ClusterStats>,
+    ttl: u64,
+}
+
+impl CheckpointWriter {
+    fn run(self, requests: Receiver<String>) {
+        let mut link: Option<Link> = None;
+        // Generation numbers from the clock: a restarted node never
+        // reuses one its previous run may have left.
+        let mut generation = unix_ms();
+        let mut written: VecDeque<(u64, usize)> = VecDeque::new();
+        while let Ok(position) = requests.recv() {
+            if link.is_none() {
+                link = Link::connect(&self.config, Duration::ZERO).ok();
+            }
+            let Some(l) = &mut link else {
+                ClusterStats::add(&self.stats.checkpoint_failures, 1);
+                continue;
+            };
+            generation += 1;
+            let at = (self.started.elapsed().as_secs() as u32, unix_now());
+            match checkpoint::write(
+                l,
+                &self.tracker,
+                &self.node,
+                &position,
+                generation,
+                self.ttl,
+                at,
+            ) {
+                Ok((stats, parts)) => {
+                    ClusterStats::add(&self.stats.checkpoints_written, 1);
+                    self.stats
+                        .remote_peers
+                        .store(stats.remote_left_out, Ordering::Relaxed);
+                    written.push_back((generation, parts));
+                    if written.len() > 2
+                        && let Some((old, parts)) = written.pop_front()
+                    {
+                        let _ = checkpoint::delete(l, &self.node, old, parts);
+                    }
+                }
+                Err(e) => {
+                    ClusterStats::add(&self.stats.checkpoint_failures, 1);
+                    tracing::warn!("cluster: checkpoint not written: {e}");
+                    link = None;
+                }
+            }
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// This node's name: the config's, or the host name.
+pub fn node_name(config: &ClusterConfig) -> String {
+    if !config.node.is_empty() {
+        return config.node.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(64)
+        .collect();
+    if host.is_empty() {
+        "ringtracker".into()
+    } else {
+        host
+    }
+}

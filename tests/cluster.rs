@@ -1,0 +1,358 @@
+//! Cluster mode over real sockets and real Redis: several tracker nodes
+//! (the binary, each on its own loopback ports) share their swarms
+//! through one redis-server, or a Redis Cluster of three masters, that the
+//! test starts in a temporary directory. Every wait is a poll with a
+//! deadline.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::redis::{Redis, redis_cluster};
+use common::tracker::{Started, addr_after, http_get, metrics_addr, start_with_config, stop_with};
+use common::{Client, fresh_dir};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const STARTED: u32 = 2;
+const STOPPED: u32 = 3;
+const COMPLETED: u32 = 1;
+
+/// One node: the binary with `[cluster]` on, UDP and HTTP on IPv4 and IPv6.
+struct Node {
+    t: Started,
+    config: PathBuf,
+    udp6: SocketAddr,
+    http6: SocketAddr,
+}
+
+fn write_config(dir: &Path, name: &str, redis: &[String], redis_cluster: bool) -> PathBuf {
+    let secret = dir.join("secret");
+    if !secret.exists() {
+        std::fs::write(&secret, [7u8; 32]).unwrap();
+    }
+    let urls: Vec<String> = redis.iter().map(|u| format!("\"{u}\"")).collect();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nenabled = true\nnode = \"{name}\"\nredis = [{}]\nredis_cluster = {redis_cluster}\n\
+             secret_file = \"{}\"\nflush_interval_ms = 20\n",
+            urls.join(", "),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+impl Node {
+    fn start(dir: &Path, name: &str, redis: &[String], redis_cluster: bool) -> Node {
+        let config = write_config(dir, name, redis, redis_cluster);
+        Node::start_from(config)
+    }
+
+    fn start_from(config: PathBuf) -> Node {
+        let args = [
+            "--udp",
+            "[::1]:0",
+            "--http",
+            "127.0.0.1:0",
+            "--http",
+            "[::1]:0",
+        ];
+        let mut t = start_with_config(&config, &args, None);
+        // The rest of the listening lines come before this one.
+        let mut log = t.early_log.clone();
+        while !log.contains("worker(s) started") {
+            log.push_str(&t.stderr.next_line().expect("start-up log"));
+        }
+        let v6 = |needle: &str| {
+            let at = log
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} not logged:\n{log}"));
+            addr_after(&log[at..], needle.trim_end_matches('[')).expect("address")
+        };
+        Node {
+            udp6: v6("listening on udp ["),
+            http6: v6("listening on http ["),
+            t,
+            config,
+        }
+    }
+
+    fn udp4(&self) -> SocketAddr {
+        self.t.udp
+    }
+
+    fn http4(&self) -> SocketAddr {
+        self.t.http
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let text = http_get(metrics_addr(&self.t), "/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+fn hash(i: u8) -> [u8; 20] {
+    [i; 20]
+}
+
+/// Announce `port` (a leecher unless `left` is 0) at `server` from a fresh
+/// client; the reply's peers' ports.
+fn announce(server: SocketAddr, info_hash: [u8; 20], event: u32, left: u64, port: u16) -> Vec<u16> {
+    let bind = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
+    let mut c = Client::new(bind, server);
+    let cid = c.connect();
+    let r = c.announce(cid, info_hash, event, left, 50, port);
+    r.peers.iter().map(|p| p.port()).collect()
+}
+
+/// Poll `check` until it holds or the deadline passes.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An HTTP announce (non-compact, so the peers read as text).
+fn http_announce(server: SocketAddr, info_hash: [u8; 20], port: u16) -> String {
+    let q: String = info_hash.iter().map(|b| format!("%{b:02x}")).collect();
+    let target = format!(
+        "/announce?info_hash={q}&peer_id=-RT0001-httphttphttp&port={port}&uploaded=0&downloaded=0&left=5&compact=0"
+    );
+    http_get(server, &target)
+}
+
+#[test]
+fn a_peer_announced_at_one_node_is_served_by_the_others() {
+    let dir = fresh_dir("cluster-spread");
+    let redis = Redis::start(&dir.join("redis"));
+    let urls = [redis.url()];
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::start(&dir, n, &urls, false))
+        .collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // At A: a UDP peer on IPv4 and one on IPv6, an HTTP peer on IPv4.
+    announce(a.udp4(), hash(1), STARTED, 10, 7001);
+    announce(a.udp6, hash(1), STARTED, 0, 7002);
+    http_announce(a.http4(), hash(1), 7003);
+    for other in [b, c] {
+        eventually("A's IPv4 peers at the other nodes over UDP", || {
+            let ports = announce(other.udp4(), hash(1), STARTED, 10, 8000);
+            ports.contains(&7001) && ports.contains(&7003)
+        });
+        eventually("A's IPv6 peer at the other nodes over UDP", || {
+            announce(other.udp6, hash(1), STARTED, 10, 8001).contains(&7002)
+        });
+        eventually("A's peers at the other nodes over HTTP", || {
+            http_announce(other.http4(), hash(1), 8002).contains("4:porti7001e")
+                && http_announce(other.http6, hash(1), 8003).contains("4:porti7002e")
+        });
+    }
+    // Stopped at A: gone from B.
+    announce(a.udp4(), hash(1), STOPPED, 10, 7001);
+    eventually("A's stopped peer gone from B", || {
+        !announce(b.udp4(), hash(1), 0, 10, 8000).contains(&7001)
+    });
+    assert!(b.metric("ringtracker_cluster_changes_total{direction=\"in\"}") >= 4);
+    assert!(a.metric("ringtracker_cluster_messages_total{direction=\"out\"}") >= 1);
+    assert_eq!(a.metric("ringtracker_cluster_engine_up"), 1);
+    // The stats page's figures.
+    let json = http_get(metrics_addr(&b.t), "/stats.json");
+    assert!(json.contains("\"cluster\":{\"up\":1,"), "{json}");
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn downloads_and_connection_ids_are_cluster_wide() {
+    let dir = fresh_dir("cluster-counts");
+    let redis = Redis::start(&dir.join("redis"));
+    let urls = [redis.url()];
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::start(&dir, n, &urls, false))
+        .collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    announce(a.udp4(), hash(2), STARTED, 10, 7101);
+    announce(a.udp4(), hash(2), COMPLETED, 0, 7101);
+    announce(b.udp4(), hash(2), STARTED, 10, 7102);
+    announce(b.udp4(), hash(2), COMPLETED, 0, 7102);
+    let mut client = Client::new("127.0.0.1:0", c.udp4());
+    eventually("downloaded 2 at C", || {
+        let cid = client.connect();
+        client.scrape(cid, &[hash(2)]) == vec![(2, 2, 0)]
+    });
+    // A connection id from A is good at B (anycast moves clients).
+    let mut at_a = Client::new("127.0.0.1:0", a.udp4());
+    let cid = at_a.connect();
+    let from = at_a.socket.local_addr().unwrap().to_string();
+    drop(at_a);
+    let mut at_b = Client::new(&from, b.udp4());
+    let reply = at_b.announce(cid, hash(2), STARTED, 10, 50, 7103);
+    assert_eq!(reply.seeders, 2, "answered with the cluster's counts");
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nodes_serve_through_a_redis_restart_and_converge_after_it() {
+    let dir = fresh_dir("cluster-outage");
+    let mut redis = Redis::start(&dir.join("redis"));
+    let urls = [redis.url()];
+    let a = Node::start(&dir, "a", &urls, false);
+    let b = Node::start(&dir, "b", &urls, false);
+    announce(a.udp4(), hash(3), STARTED, 10, 7201);
+    eventually("A's peer at B", || {
+        announce(b.udp4(), hash(3), 0, 10, 8200).contains(&7201)
+    });
+    redis.kill();
+    // Every node keeps answering, with its own and the last-known peers.
+    eventually("A notices the engine is down", || {
+        a.metric("ringtracker_cluster_engine_up") == 0
+    });
+    assert!(announce(b.udp4(), hash(3), 0, 10, 8200).contains(&7201));
+    assert!(announce(a.udp4(), hash(3), 0, 10, 7202).contains(&7201));
+    // Back, empty: a new announce at A reaches B.
+    redis.restart();
+    eventually("A reconnects", || {
+        a.metric("ringtracker_cluster_engine_up") == 1
+    });
+    eventually("a new announce at A reaches B", || {
+        announce(a.udp4(), hash(4), STARTED, 10, 7203);
+        announce(b.udp4(), hash(4), 0, 10, 8201).contains(&7203)
+    });
+    assert!(a.metric("ringtracker_cluster_reconnects_total") >= 1);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_restarted_node_serves_the_others_peers_before_anyone_reannounces() {
+    let dir = fresh_dir("cluster-restart");
+    let redis = Redis::start(&dir.join("redis"));
+    let urls = [redis.url()];
+    let a = Node::start(&dir, "a", &urls, false);
+    let mut b = Node::start(&dir, "b", &urls, false);
+    for port in 7301..7311 {
+        announce(a.udp4(), hash(5), STARTED, 10, port);
+    }
+    eventually("A's peers at B", || {
+        announce(b.udp4(), hash(5), 0, 10, 8300).len() >= 10
+    });
+    stop_with(&mut b.t.child, "-TERM");
+    let config = b.config.clone();
+    drop(b);
+    let b = Node::start_from(config);
+    // Nobody announces at A again: B has A's peers from the engine.
+    eventually("B serves A's peers after its restart", || {
+        let mut c = Client::new("127.0.0.1:0", b.udp4());
+        let cid = c.connect();
+        c.scrape(cid, &[hash(5)])[0].2 >= 10
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn garbage_on_the_stream_is_skipped_and_counted() {
+    let dir = fresh_dir("cluster-garbage");
+    let redis = Redis::start(&dir.join("redis"));
+    let urls = [redis.url()];
+    let a = Node::start(&dir, "a", &urls, false);
+    let b = Node::start(&dir, "b", &urls, false);
+    let stream = "ringtracker:{changes}";
+    redis.cli(&["XADD", stream, "*", "m", "not a message"]);
+    redis.cli(&["XADD", stream, "*", "other", "field"]);
+    redis.cli(&["XADD", stream, "*", "m", "RTC1\u{5}xxxxx"]);
+    eventually("three skipped at B", || {
+        b.metric("ringtracker_cluster_skipped_messages_total") == 3
+    });
+    // And the stream still works.
+    announce(a.udp4(), hash(6), STARTED, 10, 7401);
+    eventually("A's peer at B after the garbage", || {
+        announce(b.udp4(), hash(6), 0, 10, 8400).contains(&7401)
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn peers_spread_through_a_redis_cluster_of_three_masters() {
+    let dir = fresh_dir("cluster-redis-cluster");
+    let masters = redis_cluster(&dir.join("redis"));
+    let urls: Vec<String> = masters.iter().map(|r| r.url()).collect();
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::start(&dir, n, &urls, true))
+        .collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    announce(a.udp4(), hash(7), STARTED, 10, 7501);
+    announce(a.udp6, hash(7), STARTED, 10, 7502);
+    for other in [b, c] {
+        eventually("A's peers at the others through the cluster", || {
+            announce(other.udp4(), hash(7), STARTED, 10, 8500).contains(&7501)
+                && announce(other.udp6, hash(7), STARTED, 10, 8501).contains(&7502)
+        });
+    }
+    announce(a.udp4(), hash(7), STOPPED, 10, 7501);
+    eventually("stopped at A, gone from B", || {
+        !announce(b.udp4(), hash(7), 0, 10, 8500).contains(&7501)
+    });
+    drop(nodes);
+    drop(masters);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_tracker_starts_and_serves_without_its_engine() {
+    let dir = fresh_dir("cluster-no-engine");
+    let nobody = format!("redis://127.0.0.1:{}", common::redis::free_port());
+    let a = Node::start(&dir, "a", &[nobody], false);
+    assert_eq!(
+        announce(a.udp4(), hash(8), STARTED, 10, 7601),
+        Vec::<u16>::new()
+    );
+    assert_eq!(announce(a.udp4(), hash(8), STARTED, 10, 7602), vec![7601]);
+    assert_eq!(a.metric("ringtracker_cluster_engine_up"), 0);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cluster_mode_needs_a_secret_of_32_bytes() {
+    let dir = fresh_dir("cluster-secret");
+    let config = write_config(&dir, "a", &["redis://127.0.0.1:1".into()], false);
+    std::fs::write(dir.join("secret"), b"short").unwrap();
+    let out = common::tracker::bin()
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.secret_file"), "{err}");
+    assert!(err.contains("at least 32"), "{err}");
+    std::fs::remove_file(dir.join("secret")).unwrap();
+    let out = common::tracker::bin()
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cluster.secret_file") && err.contains("cannot read"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
