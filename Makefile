@@ -45,6 +45,12 @@ bench-peers:
 	command -v opentracker >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker)
 
+# Cluster mode on this machine: two nodes and redis-server; throughput
+# with cluster on vs off (alternated), bytes and Redis CPU per announce,
+# convergence lag. Writes the cluster section of docs/BENCHMARKS.md.
+bench-cluster: build redis
+	/usr/bin/python3 loadgen/bench_cluster.py
+
 # Half an hour of mixed UDP and HTTP load at half of max with snapshots and
 # reloads every minute: RSS, p99 and socket drops every 10 s. A measurement
 # (writes docs/SOAK.md and docs/soak-chart.svg), not a test.

@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the sans-I/O core: parsing, reply building, and
-//! announces into swarms of 1, 100 and 100k peers, scrape of 74 hashes.
+//! announces into swarms of 1, 100 and 100k peers, scrape of 74 hashes,
+//! and cluster mode's apply of another node's change.
 //! `make bench` runs them; numbers go to docs/BENCHMARKS.md.
 
 use std::hint::black_box;
@@ -121,5 +122,36 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(core, benches);
+/// Cluster mode: applying another node's changes (the sync thread's cost
+/// per change) into a table of 1M torrents, each change a refresh of one
+/// of 2M peers, as the steady state carries.
+fn cluster_apply(c: &mut Criterion) {
+    use ringtracker::cluster::apply::apply_remote;
+    use ringtracker::tracker::change::{ChangeKind, SwarmChange};
+    use ringtracker::tracker::table::PeerAddr;
+    let t = tracker();
+    let change = |i: u32| {
+        let mut hash = [0u8; 20];
+        hash[..4].copy_from_slice(&(i % 1_000_000).wrapping_mul(2_654_435_761).to_le_bytes());
+        let ip = (0x0a00_0000 + i).to_be_bytes();
+        SwarmChange {
+            info_hash: ringtracker::protocol::InfoHash(hash),
+            addr: PeerAddr::V4([ip[0], ip[1], ip[2], ip[3], 0x1a, 0xe1]),
+            kind: ChangeKind::Leecher,
+            completed: false,
+        }
+    };
+    for i in 0..2_000_000 {
+        apply_remote(&t, &change(i), 0);
+    }
+    let mut i = 0u32;
+    c.bench_function("cluster_apply_change_1m_torrents", |b| {
+        b.iter(|| {
+            i = (i + 7_919) % 2_000_000;
+            apply_remote(&t, black_box(&change(i)), 1)
+        })
+    });
+}
+
+criterion_group!(core, benches, cluster_apply);
 criterion_main!(core);

@@ -123,3 +123,20 @@ snap = snapshot_seed()
 # appends a correct one).
 put("snapshot", "swarms.snap", b"\x00" + snap)
 put("snapshot", "swarms.body", b"\x01" + snap[:-12])
+
+# Cluster mode: a message of three changes (seeder with a completion,
+# IPv6 leecher, a stop) from node "a", and one with a port-0 completion.
+def change(kind, h, addr=b"", completed=False, v6=False):
+    return bytes([kind | (0x08 if completed else 0) | (0x10 if v6 else 0)]) + h + addr
+
+
+def message(node, changes):
+    head = b"RTC1" + bytes([len(node)]) + node + struct.pack("<QQQI", 7, 1, 1700000000000, len(changes))
+    return head + b"".join(changes)
+
+
+v4 = bytes([10, 0, 0, 1, 0x1a, 0xe1])
+v6 = bytes(15) + bytes([1, 0x1a, 0xe2])
+put("cluster_message", "three.msg", message(b"a", [
+    change(2, b"h" * 20, v4, completed=True), change(1, b"h" * 20, v6, v6=True), change(3, b"h" * 20, v4)]))
+put("cluster_message", "completion.msg", message(b"node-b", [change(5, b"i" * 20, completed=True)]))

@@ -95,4 +95,5 @@ def main():
               f"{statistics.median(c for _, c in runs[s]):.2f} µs CPU per reply")
 
 
-main()
+if __name__ == "__main__":
+    main()

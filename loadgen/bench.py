@@ -553,7 +553,12 @@ def write_markdown(res):
     L.append("```sh\nmake bench-peers   # once: installs aquatic_udp (cargo) and opentracker (Debian)\nmake bench\n```")
     L.append("\n`make bench` also runs the criterion benchmarks of the core (`cargo bench --bench core`); "
              "their output is in target/criterion.")
-    (ROOT / "docs" / "BENCHMARKS.md").write_text("\n".join(L) + "\n")
+    doc = ROOT / "docs" / "BENCHMARKS.md"
+    # `make bench-cluster` owns the section after its marker: keep it.
+    marker = "<!-- make bench-cluster -->"
+    kept = doc.read_text().split(marker, 1) if doc.exists() else [""]
+    tail = "\n" + marker + kept[1] if len(kept) == 2 else ""
+    doc.write_text("\n".join(L) + "\n" + tail)
 
 
 def write_svg(res):

@@ -35,19 +35,14 @@ impl OperatorFiles {
 
 /// The tracker `config` describes: its policy, an empty swarm table keyed
 /// at random, a connection-id key (random, or in cluster mode the shared
-/// one on unix time), rate limits, the access rules, and in cluster mode
-/// the rule of what it publishes.
-pub fn build_tracker(config: &Config, files: OperatorFiles) -> Tracker {
+/// one on unix time: tracker time 0 is `unix_start`), rate limits, the
+/// access rules, and in cluster mode the rule of what it publishes.
+pub fn build_tracker(config: &Config, files: OperatorFiles, unix_start: u64) -> Tracker {
     let mut rng = rand::rng();
     let mut key = [0u8; 16];
     rng.fill_bytes(&mut key);
     let connection_ids = match files.cluster_key {
-        Some(shared) => {
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            ConnectionIdIssuer::new(shared).with_clock_base(unix as u32)
-        }
+        Some(shared) => ConnectionIdIssuer::new(shared).with_clock_base(unix_start as u32),
         None => ConnectionIdIssuer::new(key),
     };
     let l = &config.limits;

@@ -54,6 +54,10 @@ impl Node {
     }
 
     fn start_from(config: PathBuf) -> Node {
+        Node::start_env(config, None)
+    }
+
+    fn start_env(config: PathBuf, env: Option<(&str, &str)>) -> Node {
         let args = [
             "--udp",
             "[::1]:0",
@@ -62,7 +66,7 @@ impl Node {
             "--http",
             "[::1]:0",
         ];
-        let mut t = start_with_config(&config, &args, None);
+        let mut t = start_with_config(&config, &args, env);
         // The rest of the listening lines come before this one.
         let mut log = t.early_log.clone();
         while !log.contains("worker(s) started") {
@@ -134,6 +138,34 @@ fn http_announce(server: SocketAddr, info_hash: [u8; 20], port: u16) -> String {
     http_get(server, &target)
 }
 
+/// The spread scenario: peers announced at A over UDP and HTTP, IPv4 and
+/// IPv6, are returned by B and C over both; stopped at A, gone from B.
+fn spread(nodes: &[Node], torrent: u8) {
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // At A: a UDP peer on IPv4 and one on IPv6, an HTTP peer on IPv4.
+    announce(a.udp4(), hash(torrent), STARTED, 10, 7001);
+    announce(a.udp6, hash(torrent), STARTED, 0, 7002);
+    http_announce(a.http4(), hash(torrent), 7003);
+    for other in [b, c] {
+        eventually("A's IPv4 peers at the other nodes over UDP", || {
+            let ports = announce(other.udp4(), hash(torrent), STARTED, 10, 8000);
+            ports.contains(&7001) && ports.contains(&7003)
+        });
+        eventually("A's IPv6 peer at the other nodes over UDP", || {
+            announce(other.udp6, hash(torrent), STARTED, 10, 8001).contains(&7002)
+        });
+        eventually("A's peers at the other nodes over HTTP", || {
+            http_announce(other.http4(), hash(torrent), 8002).contains("4:porti7001e")
+                && http_announce(other.http6, hash(torrent), 8003).contains("4:porti7002e")
+        });
+    }
+    // Stopped at A: gone from B.
+    announce(a.udp4(), hash(torrent), STOPPED, 10, 7001);
+    eventually("A's stopped peer gone from B", || {
+        !announce(b.udp4(), hash(torrent), 0, 10, 8000).contains(&7001)
+    });
+}
+
 #[test]
 fn a_peer_announced_at_one_node_is_served_by_the_others() {
     let dir = fresh_dir("cluster-spread");
@@ -143,29 +175,8 @@ fn a_peer_announced_at_one_node_is_served_by_the_others() {
         .iter()
         .map(|n| Node::start(&dir, n, &urls, false))
         .collect();
-    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    // At A: a UDP peer on IPv4 and one on IPv6, an HTTP peer on IPv4.
-    announce(a.udp4(), hash(1), STARTED, 10, 7001);
-    announce(a.udp6, hash(1), STARTED, 0, 7002);
-    http_announce(a.http4(), hash(1), 7003);
-    for other in [b, c] {
-        eventually("A's IPv4 peers at the other nodes over UDP", || {
-            let ports = announce(other.udp4(), hash(1), STARTED, 10, 8000);
-            ports.contains(&7001) && ports.contains(&7003)
-        });
-        eventually("A's IPv6 peer at the other nodes over UDP", || {
-            announce(other.udp6, hash(1), STARTED, 10, 8001).contains(&7002)
-        });
-        eventually("A's peers at the other nodes over HTTP", || {
-            http_announce(other.http4(), hash(1), 8002).contains("4:porti7001e")
-                && http_announce(other.http6, hash(1), 8003).contains("4:porti7002e")
-        });
-    }
-    // Stopped at A: gone from B.
-    announce(a.udp4(), hash(1), STOPPED, 10, 7001);
-    eventually("A's stopped peer gone from B", || {
-        !announce(b.udp4(), hash(1), 0, 10, 8000).contains(&7001)
-    });
+    spread(&nodes, 1);
+    let (a, b) = (&nodes[0], &nodes[1]);
     assert!(b.metric("ringtracker_cluster_changes_total{direction=\"in\"}") >= 4);
     assert!(a.metric("ringtracker_cluster_messages_total{direction=\"out\"}") >= 1);
     assert_eq!(a.metric("ringtracker_cluster_engine_up"), 1);
@@ -173,6 +184,54 @@ fn a_peer_announced_at_one_node_is_served_by_the_others() {
     let json = http_get(metrics_addr(&b.t), "/stats.json");
     assert!(json.contains("\"cluster\":{\"up\":1,"), "{json}");
     drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_stats_page_shows_the_cluster_in_a_real_browser() {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a headless browser: `make test` installs Debian's chromium");
+    let dir = fresh_dir("cluster-page");
+    let redis = Redis::start(&dir.join("redis"));
+    let urls = [redis.url()];
+    let a = Node::start(&dir, "a", &urls, false);
+    let b = Node::start(&dir, "b", &urls, false);
+    announce(a.udp4(), hash(13), STARTED, 10, 7901);
+    eventually("A's peer at B", || {
+        b.metric("ringtracker_cluster_changes_total{direction=\"in\"}") >= 1
+    });
+    let profile = dir.join("chromium");
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.display()),
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            &format!("http://{}/", metrics_addr(&b.t)),
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("data-rendered=\"yes\""), "{dom}");
+    assert!(
+        dom.contains("<div class=\"tiles\" id=\"cluster\">"),
+        "shown: {dom}"
+    );
+    assert!(dom.contains("id=\"cluster-engine\">up<"), "{dom}");
+    assert!(dom.contains("id=\"cluster-in\">1<"), "{dom}");
+    assert!(dom.contains(" ms / "), "the lag: {dom}");
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -267,6 +326,52 @@ fn a_restarted_node_serves_the_others_peers_before_anyone_reannounces() {
 }
 
 #[test]
+fn a_node_that_missed_trimmed_entries_catches_up_from_checkpoints() {
+    let dir = fresh_dir("cluster-trimmed");
+    let redis = Redis::start(&dir.join("redis"));
+    let urls = [redis.url()];
+    // A checkpoints every second (a test hook; 60 s otherwise).
+    let config = write_config(&dir, "a", &urls, false);
+    let a = Node::start_env(config, Some(("RINGTRACKER_TEST_CHECKPOINT_SECS", "1")));
+    eventually("A's first checkpoint", || {
+        a.metric("ringtracker_cluster_checkpoints_written_total") >= 1
+    });
+    let b = Node::start(&dir, "b", &urls, false);
+    eventually("B has caught up at its start and reads the stream", || {
+        b.metric("ringtracker_cluster_checkpoints_loaded_total") >= 1
+    });
+    common::tracker::signal(&b.t.child, "-STOP");
+    // B's read waiting in Redis takes the next message (it lands in B's
+    // socket): a decoy, sent and flushed first.
+    let sent = a.metric("ringtracker_cluster_messages_total{direction=\"out\"}");
+    announce(a.udp4(), hash(11), STARTED, 10, 7800);
+    eventually("A flushes the decoy", || {
+        a.metric("ringtracker_cluster_messages_total{direction=\"out\"}") > sent
+    });
+    for port in 7801..7806 {
+        announce(a.udp4(), hash(10), STARTED, 10, port);
+    }
+    // Two checkpoints later A's peers are in one; then the entries B has
+    // not read are trimmed away.
+    let written = a.metric("ringtracker_cluster_checkpoints_written_total");
+    eventually("A checkpoints its peers", || {
+        a.metric("ringtracker_cluster_checkpoints_written_total") >= written + 2
+    });
+    redis.cli(&["XTRIM", "ringtracker:{changes}", "MAXLEN", "0"]);
+    common::tracker::signal(&b.t.child, "-CONT");
+    // A's next message shows B the gap in A's message numbers.
+    announce(a.udp4(), hash(12), STARTED, 10, 7810);
+    eventually("B has A's peers from the checkpoint", || {
+        let mut c = Client::new("127.0.0.1:0", b.udp4());
+        let cid = c.connect();
+        c.scrape(cid, &[hash(10)])[0].2 >= 5
+    });
+    assert!(b.metric("ringtracker_cluster_resyncs_total") >= 1);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn garbage_on_the_stream_is_skipped_and_counted() {
     let dir = fresh_dir("cluster-garbage");
     let redis = Redis::start(&dir.join("redis"));
@@ -298,21 +403,24 @@ fn peers_spread_through_a_redis_cluster_of_three_masters() {
         .iter()
         .map(|n| Node::start(&dir, n, &urls, true))
         .collect();
-    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    announce(a.udp4(), hash(7), STARTED, 10, 7501);
-    announce(a.udp6, hash(7), STARTED, 10, 7502);
-    for other in [b, c] {
-        eventually("A's peers at the others through the cluster", || {
-            announce(other.udp4(), hash(7), STARTED, 10, 8500).contains(&7501)
-                && announce(other.udp6, hash(7), STARTED, 10, 8501).contains(&7502)
-        });
-    }
-    announce(a.udp4(), hash(7), STOPPED, 10, 7501);
-    eventually("stopped at A, gone from B", || {
-        !announce(b.udp4(), hash(7), 0, 10, 8500).contains(&7501)
-    });
+    spread(&nodes, 7);
     drop(nodes);
     drop(masters);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_password_in_the_redis_url_is_used() {
+    let dir = fresh_dir("cluster-password");
+    let redis = Redis::start_with(&dir.join("redis"), &["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}", redis.port);
+    let a = Node::start(&dir, "a", std::slice::from_ref(&url), false);
+    let b = Node::start(&dir, "b", &[url], false);
+    announce(a.udp4(), hash(9), STARTED, 10, 7701);
+    eventually("A's peer at B through a password-protected Redis", || {
+        announce(b.udp4(), hash(9), 0, 10, 8700).contains(&7701)
+    });
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,10 +2,15 @@
 //! flush, as one binary field.
 //!
 //! ```text
-//! "RTC1" | node_len u8 | node | created_ms u64 | count u32 | count x change
+//! "RTC1" | node_len u8 | node | run u64 | seq u64 | created_ms u64
+//!        | count u32 | count x change
 //! ```
 //!
 //! (integers little-endian; a change is `SwarmChange`'s 21 to 39 bytes).
+//! `run` is random per process start and `seq` counts the node's messages
+//! in that run, so a reader notices a message it never got (trimmed from
+//! the stream before it read it, lost in an engine restart, dropped at
+//! the node while the engine was away) as a gap in `seq`.
 //! Anything that does not read back exactly — another magic, a count the
 //! bytes do not hold, trailing bytes — is not ours and is skipped whole.
 
@@ -45,13 +50,16 @@ impl MessageBuilder {
         }
     }
 
-    /// Start a message from `node` made at `created_ms` (unix ms).
-    pub fn start(&mut self, node: &str, created_ms: u64) {
+    /// Start message `seq` of `node`'s run `run`, made at `created_ms`
+    /// (unix ms).
+    pub fn start(&mut self, node: &str, (run, seq): (u64, u64), created_ms: u64) {
         let node = &node.as_bytes()[..node.len().min(255)];
         self.buf.clear();
         self.buf.extend_from_slice(MAGIC);
         self.buf.push(node.len() as u8);
         self.buf.extend_from_slice(node);
+        self.buf.extend_from_slice(&run.to_le_bytes());
+        self.buf.extend_from_slice(&seq.to_le_bytes());
         self.buf.extend_from_slice(&created_ms.to_le_bytes());
         self.buf.extend_from_slice(&0u32.to_le_bytes());
         self.header_len = self.buf.len();
@@ -90,6 +98,8 @@ impl Default for MessageBuilder {
 #[derive(Debug)]
 pub struct Message<'a> {
     pub node: &'a str,
+    pub run: u64,
+    pub seq: u64,
     pub created_ms: u64,
     pub count: u32,
     changes: &'a [u8],
@@ -104,19 +114,18 @@ impl<'a> Message<'a> {
         let node = rest.get(..len).ok_or(MessageError::Truncated)?;
         let node = std::str::from_utf8(node).map_err(|_| MessageError::Foreign)?;
         let rest = &rest[len..];
-        let created_ms = u64::from_le_bytes(
-            rest.get(..8)
-                .ok_or(MessageError::Truncated)?
-                .try_into()
-                .expect("8 bytes"),
-        );
+        let u64_at = |at: usize| -> Result<u64, MessageError> {
+            let b = rest.get(at..at + 8).ok_or(MessageError::Truncated)?;
+            Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        };
+        let (run, seq, created_ms) = (u64_at(0)?, u64_at(8)?, u64_at(16)?);
         let count = u32::from_le_bytes(
-            rest.get(8..12)
+            rest.get(24..28)
                 .ok_or(MessageError::Truncated)?
                 .try_into()
                 .expect("4 bytes"),
         );
-        let changes = &rest[12..];
+        let changes = &rest[28..];
         let (mut at, mut seen) = (0, 0u32);
         while at < changes.len() && seen < count {
             let (_, n) = SwarmChange::decode(&changes[at..]).ok_or(MessageError::BadChange(at))?;
@@ -131,6 +140,8 @@ impl<'a> Message<'a> {
         }
         Ok(Message {
             node,
+            run,
+            seq,
             created_ms,
             count,
             changes,
@@ -167,7 +178,7 @@ mod tests {
     #[test]
     fn messages_round_trip_and_anything_else_is_refused() {
         let mut b = MessageBuilder::new();
-        b.start("node-a", 1_700_000_000_123);
+        b.start("node-a", (99, 5), 1_700_000_000_123);
         for i in 1..=3 {
             b.push(&change(i));
         }
@@ -193,7 +204,7 @@ mod tests {
         more.push(0);
         assert!(Message::parse(&more).is_err());
         let mut bad = bytes.clone();
-        let first_change = 4 + 1 + 6 + 8 + 4;
+        let first_change = 4 + 1 + 6 + 24 + 4;
         bad[first_change] = 0x7f;
         assert_eq!(
             Message::parse(&bad).unwrap_err(),
@@ -208,7 +219,7 @@ mod tests {
     #[test]
     fn a_builder_says_when_it_is_full() {
         let mut b = MessageBuilder::new();
-        b.start("n", 0);
+        b.start("n", (0, 0), 0);
         let mut n = 0;
         while !b.is_full() {
             b.push(&change(1));

@@ -226,12 +226,17 @@ impl Server {
             mine.extend(more);
         }
 
-        let tracker = Arc::new(compose::build_tracker(config, files));
+        // Tracker time zero, and the unix time it stands for (cluster
+        // mode's connection ids count from it).
+        let started = Instant::now();
+        let unix_start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let tracker = Arc::new(compose::build_tracker(config, files, unix_start));
         prepare(&tracker);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
         let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
         // A full pass over the table every ~30 s (120 ticks of 250 ms),
         // shared by every worker that runs: UDP and HTTP workers sweep alike.
         let shards = config.tracker.shards as usize;

@@ -180,7 +180,11 @@ pub fn read_http_response(s: &mut impl std::io::Read) -> (String, Vec<u8>) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).unwrap();
+        // A read may end early with EINTR (seen in CI): read again.
+        let n = match s.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap(),
+        };
         assert!(n > 0, "connection closed before a response");
         head.push(byte[0]);
     }

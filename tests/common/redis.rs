@@ -79,8 +79,18 @@ impl Redis {
 
     /// `redis-cli -p PORT ARGS...`: its output.
     pub fn cli(&self, args: &[&str]) -> String {
+        let password = self
+            .extra
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| self.extra.get(i + 1));
+        let auth: Vec<&str> = match password {
+            Some(p) => vec!["-a", p.as_str(), "--no-auth-warning"],
+            None => Vec::new(),
+        };
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(&auth)
             .args(args)
             .output()
             .expect("redis-cli (make test installs Debian's redis-tools)");

@@ -11,13 +11,22 @@
 //! expire after the peer timeout (by then every peer in them has expired
 //! anyway), so a node that is gone for good leaves nothing behind.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
 use super::link::{Link, NODES, checkpoint_head, checkpoint_part};
+use super::unix_ms;
+use crate::cluster::stats::ClusterStats;
+use crate::config::ClusterConfig;
 use crate::storage::snapshot::{self, Scope, Snapshot, SnapshotStats};
+use crate::storage::snapshotter::unix_now;
 use crate::tracker::Tracker;
 use crate::tracker::peer_set::Origin;
 
@@ -201,5 +210,65 @@ fn text(v: &Value) -> Option<String> {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// The checkpoint thread: writes this node's checkpoint when the sync
+/// thread asks, on a connection of its own (a big checkpoint must not
+/// hold up the sync).
+pub(super) struct CheckpointWriter {
+    pub(super) config: ClusterConfig,
+    pub(super) node: String,
+    pub(super) tracker: Arc<Tracker>,
+    pub(super) started: Instant,
+    pub(super) stats: Arc<ClusterStats>,
+    pub(super) ttl: u64,
+}
+
+impl CheckpointWriter {
+    pub(super) fn run(self, requests: Receiver<String>) {
+        let mut link: Option<Link> = None;
+        // Generation numbers from the clock: a restarted node never
+        // reuses one its previous run may have left.
+        let mut generation = unix_ms();
+        let mut written: VecDeque<(u64, usize)> = VecDeque::new();
+        while let Ok(position) = requests.recv() {
+            if link.is_none() {
+                link = Link::connect(&self.config, Duration::ZERO).ok();
+            }
+            let Some(l) = &mut link else {
+                ClusterStats::add(&self.stats.checkpoint_failures, 1);
+                continue;
+            };
+            generation += 1;
+            let at = (self.started.elapsed().as_secs() as u32, unix_now());
+            match write(
+                l,
+                &self.tracker,
+                &self.node,
+                &position,
+                generation,
+                self.ttl,
+                at,
+            ) {
+                Ok((stats, parts)) => {
+                    ClusterStats::add(&self.stats.checkpoints_written, 1);
+                    self.stats
+                        .remote_peers
+                        .store(stats.remote_left_out, Ordering::Relaxed);
+                    written.push_back((generation, parts));
+                    if written.len() > 2
+                        && let Some((old, parts)) = written.pop_front()
+                    {
+                        let _ = delete(l, &self.node, old, parts);
+                    }
+                }
+                Err(e) => {
+                    ClusterStats::add(&self.stats.checkpoint_failures, 1);
+                    tracing::warn!("cluster: checkpoint not written: {e}");
+                    link = None;
+                }
+            }
+        }
     }
 }

@@ -169,8 +169,14 @@ fn entry(v: Value) -> Option<Entry> {
 pub struct StreamEnds {
     /// The last id ever generated ("0-0" for a new stream).
     pub last_generated: String,
-    /// The largest id trimmed or deleted away ("0-0": none).
+    /// The largest id deleted away ("0-0": none; Redis 7.0 leaves it at
+    /// 0-0 when trimming).
     pub max_deleted: String,
+    /// Entries in the stream now, and ever added.
+    pub length: u64,
+    pub entries_added: u64,
+    /// The id of the first entry in the stream ("0-0" when empty).
+    pub first: String,
 }
 
 /// `XINFO STREAM STREAM`, or None if the stream does not exist.
@@ -195,14 +201,30 @@ pub fn stream_ends(link: &mut Link) -> RedisResult<Option<StreamEnds>> {
         Value::SimpleString(s) => s.clone(),
         _ => String::new(),
     };
+    let number = |v: &Value| match v {
+        Value::Int(n) => *n as u64,
+        other => text(other).parse().unwrap_or(0),
+    };
     let mut ends = StreamEnds {
         last_generated: "0-0".into(),
         max_deleted: "0-0".into(),
+        length: 0,
+        entries_added: 0,
+        first: "0-0".into(),
     };
     for (k, v) in &pairs {
         match text(k).as_str() {
             "last-generated-id" => ends.last_generated = text(v),
             "max-deleted-entry-id" => ends.max_deleted = text(v),
+            "length" => ends.length = number(v),
+            "entries-added" => ends.entries_added = number(v),
+            "first-entry" => {
+                if let Value::Array(e) = v
+                    && let Some(id) = e.first()
+                {
+                    ends.first = text(id);
+                }
+            }
             _ => {}
         }
     }

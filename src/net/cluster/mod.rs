@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,12 @@ use crate::tracker::Tracker;
 /// Seconds between checkpoints of this node's local peers.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// How long the stream keeps entries: three checkpoint intervals, so a
-/// node loading a checkpoint finds the entries after it.
+/// node loading a checkpoint finds the entries after it ...
 const RETENTION: Duration = Duration::from_secs(180);
+/// ... unless that is more than this many bytes (a flash crowd): the
+/// stream is then trimmed sooner, and a node that finds entries trimmed
+/// before it read them catches up from the checkpoints.
+const STREAM_BUDGET: u64 = 256 << 20;
 /// Unsent messages kept while the engine is away; beyond, changes are
 /// dropped and counted (other nodes then learn them from the trickle of
 /// refreshes and the next checkpoint).
@@ -73,7 +77,7 @@ impl ClusterSync {
         let stats = Arc::new(ClusterStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (requests, pending) = std::sync::mpsc::sync_channel(1);
-        let writer = CheckpointWriter {
+        let writer = checkpoint::CheckpointWriter {
             config: setup.config.clone(),
             node: setup.node.clone(),
             tracker: setup.tracker.clone(),
@@ -125,10 +129,20 @@ struct Sync {
     unsent_bytes: usize,
     /// The last stream id read.
     position: String,
+    /// `CHECKPOINT_EVERY`, or what the test hook
+    /// `RINGTRACKER_TEST_CHECKPOINT_SECS` says.
+    checkpoint_every: Duration,
     /// Per node: its entries up to this id are in the checkpoint loaded.
     loaded_to: HashMap<String, (u64, u64)>,
     /// Nodes seen on the stream (for the trimming length), bounded.
     nodes_seen: HashMap<String, Instant>,
+    /// A moving average of the messages' sizes (for the trimming length).
+    message_bytes: u64,
+    /// This run's id and the next message's number (`cluster::message`).
+    run: u64,
+    next_seq: u64,
+    /// Per node: the run and number of its last message read here.
+    last_seq: HashMap<String, (u64, u64)>,
     caught_up: bool,
     was_up: bool,
     down_since: Option<Instant>,
@@ -143,6 +157,10 @@ struct Sync {
 impl Sync {
     fn new(setup: SyncSetup, stats: Arc<ClusterStats>, checkpoints: SyncSender<String>) -> Sync {
         let now = Instant::now();
+        let checkpoint_every = std::env::var("RINGTRACKER_TEST_CHECKPOINT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(CHECKPOINT_EVERY, Duration::from_secs);
         Sync {
             config: setup.config,
             node: setup.node,
@@ -156,8 +174,13 @@ impl Sync {
             unsent: VecDeque::new(),
             unsent_bytes: 0,
             position: "0-0".into(),
+            checkpoint_every,
             loaded_to: HashMap::new(),
             nodes_seen: HashMap::new(),
+            message_bytes: 4096,
+            run: rand::random(),
+            next_seq: 0,
+            last_seq: HashMap::new(),
             caught_up: false,
             was_up: false,
             down_since: Some(now),
@@ -165,7 +188,7 @@ impl Sync {
             next_connect: now,
             next_flush: now,
             next_check: now,
-            next_checkpoint: now + CHECKPOINT_EVERY,
+            next_checkpoint: now + checkpoint_every,
             skipped_logged: 0,
         }
     }
@@ -205,7 +228,7 @@ impl Sync {
                 self.check_stream();
             }
             if now >= self.next_checkpoint {
-                self.next_checkpoint = now + CHECKPOINT_EVERY;
+                self.next_checkpoint = now + self.checkpoint_every;
                 self.request_checkpoint();
             }
             let wait = self.next_flush.saturating_duration_since(Instant::now());
@@ -217,12 +240,14 @@ impl Sync {
     /// (if the engine is up).
     fn flush(&mut self) {
         let created = unix_ms();
-        self.builder.start(&self.node, created);
+        self.builder
+            .start(&self.node, (self.run, self.next_seq), created);
         for i in 0..self.outboxes.len() {
             while let Ok(change) = self.outboxes[i].pop() {
                 if self.builder.is_full() {
                     self.seal();
-                    self.builder.start(&self.node, created);
+                    self.builder
+                        .start(&self.node, (self.run, self.next_seq), created);
                 }
                 self.builder.push(&change);
             }
@@ -237,6 +262,7 @@ impl Sync {
             };
             match link::xadd(link, msg, keep) {
                 Ok(_) => {
+                    self.message_bytes = (self.message_bytes * 7 + msg.len() as u64) / 8;
                     ClusterStats::add(&self.stats.messages_out, 1);
                     ClusterStats::add(&self.stats.changes_out, u64::from(*count));
                     ClusterStats::add(&self.stats.bytes_out, msg.len() as u64);
@@ -251,6 +277,8 @@ impl Sync {
     /// Keep the finished message for sending (or drop it, counted, when
     /// the unsent buffer is full).
     fn seal(&mut self) {
+        // A dropped message keeps its number: readers see the gap.
+        self.next_seq += 1;
         let count = self.builder.count();
         let msg = self.builder.finish();
         if self.unsent_bytes + msg.len() > MAX_UNSENT_BYTES {
@@ -262,10 +290,14 @@ impl Sync {
     }
 
     /// Entries the stream keeps: `RETENTION` of messages from every node
-    /// seen, at one per flush each.
+    /// seen, at one per flush each, within `STREAM_BUDGET` bytes of
+    /// messages the size of ours.
     fn stream_length(&self) -> u64 {
         let per_node = RETENTION.as_millis() as u64 / self.config.flush_interval_ms.max(1);
-        per_node * (self.nodes_seen.len() as u64 + 1)
+        let by_time = per_node * (self.nodes_seen.len() as u64 + 1);
+        by_time
+            .min(STREAM_BUDGET / self.message_bytes.max(1))
+            .max(16)
     }
 
     fn connect(&mut self) {
@@ -353,6 +385,12 @@ impl Sync {
         if message.node == self.node {
             return;
         }
+        let seen = self.last_seq.get(message.node).copied();
+        if self.last_seq.len() < 1024 || seen.is_some() {
+            self.last_seq
+                .insert(message.node.to_string(), (message.run, message.seq));
+        }
+        let gap = seen.is_some_and(|(run, seq)| run == message.run && message.seq != seq + 1);
         if self.nodes_seen.len() < 1024 || self.nodes_seen.contains_key(message.node) {
             self.nodes_seen
                 .insert(message.node.to_string(), Instant::now());
@@ -378,6 +416,14 @@ impl Sync {
         ClusterStats::add(&s.changes_ignored, ignored);
         ClusterStats::add(&s.bytes_in, bytes.len() as u64);
         s.record_lag(unix_ms().saturating_sub(message.created_ms));
+        if gap {
+            ClusterStats::add(&self.stats.resyncs, 1);
+            tracing::warn!(
+                "cluster: missed messages of node {} (trimmed from the stream before they were read, or lost); catching up from checkpoints",
+                message.node
+            );
+            self.catch_up(false);
+        }
     }
 
     /// Load every node's checkpoint; at the first catch-up (`start`) the
@@ -427,11 +473,11 @@ impl Sync {
         match ends {
             None if at > (0, 0) => self.start_over("the stream is gone"),
             Some(e) if id_key(&e.last_generated) < at => self.start_over("the stream started over"),
-            Some(e) if id_key(&e.max_deleted) > at => {
+            Some(e) if missed(&e, at) => {
                 ClusterStats::add(&self.stats.resyncs, 1);
                 tracing::warn!(
-                    "cluster: entries up to {} were trimmed before this node read them; catching up from checkpoints",
-                    e.max_deleted
+                    "cluster: stream entries after {} were trimmed before this node read them; catching up from checkpoints",
+                    self.position
                 );
                 self.catch_up(false);
             }
@@ -454,67 +500,19 @@ impl Sync {
     }
 }
 
-/// The checkpoint thread: writes this node's checkpoint when the sync
-/// thread asks, on a connection of its own (a big checkpoint must not
-/// hold up the sync).
-struct CheckpointWriter {
-    config: ClusterConfig,
-    node: String,
-    tracker: Arc<Tracker>,
-    started: Instant,
-    stats: Arc<ClusterStats>,
-    ttl: u64,
+/// Whether entries after `at` were deleted before they were read: the
+/// largest deleted id is past it, or entries were added past it and none
+/// is left, or the first one left is past it and some were trimmed (the
+/// reader is behind by the whole retention, so it has most likely missed
+/// some; a reload of the checkpoints is then cheap insurance).
+fn missed(e: &link::StreamEnds, at: (u64, u64)) -> bool {
+    let trimmed = e.entries_added > e.length;
+    id_key(&e.max_deleted) > at
+        || (e.length == 0 && trimmed && id_key(&e.last_generated) > at)
+        || (e.length > 0 && trimmed && id_key(&e.first) > at)
 }
 
-impl CheckpointWriter {
-    fn run(self, requests: Receiver<String>) {
-        let mut link: Option<Link> = None;
-        // Generation numbers from the clock: a restarted node never
-        // reuses one its previous run may have left.
-        let mut generation = unix_ms();
-        let mut written: VecDeque<(u64, usize)> = VecDeque::new();
-        while let Ok(position) = requests.recv() {
-            if link.is_none() {
-                link = Link::connect(&self.config, Duration::ZERO).ok();
-            }
-            let Some(l) = &mut link else {
-                ClusterStats::add(&self.stats.checkpoint_failures, 1);
-                continue;
-            };
-            generation += 1;
-            let at = (self.started.elapsed().as_secs() as u32, unix_now());
-            match checkpoint::write(
-                l,
-                &self.tracker,
-                &self.node,
-                &position,
-                generation,
-                self.ttl,
-                at,
-            ) {
-                Ok((stats, parts)) => {
-                    ClusterStats::add(&self.stats.checkpoints_written, 1);
-                    self.stats
-                        .remote_peers
-                        .store(stats.remote_left_out, Ordering::Relaxed);
-                    written.push_back((generation, parts));
-                    if written.len() > 2
-                        && let Some((old, parts)) = written.pop_front()
-                    {
-                        let _ = checkpoint::delete(l, &self.node, old, parts);
-                    }
-                }
-                Err(e) => {
-                    ClusterStats::add(&self.stats.checkpoint_failures, 1);
-                    tracing::warn!("cluster: checkpoint not written: {e}");
-                    link = None;
-                }
-            }
-        }
-    }
-}
-
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
