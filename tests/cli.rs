@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
 
 use common::tracker::*;
 
@@ -560,15 +559,6 @@ fn metrics_health_and_stats_data_over_http() {
 
 #[test]
 fn the_stats_page_renders_its_charts_in_a_real_browser() {
-    let browser = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("a headless browser: `make test` installs Debian's chromium");
     let mut t = start(
         bin().args(["--udp", "127.0.0.1:0", "--workers", "1"]),
         false,
@@ -576,28 +566,7 @@ fn the_stats_page_renders_its_charts_in_a_real_browser() {
     let m = metrics_addr(&t);
     announce_n(t.udp, 4);
     let profile = common::fresh_dir("chromium");
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.display()),
-            // Runs the page's script (and its fetch of /stats.json) to
-            // completion in virtual time, then prints the DOM.
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            &format!("http://{m}/"),
-        ])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        dom.contains("data-rendered=\"yes\""),
-        "page script did not render:\n{dom}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dom = common::browser_dom(&format!("http://{m}/"), &profile);
     assert!(dom.contains("id=\"announces-total\">4<"), "{dom}");
     assert!(dom.contains("id=\"torrents-now\">4<"), "{dom}");
     // Both charts drew their series from the tracker's numbers.

@@ -102,6 +102,53 @@ impl Node {
     }
 }
 
+/// A test's Redis and nodes in a directory of its own, all stopped and
+/// removed when dropped.
+struct Cluster {
+    nodes: Vec<Node>,
+    redis: Redis,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// One redis-server and a node for each of `names` on it.
+    fn start(test: &str, names: &[&str]) -> Cluster {
+        let dir = fresh_dir(test);
+        let redis = Redis::start(&dir.join("redis"));
+        let mut c = Cluster {
+            nodes: Vec::new(),
+            redis,
+            dir,
+        };
+        for name in names {
+            let node = c.node(name, None);
+            c.nodes.push(node);
+        }
+        c
+    }
+
+    /// A node on this cluster's Redis (with an environment variable).
+    fn node(&self, name: &str, env: Option<(&str, &str)>) -> Node {
+        let config = write_config(&self.dir, name, &[self.redis.url()], false);
+        Node::start_env(config, env)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        self.redis.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Leechers `node` counts in torrent `info_hash` (a UDP scrape).
+fn leechers(node: &Node, info_hash: [u8; 20]) -> u32 {
+    let mut c = Client::new("127.0.0.1:0", node.udp4());
+    let cid = c.connect();
+    c.scrape(cid, &[info_hash])[0].2
+}
+
 fn hash(i: u8) -> [u8; 20] {
     [i; 20]
 }
@@ -168,62 +215,27 @@ fn spread(nodes: &[Node], torrent: u8) {
 
 #[test]
 fn a_peer_announced_at_one_node_is_served_by_the_others() {
-    let dir = fresh_dir("cluster-spread");
-    let redis = Redis::start(&dir.join("redis"));
-    let urls = [redis.url()];
-    let nodes: Vec<Node> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Node::start(&dir, n, &urls, false))
-        .collect();
-    spread(&nodes, 1);
-    let (a, b) = (&nodes[0], &nodes[1]);
+    let c = Cluster::start("cluster-spread", &["a", "b", "c"]);
+    spread(&c.nodes, 1);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
     assert!(b.metric("ringtracker_cluster_changes_total{direction=\"in\"}") >= 4);
     assert!(a.metric("ringtracker_cluster_messages_total{direction=\"out\"}") >= 1);
     assert_eq!(a.metric("ringtracker_cluster_engine_up"), 1);
     // The stats page's figures.
     let json = http_get(metrics_addr(&b.t), "/stats.json");
     assert!(json.contains("\"cluster\":{\"up\":1,"), "{json}");
-    drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_stats_page_shows_the_cluster_in_a_real_browser() {
-    let browser = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("a headless browser: `make test` installs Debian's chromium");
-    let dir = fresh_dir("cluster-page");
-    let redis = Redis::start(&dir.join("redis"));
-    let urls = [redis.url()];
-    let a = Node::start(&dir, "a", &urls, false);
-    let b = Node::start(&dir, "b", &urls, false);
+    let c = Cluster::start("cluster-page", &["a", "b"]);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
     announce(a.udp4(), hash(13), STARTED, 10, 7901);
     eventually("A's peer at B", || {
         b.metric("ringtracker_cluster_changes_total{direction=\"in\"}") >= 1
     });
-    let profile = dir.join("chromium");
-    let out = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.display()),
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            &format!("http://{}/", metrics_addr(&b.t)),
-        ])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(dom.contains("data-rendered=\"yes\""), "{dom}");
+    let url = format!("http://{}/", metrics_addr(&b.t));
+    let dom = common::browser_dom(&url, &c.dir.join("chromium"));
     assert!(
         dom.contains("<div class=\"tiles\" id=\"cluster\">"),
         "shown: {dom}"
@@ -231,20 +243,12 @@ fn the_stats_page_shows_the_cluster_in_a_real_browser() {
     assert!(dom.contains("id=\"cluster-engine\">up<"), "{dom}");
     assert!(dom.contains("id=\"cluster-in\">1<"), "{dom}");
     assert!(dom.contains(" ms / "), "the lag: {dom}");
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn downloads_and_connection_ids_are_cluster_wide() {
-    let dir = fresh_dir("cluster-counts");
-    let redis = Redis::start(&dir.join("redis"));
-    let urls = [redis.url()];
-    let nodes: Vec<Node> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Node::start(&dir, n, &urls, false))
-        .collect();
-    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let cluster = Cluster::start("cluster-counts", &["a", "b", "c"]);
+    let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     announce(a.udp4(), hash(2), STARTED, 10, 7101);
     announce(a.udp4(), hash(2), COMPLETED, 0, 7101);
     announce(b.udp4(), hash(2), STARTED, 10, 7102);
@@ -262,22 +266,17 @@ fn downloads_and_connection_ids_are_cluster_wide() {
     let mut at_b = Client::new(&from, b.udp4());
     let reply = at_b.announce(cid, hash(2), STARTED, 10, 50, 7103);
     assert_eq!(reply.seeders, 2, "answered with the cluster's counts");
-    drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn nodes_serve_through_a_redis_restart_and_converge_after_it() {
-    let dir = fresh_dir("cluster-outage");
-    let mut redis = Redis::start(&dir.join("redis"));
-    let urls = [redis.url()];
-    let a = Node::start(&dir, "a", &urls, false);
-    let b = Node::start(&dir, "b", &urls, false);
+    let mut c = Cluster::start("cluster-outage", &["a", "b"]);
+    let (a, b) = (c.nodes.remove(0), c.nodes.remove(0));
     announce(a.udp4(), hash(3), STARTED, 10, 7201);
     eventually("A's peer at B", || {
         announce(b.udp4(), hash(3), 0, 10, 8200).contains(&7201)
     });
-    redis.kill();
+    c.redis.kill();
     // Every node keeps answering, with its own and the last-known peers.
     eventually("A notices the engine is down", || {
         a.metric("ringtracker_cluster_engine_up") == 0
@@ -285,7 +284,7 @@ fn nodes_serve_through_a_redis_restart_and_converge_after_it() {
     assert!(announce(b.udp4(), hash(3), 0, 10, 8200).contains(&7201));
     assert!(announce(a.udp4(), hash(3), 0, 10, 7202).contains(&7201));
     // Back, empty: a new announce at A reaches B.
-    redis.restart();
+    c.redis.restart();
     eventually("A reconnects", || {
         a.metric("ringtracker_cluster_engine_up") == 1
     });
@@ -294,17 +293,12 @@ fn nodes_serve_through_a_redis_restart_and_converge_after_it() {
         announce(b.udp4(), hash(4), 0, 10, 8201).contains(&7203)
     });
     assert!(a.metric("ringtracker_cluster_reconnects_total") >= 1);
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_restarted_node_serves_the_others_peers_before_anyone_reannounces() {
-    let dir = fresh_dir("cluster-restart");
-    let redis = Redis::start(&dir.join("redis"));
-    let urls = [redis.url()];
-    let a = Node::start(&dir, "a", &urls, false);
-    let mut b = Node::start(&dir, "b", &urls, false);
+    let mut c = Cluster::start("cluster-restart", &["a", "b"]);
+    let (a, mut b) = (c.nodes.remove(0), c.nodes.remove(0));
     for port in 7301..7311 {
         announce(a.udp4(), hash(5), STARTED, 10, port);
     }
@@ -317,26 +311,20 @@ fn a_restarted_node_serves_the_others_peers_before_anyone_reannounces() {
     let b = Node::start_from(config);
     // Nobody announces at A again: B has A's peers from the engine.
     eventually("B serves A's peers after its restart", || {
-        let mut c = Client::new("127.0.0.1:0", b.udp4());
-        let cid = c.connect();
-        c.scrape(cid, &[hash(5)])[0].2 >= 10
+        leechers(&b, hash(5)) >= 10
     });
     drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_node_that_missed_trimmed_entries_catches_up_from_checkpoints() {
-    let dir = fresh_dir("cluster-trimmed");
-    let redis = Redis::start(&dir.join("redis"));
-    let urls = [redis.url()];
+    let c = Cluster::start("cluster-trimmed", &[]);
     // A checkpoints every second (a test hook; 60 s otherwise).
-    let config = write_config(&dir, "a", &urls, false);
-    let a = Node::start_env(config, Some(("RINGTRACKER_TEST_CHECKPOINT_SECS", "1")));
+    let a = c.node("a", Some(("RINGTRACKER_TEST_CHECKPOINT_SECS", "1")));
     eventually("A's first checkpoint", || {
         a.metric("ringtracker_cluster_checkpoints_written_total") >= 1
     });
-    let b = Node::start(&dir, "b", &urls, false);
+    let b = c.node("b", None);
     eventually("B has caught up at its start and reads the stream", || {
         b.metric("ringtracker_cluster_checkpoints_loaded_total") >= 1
     });
@@ -357,31 +345,26 @@ fn a_node_that_missed_trimmed_entries_catches_up_from_checkpoints() {
     eventually("A checkpoints its peers", || {
         a.metric("ringtracker_cluster_checkpoints_written_total") >= written + 2
     });
-    redis.cli(&["XTRIM", "ringtracker:{changes}", "MAXLEN", "0"]);
+    c.redis
+        .cli(&["XTRIM", "ringtracker:{changes}", "MAXLEN", "0"]);
     common::tracker::signal(&b.t.child, "-CONT");
     // A's next message shows B the gap in A's message numbers.
     announce(a.udp4(), hash(12), STARTED, 10, 7810);
     eventually("B has A's peers from the checkpoint", || {
-        let mut c = Client::new("127.0.0.1:0", b.udp4());
-        let cid = c.connect();
-        c.scrape(cid, &[hash(10)])[0].2 >= 5
+        leechers(&b, hash(10)) >= 5
     });
     assert!(b.metric("ringtracker_cluster_resyncs_total") >= 1);
     drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn garbage_on_the_stream_is_skipped_and_counted() {
-    let dir = fresh_dir("cluster-garbage");
-    let redis = Redis::start(&dir.join("redis"));
-    let urls = [redis.url()];
-    let a = Node::start(&dir, "a", &urls, false);
-    let b = Node::start(&dir, "b", &urls, false);
+    let c = Cluster::start("cluster-garbage", &["a", "b"]);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
     let stream = "ringtracker:{changes}";
-    redis.cli(&["XADD", stream, "*", "m", "not a message"]);
-    redis.cli(&["XADD", stream, "*", "other", "field"]);
-    redis.cli(&["XADD", stream, "*", "m", "RTC1\u{5}xxxxx"]);
+    c.redis.cli(&["XADD", stream, "*", "m", "not a message"]);
+    c.redis.cli(&["XADD", stream, "*", "other", "field"]);
+    c.redis.cli(&["XADD", stream, "*", "m", "RTC1\u{5}xxxxx"]);
     eventually("three skipped at B", || {
         b.metric("ringtracker_cluster_skipped_messages_total") == 3
     });
@@ -390,8 +373,6 @@ fn garbage_on_the_stream_is_skipped_and_counted() {
     eventually("A's peer at B after the garbage", || {
         announce(b.udp4(), hash(6), 0, 10, 8400).contains(&7401)
     });
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -200,3 +200,41 @@ pub fn read_http_response(s: &mut impl std::io::Read) -> (String, Vec<u8>) {
     s.read_exact(&mut body).unwrap();
     (head, body)
 }
+
+/// `url` loaded in headless chromium (the page's scripts run to the end in
+/// virtual time), its DOM as text. `make test` installs Debian's chromium.
+pub fn browser_dom(url: &str, profile: &std::path::Path) -> String {
+    use std::process::Command;
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a headless browser: `make test` installs Debian's chromium");
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.display()),
+            // Runs the page's script (and its fetch of /stats.json) to
+            // completion in virtual time, then prints the DOM.
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("data-rendered=\"yes\""),
+        "page script did not render:\n{dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
