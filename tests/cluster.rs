@@ -406,6 +406,43 @@ fn a_password_in_the_redis_url_is_used() {
 }
 
 #[test]
+fn peers_spread_over_tls_to_redis() {
+    let dir = fresh_dir("cluster-tls");
+    // A certificate for 127.0.0.1, trusted by the nodes through
+    // SSL_CERT_FILE (the system roots are read from there when it is set).
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("redis.pem"), dir.join("redis.key"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let port = common::redis::free_port().to_string();
+    let tls = [
+        "--tls-port",
+        &port,
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--tls-auth-clients",
+        "no",
+    ];
+    let redis = Redis::start_with(&dir.join("redis"), &tls);
+    let url = format!("rediss://127.0.0.1:{port}");
+    let trust = Some(("SSL_CERT_FILE", cert.to_str().unwrap()));
+    let a = Node::start_env(
+        write_config(&dir, "a", std::slice::from_ref(&url), false),
+        trust,
+    );
+    let b = Node::start_env(write_config(&dir, "b", &[url], false), trust);
+    announce(a.udp4(), hash(14), STARTED, 10, 7951);
+    eventually("A's peer at B through TLS", || {
+        announce(b.udp4(), hash(14), 0, 10, 8950).contains(&7951)
+    });
+    assert_eq!(b.metric("ringtracker_cluster_engine_up"), 1);
+    drop((a, b, redis));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_tracker_starts_and_serves_without_its_engine() {
     let dir = fresh_dir("cluster-no-engine");
     let nobody = format!("redis://127.0.0.1:{}", common::redis::free_port());
