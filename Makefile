@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test browser redis e2e bench bench-peers bench-cluster lint ci fuzz soak
+.PHONY: build run test browser redis seccomp e2e bench bench-peers bench-cluster lint ci fuzz soak
 
 build:
 	$(CARGO) build --release --workspace
@@ -14,13 +14,18 @@ run: build
 
 # Every unit and integration test (real sockets on loopback). The stats
 # page is tested in a real headless browser: Debian's chromium; cluster
-# mode against real redis-server processes the tests start themselves.
-test: browser redis
+# mode against real redis-server processes the tests start themselves;
+# the io_uring fallback under a seccomp filter (Debian's python3-seccomp).
+test: browser redis seccomp
 	$(CARGO) test --workspace --all-targets
 
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+seccomp:
+	@/usr/bin/python3 -c "import seccomp" 2>/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-seccomp)
 
 redis:
 	@(command -v redis-server >/dev/null && command -v redis-cli >/dev/null) || \

@@ -461,7 +461,7 @@ def write_markdown(res):
     L.append(f"- Date: {res.get('date') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     L.append(f"- Each server pinned to CPU {SERVER_CPU} with one worker; loadgen pinned to CPU {LOAD_CPU}; "
              f"loopback, many 127.16.x.x source addresses.")
-    L.append("- `ringtracker` is the io_uring backend (the default); `ringtracker-mmsg` is the same tracker on "
+    L.append("- `ringtracker` is the io_uring backend (what the default, `auto`, picks here); `ringtracker-mmsg` is the same tracker on "
              "its poll + recvmmsg/sendmmsg backend, the baseline io_uring has to beat.")
     for n in names:
         if n.startswith("ringtracker@"):

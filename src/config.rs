@@ -208,6 +208,9 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UdpBackend {
+    /// io_uring where it works (the probe at start succeeds, Linux 6.0+),
+    /// else mmsg, said in one WARN line with the reason.
+    Auto,
     /// Multishot receives over a provided-buffer ring, batched sends.
     IoUring,
     /// poll + recvmmsg + sendmmsg: for kernels or containers without
@@ -218,6 +221,7 @@ pub enum UdpBackend {
 impl std::fmt::Display for UdpBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            UdpBackend::Auto => "auto",
             UdpBackend::IoUring => "io_uring",
             UdpBackend::Mmsg => "mmsg",
         })
@@ -270,7 +274,7 @@ impl Default for Config {
             },
             udp: UdpConfig {
                 listen: vec![default_addr()],
-                backend: UdpBackend::IoUring,
+                backend: UdpBackend::Auto,
                 recv_buffers: 256,
                 send_slots: 1024,
                 socket_recv_buffer: 1 << 20,
@@ -724,8 +728,11 @@ stats_interval = {stats_interval}
 # Addresses to serve BEP 15 on. Add "[::]:6969" for IPv6 (a socket of its
 # own, IPV6_V6ONLY). Replies leave from the address a request arrived on.
 listen = [{udp_listen}]
-# "io_uring" (multishot receives, batched sends; Linux 6.0+) or "mmsg"
-# (poll + recvmmsg/sendmmsg: for kernels or containers without io_uring).
+# "auto": io_uring where the kernel allows it, else mmsg (one WARN line at
+# start says which and why: Docker's default seccomp profile and
+# kernel.io_uring_disabled block io_uring). "io_uring" (multishot
+# receives, batched sends; Linux 6.0+) or "mmsg" (poll + recvmmsg/sendmmsg)
+# force one; a forced io_uring that is blocked stops the start.
 backend = "{backend}"
 # Receive buffers per worker in the provided-buffer ring (power of two,
 # 64 to 32768; 2 KiB each). The kernel takes one only while a batch is
@@ -1161,6 +1168,9 @@ mod tests {
     fn backend_names() {
         let c = Config::from_toml("[udp]\nbackend = \"mmsg\"\n", "b").unwrap();
         assert_eq!(c.udp.backend, UdpBackend::Mmsg);
+        let c = Config::from_toml("[udp]\nbackend = \"io_uring\"\n", "b").unwrap();
+        assert_eq!(c.udp.backend, UdpBackend::IoUring);
+        assert_eq!(Config::default().udp.backend, UdpBackend::Auto);
         let e = Config::from_toml("[udp]\nbackend = \"epoll\"\n", "b")
             .unwrap_err()
             .to_string();

@@ -25,7 +25,10 @@ use ringtracker::tracker::ledger::TransferLedger;
 
 /// A UDP-first BitTorrent tracker on Linux io_uring.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("RINGTRACKER_GIT_REV"), ")"),
+    about
+)]
 struct Cli {
     /// TOML config file (see --print-config); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -59,6 +62,35 @@ struct Cli {
     /// the previous one (PATH.prev), or start with an empty swarm table.
     #[arg(long)]
     discard_bad_snapshot: bool,
+    /// Print the man page (roff, from these options) and exit.
+    #[arg(long)]
+    print_man: bool,
+    /// Print a completion script for SHELL and exit.
+    #[arg(long, value_name = "SHELL")]
+    print_completions: Option<clap_complete::Shell>,
+}
+
+/// `--print-man`, `--print-completions SHELL`: generated from the clap
+/// definition, so they never disagree with `--help` (the Debian package
+/// installs them).
+fn print_docs(cli: &Cli) -> ExitCode {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let written = match cli.print_completions {
+        Some(shell) => {
+            clap_complete::generate(shell, &mut command, "ringtracker", &mut out);
+            Ok(())
+        }
+        None => clap_mangen::Man::new(command).render(&mut out),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringtracker: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Stderr for logs, where a failed write (the reader went away) loses the
@@ -318,6 +350,9 @@ fn main() -> ExitCode {
     if cli.print_config {
         print!("{}", Config::default_toml());
         return ExitCode::SUCCESS;
+    }
+    if cli.print_man || cli.print_completions.is_some() {
+        return print_docs(&cli);
     }
     let logs = tracing_subscriber::fmt()
         .with_writer(|| LossyStderr)

@@ -1015,3 +1015,81 @@ fn a_worker_whose_ring_fails_drains_it_and_the_tracker_exits() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn version_man_page_and_completions_come_from_the_binary() {
+    let run = |args: &[&str]| {
+        let out = bin().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let version = run(&["--version"]);
+    assert!(version.starts_with("ringtracker 0."), "{version}");
+    assert!(version.contains(" (git "), "the revision: {version}");
+    let man = run(&["--print-man"]);
+    assert!(man.contains(".TH ringtracker 1"), "{man}");
+    assert!(
+        man.contains("print\\-config"),
+        "every option is in it: {man}"
+    );
+    assert!(run(&["--print-completions", "bash"]).contains("_ringtracker()"));
+    assert!(run(&["--print-completions", "zsh"]).contains("#compdef ringtracker"));
+    assert!(run(&["--print-completions", "fish"]).contains("complete -c ringtracker"));
+}
+
+/// The binary under a seccomp filter that makes `io_uring_setup` fail
+/// with EPERM, as Docker's default profile does (Debian's python3-seccomp
+/// loads the filter, then execs the binary with `args`).
+fn without_io_uring(args: &[&str]) -> std::process::Command {
+    let script = "import errno, os, sys, seccomp\n\
+                  f = seccomp.SyscallFilter(seccomp.ALLOW)\n\
+                  f.add_rule(seccomp.ERRNO(errno.EPERM), 'io_uring_setup')\n\
+                  f.load()\n\
+                  os.execv(sys.argv[1], sys.argv[1:])\n";
+    let mut cmd = std::process::Command::new("/usr/bin/python3");
+    cmd.args(["-c", script, env!("CARGO_BIN_EXE_ringtracker")])
+        .args(args);
+    cmd
+}
+
+#[test]
+fn without_io_uring_udp_falls_back_to_mmsg_and_says_why() {
+    let dir = common::fresh_dir("no-uring");
+    let config = dir.join("udp-only.toml");
+    std::fs::write(&config, "[http]\nlisten = []\n").unwrap();
+    let config = config.to_str().unwrap();
+    let args = ["--config", config, "--udp", "127.0.0.1:0", "--workers", "1"];
+    let mut t = start(&mut without_io_uring(&args), false);
+    let warn = t
+        .early_log
+        .lines()
+        .find(|l| l.contains("io_uring unavailable"))
+        .unwrap_or_else(|| panic!("no WARN line:\n{}", t.early_log));
+    assert!(warn.contains("WARN"), "{warn}");
+    assert!(
+        warn.contains("io_uring_setup failed: Operation not permitted"),
+        "{warn}"
+    );
+    assert!(warn.contains("kernel.io_uring_disabled = "), "{warn}");
+    assert!(warn.contains("Linux "), "{warn}");
+    assert!(warn.contains("UDP on the mmsg backend"), "{warn}");
+    // And UDP is served.
+    let mut c = common::Client::new("127.0.0.1:0", t.udp);
+    let cid = c.connect();
+    assert_eq!(c.announce(cid, [1; 20], 2, 0, 10, 6881).seeders, 1);
+    stop_with(&mut t.child, "-TERM");
+    // Forcing io_uring where it is blocked stops the start, saying so.
+    std::fs::write(
+        dir.join("forced.toml"),
+        "[udp]\nbackend = \"io_uring\"\n[http]\nlisten = []\n",
+    )
+    .unwrap();
+    let forced = dir.join("forced.toml");
+    let out = without_io_uring(&["--config", forced.to_str().unwrap(), "--udp", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("udp.backend = \"io_uring\" needs it"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -442,6 +442,51 @@ fn peers_spread_over_tls_to_redis() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// contrib/grafana/ringtracker.json queries only metrics a tracker
+/// exports: checked against a live /metrics of a node with every feature
+/// the dashboard shows (cluster mode and snapshots).
+#[test]
+fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let dashboard = include_str!("../contrib/grafana/ringtracker.json");
+    let parsed: serde_json::Value = serde_json::from_str(dashboard).expect("valid JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() > 10));
+    let c = Cluster::start("cluster-grafana", &[]);
+    let config = write_config(&c.dir, "a", &[c.redis.url()], false);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    let snapshot = c.dir.join("swarms.snap");
+    text.push_str(&format!(
+        "[storage]\nsnapshot = \"{}\"\n",
+        snapshot.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let a = Node::start_from(config);
+    let metrics = http_get(metrics_addr(&a.t), "/metrics");
+    let exported: std::collections::HashSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut queried: Vec<&str> = dashboard
+        .match_indices("ringtracker_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    queried.sort();
+    queried.dedup();
+    assert!(queried.len() > 20, "{queried:?}");
+    for name in queried {
+        assert!(
+            exported.contains(name),
+            "the dashboard queries {name}, not exported"
+        );
+    }
+}
+
 #[test]
 fn the_tracker_starts_and_serves_without_its_engine() {
     let dir = fresh_dir("cluster-no-engine");

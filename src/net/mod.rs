@@ -115,6 +115,66 @@ pub struct Server {
     cluster: Option<cluster::ClusterSync>,
 }
 
+/// The UDP backend to run, and whether io_uring works where it is needed:
+/// `auto` takes io_uring where the probe succeeds on a new enough kernel
+/// and mmsg otherwise (one WARN line says why); a forced io_uring that
+/// does not work, or an HTTP frontend without io_uring, stops the start.
+fn udp_backend(
+    configured: UdpBackend,
+    serves_udp: bool,
+    serves_http: bool,
+) -> Result<UdpBackend, StartError> {
+    let wants_uring = serves_udp && configured != UdpBackend::Mmsg;
+    if !wants_uring && !serves_http {
+        return Ok(configured);
+    }
+    let kernel = kernel_release();
+    let probe = udp::probe();
+    let too_old = !kernel_at_least(&kernel, MIN_KERNEL);
+    match (configured, probe) {
+        (UdpBackend::Auto, Ok(())) if serves_udp && too_old => {
+            warn_fallback(&format!(
+                "Linux {kernel} is older than {}.{}",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            ));
+            Ok(UdpBackend::Mmsg)
+        }
+        (UdpBackend::Auto, Err(e)) if !serves_http => {
+            warn_fallback(&format!("io_uring_setup failed: {e}"));
+            Ok(UdpBackend::Mmsg)
+        }
+        (_, Err(source)) => {
+            let user = if serves_http {
+                "the HTTP frontend needs it (it has no other backend yet; serve UDP alone \
+                 with [http] listen = [] and [tls] listen = [])"
+            } else {
+                "udp.backend = \"io_uring\" needs it (or leave udp.backend at \"auto\")"
+            };
+            Err(StartError::IoUringUnavailable {
+                source,
+                kernel,
+                user,
+            })
+        }
+        (UdpBackend::IoUring, Ok(())) if serves_udp && too_old => {
+            Err(StartError::KernelTooOld { kernel })
+        }
+        (UdpBackend::Auto, Ok(())) => Ok(UdpBackend::IoUring),
+        (chosen, Ok(())) => Ok(chosen),
+    }
+}
+
+/// One WARN line: UDP falls back to mmsg, and why.
+fn warn_fallback(why: &str) {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map_or_else(|_| "absent".into(), |s| s.trim().to_string());
+    tracing::warn!(
+        "io_uring unavailable ({why}; kernel.io_uring_disabled = {disabled}; Linux {}): \
+         UDP on the mmsg backend (poll + recvmmsg/sendmmsg)",
+        kernel_release()
+    );
+}
+
 /// `uname -r`, as the kernel reports it.
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -179,27 +239,12 @@ impl Server {
         files: OperatorFiles,
         prepare: impl FnOnce(&Tracker),
     ) -> Result<Server, StartError> {
-        let backend = config.udp.backend;
         let serves_http = !config.http.listen.is_empty() || !config.tls.listen.is_empty();
-        let uring_udp = backend == UdpBackend::IoUring && !config.udp.listen.is_empty();
-        if uring_udp || serves_http {
-            let kernel = kernel_release();
-            if let Err(source) = udp::probe() {
-                let user = if uring_udp {
-                    "udp.backend = \"io_uring\" needs it (or run without it: udp.backend = \"mmsg\")"
-                } else {
-                    "the HTTP frontend needs it (it has no other backend)"
-                };
-                return Err(StartError::IoUringUnavailable {
-                    source,
-                    kernel,
-                    user,
-                });
-            }
-            if uring_udp && !kernel_at_least(&kernel, MIN_KERNEL) {
-                return Err(StartError::KernelTooOld { kernel });
-            }
-        }
+        let backend = udp_backend(
+            config.udp.backend,
+            !config.udp.listen.is_empty(),
+            serves_http,
+        )?;
         if config.udp.listen.is_empty()
             && config.http.listen.is_empty()
             && config.tls.listen.is_empty()
@@ -296,7 +341,7 @@ impl Server {
                 forced_failure: forced_failure("udp", index),
             };
             let started = server.spawn(format!("udp-{index}"), move |ready| match backend {
-                UdpBackend::IoUring => udp::run(setup, ready),
+                UdpBackend::IoUring | UdpBackend::Auto => udp::run(setup, ready),
                 UdpBackend::Mmsg => mmsg::run(setup, ready),
             });
             started.map_err(|source| StartError::Worker { index, source })?;
