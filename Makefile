@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test browser redis seccomp e2e bench bench-peers bench-cluster lint ci fuzz soak
+.PHONY: build run test browser redis seccomp e2e bench bench-peers bench-cluster lint ci fuzz soak deb
 
 build:
 	$(CARGO) build --release --workspace
@@ -67,6 +67,26 @@ soak: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+# The Debian package (cargo-deb): target/debian/ringtracker_<version>_amd64.deb.
+# The man pages, completions, the packaged config (snapshots under
+# /var/lib/ringtracker) and the unit (/usr/bin) come from the binaries and
+# contrib/ first, into target/deb.
+deb: build
+	mkdir -p target/deb
+	./target/release/ringtracker --print-man | gzip -9n > target/deb/ringtracker.1.gz
+	./target/release/loadgen --print-man | gzip -9n > target/deb/ringtracker-loadgen.1.gz
+	./target/release/ringtracker --print-completions bash > target/deb/ringtracker.bash
+	./target/release/ringtracker --print-completions zsh > target/deb/_ringtracker
+	./target/release/ringtracker --print-completions fish > target/deb/ringtracker.fish
+	./target/release/ringtracker --print-config | \
+		sed -e 's|^# snapshot = "/var/lib/ringtracker/swarms.snap"|snapshot = "/var/lib/ringtracker/swarms.snap"|' \
+		> target/deb/ringtracker.toml
+	grep -q '^snapshot = "/var/lib/ringtracker/swarms.snap"' target/deb/ringtracker.toml
+	sed -e 's|/usr/local/bin/ringtracker|/usr/bin/ringtracker|g' contrib/ringtracker.service \
+		> target/deb/ringtracker.service
+	command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb --no-build --strip -p ringtracker --output target/debian/
 
 lint:
 	$(CARGO) fmt --check

@@ -49,6 +49,10 @@ enum ModeArg {
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    /// Print the man page (roff) and exit (the Debian package installs it
+    /// as ringtracker-loadgen(1)).
+    #[arg(long)]
+    print_man: bool,
     /// The tracker (must be a 127.0.0.0/8 address).
     #[arg(long, default_value = "127.0.0.1:6969")]
     target: SocketAddr,
@@ -211,7 +215,19 @@ impl driver::Progress for Bar {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.print_man {
+        use clap::CommandFactory;
+        let command = Args::command().name("ringtracker-loadgen");
+        return match clap_mangen::Man::new(command).render(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadgen: {e}");
