@@ -618,6 +618,14 @@ impl Snapshot {
                 let mut kept = false;
                 for e in v4.chunks(V4 + 3).chain(v6.chunks(V6 + 3)) {
                     match change(e) {
+                        // A checkpoint loaded into a running table is at
+                        // most as current as a peer already there.
+                        Some(c)
+                            if origin.is_some()
+                                && shard.peer(&hash, &c.addr, now, &h).is_some() =>
+                        {
+                            kept = true;
+                        }
                         Some(c) => {
                             shard.apply(&hash, &c, &h, |_| ());
                             stats.peers += 1;
@@ -889,6 +897,44 @@ mod tests {
         assert_eq!((r.torrents, r.peers, r.expired), (0, 0, 42));
         assert_eq!(c.scrape(&InfoHash([2; 20])).completed, 0);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Cluster mode's checkpoint: only local peers go in; loaded elsewhere
+    /// they are remote, and a peer the table already has is left alone.
+    #[test]
+    fn a_checkpoint_holds_local_peers_and_loads_them_as_remote() {
+        use crate::tracker::peer_set::Origin;
+        use crate::tracker::table::PeerAddr;
+        let a = filled();
+        // A remote peer in torrent 1: not a checkpoint's business.
+        let remote = crate::tracker::change::SwarmChange {
+            info_hash: InfoHash([1; 20]),
+            addr: PeerAddr::V4([10, 9, 9, 9, 0, 80]),
+            kind: crate::tracker::change::ChangeKind::Leecher,
+            completed: false,
+        };
+        crate::cluster::apply::apply_remote(&a, &remote, 1000);
+        let (bytes, stats) =
+            encode(&a, Vec::new(), 1000, 1_700_000_000, None, Scope::LocalPeers).unwrap();
+        assert_eq!((stats.peers, stats.remote_left_out), (42, 1));
+        let snap = Snapshot::check(bytes, Path::new("checkpoint")).unwrap();
+        let b = tracker(5);
+        // B already has one of A's peers, fresh and its own.
+        announce(&b, 1, "10.0.0.1", 0, Event::Started, 5);
+        let r = snap.restore_as(&b, 5, 1_700_000_010, Some(Origin::Remote));
+        assert_eq!(r.peers, 41);
+        let h = *b.table.addr_hasher();
+        let origin = |hash: u8, ip: [u8; 4]| {
+            let addr = PeerAddr::V4([ip[0], ip[1], ip[2], ip[3], 0x1a, 0xe1]);
+            let hash = InfoHash([hash; 20]);
+            b.table
+                .lock(&hash)
+                .peer(&hash, &addr, 5, &h)
+                .map(|p| p.origin)
+        };
+        assert_eq!(origin(1, [10, 0, 0, 1]), Some(Origin::Local));
+        assert_eq!(origin(2, [10, 0, 1, 7]), Some(Origin::Remote));
+        assert_eq!(origin(1, [10, 9, 9, 9]), None);
     }
 
     #[test]
