@@ -19,6 +19,7 @@
 
 pub mod batch;
 pub mod http;
+pub mod http_conn;
 pub mod outbox;
 pub mod policy;
 pub mod timers;

@@ -1,17 +1,12 @@
-//! The HTTP worker: one thread, one io_uring, one SO_REUSEPORT listener per
-//! `--http` address, and a slab of connections.
+//! The HTTP worker on io_uring: one thread, one ring, one SO_REUSEPORT
+//! listener per `--http` (and `[tls] listen`) address, and a slab of
+//! connections.
 //!
 //! Every connection has at most one operation in flight: a `Recv` into its
-//! read buffer or a `Send` of its write buffer. A received chunk is parsed
-//! for the complete request heads it holds (pipelining); each is answered
-//! by the worker's engine (`Engine::handle_http_request`) into the write
-//! buffer, in order, and the buffer goes out in one `Send`. Parsing stops
-//! once `OUTPUT_BOUND` bytes wait to go out: the rest of the pipeline
-//! waits in the read buffer until the client has read, so a client that
-//! never reads pins one bounded buffer, not every answer it asked for. A
-//! full scrape's body is shared by the worker's connections and copied
-//! into the write buffer `OUTPUT_BOUND` at a time. Then the connection
-//! reads again, or closes (`Connection: close`, HTTP/1.0, an error).
+//! receive buffer or a `Send` of what it has to send. What a connection
+//! does with the bytes (framing, pipelining, keep-alive, the output bound,
+//! TLS) is `engine::http_conn::HttpConn`, sans I/O; this worker only moves
+//! bytes and does the `Step` it is told.
 //!
 //! Slow and idle clients cost a pending `Recv` and two small buffers, not a
 //! thread: a 250 ms tick closes connections idle longer than the timeout, or
@@ -28,24 +23,13 @@ use std::time::Instant;
 
 use io_uring::types::{Fd, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
-use rustls::ServerConnection;
 
 use super::ring::{push, push_cancel_all, push_wakeup, submit_and_wait};
-use super::tls::{self, TlsConfig};
+use super::tls::TlsConfig;
+use crate::engine::http_conn::{HttpConn, Step};
 use crate::engine::{Engine, EngineSetup};
-use crate::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::address_cap::{AddressCap, Held};
-
-/// Read buffer per connection: one maximal request head plus a pipelined
-/// follower's start.
-const READ_BUF: usize = MAX_HEAD_BYTES + 1024;
-
-/// Answers waiting to go out per connection before the worker stops
-/// parsing its pipelined requests. One answer may overshoot it (an
-/// announce of `max_numwant` peers as dictionaries); a shared full scrape
-/// body is sent in pieces of this size.
-pub const OUTPUT_BOUND: usize = 64 * 1024;
 
 const TAG_ACCEPT: u64 = 1 << 56;
 const TAG_RECV: u64 = 2 << 56;
@@ -69,42 +53,14 @@ pub struct HttpWorkerSetup {
     pub tls: Option<(usize, TlsConfig)>,
 }
 
-/// TLS state of an HTTPS connection: the plaintext side uses the
-/// connection's `read` and `write` buffers as for HTTP.
-struct TlsConn {
-    session: ServerConnection,
-    /// Ciphertext received.
-    input: Box<[u8]>,
-    /// Plaintext of the last responses while `write` holds their ciphertext.
-    spare: Vec<u8>,
-    /// The peer ended its side: answer what was read, then close.
-    peer_closed: bool,
-}
-
-/// Ciphertext read per receive: one TLS record and its overhead.
-const TLS_READ_BUF: usize = 16 * 1024 + 512;
-
 struct Conn {
     fd: OwnedFd,
-    peer: SocketAddr,
-    read: Box<[u8]>,
-    filled: usize,
-    write: Vec<u8>,
-    sent: usize,
-    /// A shared body still to send after `write` (a full scrape), and how
-    /// much of it has been copied into `write`.
-    tail: Option<(Arc<[u8]>, usize)>,
-    /// Close once the write buffer is out.
-    close_after_write: bool,
+    http: HttpConn,
     /// An operation of ours is in the kernel.
     busy: bool,
     /// Closing: shut down, waiting for the operation in flight.
     closing: bool,
-    last_active: u32,
-    /// When the first byte of a not yet complete request head arrived.
-    head_started: Option<u32>,
     generation: u32,
-    tls: Option<Box<TlsConn>>,
     /// The connection's count against its address's cap.
     held: Option<Held>,
 }
@@ -317,24 +273,15 @@ impl Worker {
             return;
         };
         let tls = match &self.tls {
-            Some((from, config)) if listener >= *from => {
-                match ServerConnection::new(config.load_full()) {
-                    Ok(session) => Some(Box::new(TlsConn {
-                        session,
-                        input: vec![0; TLS_READ_BUF].into_boxed_slice(),
-                        spare: Vec::new(),
-                        peer_closed: false,
-                    })),
-                    // rustls could not start a session: close (drop `fd`).
-                    Err(_) => {
-                        if let Some(h) = held {
-                            self.address_cap.release(h);
-                        }
-                        return;
-                    }
-                }
-            }
+            Some((from, config)) if listener >= *from => Some(config.load_full()),
             _ => None,
+        };
+        let Ok(http) = HttpConn::new(peer, self.now(), tls) else {
+            // rustls could not start a session: close (drop `fd`).
+            if let Some(h) = held {
+                self.address_cap.release(h);
+            }
+            return;
         };
         self.stats().add(Counter::HttpConnections, 1);
         let slot = self.free.pop().map(|s| s as usize).unwrap_or_else(|| {
@@ -343,24 +290,12 @@ impl Worker {
             self.conns.len() - 1
         });
         self.generations[slot] = self.generations[slot].wrapping_add(1);
-        let now = self.now();
         self.conns[slot] = Some(Conn {
             fd,
-            peer,
-            read: vec![0; READ_BUF].into_boxed_slice(),
-            filled: 0,
-            write: Vec::new(),
-            sent: 0,
-            tail: None,
-            close_after_write: false,
+            http,
             busy: false,
             closing: false,
-            last_active: now,
-            // A TLS handshake is held to the same deadline as a request
-            // head: a client trickling handshake bytes is a slowloris too.
-            head_started: tls.as_ref().map(|_| now),
             generation: self.generations[slot],
-            tls,
             held,
         });
         self.open += 1;
@@ -369,30 +304,28 @@ impl Worker {
 
     fn arm_recv(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
         let c = self.conns[slot].as_mut().expect("live connection");
-        let room = match &mut c.tls {
-            Some(t) => &mut t.input[..],
-            None => &mut c.read[c.filled..],
-        };
+        let room = c.http.recv_buf();
         let entry = opcode::Recv::new(Fd(c.fd.as_raw_fd()), room.as_mut_ptr(), room.len() as u32)
             .build()
             .user_data(user_data(TAG_RECV, slot, c.generation));
         c.busy = true;
-        // SAFETY: the read buffer (or the TLS input buffer) is a boxed slice
-        // owned by the connection, which is not freed while `busy` (an
-        // operation in flight).
+        // SAFETY: the receive buffer is a boxed slice owned by the
+        // connection (`HttpConn::recv_buf`), which is not freed while
+        // `busy` (an operation in flight).
         unsafe { push(sq, submitter, &entry) };
     }
 
     fn arm_send(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
         let c = self.conns[slot].as_mut().expect("live connection");
-        let rest = &c.write[c.sent..];
+        let rest = c.http.to_send();
         let entry = opcode::Send::new(Fd(c.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data(TAG_SEND, slot, c.generation));
         c.busy = true;
-        // SAFETY: the write buffer is not touched (so not reallocated) while
-        // `busy`, and the connection is not freed before the completion.
+        // SAFETY: what `to_send` points into is not touched (so not
+        // reallocated) until `on_sent`, which runs after this completion,
+        // and the connection is not freed before it.
         unsafe { push(sq, submitter, &entry) };
     }
 
@@ -400,7 +333,7 @@ impl Worker {
     /// it is no longer busy, and it stays open (true) unless the operation
     /// failed, the peer closed, or we are closing it (then it is freed). A
     /// completion for a connection since replaced is ignored (false).
-    fn settle(&mut self, slot: usize, generation: u32, result: i32, now: u32) -> bool {
+    fn settle(&mut self, slot: usize, generation: u32, result: i32) -> bool {
         let Some(c) = conn_mut(&mut self.conns, slot, generation) else {
             return false;
         };
@@ -409,7 +342,6 @@ impl Worker {
             self.finish(slot);
             return false;
         }
-        c.last_active = now;
         true
     }
 
@@ -421,28 +353,14 @@ impl Worker {
         sq: &mut SubmissionQueue<'_>,
         submitter: &Submitter<'_>,
     ) {
-        let now = self.now();
-        if !self.settle(slot, generation, result, now) {
+        if !self.settle(slot, generation, result) {
             return;
         }
-        let stats = self.engine.stats();
         let c = self.conns[slot].as_mut().expect("settled connection");
-        match &mut c.tls {
-            Some(t) => {
-                if tls::receive(&mut t.session, &t.input[..result as usize]).is_err() {
-                    // The alert goes out with the next write, then we close.
-                    // Counted, never logged one by one: garbage on the TLS
-                    // port costs a counter, not a log line (the stats line
-                    // and /metrics carry the count).
-                    stats.add(Counter::TlsFailed, 1);
-                    c.close_after_write = true;
-                }
-            }
-            None => c.filled += result as usize,
-        }
-        stats.add(Counter::BytesIn, result as u64);
-        self.process(slot, now);
-        self.next_step(slot, sq, submitter);
+        let step = c
+            .http
+            .on_received(result as usize, Instant::now(), &mut self.engine);
+        self.step(slot, step, sq, submitter);
     }
 
     fn on_send(
@@ -453,109 +371,28 @@ impl Worker {
         sq: &mut SubmissionQueue<'_>,
         submitter: &Submitter<'_>,
     ) {
-        let now = self.now();
-        if !self.settle(slot, generation, result, now) {
+        if !self.settle(slot, generation, result) {
             return;
         }
         let c = self.conns[slot].as_mut().expect("settled connection");
-        c.sent += result as usize;
-        self.engine.stats().add(Counter::BytesOut, result as u64);
-        if c.sent < c.write.len() {
-            self.arm_send(slot, sq, submitter);
-            return;
-        }
-        c.write.clear();
-        c.sent = 0;
-        if c.tail.is_some() {
-            self.next_step(slot, sq, submitter);
-            return;
-        }
-        if c.close_after_write {
-            self.finish(slot);
-            return;
-        }
-        // Pipelined requests may already be waiting in the read buffer.
-        self.process(slot, now);
-        self.next_step(slot, sq, submitter);
+        let step = c
+            .http
+            .on_sent(result as usize, Instant::now(), &mut self.engine);
+        self.step(slot, step, sq, submitter);
     }
 
-    /// Answer every complete request head in the read buffer, in order.
-    fn process(&mut self, slot: usize, now: u32) {
-        let Some(c) = self.conns[slot].as_mut() else {
-            return;
-        };
-        if let Some(t) = &mut c.tls {
-            let (n, closed) = tls::pull(&mut t.session, &mut c.read[c.filled..]);
-            c.filled += n;
-            t.peer_closed |= closed;
-        }
-        let at = Instant::now();
-        let mut consumed = 0;
-        // Whether what is left in the read buffer is an incomplete head (we
-        // wait for the client), not answers held back by the bound (the
-        // client waits for us).
-        let mut incomplete = false;
-        // A shared body goes out before the next answer: stop after it.
-        while !c.close_after_write && c.tail.is_none() && c.write.len() < OUTPUT_BOUND {
-            match parse_head(&c.read[consumed..c.filled]) {
-                Ok(Some(head)) => {
-                    let keep = self
-                        .engine
-                        .handle_http_request(at, &head, c.peer, &mut c.write);
-                    c.tail = self.engine.take_http_tail().map(|body| (body, 0));
-                    consumed += head.len;
-                    c.close_after_write = !keep;
-                }
-                Ok(None) => {
-                    incomplete = true;
-                    break;
-                }
-                Err(e) => {
-                    self.engine.reject_http(e, &mut c.write);
-                    c.close_after_write = true;
-                    consumed = c.filled;
-                }
-            }
-        }
-        if c.close_after_write {
-            consumed = c.filled;
-        }
-        c.read.copy_within(consumed..c.filled, 0);
-        c.filled -= consumed;
-        // A peer that closed its side after pipelining still gets every
-        // answer: close once nothing complete is left to answer.
-        if incomplete && c.tls.as_ref().is_some_and(|t| t.peer_closed) {
-            c.close_after_write = true;
-        }
-        let handshaking = c.tls.as_ref().is_some_and(|t| t.session.is_handshaking());
-        if !handshaking {
-            c.head_started = match (c.filled, c.head_started) {
-                (0, _) => None,
-                _ if !incomplete => None,
-                (_, Some(t)) if consumed == 0 => Some(t),
-                _ => Some(now),
-            };
-        }
-    }
-
-    /// Send what is written, else read more (or close).
-    fn next_step(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let c = self.conns[slot].as_mut().expect("live connection");
-        fill_from_tail(&mut c.write, &mut c.tail);
-        if let Some(t) = &mut c.tls {
-            // `write` holds the plaintext just produced: send its ciphertext
-            // (and whatever the handshake needs) instead.
-            t.spare.clear();
-            let closing = c.close_after_write && c.tail.is_none();
-            tls::push(&mut t.session, &c.write, closing, &mut t.spare);
-            std::mem::swap(&mut c.write, &mut t.spare);
-        }
-        if !c.write.is_empty() {
-            self.arm_send(slot, sq, submitter);
-        } else if c.close_after_write {
-            self.finish(slot);
-        } else {
-            self.arm_recv(slot, sq, submitter);
+    /// Do what the connection asks for next.
+    fn step(
+        &mut self,
+        slot: usize,
+        step: Step,
+        sq: &mut SubmissionQueue<'_>,
+        submitter: &Submitter<'_>,
+    ) {
+        match step {
+            Step::Send => self.arm_send(slot, sq, submitter),
+            Step::Recv => self.arm_recv(slot, sq, submitter),
+            Step::Close => self.finish(slot),
         }
     }
 
@@ -569,7 +406,7 @@ impl Worker {
             let Some(c) = &self.conns[slot] else {
                 continue;
             };
-            if timed_out(c.last_active, c.head_started, now, timeout) {
+            if c.http.timed_out(now, timeout) {
                 self.stats().add(Counter::HttpTimeouts, 1);
                 self.close(slot);
             }
@@ -607,21 +444,6 @@ impl Worker {
     }
 }
 
-/// Copy the next piece of a shared body into `write`, up to
-/// `OUTPUT_BOUND` pending; the tail is gone once all of it was copied.
-fn fill_from_tail(write: &mut Vec<u8>, tail: &mut Option<(Arc<[u8]>, usize)>) {
-    let Some((body, copied)) = tail else {
-        return;
-    };
-    let room = OUTPUT_BOUND.saturating_sub(write.len());
-    let piece = &body[*copied..(*copied + room).min(body.len())];
-    write.extend_from_slice(piece);
-    *copied += piece.len();
-    if *copied == body.len() {
-        *tail = None;
-    }
-}
-
 /// The connection in `slot` if it is still the one of `generation` (a
 /// completion may arrive for a connection since closed and replaced).
 fn conn_mut(conns: &mut [Option<Conn>], slot: usize, generation: u32) -> Option<&mut Conn> {
@@ -629,15 +451,6 @@ fn conn_mut(conns: &mut [Option<Conn>], slot: usize, generation: u32) -> Option<
         .get_mut(slot)?
         .as_mut()
         .filter(|c| c.generation & 0xff_ffff == generation)
-}
-
-/// Whether a connection has had its time: idle (nothing received or sent)
-/// for longer than `timeout`, or a request head begun longer than `timeout`
-/// ago and still not complete (a client trickling bytes to hold the
-/// connection open). Seconds of tracker time.
-fn timed_out(last_active: u32, head_started: Option<u32>, now: u32, timeout: u32) -> bool {
-    let stalled_head = head_started.is_some_and(|t| now.saturating_sub(t) > timeout);
-    stalled_head || now.saturating_sub(last_active) > timeout
 }
 
 fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
@@ -648,45 +461,4 @@ fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     let addr = s.peer_addr().ok().and_then(|a| a.as_socket());
     let _ = s.into_raw_fd();
     addr
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{OUTPUT_BOUND, fill_from_tail, timed_out};
-    use std::sync::Arc;
-
-    #[test]
-    fn a_shared_body_is_copied_a_bounded_piece_at_a_time() {
-        let body: Arc<[u8]> = (0..OUTPUT_BOUND * 2 + 10).map(|i| i as u8).collect();
-        let mut tail = Some((body.clone(), 0));
-        let mut write = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-        let mut sent = Vec::new();
-        while tail.is_some() {
-            fill_from_tail(&mut write, &mut tail);
-            assert!(write.len() <= OUTPUT_BOUND);
-            sent.append(&mut write);
-        }
-        assert_eq!(&sent[19..], &body[..]);
-        // Nothing to copy: nothing happens.
-        fill_from_tail(&mut write, &mut tail);
-        assert!(write.is_empty());
-    }
-
-    #[test]
-    fn idle_connections_time_out() {
-        assert!(
-            !timed_out(100, None, 130, 30),
-            "exactly the timeout is kept"
-        );
-        assert!(timed_out(100, None, 131, 30));
-    }
-
-    #[test]
-    fn a_trickled_head_times_out_even_while_bytes_arrive() {
-        // Bytes keep arriving (last_active is fresh), but the head that
-        // started at 100 is still incomplete 31 s later.
-        assert!(timed_out(130, Some(100), 131, 30));
-        assert!(!timed_out(130, Some(100), 130, 30));
-        assert!(!timed_out(130, Some(125), 131, 30));
-    }
 }
