@@ -3,17 +3,21 @@
 //! One `Engine` per worker thread owns what used to be written once per
 //! backend: the worker's RNG, its counters, the clock (tracker seconds from
 //! the `Instant`s the backend passes in; the engine never reads a clock),
-//! its timers (`poll_timeout` / `handle_timeout`, as quinn-proto), and the
-//! request handling. A UDP backend hands it a whole completion batch
+//! its timers (`poll_timeout` / `handle_timeout`, as quinn-proto), the
+//! request handling, and in cluster mode the worker's outbox of swarm
+//! changes. A UDP backend hands it a whole completion batch
 //! (`handle_udp_batch`, the prefetching pipeline in `batch.rs`); the HTTP
-//! backend hands it one parsed request head at a time
-//! (`handle_http_request`). Backends (io_uring, recvmmsg/sendmmsg) only
-//! move bytes in and out of it.
+//! backend drives one `http_conn::HttpConn` per connection, which hands it
+//! one parsed request head at a time (`handle_http_request`). Backends
+//! (io_uring, recvmmsg/sendmmsg) only move bytes in and out of it.
 //!
 //! - `udp.rs`, `http.rs`: each frontend's wire decisions (what a datagram
 //!   or a request head becomes).
+//! - `http_conn.rs`: one HTTP connection's state machine (framing,
+//!   pipelining, the output bound, timeouts, TLS).
 //! - `policy.rs`: the one chain an announce goes through for both.
 //! - `batch.rs`: the UDP batch pipeline.
+//! - `outbox.rs`: cluster mode's bounded ring of the worker's changes.
 //! - `timers.rs`: periodic deadlines as data (main's and the workers').
 #![forbid(unsafe_code)]
 
