@@ -204,6 +204,28 @@ pub struct ServerConfig {
     pub stats_interval: u64,
 }
 
+/// How HTTP (and HTTPS) workers talk to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpBackend {
+    /// io_uring where it works, else epoll (one WARN line says why).
+    Auto,
+    /// Multishot accepts, one receive or send in flight per connection.
+    IoUring,
+    /// epoll readiness and non-blocking sockets: anywhere.
+    Epoll,
+}
+
+impl std::fmt::Display for HttpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HttpBackend::Auto => "auto",
+            HttpBackend::IoUring => "io_uring",
+            HttpBackend::Epoll => "epoll",
+        })
+    }
+}
+
 /// How UDP workers talk to the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -242,6 +264,7 @@ pub struct UdpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: Vec<SocketAddr>,
+    pub backend: HttpBackend,
     pub full_scrape: bool,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub max_connections: u32,
@@ -281,6 +304,7 @@ impl Default for Config {
             },
             http: HttpConfig {
                 listen: vec![default_addr()],
+                backend: HttpBackend::Auto,
                 full_scrape: false,
                 trusted_proxies: Vec::new(),
                 max_connections: 10_000,
@@ -753,6 +777,10 @@ socket_recv_buffer = {socket_recv_buffer}
 [http]
 # Addresses for the HTTP announce and scrape frontend (BEP 3, 23, 7, 24, 48).
 listen = [{http_listen}]
+# "auto": io_uring where the kernel allows it, else epoll (one WARN line at
+# start says why); "io_uring" or "epoll" force one (a forced io_uring that
+# is blocked stops the start). Both serve HTTP and HTTPS alike.
+backend = "{http_backend}"
 # Answer a scrape without info_hash with every torrent (about 70 bytes a
 # torrent; each worker rebuilds it at most every 30 s and shares it).
 full_scrape = {full_scrape}
@@ -929,6 +957,7 @@ refresh_interval = {refresh_interval}
             send_slots = d.udp.send_slots,
             socket_recv_buffer = d.udp.socket_recv_buffer,
             http_listen = list(&d.http.listen),
+            http_backend = d.http.backend,
             full_scrape = d.http.full_scrape,
             trusted_proxies = d
                 .http

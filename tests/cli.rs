@@ -1053,43 +1053,77 @@ fn without_io_uring(args: &[&str]) -> std::process::Command {
 }
 
 #[test]
-fn without_io_uring_udp_falls_back_to_mmsg_and_says_why() {
+fn without_io_uring_udp_http_and_https_fall_back_and_say_why() {
     let dir = common::fresh_dir("no-uring");
-    let config = dir.join("udp-only.toml");
-    std::fs::write(&config, "[http]\nlisten = []\n").unwrap();
-    let config = config.to_str().unwrap();
-    let args = ["--config", config, "--udp", "127.0.0.1:0", "--workers", "1"];
-    let mut t = start(&mut without_io_uring(&args), false);
-    let warn = t
-        .early_log
-        .lines()
-        .find(|l| l.contains("io_uring unavailable"))
-        .unwrap_or_else(|| panic!("no WARN line:\n{}", t.early_log));
-    assert!(warn.contains("WARN"), "{warn}");
-    assert!(
-        warn.contains("io_uring_setup failed: Operation not permitted"),
-        "{warn}"
-    );
-    assert!(warn.contains("kernel.io_uring_disabled = "), "{warn}");
-    assert!(warn.contains("Linux "), "{warn}");
-    assert!(warn.contains("UDP on the mmsg backend"), "{warn}");
-    // And UDP is served.
-    let mut c = common::Client::new("127.0.0.1:0", t.udp);
-    let cid = c.connect();
-    assert_eq!(c.announce(cid, [1; 20], 2, 0, 10, 6881).seeders, 1);
-    stop_with(&mut t.child, "-TERM");
-    // Forcing io_uring where it is blocked stops the start, saying so.
+    let (cert, cert_path, key_path) = write_self_signed(&dir);
+    let config = dir.join("tls.toml");
     std::fs::write(
-        dir.join("forced.toml"),
-        "[udp]\nbackend = \"io_uring\"\n[http]\nlisten = []\n",
+        &config,
+        format!("[tls]\ncert = {cert_path:?}\nkey = {key_path:?}\n"),
     )
     .unwrap();
+    let config = config.to_str().unwrap();
+    let args = [
+        "--config",
+        config,
+        "--udp",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ];
+    let mut t = start(&mut without_io_uring(&args), true);
+    let mut log = t.early_log.clone();
+    while !log.contains("worker(s) started") {
+        log.push_str(&t.stderr.next_line().expect("start-up log"));
+    }
+    let warned = |frontend: &str| {
+        let warn = log
+            .lines()
+            .find(|l| l.contains("io_uring unavailable") && l.contains(frontend))
+            .unwrap_or_else(|| panic!("no WARN line for {frontend}:\n{log}"));
+        assert!(warn.contains("WARN"), "{warn}");
+        assert!(
+            warn.contains("io_uring_setup failed: Operation not permitted"),
+            "{warn}"
+        );
+        assert!(warn.contains("kernel.io_uring_disabled = "), "{warn}");
+        assert!(warn.contains("Linux "), "{warn}");
+    };
+    warned("UDP on the mmsg backend");
+    warned("HTTP on the epoll backend");
+    // UDP, HTTP and HTTPS are served.
+    let mut c = common::Client::new("127.0.0.1:0", t.udp);
+    let cid = c.connect();
+    assert_eq!(c.announce(cid, [0xdd; 20], 2, 0, 10, 6881).seeders, 1);
+    let hash = "%DD".repeat(20);
+    let http = http_get(
+        t.http,
+        &format!("/announce?info_hash={hash}&peer_id=-qB4500-abcdefghijkl&port=6882&left=0"),
+    );
+    assert!(
+        http.starts_with("HTTP/1.1 200 OK") && http.contains("8:completei2e"),
+        "{http}"
+    );
+    let https = addr_after(&log, "listening on https ").expect("https address");
+    let mut s = tls_client(https, &cert).unwrap();
+    let body = https_announce(&mut s, 6883);
+    assert!(body.windows(13).any(|w| w == b"8:completei3e"), "{body:?}");
+    stop_with(&mut t.child, "-TERM");
+    // Forcing io_uring where it is blocked stops the start, saying so.
+    std::fs::write(dir.join("forced.toml"), "[http]\nbackend = \"io_uring\"\n").unwrap();
     let forced = dir.join("forced.toml");
     let out = without_io_uring(&["--config", forced.to_str().unwrap(), "--udp", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("udp.backend = \"io_uring\" needs it"), "{err}");
+    assert!(
+        err.contains("http.backend = \"io_uring\" needs it"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! The HTTP frontend over real TCP on loopback: announces, scrapes,
 //! keep-alive, pipelining, and clients that are slow, idle or not HTTP.
+//! Every scenario runs on both HTTP backends (io_uring and epoll).
 
 mod common;
 
@@ -7,11 +8,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use ringtracker::config::Config;
+use ringtracker::config::{Config, HttpBackend};
 use ringtracker::net::Server;
 
-fn start(listen: &str, tweak: impl FnOnce(&mut Config)) -> Server {
+fn start(backend: HttpBackend, listen: &str, tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
+    config.http.backend = backend;
     config.udp.listen = Vec::new();
     config.http.listen = vec![listen.parse().unwrap()];
     config.server.workers = 2;
@@ -54,9 +56,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-#[test]
-fn two_peers_meet_and_scrape_counts() {
-    let server = start("127.0.0.1:0", |_| {});
+fn two_peers_meet_and_scrape_counts(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |_| {});
     let addr = server.http_addrs()[0];
     let mut a = connect(addr);
     a.write_all(announce(b'a', 6881, 0, "&event=started").as_bytes())
@@ -98,9 +99,8 @@ fn two_peers_meet_and_scrape_counts() {
     );
 }
 
-#[test]
-fn ipv6_peers_come_in_peers6() {
-    let server = start("[::1]:0", |_| {});
+fn ipv6_peers_come_in_peers6(backend: HttpBackend) {
+    let server = start(backend, "[::1]:0", |_| {});
     let addr = server.http_addrs()[0];
     let mut a = connect(addr);
     a.write_all(announce(b'6', 7001, 0, "").as_bytes()).unwrap();
@@ -114,9 +114,8 @@ fn ipv6_peers_come_in_peers6() {
     );
 }
 
-#[test]
-fn keep_alive_and_pipelining_answer_in_order() {
-    let server = start("127.0.0.1:0", |_| {});
+fn keep_alive_and_pipelining_answer_in_order(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |_| {});
     let mut s = connect(server.http_addrs()[0]);
     // Three requests in one write: an announce, a 404, a scrape.
     let pipelined = format!(
@@ -139,9 +138,8 @@ fn keep_alive_and_pipelining_answer_in_order() {
     assert_eq!(st, "HTTP/1.1 200 OK");
 }
 
-#[test]
-fn connection_close_and_http_1_0_close_after_the_reply() {
-    let server = start("127.0.0.1:0", |_| {});
+fn connection_close_and_http_1_0_close_after_the_reply(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |_| {});
     let addr = server.http_addrs()[0];
     let mut s = connect(addr);
     s.write_all(
@@ -159,9 +157,8 @@ fn connection_close_and_http_1_0_close_after_the_reply() {
     assert!(closed(&mut s));
 }
 
-#[test]
-fn garbage_gets_400_and_long_requests_431() {
-    let server = start("127.0.0.1:0", |_| {});
+fn garbage_gets_400_and_long_requests_431(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |_| {});
     let addr = server.http_addrs()[0];
     let mut s = connect(addr);
     s.write_all(b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n")
@@ -188,9 +185,8 @@ fn garbage_gets_400_and_long_requests_431() {
     assert!(body.starts_with(b"d14:failure reason"));
 }
 
-#[test]
-fn idle_and_half_sent_connections_do_not_block_an_announce() {
-    let server = start("127.0.0.1:0", |c| c.server.workers = 1);
+fn idle_and_half_sent_connections_do_not_block_an_announce(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |c| c.server.workers = 1);
     let addr = server.http_addrs()[0];
     let mut idle: Vec<TcpStream> = (0..50).map(|_| connect(addr)).collect();
     for s in idle.iter_mut().take(25) {
@@ -210,9 +206,8 @@ fn idle_and_half_sent_connections_do_not_block_an_announce() {
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
 
-#[test]
-fn connections_over_the_cap_are_refused_old_ones_unharmed() {
-    let server = start("127.0.0.1:0", |c| {
+fn connections_over_the_cap_are_refused_old_ones_unharmed(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |c| {
         c.server.workers = 1;
         c.http.max_connections = 3;
     });
@@ -235,12 +230,11 @@ fn connections_over_the_cap_are_refused_old_ones_unharmed() {
     }
 }
 
-#[test]
-fn private_mode_over_real_sockets() {
+fn private_mode_over_real_sockets(backend: HttpBackend) {
     let dir = common::fresh_dir("http-private");
     let keys = dir.join("passkeys.txt");
     std::fs::write(&keys, "# members\nmemberKey0123456789\n").unwrap();
-    let server = start("127.0.0.1:0", |c| {
+    let server = start(backend, "127.0.0.1:0", |c| {
         c.private.enabled = true;
         c.private.passkeys = Some(keys.clone());
         c.tracker.max_numwant = 50;
@@ -263,12 +257,13 @@ fn private_mode_over_real_sockets() {
     );
 }
 
-#[test]
-fn a_banned_address_gets_no_reply_at_all() {
+fn a_banned_address_gets_no_reply_at_all(backend: HttpBackend) {
     let dir = common::fresh_dir("http-bans");
     let bans = dir.join("banned.txt");
     std::fs::write(&bans, "# us\n127.0.0.0/8\n").unwrap();
-    let server = start("127.0.0.1:0", |c| c.access.banned = Some(bans.clone()));
+    let server = start(backend, "127.0.0.1:0", |c| {
+        c.access.banned = Some(bans.clone())
+    });
     let mut s = connect(server.http_addrs()[0]);
     s.write_all(announce(b'b', 1, 0, "").as_bytes()).unwrap();
     let mut reply = Vec::new();
@@ -277,3 +272,27 @@ fn a_banned_address_gets_no_reply_at_all() {
     assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Each scenario above, once per backend.
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod io_uring {
+            $(#[test] fn $name() { super::$name(super::HttpBackend::IoUring) })*
+        }
+        mod epoll {
+            $(#[test] fn $name() { super::$name(super::HttpBackend::Epoll) })*
+        }
+    };
+}
+
+per_backend!(
+    two_peers_meet_and_scrape_counts,
+    ipv6_peers_come_in_peers6,
+    keep_alive_and_pipelining_answer_in_order,
+    connection_close_and_http_1_0_close_after_the_reply,
+    garbage_gets_400_and_long_requests_431,
+    idle_and_half_sent_connections_do_not_block_an_announce,
+    connections_over_the_cap_are_refused_old_ones_unharmed,
+    private_mode_over_real_sockets,
+    a_banned_address_gets_no_reply_at_all,
+);

@@ -12,6 +12,7 @@ pub mod background;
 pub mod buf_ring;
 pub mod cluster;
 pub mod http;
+pub mod http_epoll;
 pub mod metrics;
 pub mod mmsg;
 pub mod msg;
@@ -31,7 +32,7 @@ use std::time::Instant;
 
 use crate::cluster::stats::ClusterStats;
 use crate::compose::{self, OperatorFiles};
-use crate::config::{Config, UdpBackend};
+use crate::config::{Config, HttpBackend, UdpBackend};
 use crate::engine::EngineSetup;
 use crate::engine::http::HttpPolicy;
 use crate::engine::outbox::{OUTBOX_CAPACITY, Outbox};
@@ -90,7 +91,7 @@ pub enum StartError {
     },
     #[error("udp worker {index} could not start: {source}")]
     Worker { index: usize, source: io::Error },
-    #[error("http worker {index} could not start (it needs io_uring): {source}")]
+    #[error("http worker {index} could not start: {source}")]
     HttpWorker { index: usize, source: io::Error },
     #[error("cluster sync thread could not start: {0}")]
     ClusterThread(io::Error),
@@ -115,62 +116,78 @@ pub struct Server {
     cluster: Option<cluster::ClusterSync>,
 }
 
-/// The UDP backend to run, and whether io_uring works where it is needed:
-/// `auto` takes io_uring where the probe succeeds on a new enough kernel
-/// and mmsg otherwise (one WARN line says why); a forced io_uring that
-/// does not work, or an HTTP frontend without io_uring, stops the start.
-fn udp_backend(
-    configured: UdpBackend,
+/// The UDP and HTTP backends to run. `auto` takes io_uring where the probe
+/// succeeds (for UDP also on Linux 6.0+) and the portable backend
+/// otherwise (mmsg, epoll), with one WARN line saying why; a forced
+/// io_uring that does not work stops the start.
+fn backends(
+    udp: UdpBackend,
+    http: HttpBackend,
     serves_udp: bool,
     serves_http: bool,
-) -> Result<UdpBackend, StartError> {
-    let wants_uring = serves_udp && configured != UdpBackend::Mmsg;
-    if !wants_uring && !serves_http {
-        return Ok(configured);
+) -> Result<(UdpBackend, HttpBackend), StartError> {
+    let udp_may = serves_udp && udp != UdpBackend::Mmsg;
+    let http_may = serves_http && http != HttpBackend::Epoll;
+    if !udp_may && !http_may {
+        return Ok((udp, http));
     }
     let kernel = kernel_release();
     let probe = udp::probe();
     let too_old = !kernel_at_least(&kernel, MIN_KERNEL);
-    match (configured, probe) {
-        (UdpBackend::Auto, Ok(())) if serves_udp && too_old => {
-            warn_fallback(&format!(
-                "Linux {kernel} is older than {}.{}",
-                MIN_KERNEL.0, MIN_KERNEL.1
-            ));
-            Ok(UdpBackend::Mmsg)
-        }
-        (UdpBackend::Auto, Err(e)) if !serves_http => {
-            warn_fallback(&format!("io_uring_setup failed: {e}"));
-            Ok(UdpBackend::Mmsg)
-        }
-        (_, Err(source)) => {
-            let user = if serves_http {
-                "the HTTP frontend needs it (it has no other backend yet; serve UDP alone \
-                 with [http] listen = [] and [tls] listen = [])"
-            } else {
-                "udp.backend = \"io_uring\" needs it (or leave udp.backend at \"auto\")"
-            };
-            Err(StartError::IoUringUnavailable {
-                source,
+    if let Err(source) = &probe {
+        let forced = if udp_may && udp == UdpBackend::IoUring {
+            Some("udp.backend = \"io_uring\" needs it (or leave udp.backend at \"auto\")")
+        } else if http_may && http == HttpBackend::IoUring {
+            Some("http.backend = \"io_uring\" needs it (or leave http.backend at \"auto\")")
+        } else {
+            None
+        };
+        if let Some(user) = forced {
+            return Err(StartError::IoUringUnavailable {
+                source: io::Error::new(source.kind(), source.to_string()),
                 kernel,
                 user,
-            })
+            });
         }
-        (UdpBackend::IoUring, Ok(())) if serves_udp && too_old => {
-            Err(StartError::KernelTooOld { kernel })
-        }
-        (UdpBackend::Auto, Ok(())) => Ok(UdpBackend::IoUring),
-        (chosen, Ok(())) => Ok(chosen),
     }
+    let udp = match (udp, &probe) {
+        (UdpBackend::IoUring, Ok(())) if serves_udp && too_old => {
+            return Err(StartError::KernelTooOld { kernel });
+        }
+        (UdpBackend::Auto, Ok(())) if serves_udp && too_old => {
+            let why = format!(
+                "Linux {kernel} is older than {}.{}",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            );
+            warn_fallback(&why, "UDP on the mmsg backend (poll + recvmmsg/sendmmsg)");
+            UdpBackend::Mmsg
+        }
+        (UdpBackend::Auto, Err(e)) if serves_udp => {
+            let why = format!("io_uring_setup failed: {e}");
+            warn_fallback(&why, "UDP on the mmsg backend (poll + recvmmsg/sendmmsg)");
+            UdpBackend::Mmsg
+        }
+        (UdpBackend::Auto, _) => UdpBackend::IoUring,
+        (chosen, _) => chosen,
+    };
+    let http = match (http, &probe) {
+        (HttpBackend::Auto, Err(e)) if serves_http => {
+            let why = format!("io_uring_setup failed: {e}");
+            warn_fallback(&why, "HTTP on the epoll backend");
+            HttpBackend::Epoll
+        }
+        (HttpBackend::Auto, _) => HttpBackend::IoUring,
+        (chosen, _) => chosen,
+    };
+    Ok((udp, http))
 }
 
-/// One WARN line: UDP falls back to mmsg, and why.
-fn warn_fallback(why: &str) {
+/// One WARN line: a frontend falls back from io_uring, and why.
+fn warn_fallback(why: &str, instead: &str) {
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .map_or_else(|_| "absent".into(), |s| s.trim().to_string());
     tracing::warn!(
-        "io_uring unavailable ({why}; kernel.io_uring_disabled = {disabled}; Linux {}): \
-         UDP on the mmsg backend (poll + recvmmsg/sendmmsg)",
+        "io_uring unavailable ({why}; kernel.io_uring_disabled = {disabled}; Linux {}): {instead}",
         kernel_release()
     );
 }
@@ -240,8 +257,9 @@ impl Server {
         prepare: impl FnOnce(&Tracker),
     ) -> Result<Server, StartError> {
         let serves_http = !config.http.listen.is_empty() || !config.tls.listen.is_empty();
-        let backend = udp_backend(
+        let (backend, http_backend) = backends(
             config.udp.backend,
+            config.http.backend,
             !config.udp.listen.is_empty(),
             serves_http,
         )?;
@@ -362,8 +380,9 @@ impl Server {
                 idle_timeout: config.http.idle_timeout,
                 tls: tls.clone().map(|t| (tls_from[index], t)),
             };
-            let started = server.spawn(format!("http-{index}"), move |ready| {
-                http::run(setup, ready)
+            let started = server.spawn(format!("http-{index}"), move |ready| match http_backend {
+                HttpBackend::Epoll => http_epoll::run(setup, ready),
+                HttpBackend::IoUring | HttpBackend::Auto => http::run(setup, ready),
             });
             started.map_err(|source| StartError::HttpWorker { index, source })?;
         }
