@@ -150,20 +150,20 @@ fn backends(
             });
         }
     }
-    let udp = match (udp, &probe) {
-        (UdpBackend::IoUring, Ok(())) if serves_udp && too_old => {
+    // Why io_uring will not carry UDP here, if it will not.
+    let udp_blocked = match &probe {
+        Err(e) => Some(format!("io_uring_setup failed: {e}")),
+        Ok(()) if too_old => Some(format!(
+            "Linux {kernel} is older than {}.{}",
+            MIN_KERNEL.0, MIN_KERNEL.1
+        )),
+        Ok(()) => None,
+    };
+    let udp = match (udp, udp_blocked) {
+        (UdpBackend::IoUring, Some(_)) if serves_udp => {
             return Err(StartError::KernelTooOld { kernel });
         }
-        (UdpBackend::Auto, Ok(())) if serves_udp && too_old => {
-            let why = format!(
-                "Linux {kernel} is older than {}.{}",
-                MIN_KERNEL.0, MIN_KERNEL.1
-            );
-            warn_fallback(&why, "UDP on the mmsg backend (poll + recvmmsg/sendmmsg)");
-            UdpBackend::Mmsg
-        }
-        (UdpBackend::Auto, Err(e)) if serves_udp => {
-            let why = format!("io_uring_setup failed: {e}");
+        (UdpBackend::Auto, Some(why)) if serves_udp => {
             warn_fallback(&why, "UDP on the mmsg backend (poll + recvmmsg/sendmmsg)");
             UdpBackend::Mmsg
         }
