@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test browser redis seccomp e2e bench bench-peers bench-cluster lint ci fuzz soak deb
+.PHONY: build run test browser redis seccomp mariadb libtorrent e2e bench bench-peers bench-cluster lint ci fuzz soak deb
 
 build:
 	$(CARGO) build --release --workspace
@@ -15,8 +15,10 @@ run: build
 # Every unit and integration test (real sockets on loopback). The stats
 # page is tested in a real headless browser: Debian's chromium; cluster
 # mode against real redis-server processes the tests start themselves;
-# the io_uring fallback under a seccomp filter (Debian's python3-seccomp).
-test: browser redis seccomp
+# the io_uring fallback under a seccomp filter (Debian's python3-seccomp);
+# private mode against real MariaDB servers the tests start themselves,
+# with real libtorrent clients (python3-libtorrent).
+test: browser redis seccomp mariadb libtorrent
 	$(CARGO) test --workspace --all-targets
 
 browser:
@@ -30,6 +32,14 @@ seccomp:
 redis:
 	@(command -v redis-server >/dev/null && command -v redis-cli >/dev/null) || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools)
+
+mariadb:
+	@(command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd) && command -v mariadb >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client)
+
+libtorrent:
+	@/usr/bin/python3 -c "import libtorrent" 2>/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent)
 
 # A libtorrent seeder and leecher swarm through the release build.
 e2e: build

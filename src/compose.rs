@@ -2,6 +2,8 @@
 //! its random keys drawn here (the sans-I/O core never asks the OS for
 //! randomness). `net::Server` serves a tracker built here.
 
+use std::sync::Arc;
+
 use rand::Rng;
 
 use crate::config::{Config, ConfigError};
@@ -11,14 +13,18 @@ use crate::tracker::address_cap::AddressCap;
 use crate::tracker::announce::Limits;
 use crate::tracker::change::PublishPolicy;
 use crate::tracker::connection_id::ConnectionIdIssuer;
+use crate::tracker::ledger::{LedgerRules, TransferLedger};
 use crate::tracker::peer_set::AddrHasher;
 use crate::tracker::rate_limit::RateLimiter;
+use crate::tracker::site::SiteDirectory;
 use crate::tracker::table::SwarmTable;
 
 /// What the operator's files gave, read before the start (`Config::
 /// access_rules`, `Config::cluster_key`).
 #[derive(Default)]
 pub struct OperatorFiles {
+    /// With private mode on a database, they carry its (empty) directory,
+    /// which the database thread fills.
     pub rules: AccessRules,
     /// Cluster mode's connection-id key, shared by every node.
     pub cluster_key: Option<[u8; 16]>,
@@ -26,8 +32,10 @@ pub struct OperatorFiles {
 
 impl OperatorFiles {
     pub fn read(config: &Config) -> Result<OperatorFiles, ConfigError> {
+        let p = &config.private;
+        let site = (p.enabled && p.database.is_some()).then(|| Arc::new(SiteDirectory::default()));
         Ok(OperatorFiles {
-            rules: config.access_rules()?,
+            rules: config.access_rules()?.with_site(site),
             cluster_key: config.cluster_key()?,
         })
     }
@@ -64,8 +72,15 @@ pub fn build_tracker(config: &Config, files: OperatorFiles, unix_start: u64) -> 
         config.tracker.shards as usize,
         [rng.next_u64(), rng.next_u64()],
     );
-    let mut tracker =
-        Tracker::new(config.announce_policy(), table, connection_ids).with_limits(limits);
+    let ledger = TransferLedger::new(LedgerRules {
+        max_peers: config.private.max_peers_per_user_torrent,
+        seed_gap_cap: config.tracker.peer_timeout,
+        unix_start,
+        cuts: config.private.enabled && config.private.database.is_some(),
+    });
+    let mut tracker = Tracker::new(config.announce_policy(), table, connection_ids)
+        .with_limits(limits)
+        .with_ledger(ledger);
     if config.cluster.enabled {
         tracker = tracker.with_publish(PublishPolicy {
             refresh_interval: config.cluster.refresh_interval,

@@ -145,8 +145,21 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PrivateConfig {
     pub enabled: bool,
-    /// File of passkeys (required when enabled).
+    /// File of passkeys (this or `database` when enabled).
     pub passkeys: Option<std::path::PathBuf>,
+    /// The site's database: `mysql://user:password@host:port/db`.
+    pub database: Option<String>,
+    /// Seconds between reads of the rows that changed.
+    pub sync_interval: u64,
+    /// Seconds between writes of the credits to the database.
+    pub flush_interval: u64,
+    /// This tracker's name in `rt_batches` (empty: the host name).
+    pub node: String,
+    /// Most peers (peer ids) of one user in one torrent; 0: no cap.
+    pub max_peers_per_user_torrent: u32,
+    /// Credits (per user and torrent) kept in memory while the database
+    /// is down; beyond, they spill to the journal.
+    pub max_pending_credits: u64,
     /// Journal the uploaded/downloaded credits are appended to.
     pub ledger: Option<std::path::PathBuf>,
     /// Seconds between appends to the journal.
@@ -158,6 +171,12 @@ impl Default for PrivateConfig {
         PrivateConfig {
             enabled: false,
             passkeys: None,
+            database: None,
+            sync_interval: 10,
+            flush_interval: 3,
+            node: String::new(),
+            max_peers_per_user_torrent: 3,
+            max_pending_credits: 1_000_000,
             ledger: None,
             ledger_interval: 60,
         }
@@ -427,7 +446,7 @@ impl Config {
     fn check_ranges(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 86_400;
         let (t, u) = (&self.tracker, &self.udp);
-        let ranges: [(&'static str, u64, u64, u64, &str); 16] = [
+        let ranges: [(&'static str, u64, u64, u64, &str); 20] = [
             ("server.workers", self.server.workers as u64, 0, 1024, ""),
             (
                 "server.stats_interval",
@@ -465,6 +484,34 @@ impl Config {
                 1,
                 DAY,
                 " seconds",
+            ),
+            (
+                "private.sync_interval",
+                self.private.sync_interval,
+                1,
+                3600,
+                " seconds",
+            ),
+            (
+                "private.flush_interval",
+                self.private.flush_interval,
+                1,
+                3600,
+                " seconds",
+            ),
+            (
+                "private.max_pending_credits",
+                self.private.max_pending_credits,
+                1,
+                100_000_000,
+                "",
+            ),
+            (
+                "private.max_peers_per_user_torrent",
+                self.private.max_peers_per_user_torrent.into(),
+                0,
+                1000,
+                " (0: no cap)",
             ),
             (
                 "http.max_connections",
@@ -556,19 +603,71 @@ impl Config {
                 "needs access.client_prefixes",
             ));
         }
-        if self.private.enabled && self.private.passkeys.is_none() {
-            return Err(invalid(
-                "private.enabled",
-                "true".into(),
-                "needs private.passkeys, the file of passkeys",
-            ));
-        }
+        self.check_private()?;
         self.check_cluster()?;
         if !self.tls.listen.is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none()) {
             return Err(invalid(
                 "tls.listen",
                 format!("{:?}", self.tls.listen),
                 "needs tls.cert and tls.key (PEM files)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[private]`, when enabled: one source of members, a database URL
+    /// the client can use (checked without connecting).
+    fn check_private(&self) -> Result<(), ConfigError> {
+        let p = &self.private;
+        if !p.enabled {
+            return Ok(());
+        }
+        let url = match (&p.passkeys, &p.database) {
+            (None, None) => {
+                return Err(invalid(
+                    "private.enabled",
+                    "true".into(),
+                    "needs private.passkeys (a file) or private.database (a mysql:// URL)",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "private.database",
+                    "(set)".into(),
+                    "private.passkeys and private.database exclude each other",
+                ));
+            }
+            (Some(_), None) => return Ok(()),
+            (None, Some(url)) => url,
+        };
+        if p.ledger.is_none() {
+            return Err(invalid(
+                "private.database",
+                "(set)".into(),
+                "needs private.ledger, the credit journal that makes every flush exactly-once",
+            ));
+        }
+        // The URL holds a password: errors never repeat it.
+        let shown = || "(the URL)".to_string();
+        if !url.starts_with("mysql://") {
+            return Err(invalid(
+                "private.database",
+                shown(),
+                "is not a mysql://user:password@host:port/database URL",
+            ));
+        }
+        if let Err(e) = mysql::Opts::from_url(url) {
+            return Err(invalid(
+                "private.database",
+                shown(),
+                &format!("is not a usable mysql:// URL: {e}"),
+            ));
+        }
+        if p.node.len() > 64 {
+            return Err(invalid(
+                "private.node",
+                p.node.clone(),
+                "is at most 64 bytes",
             ));
         }
         Ok(())
@@ -858,8 +957,34 @@ max_list_entries = {max_list_entries}
 # one: no peers, no swarm, and `retry in: never`. UDP scrapes are refused
 # (they cannot carry a passkey).
 enabled = false
+# Where the members come from: a file of passkeys, or the site's database.
 # One passkey per line, 16 to 64 letters and digits. Reloaded on SIGHUP.
 # passkeys = "/etc/ringtracker/passkeys.txt"
+# Or a MariaDB/MySQL database with the tables of contrib/schema/mysql.sql
+# (docs/PRIVATE.md): users and torrents are read from rt_users and
+# rt_torrents (all enabled rows at start, then the rows whose updated_at
+# moved every `sync_interval`, and all of them again on SIGHUP); only
+# registered torrents are served; credits (bytes × the torrent's and the
+# user's factors, seed time, snatches) go to rt_credits every
+# `flush_interval`, each batch once (rt_batches). Announces never wait for
+# the database: while it is down, the users and torrents last read are
+# served and credits wait.
+# database = "mysql://tracker:secret@127.0.0.1:3306/site"
+# Seconds between reads of the changed rows (1 to 3600).
+sync_interval = {sync_interval}
+# Seconds between writes of the credits (1 to 3600).
+flush_interval = {flush_interval}
+# This tracker's name in rt_batches, stable across restarts (at most 64
+# bytes; empty: the host name).
+node = ""
+# Most peers (distinct peer ids) of one user in one torrent; a further one
+# is refused until one stops or times out (0: no cap; 0 to 1000).
+max_peers_per_user_torrent = {max_peers_per_user_torrent}
+# With a database, credits (one per user and torrent that moved) kept in
+# memory while it is down; past this many they are cut into a batch and
+# spilled to the `ledger` journal, to be sent when it is back (1 to
+# 100000000).
+max_pending_credits = {max_pending_credits}
 # Journal of the bytes each passkey's announces report, for the site to
 # credit its users: in numbered batches, one line per passkey and torrent
 # that moved, tab-separated:
@@ -870,6 +995,10 @@ enabled = false
 # set, right after each snapshot: then every credit reaches the journal
 # exactly once across restarts and crashes. If the file cannot be written,
 # the batches are kept and retried.
+# With a database the file is instead the credit journal (required): each
+# batch and the session baselines it was measured against are synced to
+# it before the batch goes to the database, so after a crash nothing is
+# credited twice or lost (docs/PRIVATE.md).
 # ledger = "/var/lib/ringtracker/ledger.tsv"
 # Seconds between appends to the ledger journal (without snapshots;
 # 1 to 86400).
@@ -985,6 +1114,10 @@ refresh_interval = {refresh_interval}
             announce_burst = d.limits.announce_burst,
             limit_slots = d.limits.slots,
             ledger_interval = d.private.ledger_interval,
+            sync_interval = d.private.sync_interval,
+            flush_interval = d.private.flush_interval,
+            max_peers_per_user_torrent = d.private.max_peers_per_user_torrent,
+            max_pending_credits = d.private.max_pending_credits,
             snapshot_interval = d.storage.snapshot_interval,
             metrics_enabled = d.metrics.enabled,
             metrics_listen = d.metrics.listen,

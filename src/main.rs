@@ -243,6 +243,8 @@ struct Jobs<'a> {
     server: &'a Server,
     metrics: &'a MetricsState,
     journal: Option<&'a LedgerJournal>,
+    /// Private mode on a database: its thread takes the credits.
+    database: bool,
 }
 
 impl Jobs<'_> {
@@ -268,6 +270,7 @@ impl Jobs<'_> {
             MainTimer::Ledger => {
                 let tracker = server.tracker();
                 match (self.journal, snapshotter.is_some()) {
+                    _ if self.database => {}
                     // With snapshots, credits go to the journal right after
                     // each snapshot (exactly once across crashes).
                     (Some(_), true) => {}
@@ -408,7 +411,9 @@ fn main() -> ExitCode {
         }
     };
     drop(snapshot);
-    let journal = (config.private.enabled)
+    // On a database, the credits go there (its thread), not to a journal.
+    let database = config.private.database.is_some();
+    let journal = (config.private.enabled && !database)
         .then(|| config.private.ledger.as_ref().map(LedgerJournal::new))
         .flatten();
     let snapshotter = config.storage.snapshot.clone().map(|path| {
@@ -425,6 +430,7 @@ fn main() -> ExitCode {
         unix_now(),
     );
     metrics.cluster = server.cluster_stats();
+    metrics.database = server.database_stats();
     let metrics = Arc::new(metrics);
     if config.metrics.enabled {
         match net::metrics::spawn(config.metrics.listen, Arc::clone(&metrics)) {
@@ -484,6 +490,7 @@ fn main() -> ExitCode {
         server: &server,
         metrics: &metrics,
         journal: journal.as_ref(),
+        database,
     };
     let mut reloads = Reloads {
         reloader: server.reloader(),

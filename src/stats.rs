@@ -41,6 +41,10 @@ counters! {
     ErrorTorrentNotAllowed => "error_torrent_not_allowed",
     ErrorClientNotAllowed => "error_client_not_allowed",
     ErrorUnknownPasskey => "error_unknown_passkey",
+    ErrorUnregisteredTorrent => "error_unregistered_torrent",
+    ErrorLeechingNotAllowed => "error_leeching_not_allowed",
+    ErrorPeerLimit => "error_peer_limit",
+    ErrorSiteUnavailable => "error_site_unavailable",
     ErrorPrivateScrape => "error_private_scrape",
     ErrorRateLimited => "error_rate_limited",
     ErrorFullScrapeDisabled => "error_full_scrape_disabled",
@@ -124,6 +128,14 @@ impl WorkerStats {
                 ErrorReason::Refused(Refusal::TorrentNotAllowed) => Counter::ErrorTorrentNotAllowed,
                 ErrorReason::Refused(Refusal::ClientNotAllowed) => Counter::ErrorClientNotAllowed,
                 ErrorReason::Refused(Refusal::UnknownPasskey) => Counter::ErrorUnknownPasskey,
+                ErrorReason::Refused(Refusal::UnregisteredTorrent) => {
+                    Counter::ErrorUnregisteredTorrent
+                }
+                ErrorReason::Refused(Refusal::LeechingNotAllowed) => {
+                    Counter::ErrorLeechingNotAllowed
+                }
+                ErrorReason::Refused(Refusal::PeerLimit) => Counter::ErrorPeerLimit,
+                ErrorReason::Refused(Refusal::SiteUnavailable) => Counter::ErrorSiteUnavailable,
                 ErrorReason::PrivateScrape => Counter::ErrorPrivateScrape,
                 ErrorReason::RateLimited => Counter::ErrorRateLimited,
                 ErrorReason::FullScrapeDisabled => Counter::ErrorFullScrapeDisabled,

@@ -84,12 +84,20 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 
 fn write_announce(w: &Workload, out: &mut Vec<u8>, k: u32, event: &str) {
     let (_, port) = w.peer_address(k);
-    out.extend_from_slice(b"GET /announce?info_hash=");
-    push_hex(out, &w.info_hash(w.peer_torrent(k)));
     let left = if w.is_seeder(k) { 0 } else { 1 << 20 };
+    let (mut uploaded, mut downloaded) = (0, 0);
+    out.extend_from_slice(b"GET /");
+    if let Some(key) = w.passkey(k) {
+        out.extend_from_slice(&key);
+        out.push(b'/');
+        uploaded = w.next_total();
+        downloaded = if left == 0 { 0 } else { uploaded };
+    }
+    out.extend_from_slice(b"announce?info_hash=");
+    push_hex(out, &w.info_hash(w.peer_torrent(k)));
     let _ = write!(
         out,
-        "&peer_id=-LG0001-{k:012}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1&numwant={}{event} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "&peer_id=-LG0001-{k:012}&port={port}&uploaded={uploaded}&downloaded={downloaded}&left={left}&compact=1&numwant={}{event} HTTP/1.1\r\nHost: t\r\n\r\n",
         w.config.numwant
     );
 }

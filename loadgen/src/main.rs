@@ -131,6 +131,14 @@ struct Args {
     /// opentracker whitelist.
     #[arg(long, value_name = "FILE")]
     write_hashes: Option<PathBuf>,
+    /// Private-tracker load: peer k announces with passkey k mod N (in the
+    /// HTTP path, or UDP URLData) and growing uploaded/downloaded totals.
+    /// 0: no passkeys.
+    #[arg(long, default_value_t = 0)]
+    passkeys: u32,
+    /// Write the workload's passkeys (one per line) and exit.
+    #[arg(long, value_name = "FILE")]
+    write_passkeys: Option<PathBuf>,
 }
 
 fn parse_events(s: &str) -> Result<[u32; 4], String> {
@@ -273,9 +281,23 @@ fn run(args: Args) -> Result<(), String> {
             events: args.events,
             sources,
             seed: args.seed,
+            passkeys: args.passkeys,
         },
         &mut rng,
     );
+    if let Some(path) = &args.write_passkeys {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+        for n in 0..args.passkeys {
+            let key = workload::passkey_of(n);
+            f.write_all(&key)
+                .and_then(|()| writeln!(f))
+                .map_err(|e| e.to_string())?;
+        }
+        f.flush().map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     if let Some(path) = &args.write_hashes {
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,

@@ -33,6 +33,17 @@ pub struct WorkloadConfig {
     pub sources: u32,
     /// Seed for info hashes, so every run and every server sees the same.
     pub seed: u64,
+    /// Private-tracker load: users whose passkeys the peers announce with
+    /// (0: none).
+    pub passkeys: u32,
+}
+
+/// The passkey of user `n`: 19 letters and digits.
+pub fn passkey_of(n: u32) -> [u8; 19] {
+    let mut key = *b"loadgen000000000000";
+    let digits = format!("{n:012}");
+    key[7..].copy_from_slice(digits.as_bytes());
+    key
 }
 
 pub struct Workload {
@@ -40,6 +51,9 @@ pub struct Workload {
     /// Which torrent each peer belongs to (drawn by popularity at start).
     peer_torrent: Vec<u32>,
     event_total: u32,
+    /// Announces written: with passkeys, every peer's running totals grow
+    /// with it (1 KiB each), so each announce has bytes to credit.
+    written: std::cell::Cell<u64>,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -62,6 +76,7 @@ impl Workload {
                 config,
                 peer_torrent,
                 event_total,
+                written: std::cell::Cell::new(0),
             };
         }
         // Cumulative Zipf weights, then each peer draws its torrent.
@@ -81,6 +96,7 @@ impl Workload {
             config,
             peer_torrent,
             event_total,
+            written: std::cell::Cell::new(0),
         }
     }
 
@@ -170,7 +186,32 @@ impl Workload {
         out[88..92].copy_from_slice(&k.to_be_bytes());
         out[92..96].copy_from_slice(&self.config.numwant.to_be_bytes());
         out[96..98].copy_from_slice(&port.to_be_bytes());
-        98
+        let Some(key) = self.passkey(k) else {
+            return 98;
+        };
+        let total = self.next_total();
+        out[56..64].copy_from_slice(&if left == 0 { 0 } else { total }.to_be_bytes());
+        out[72..80].copy_from_slice(&total.to_be_bytes());
+        // BEP 41 URLData: the tracker URL's path, /<passkey>/announce.
+        let path_len = 1 + key.len() + 9;
+        out[98] = 2;
+        out[99] = path_len as u8;
+        out[100] = b'/';
+        out[101..101 + key.len()].copy_from_slice(&key);
+        out[101 + key.len()..100 + path_len].copy_from_slice(b"/announce");
+        100 + path_len
+    }
+
+    /// Private-tracker load: peer `k`'s passkey.
+    pub fn passkey(&self, k: u32) -> Option<[u8; 19]> {
+        (self.config.passkeys > 0).then(|| passkey_of(k % self.config.passkeys))
+    }
+
+    /// A running total that grows with every announce written.
+    pub fn next_total(&self) -> u64 {
+        let n = self.written.get() + 1;
+        self.written.set(n);
+        n << 10
     }
 
     /// Write a scrape of random torrents (by popularity: a random peer's).
@@ -267,7 +308,28 @@ mod tests {
             events: [90, 4, 3, 3],
             sources: 7,
             seed: 1,
+            passkeys: 0,
         }
+    }
+
+    #[test]
+    fn private_announces_carry_the_passkey_and_growing_totals() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let w = Workload::new(
+            WorkloadConfig {
+                passkeys: 3,
+                ..config()
+            },
+            &mut rng,
+        );
+        let mut out = [0u8; 256];
+        let n = w.write_announce(&mut out, 1, 2, 4, Some(0), &mut rng);
+        assert_eq!(n, 98 + 2 + 29);
+        assert_eq!(&out[98..100], &[2, 29]);
+        assert_eq!(&out[100..n], b"/loadgen000000000001/announce");
+        let first = u64::from_be_bytes(out[72..80].try_into().unwrap());
+        w.write_announce(&mut out, 1, 2, 4, Some(0), &mut rng);
+        assert!(u64::from_be_bytes(out[72..80].try_into().unwrap()) > first);
     }
 
     #[test]

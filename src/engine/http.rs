@@ -20,7 +20,7 @@ use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 use crate::tracker::access::AccessRules;
-use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
+use crate::tracker::announce::{AnnounceParams, ErrorReason, Refusal, Tracker, check_passkey};
 use crate::tracker::change::SwarmChange;
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::swarm::Picks;
@@ -186,7 +186,7 @@ pub fn handle_request(
                     return keep_alive;
                 }
             }
-            Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(RetryIn::Never)),
+            Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(retry_in(r))),
         },
     }
     respond(
@@ -277,8 +277,8 @@ fn announce(
             let (message, retry) = match denied {
                 // Temporary: BEP 31 asks the client to come back in a minute.
                 Denied::RateLimited => ("rate limit exceeded", RetryIn::Minutes(1)),
-                // Permanent: BEP 31 tells the client not to come back.
-                Denied::Refused(r) => (r.message(), RetryIn::Never),
+                // Permanent ones: BEP 31 tells the client not to come back.
+                Denied::Refused(r) => (r.message(), retry_in(r)),
             };
             scratch.fail(denied.reason(), message, Some(retry));
             return;
@@ -373,6 +373,11 @@ fn full_scrape(tracker: &Tracker, now: u32, scratch: &mut Scratch) -> Arc<[u8]> 
     let body: Arc<[u8]> = body.into();
     scratch.full_scrape = Some((now, body.clone()));
     body
+}
+
+/// BEP 31 `retry in` for a refusal.
+fn retry_in(r: Refusal) -> RetryIn {
+    r.retry_minutes().map_or(RetryIn::Never, RetryIn::Minutes)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The one policy chain an announce goes through, whatever its wire:
-//! ban → rate limit → passkey → ip → announce → ledger.
+//! ban → rate limit → passkey (and in database mode the site's torrent
+//! and leech right) → ip → access list and client filter → ledger (peer
+//! cap, credits) → swarm.
 //!
 //! The ban comes first and is the frontend's own call (`AccessRules::
 //! banned`, before it even parses: a banned address gets nothing at all,
@@ -13,7 +15,7 @@ use std::net::IpAddr;
 
 use crate::tracker::access::AccessRules;
 use crate::tracker::announce::{
-    AnnounceAnswer, AnnounceParams, ErrorReason, Refusal, Tracker, check_passkey,
+    AnnounceAnswer, AnnounceParams, ErrorReason, Refusal, Tracker, check_access,
 };
 
 /// Who makes an announce, as the frontend saw them.
@@ -72,13 +74,19 @@ pub fn announce(
     if !tracker.announce_allowed(who.seen, now) {
         return Err(Denied::RateLimited);
     }
-    check_passkey(rules, who.passkey).map_err(Denied::Refused)?;
-    params.ip = peer_ip(tracker, who);
-    let answer = tracker
-        .announce_with(rules, params, now, out)
+    let account = rules
+        .admit(who.passkey, &params.info_hash, params.left, params.event)
         .map_err(Denied::Refused)?;
-    if let Some(key) = who.passkey.filter(|_| rules.private()) {
-        tracker.ledger.record(&params.report(key), now);
+    params.ip = peer_ip(tracker, who);
+    check_access(rules, params).map_err(Denied::Refused)?;
+    // The ledger comes last before the swarm: the peer cap may still
+    // refuse, and credits are taken only for announces that are served.
+    if let (Some(key), Some(account)) = (who.passkey, account) {
+        let report = params.report(key, account);
+        tracker
+            .ledger
+            .record(&report, now)
+            .map_err(Denied::Refused)?;
     }
-    Ok(answer)
+    Ok(tracker.announce_admitted(params, now, out))
 }

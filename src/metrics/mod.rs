@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::cluster::stats::ClusterStats;
+use crate::net::database::DatabaseStats;
 use crate::stats::{self, Counter, WorkerStats};
 use crate::storage::snapshotter::SnapshotStatus;
 use crate::tracker::Tracker;
@@ -29,6 +30,8 @@ pub struct MetricsState {
     pub snapshot: Option<Arc<SnapshotStatus>>,
     /// Cluster mode's sync counters (none without it).
     pub cluster: Option<Arc<ClusterStats>>,
+    /// Private mode's database thread (none without it).
+    pub database: Option<Arc<DatabaseStats>>,
     /// Set by main: every worker is running.
     pub healthy: AtomicBool,
     /// Unix time at start.
@@ -50,6 +53,7 @@ impl MetricsState {
             tracker,
             snapshot,
             cluster: None,
+            database: None,
             healthy: AtomicBool::new(true),
             started,
             history: Mutex::new(History::default()),

@@ -30,6 +30,10 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         ErrorTorrentNotAllowed => ("error_responses_total", "reason=\"torrent_not_allowed\""),
         ErrorClientNotAllowed => ("error_responses_total", "reason=\"client_not_allowed\""),
         ErrorUnknownPasskey => ("error_responses_total", "reason=\"unknown_passkey\""),
+        ErrorUnregisteredTorrent => ("error_responses_total", "reason=\"unregistered_torrent\""),
+        ErrorLeechingNotAllowed => ("error_responses_total", "reason=\"leeching_not_allowed\""),
+        ErrorPeerLimit => ("error_responses_total", "reason=\"peer_limit\""),
+        ErrorSiteUnavailable => ("error_responses_total", "reason=\"site_unavailable\""),
         ErrorPrivateScrape => ("error_responses_total", "reason=\"private_scrape\""),
         ErrorRateLimited => ("error_responses_total", "reason=\"rate_limited\""),
         ErrorFullScrapeDisabled => ("error_responses_total", "reason=\"full_scrape_disabled\""),
@@ -185,6 +189,15 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
             "Private mode: client sessions the ledger follows.",
             state.tracker.ledger.sessions() as f64,
         );
+        gauge(
+            &mut out,
+            "ledger_pending_credits",
+            "Private mode: credits (per user and torrent) not yet stored, sealed or not.",
+            state.tracker.ledger.pending_credits() as f64,
+        );
+    }
+    if let Some(d) = &state.database {
+        database(&mut out, state, d, unix);
     }
     gauge(
         &mut out,
@@ -203,6 +216,115 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
 
 /// Cluster mode's sync: messages, changes and bytes each way, apply lag,
 /// remote peers, the engine's state.
+fn count_of(a: &std::sync::atomic::AtomicU64) -> f64 {
+    a.load(Ordering::Relaxed) as f64
+}
+
+/// Private mode's database thread.
+fn database(
+    out: &mut String,
+    state: &MetricsState,
+    d: &crate::net::database::DatabaseStats,
+    unix: u64,
+) {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let age = |at: u64| {
+        if at == 0 {
+            -1.0
+        } else {
+            unix.saturating_sub(at) as f64
+        }
+    };
+    gauge(
+        out,
+        "database_up",
+        "1 while the site's database answers.",
+        f64::from(u8::from(d.up.load(Ordering::Relaxed))),
+    );
+    gauge(
+        out,
+        "database_last_sync_age_seconds",
+        "Seconds since users and torrents were last read (-1: never).",
+        age(get(&d.last_sync)),
+    );
+    gauge(
+        out,
+        "database_last_flush_age_seconds",
+        "Seconds since credits were last written (-1: never).",
+        age(get(&d.last_flush)),
+    );
+    if let Some(site) = state.tracker.access().site() {
+        let (users, torrents) = site.counts();
+        gauge(
+            out,
+            "database_users",
+            "Users served (enabled rows of rt_users).",
+            users as f64,
+        );
+        gauge(
+            out,
+            "database_torrents",
+            "Torrents served (enabled rows of rt_torrents).",
+            torrents as f64,
+        );
+    }
+    gauge(
+        out,
+        "database_queued_batches",
+        "Journaled credit batches waiting for the database.",
+        count_of(&d.queued_batches),
+    );
+    let count = |a| get(a) as f64;
+    let counters = [
+        (
+            "database_flushes_total",
+            "Flushes of the credits that got through.",
+            count(&d.flushes),
+        ),
+        (
+            "database_flush_seconds_total",
+            "Time spent in those flushes.",
+            count(&d.flush_micros) / 1e6,
+        ),
+        (
+            "database_batches_applied_total",
+            "Credit batches written to rt_credits.",
+            count(&d.batches_applied),
+        ),
+        (
+            "database_batches_skipped_total",
+            "Batches rt_batches already had (a commit that had got through): not applied twice.",
+            count(&d.batches_skipped),
+        ),
+        (
+            "database_failures_total",
+            "Database calls that failed (the connection is then dropped and retried).",
+            count(&d.failures),
+        ),
+        (
+            "database_spilled_batches_total",
+            "Batches cut while the database was down, past private.max_pending_credits, kept only in the journal until sent.",
+            count(&d.spilled_batches),
+        ),
+        (
+            "database_journal_failures_total",
+            "Cuts the credit journal could not take (their credits stay pending).",
+            count(&d.journal_failures),
+        ),
+        (
+            "database_bad_rows_total",
+            "Rows of rt_users or rt_torrents skipped as malformed.",
+            count(&d.bad_rows),
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP ringtracker_{name} {help}\n# TYPE ringtracker_{name} counter\nringtracker_{name} {v}"
+        );
+    }
+}
+
 fn cluster(out: &mut String, c: &ClusterStats) {
     let get = ClusterStats::get;
     let pairs = [
@@ -352,6 +474,10 @@ fn applies(c: Counter, proto: &str) -> bool {
             | ErrorTorrentNotAllowed
             | ErrorClientNotAllowed
             | ErrorUnknownPasskey
+            | ErrorUnregisteredTorrent
+            | ErrorLeechingNotAllowed
+            | ErrorPeerLimit
+            | ErrorSiteUnavailable
             | ErrorRateLimited
             | ClusterChanges
             | ClusterOutboxOverflow

@@ -11,6 +11,7 @@
 pub mod background;
 pub mod buf_ring;
 pub mod cluster;
+pub mod database;
 pub mod http;
 pub mod http_epoll;
 pub mod metrics;
@@ -25,10 +26,11 @@ pub mod udp;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cluster::stats::ClusterStats;
 use crate::compose::{self, OperatorFiles};
@@ -37,6 +39,7 @@ use crate::engine::EngineSetup;
 use crate::engine::http::HttpPolicy;
 use crate::engine::outbox::{OUTBOX_CAPACITY, Outbox};
 use crate::stats::WorkerStats;
+use crate::storage::credit_journal::CreditJournal;
 use crate::tracker::Tracker;
 
 /// What a UDP worker thread is given: its sockets (one per listening
@@ -93,6 +96,10 @@ pub enum StartError {
     Worker { index: usize, source: io::Error },
     #[error("http worker {index} could not start: {source}")]
     HttpWorker { index: usize, source: io::Error },
+    #[error("database thread could not start: {0}")]
+    DatabaseThread(io::Error),
+    #[error("credit journal {path}: {source} (private.ledger)")]
+    CreditJournal { path: PathBuf, source: io::Error },
     #[error("cluster sync thread could not start: {0}")]
     ClusterThread(io::Error),
     #[error("no udp or http address to listen on")]
@@ -114,6 +121,7 @@ pub struct Server {
     tracker: Arc<Tracker>,
     started: Instant,
     cluster: Option<cluster::ClusterSync>,
+    database: Option<database::SiteDatabase>,
 }
 
 /// The UDP and HTTP backends to run. `auto` takes io_uring where the probe
@@ -217,13 +225,19 @@ fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
 pub struct Reloader {
     tracker: Arc<Tracker>,
     tls: Option<tls::TlsConfig>,
+    database: Option<database::ReadAll>,
 }
 
 impl Reloader {
-    /// Read the lists again and put the new rules in force; returns how
-    /// many info hashes the list holds.
+    /// Read the lists again and put the new rules in force (keeping the
+    /// site directory); returns how many info hashes the list holds. In
+    /// database mode the database thread reads every row again too.
     pub fn reload_access(&self, config: &Config) -> Result<usize, crate::config::ConfigError> {
-        let rules = config.access_rules()?;
+        if let Some(database) = &self.database {
+            database.request();
+        }
+        let site = self.tracker.access().site().cloned();
+        let rules = config.access_rules()?.with_site(site);
         let n = rules.len();
         self.tracker.set_access(rules);
         Ok(n)
@@ -319,7 +333,9 @@ impl Server {
             tracker: tracker.clone(),
             started,
             cluster: None,
+            database: None,
         };
+        server.database = start_database(config, &tracker, started)?;
         let udp_workers = if udp_sockets.iter().all(|s| s.is_empty()) {
             Vec::new()
         } else {
@@ -400,6 +416,11 @@ impl Server {
         Ok(server)
     }
 
+    /// Private mode's database counters (none without it).
+    pub fn database_stats(&self) -> Option<Arc<database::DatabaseStats>> {
+        self.database.as_ref().map(|d| d.stats.clone())
+    }
+
     /// Cluster mode's counters (none without it).
     pub fn cluster_stats(&self) -> Option<Arc<ClusterStats>> {
         self.cluster.as_ref().map(|c| c.stats.clone())
@@ -463,6 +484,7 @@ impl Server {
         Reloader {
             tracker: Arc::clone(&self.tracker),
             tls: self.tls.clone(),
+            database: self.database.as_ref().map(|d| d.read_all_handle()),
         }
     }
 
@@ -481,9 +503,13 @@ impl Server {
     /// wait for them. Returns the tracker, for what is saved at stop.
     pub fn shutdown(mut self) -> Arc<Tracker> {
         self.stop_and_join();
-        // The workers are gone: the sync thread sends what they left.
+        // The workers are gone: the sync thread sends what they left, the
+        // database thread the last credits.
         if let Some(sync) = self.cluster.take() {
             sync.stop();
+        }
+        if let Some(database) = self.database.take() {
+            database.stop();
         }
         Arc::clone(&self.tracker)
     }
@@ -495,6 +521,76 @@ impl Server {
         }
     }
 }
+
+/// Private mode on a database: start its thread, and give it a few seconds
+/// to read the site's users and torrents before the workers serve (they
+/// answer "try again shortly" until it has).
+fn start_database(
+    config: &Config,
+    tracker: &Arc<Tracker>,
+    started: Instant,
+) -> Result<Option<database::SiteDatabase>, StartError> {
+    let (p, site) = (&config.private, tracker.access().site().cloned());
+    let (Some(url), Some(site), true) = (&p.database, site, p.enabled) else {
+        return Ok(None);
+    };
+    // The credit journal holds the ledger on a database: it replaces what
+    // a snapshot may have brought.
+    let path = p
+        .ledger
+        .clone()
+        .expect("the config requires private.ledger");
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let now = started.elapsed().as_secs() as u32;
+    let (journal, replay) =
+        CreditJournal::open(&path, &tracker.ledger, now, unix).map_err(|source| {
+            StartError::CreditJournal {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    if replay.cut_off > 0 {
+        tracing::warn!(
+            "credit journal {}: {} bytes of a record being written at the stop were cut off",
+            path.display(),
+            replay.cut_off
+        );
+    }
+    tracing::info!(
+        "credit journal {}: {} sessions, {} batches to check against the database",
+        path.display(),
+        replay.sessions,
+        replay.batches.len()
+    );
+    let setup = database::DatabaseSetup {
+        url: url.clone(),
+        sync_interval: Duration::from_secs(p.sync_interval),
+        flush_interval: Duration::from_secs(p.flush_interval),
+        node: cluster::named_or_host(&p.node),
+        tracker: tracker.clone(),
+        site: site.clone(),
+        journal: (journal, replay),
+        max_pending: p.max_pending_credits as usize,
+        started,
+    };
+    let database = database::SiteDatabase::spawn(setup).map_err(StartError::DatabaseThread)?;
+    let deadline = Instant::now() + FIRST_READ_WAIT;
+    while !site.loaded() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !site.loaded() {
+        tracing::warn!(
+            "database: users and torrents not read within {} s; announces are told to retry until they are",
+            FIRST_READ_WAIT.as_secs()
+        );
+    }
+    Ok(Some(database))
+}
+
+/// How long a start waits for the site's users and torrents.
+const FIRST_READ_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy)]
 enum Proto {

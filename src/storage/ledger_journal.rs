@@ -105,7 +105,7 @@ impl LedgerJournal {
             writeln!(
                 text,
                 "\t{:?}\t{}\t{}",
-                t.info_hash, t.uploaded, t.downloaded
+                t.info_hash, t.credit.uploaded, t.credit.downloaded
             )?;
         }
         let mut file = OpenOptions::new()
@@ -122,20 +122,24 @@ impl LedgerJournal {
 mod tests {
     use super::*;
     use crate::protocol::{Event, InfoHash, PeerId};
-    use crate::tracker::ledger::Report;
+    use crate::tracker::ledger::{Account, Report};
 
     fn credit(ledger: &TransferLedger, uploaded: u64) {
-        ledger.record(
-            &Report {
-                passkey: b"abcdef0123456789",
-                info_hash: InfoHash([0xab; 20]),
-                peer_id: PeerId([1; 20]),
-                event: Event::Started,
-                uploaded,
-                downloaded: 3,
-            },
-            0,
-        );
+        ledger
+            .record(
+                &Report {
+                    passkey: b"abcdef0123456789",
+                    info_hash: InfoHash([0xab; 20]),
+                    peer_id: PeerId([1; 20]),
+                    event: Event::Started,
+                    uploaded,
+                    downloaded: 3,
+                    left: 1,
+                    account: Account::UNIT,
+                },
+                0,
+            )
+            .unwrap();
     }
 
     #[test]

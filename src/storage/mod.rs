@@ -3,6 +3,8 @@
 //! path (main and a snapshot thread call it).
 #![forbid(unsafe_code)]
 
+pub mod credit_journal;
+pub mod ledger_codec;
 pub mod ledger_journal;
 pub mod operator_file;
 pub mod snapshot;

@@ -10,15 +10,17 @@
 //!              | n4 x (addr [6]  | age u16 | role u8)
 //!              | n6 x (addr [18] | age u16 | role u8)
 //!   2 totals   key_len u8 | passkey | uploaded u64 | downloaded u64
-//!   3 pending  key_len u8 | passkey | info_hash [20] | uploaded u64 | downloaded u64
-//!   4 session  key_len u8 | passkey | info_hash [20] | peer_id [20]
-//!              | uploaded u64 | downloaded u64 | age u32
-//!   5 batch    id u64 | n u32 | n x (key_len u8 | passkey | info_hash [20]
-//!              | uploaded u64 | downloaded u64)
 //!   6 next     next batch number u64
+//!   7 pending  transfer
+//!   8 batch    id u64 | n u32 | n x transfer
+//!   9 session  session (its time: age in seconds)
 //!   255 end    torrents u64 | peers u64
 //! trailer  length of everything before u64 | CRC-32 of it u32
 //! ```
+//!
+//! (`transfer` and `session` as in `storage/ledger_codec.rs`.) Records 3
+//! (pending), 4 (session) and 5 (batch) of earlier files, whose credits
+//! were bytes only and whose sessions had no seeder flag, are still read.
 //!
 //! A peer's `role` has bit 0 for a seeder and bit 1 for a remote peer
 //! (cluster mode: announced at another node). A peer's `age` is seconds
@@ -38,6 +40,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::ledger_codec::{Reader, put_key, put_session, put_transfer};
 use super::operator_file::read_bounded;
 use crate::protocol::{InfoHash, PeerId};
 use crate::tracker::Tracker;
@@ -54,10 +57,13 @@ const TRAILER_LEN: usize = 12;
 
 const TAG_TORRENT: u8 = 1;
 const TAG_TOTALS: u8 = 2;
-const TAG_PENDING: u8 = 3;
-const TAG_SESSION: u8 = 4;
-const TAG_BATCH: u8 = 5;
+const TAG_BYTES_PENDING: u8 = 3;
+const TAG_BYTES_SESSION: u8 = 4;
+const TAG_BYTES_BATCH: u8 = 5;
 const TAG_NEXT_BATCH: u8 = 6;
+const TAG_PENDING: u8 = 7;
+const TAG_BATCH: u8 = 8;
+const TAG_SESSION: u8 = 9;
 const TAG_END: u8 = 255;
 
 /// A peer entry's role byte: bit 0 seeder, bit 1 learned from another
@@ -221,7 +227,8 @@ pub fn encode<W: Write>(
     }
 
     buf.clear();
-    if scope == Scope::Everything {
+    // On a site's database the credit journal holds the ledger instead.
+    if scope == Scope::Everything && tracker.rules().site().is_none() {
         encode_ledger(&mut buf, &tracker.ledger.export(now));
     }
     buf.push(TAG_END);
@@ -263,12 +270,7 @@ fn encode_ledger(buf: &mut Vec<u8>, ledger: &LedgerState) {
     buf.extend_from_slice(&ledger.next_batch.to_le_bytes());
     for s in &ledger.sessions {
         buf.push(TAG_SESSION);
-        put_key(buf, &s.passkey);
-        buf.extend_from_slice(&s.info_hash.0);
-        buf.extend_from_slice(&s.peer_id.0);
-        buf.extend_from_slice(&s.uploaded.to_le_bytes());
-        buf.extend_from_slice(&s.downloaded.to_le_bytes());
-        buf.extend_from_slice(&s.age.to_le_bytes());
+        put_session(buf, s, s.age);
     }
 }
 
@@ -357,18 +359,6 @@ fn encode_peer(buf: &mut Vec<u8>, addr: &[u8], age: u32, seeder: bool, origin: O
         0
     };
     buf.push(u8::from(seeder) | remote);
-}
-
-fn put_key(buf: &mut Vec<u8>, key: &Passkey) {
-    buf.push(key.len() as u8);
-    buf.extend_from_slice(key);
-}
-
-fn put_transfer(buf: &mut Vec<u8>, t: &Transfer) {
-    put_key(buf, &t.passkey);
-    buf.extend_from_slice(&t.info_hash.0);
-    buf.extend_from_slice(&t.uploaded.to_le_bytes());
-    buf.extend_from_slice(&t.downloaded.to_le_bytes());
 }
 
 /// A snapshot read from disk whose trailer and structure checked out.
@@ -474,14 +464,12 @@ impl Snapshot {
     /// what was seen. Errors carry the byte offset.
     fn walk(&self, mut visit: impl FnMut(Record<'_>)) -> Result<(u64, u64), (usize, &'static str)> {
         let body = &self.bytes[..self.bytes.len() - TRAILER_LEN];
-        let mut r = Reader {
-            bytes: body,
-            at: HEADER_LEN,
-        };
+        let mut r = Reader::new(body, HEADER_LEN);
         let (mut torrents, mut peers) = (0u64, 0u64);
         loop {
             let tag_at = r.at;
-            match r.u8()? {
+            let tag = r.u8()?;
+            match tag {
                 TAG_TORRENT => {
                     let hash = InfoHash(r.array()?);
                     let downloaded = r.u32()?;
@@ -514,22 +502,26 @@ impl Snapshot {
                     visit(Record::Totals(key, t));
                 }
                 TAG_PENDING => visit(Record::Pending(r.transfer()?)),
-                TAG_BATCH => {
+                TAG_BYTES_PENDING => visit(Record::Pending(r.bytes_transfer()?)),
+                TAG_BATCH | TAG_BYTES_BATCH => {
                     let id = r.u64()?;
                     let n = r.u32()? as usize;
-                    // Each transfer takes at least 38 bytes: no huge
-                    // allocation for a count the file cannot hold.
-                    if n > (r.bytes.len() - r.at) / 38 {
-                        return Err((tag_at, "a batch longer than the file"));
-                    }
+                    // No huge allocation for a count the file cannot hold
+                    // (a bytes-only transfer takes at least 37 bytes).
+                    r.check_count(n, 37)?;
                     let mut transfers = Vec::with_capacity(n);
                     for _ in 0..n {
-                        transfers.push(r.transfer()?);
+                        transfers.push(if tag == TAG_BATCH {
+                            r.transfer()?
+                        } else {
+                            r.bytes_transfer()?
+                        });
                     }
                     visit(Record::Batch(Batch { id, transfers }));
                 }
                 TAG_NEXT_BATCH => visit(Record::NextBatch(r.u64()?)),
-                TAG_SESSION => {
+                TAG_SESSION => visit(Record::Session(r.session()?)),
+                TAG_BYTES_SESSION => {
                     let passkey = r.key()?;
                     let info_hash = InfoHash(r.array()?);
                     let peer_id = PeerId(r.array()?);
@@ -540,6 +532,7 @@ impl Snapshot {
                         uploaded: r.u64()?,
                         downloaded: r.u64()?,
                         age: r.u32()?,
+                        seeder: false,
                     }));
                 }
                 TAG_END => {
@@ -653,58 +646,6 @@ impl Snapshot {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], (usize, &'static str)> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or((self.at, "a record runs past the end"))?;
-        let s = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], (usize, &'static str)> {
-        Ok(self.take(N)?.try_into().expect("N bytes"))
-    }
-
-    fn u8(&mut self) -> Result<u8, (usize, &'static str)> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, (usize, &'static str)> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, (usize, &'static str)> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    fn transfer(&mut self) -> Result<Transfer, (usize, &'static str)> {
-        let passkey = self.key()?;
-        let info_hash = InfoHash(self.array()?);
-        Ok(Transfer {
-            passkey,
-            info_hash,
-            uploaded: self.u64()?,
-            downloaded: self.u64()?,
-        })
-    }
-
-    fn key(&mut self) -> Result<Passkey, (usize, &'static str)> {
-        let at = self.at;
-        let n = usize::from(self.u8()?);
-        let key = self.take(n)?;
-        Passkey::try_from(key).map_err(|_| (at, "a passkey longer than 64 bytes"))
-    }
-}
-
 /// Counts and checksums what goes through it.
 struct Checksummed<W: Write> {
     inner: W,
@@ -741,7 +682,7 @@ mod tests {
     use crate::protocol::Event;
     use crate::tracker::announce::{AnnounceParams, AnnouncePolicy};
     use crate::tracker::connection_id::ConnectionIdIssuer;
-    use crate::tracker::ledger::Report;
+    use crate::tracker::ledger::{Account, Report};
     use crate::tracker::table::SwarmTable;
     use std::net::IpAddr;
 
@@ -802,8 +743,10 @@ mod tests {
             event,
             uploaded,
             downloaded: 20,
+            left: 0,
+            account: Account::UNIT,
         };
-        t.ledger.record(&report, 1000);
+        t.ledger.record(&report, 1000).unwrap();
     }
 
     fn dir(name: &str) -> PathBuf {
@@ -866,7 +809,7 @@ mod tests {
         assert_eq!(b.scrape(&InfoHash([2; 20])).completed, 1);
         assert_eq!(b.ledger.take_pending(), a.ledger.take_pending());
         assert_eq!(b.ledger.batches(), a.ledger.batches());
-        assert_eq!(b.ledger.batches().0[0].transfers[0].uploaded, 10);
+        assert_eq!(b.ledger.batches().0[0].transfers[0].credit.uploaded, 10);
         assert_eq!(b.ledger.totals(), a.ledger.totals());
         assert_eq!(b.ledger.sessions(), 1);
         // The file was written whole: no temporary left, and a second write
@@ -875,6 +818,57 @@ mod tests {
         write(&a, &path, 1001, 1_700_000_001, None).unwrap();
         assert!(Snapshot::read(&sibling(&path, "prev")).unwrap().is_some());
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Records 3, 4 and 5 as snapshots wrote them before credits had more
+    /// than bytes: still read, the bytes credited as reported.
+    #[test]
+    fn a_ledger_in_the_earlier_layout_still_loads() {
+        let key = b"abcdef0123456789";
+        let mut body = MAGIC.to_vec();
+        body.extend_from_slice(&VERSION.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&1_700_000_000u64.to_le_bytes());
+        let bytes_transfer = |b: &mut Vec<u8>, up: u64| {
+            b.push(16);
+            b.extend_from_slice(key);
+            b.extend_from_slice(&[2; 20]);
+            b.extend_from_slice(&up.to_le_bytes());
+            b.extend_from_slice(&7u64.to_le_bytes());
+        };
+        // A session: key, hash, peer id, totals, age.
+        body.push(TAG_BYTES_SESSION);
+        body.push(16);
+        body.extend_from_slice(key);
+        body.extend_from_slice(&[2; 20]);
+        body.extend_from_slice(&[3; 20]);
+        body.extend_from_slice(&50u64.to_le_bytes());
+        body.extend_from_slice(&7u64.to_le_bytes());
+        body.extend_from_slice(&5u32.to_le_bytes());
+        body.push(TAG_BYTES_PENDING);
+        bytes_transfer(&mut body, 40);
+        body.push(TAG_BYTES_BATCH);
+        body.extend_from_slice(&4u64.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        bytes_transfer(&mut body, 30);
+        body.push(TAG_END);
+        body.extend_from_slice(&[0; 16]);
+        let len = body.len() as u64;
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&len.to_le_bytes());
+        body.extend_from_slice(&crc.to_le_bytes());
+        let snap = Snapshot::check(body, Path::new("old")).unwrap();
+        let t = tracker(1);
+        snap.restore(&t, 0, 1_700_000_000);
+        assert_eq!(t.ledger.sessions(), 1);
+        let pending = t.ledger.take_pending();
+        assert_eq!(
+            (pending[0].credit.uploaded, pending[0].credit.raw_uploaded),
+            (40, 40)
+        );
+        let (batches, next) = t.ledger.batches();
+        assert_eq!((batches[0].id, next), (4, 5));
+        assert_eq!(batches[0].transfers[0].credit.raw_downloaded, 7);
     }
 
     #[test]

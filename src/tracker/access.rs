@@ -7,11 +7,15 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hashbrown::DefaultHashBuilder;
 use serde::Deserialize;
 
-use crate::protocol::{InfoHash, PeerId};
+use super::announce::Refusal;
+use super::ledger::Account;
+use super::site::SiteDirectory;
+use crate::protocol::{Event, InfoHash, PeerId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -41,6 +45,9 @@ pub struct AccessRules {
     clients: ClientFilter,
     /// Private mode: the registered passkeys (None: private mode off).
     passkeys: Option<HashSet<Vec<u8>, DefaultHashBuilder>>,
+    /// Private mode on a site's database: its users and torrents (kept
+    /// across reloads of the files; the database thread updates it).
+    site: Option<Arc<SiteDirectory>>,
 }
 
 /// Clients (by peer_id prefix, e.g. `-TR`, `-qB`) that are served.
@@ -86,17 +93,48 @@ impl AccessRules {
         self
     }
 
+    /// Turn private mode on with a site's users and torrents.
+    pub fn with_site(mut self, site: Option<Arc<SiteDirectory>>) -> Self {
+        self.site = site;
+        self
+    }
+
+    /// The site directory in force (database mode).
+    pub fn site(&self) -> Option<&Arc<SiteDirectory>> {
+        self.site.as_ref()
+    }
+
     pub fn private(&self) -> bool {
-        self.passkeys.is_some()
+        self.passkeys.is_some() || self.site.is_some()
     }
 
     /// Whether a request carrying `passkey` (from the URL path, or BEP 41
     /// URLData over UDP) is served: always when private mode is off (a key
     /// in the path is then ignored), else only with a registered key.
     pub fn permits_passkey(&self, passkey: Option<&[u8]>) -> bool {
-        match &self.passkeys {
-            None => true,
-            Some(keys) => passkey.is_some_and(|k| keys.contains(k)),
+        match (&self.site, &self.passkeys) {
+            (Some(site), _) => passkey.is_some_and(|k| site.user(k).is_some()),
+            (None, None) => true,
+            (None, Some(keys)) => passkey.is_some_and(|k| keys.contains(k)),
+        }
+    }
+
+    /// Private mode's admission of an announce by `passkey`: who it
+    /// credits (None when private mode is off), or why it is refused.
+    pub fn admit(
+        &self,
+        passkey: Option<&[u8]>,
+        info_hash: &InfoHash,
+        left: u64,
+        event: Event,
+    ) -> Result<Option<Account>, Refusal> {
+        match (&self.site, &self.passkeys) {
+            (Some(site), _) => site.admit(passkey, info_hash, left, event).map(Some),
+            (None, None) => Ok(None),
+            (None, Some(keys)) => match passkey {
+                Some(k) if keys.contains(k) => Ok(Some(Account::UNIT)),
+                _ => Err(Refusal::UnknownPasskey),
+            },
         }
     }
 

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use super::access::AccessRules;
 use super::change::{ChangeKind, PublishPolicy, SwarmChange};
 use super::connection_id::ConnectionIdIssuer;
-use super::ledger::{Report, TransferLedger};
+use super::ledger::{Account, Report, TransferLedger};
 use super::peer_set::{Origin, V4, V6};
 use super::rate_limit::RateLimiter;
 use super::swarm::{PeerUpdate, Picks, Torrent};
@@ -86,8 +86,9 @@ pub struct AnnounceParams {
 }
 
 impl AnnounceParams {
-    /// What the ledger needs from this announce, made under `passkey`.
-    pub fn report<'a>(&self, passkey: &'a [u8]) -> Report<'a> {
+    /// What the ledger needs from this announce, made under `passkey`
+    /// and credited to `account`.
+    pub fn report<'a>(&self, passkey: &'a [u8], account: Account) -> Report<'a> {
         Report {
             passkey,
             info_hash: self.info_hash,
@@ -95,6 +96,8 @@ impl AnnounceParams {
             event: self.event,
             uploaded: self.uploaded,
             downloaded: self.downloaded,
+            left: self.left,
+            account,
         }
     }
 }
@@ -129,6 +132,16 @@ pub enum Refusal {
     ClientNotAllowed,
     /// Private mode and no registered passkey (permanent).
     UnknownPasskey,
+    /// Private mode on a site's database: the torrent is not registered,
+    /// or disabled (permanent).
+    UnregisteredTorrent,
+    /// The user may not download (`can_leech = 0`; permanent).
+    LeechingNotAllowed,
+    /// A new peer of a user who already has `max_peers_per_user_torrent`
+    /// in the torrent (until one of them stops or expires).
+    PeerLimit,
+    /// The site's users and torrents are not loaded yet (temporary).
+    SiteUnavailable,
 }
 
 /// Why a client got an error reply (UDP error packet, HTTP failure
@@ -148,6 +161,17 @@ pub enum ErrorReason {
     FullScrapeDisabled,
 }
 
+/// Whether the access rules serve this torrent to this client software.
+pub fn check_access(rules: &AccessRules, p: &AnnounceParams) -> Result<(), Refusal> {
+    if !rules.permits(&p.info_hash) {
+        return Err(Refusal::TorrentNotAllowed);
+    }
+    if !rules.permits_client(&p.peer_id) {
+        return Err(Refusal::ClientNotAllowed);
+    }
+    Ok(())
+}
+
 /// Private mode: whether a request carrying `passkey` is served.
 pub fn check_passkey(rules: &AccessRules, passkey: Option<&[u8]>) -> Result<(), Refusal> {
     if rules.permits_passkey(passkey) {
@@ -163,6 +187,19 @@ impl Refusal {
             Refusal::TorrentNotAllowed => "torrent not allowed on this tracker",
             Refusal::ClientNotAllowed => "client software not allowed on this tracker",
             Refusal::UnknownPasskey => "unknown passkey",
+            Refusal::UnregisteredTorrent => "torrent not registered with this tracker",
+            Refusal::LeechingNotAllowed => "your account may not download",
+            Refusal::PeerLimit => "too many peers of your account in this torrent",
+            Refusal::SiteUnavailable => "tracker is starting, try again shortly",
+        }
+    }
+
+    /// BEP 31 `retry in`, in minutes; None: never.
+    pub fn retry_minutes(self) -> Option<u32> {
+        match self {
+            Refusal::PeerLimit => Some(5),
+            Refusal::SiteUnavailable => Some(1),
+            _ => None,
         }
     }
 }
@@ -179,7 +216,7 @@ pub struct Tracker {
     pub table: SwarmTable,
     pub connection_ids: ConnectionIdIssuer,
     pub limits: Limits,
-    /// Private mode's uploaded/downloaded credits per passkey.
+    /// Private mode's credits per passkey and torrent.
     pub ledger: TransferLedger,
     /// Cluster mode: which local changes become `SwarmChange`s.
     pub publish: Option<PublishPolicy>,
@@ -208,6 +245,12 @@ impl Tracker {
     /// sweep's expiries).
     pub fn with_publish(mut self, publish: PublishPolicy) -> Self {
         self.publish = Some(publish);
+        self
+    }
+
+    /// Take credits by these rules.
+    pub fn with_ledger(mut self, ledger: TransferLedger) -> Self {
+        self.ledger = ledger;
         self
     }
 
@@ -320,12 +363,17 @@ impl Tracker {
         now: u32,
         out: &mut [u8],
     ) -> Result<AnnounceAnswer, Refusal> {
-        if !rules.permits(&p.info_hash) {
-            return Err(Refusal::TorrentNotAllowed);
-        }
-        if !rules.permits_client(&p.peer_id) {
-            return Err(Refusal::ClientNotAllowed);
-        }
+        check_access(rules, p)?;
+        Ok(self.announce_admitted(p, now, out))
+    }
+
+    /// Apply an announce the access rules (`check_access`) let in.
+    pub fn announce_admitted(
+        &self,
+        p: &AnnounceParams,
+        now: u32,
+        out: &mut [u8],
+    ) -> AnnounceAnswer {
         let update = match p.event {
             Event::Stopped => PeerUpdate::Remove,
             _ if p.port == 0 => PeerUpdate::ReadOnly,
@@ -380,14 +428,14 @@ impl Tracker {
                 now,
             )
         });
-        Ok(AnnounceAnswer {
+        AnnounceAnswer {
             seeders: applied.seeders,
             leechers: applied.leechers,
             downloaded: applied.downloaded,
             peers,
             peer_len: if p.ip.is_ipv4() { V4 } else { V6 },
             change: published,
-        })
+        }
     }
 
     /// Counts for one info hash; unknown torrents answer zeros.

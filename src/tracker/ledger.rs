@@ -35,18 +35,59 @@ use std::sync::Mutex;
 use arrayvec::ArrayVec;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
+use super::announce::Refusal;
 use crate::protocol::{Event, InfoHash, PeerId};
 
 /// A passkey as registered: 16 to 64 letters and digits.
 pub type Passkey = ArrayVec<u8, 64>;
 
-/// Bytes credited to one passkey on one torrent.
+/// What one passkey earned on one torrent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Credit {
+    /// The site's ids (database mode; 0 with a passkey file).
+    pub user_id: u64,
+    pub torrent_id: u64,
+    /// Credited bytes: reported bytes × the torrent's factor × the user's.
+    pub uploaded: u64,
+    pub downloaded: u64,
+    /// Reported bytes.
+    pub raw_uploaded: u64,
+    pub raw_downloaded: u64,
+    /// Seconds a peer of the user seeded the torrent.
+    pub seed_seconds: u64,
+    /// Snatches: `completed` announces that made a peer a seeder.
+    pub completed: u32,
+    /// Unix seconds of the latest announce credited.
+    pub last_announce: u64,
+}
+
+impl Credit {
+    /// Add `other` (the newer) to these credits.
+    pub fn add(&mut self, other: &Credit) {
+        (self.user_id, self.torrent_id) = (other.user_id, other.torrent_id);
+        self.uploaded = self.uploaded.saturating_add(other.uploaded);
+        self.downloaded = self.downloaded.saturating_add(other.downloaded);
+        self.raw_uploaded = self.raw_uploaded.saturating_add(other.raw_uploaded);
+        self.raw_downloaded = self.raw_downloaded.saturating_add(other.raw_downloaded);
+        self.seed_seconds = self.seed_seconds.saturating_add(other.seed_seconds);
+        self.completed = self.completed.saturating_add(other.completed);
+        self.last_announce = self.last_announce.max(other.last_announce);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.raw_uploaded == 0
+            && self.raw_downloaded == 0
+            && self.seed_seconds == 0
+            && self.completed == 0
+    }
+}
+
+/// Credits of one passkey on one torrent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
     pub passkey: Passkey,
     pub info_hash: InfoHash,
-    pub uploaded: u64,
-    pub downloaded: u64,
+    pub credit: Credit,
 }
 
 /// Bytes credited to one passkey, over all torrents, since the start.
@@ -63,6 +104,27 @@ impl Totals {
     }
 }
 
+/// Who an announce credits, and at what rate: the site's user and torrent
+/// ids and the product of their factors (freeleech: download factor 0;
+/// double upload: upload factor 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Account {
+    pub user_id: u64,
+    pub torrent_id: u64,
+    pub upload_factor: f64,
+    pub download_factor: f64,
+}
+
+impl Account {
+    /// A passkey file's account: no ids, bytes count as reported.
+    pub const UNIT: Account = Account {
+        user_id: 0,
+        torrent_id: 0,
+        upload_factor: 1.0,
+        download_factor: 1.0,
+    };
+}
+
 /// What one announce reports, for the ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct Report<'a> {
@@ -72,6 +134,8 @@ pub struct Report<'a> {
     pub event: Event,
     pub uploaded: u64,
     pub downloaded: u64,
+    pub left: u64,
+    pub account: Account,
 }
 
 /// One client session as a snapshot keeps it.
@@ -84,6 +148,8 @@ pub struct SessionState {
     pub downloaded: u64,
     /// Seconds since its last announce.
     pub age: u32,
+    /// Whether its last announce was a seeder's.
+    pub seeder: bool,
 }
 
 /// The whole ledger, for a snapshot.
@@ -96,11 +162,12 @@ pub struct LedgerState {
     pub next_batch: u64,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct SessionKey {
-    passkey: Passkey,
-    info_hash: InfoHash,
-    peer_id: PeerId,
+/// One client session: a peer id of a passkey in a torrent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub passkey: Passkey,
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
 }
 
 /// The last running totals a session reported.
@@ -109,20 +176,121 @@ struct Session {
     uploaded: u64,
     downloaded: u64,
     last_seen: u32,
+    seeder: bool,
+    /// Reported since the last `cut` (the credit journal writes it then).
+    changed: bool,
+}
+
+impl Session {
+    /// As a snapshot or the credit journal keeps it, its age at `now`.
+    fn state(&self, k: &SessionKey, now: u32) -> SessionState {
+        SessionState {
+            passkey: k.passkey.clone(),
+            info_hash: k.info_hash,
+            peer_id: k.peer_id,
+            uploaded: self.uploaded,
+            downloaded: self.downloaded,
+            age: now.saturating_sub(self.last_seen),
+            seeder: self.seeder,
+        }
+    }
+}
+
+/// What `cut` takes from the ledger at one instant: every credit pending,
+/// and the session baselines they were measured against — those changed
+/// since the last cut (or all of them), and those that ended.
+#[derive(Debug, Default)]
+pub struct Cut {
+    pub transfers: Vec<Transfer>,
+    pub sessions: Vec<SessionState>,
+    pub removed: Vec<SessionKey>,
 }
 
 #[derive(Default)]
 struct Shard {
     sessions: HashMap<SessionKey, Session, DefaultHashBuilder>,
-    pending: HashMap<(Passkey, InfoHash), Totals, DefaultHashBuilder>,
+    /// Sessions per (passkey, torrent), for the peer cap.
+    peers: HashMap<(Passkey, InfoHash), u32, DefaultHashBuilder>,
+    pending: HashMap<(Passkey, InfoHash), Credit, DefaultHashBuilder>,
     totals: HashMap<Passkey, Totals, DefaultHashBuilder>,
+    /// Sessions ended since the last cut (only with `LedgerRules::cuts`).
+    removed: Vec<SessionKey>,
+}
+
+impl Shard {
+    fn insert_session(&mut self, key: SessionKey, session: Session) {
+        let pair = (key.passkey.clone(), key.info_hash);
+        if self.sessions.insert(key, session).is_none() {
+            *self.peers.entry(pair).or_default() += 1;
+        }
+    }
+
+    /// Every pending credit, leaving none.
+    fn drain_pending(&mut self) -> impl Iterator<Item = Transfer> + '_ {
+        self.pending
+            .drain()
+            .map(|((passkey, info_hash), credit)| Transfer {
+                passkey,
+                info_hash,
+                credit,
+            })
+    }
+
+    fn remove_session(&mut self, key: &SessionKey, cuts: bool) {
+        if self.sessions.remove(key).is_some() {
+            forget_peer(&mut self.peers, key);
+            if cuts {
+                self.removed.push(key.clone());
+            }
+        }
+    }
+}
+
+fn forget_peer(
+    peers: &mut HashMap<(Passkey, InfoHash), u32, DefaultHashBuilder>,
+    key: &SessionKey,
+) {
+    let pair = (key.passkey.clone(), key.info_hash);
+    if let Some(n) = peers.get_mut(&pair) {
+        *n -= 1;
+        if *n == 0 {
+            peers.remove(&pair);
+        }
+    }
 }
 
 /// Shards by info hash, so workers announcing different torrents rarely
 /// wait for each other.
 const SHARDS: usize = 64;
 
+/// The rules credits are taken by (from `[private]` and `[tracker]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerRules {
+    /// Most sessions (peer ids) of one passkey in one torrent; 0: no cap.
+    pub max_peers: u32,
+    /// The longest gap between two announces of a seeder that counts as
+    /// seeding: the peer timeout, as long as the swarm listed it.
+    pub seed_gap_cap: u32,
+    /// The unix second tracker time 0 stands for.
+    pub unix_start: u64,
+    /// Whether ended sessions are kept for the next `cut` (private mode
+    /// on a database, whose credit journal records them).
+    pub cuts: bool,
+}
+
+impl Default for LedgerRules {
+    fn default() -> Self {
+        LedgerRules {
+            max_peers: 0,
+            seed_gap_cap: 3600,
+            unix_start: 0,
+            cuts: false,
+        }
+    }
+}
+
 pub struct TransferLedger {
+    rules: LedgerRules,
     shards: Box<[Mutex<Shard>]>,
     outbox: Mutex<Outbox>,
 }
@@ -143,7 +311,14 @@ struct Outbox {
 
 impl Default for TransferLedger {
     fn default() -> Self {
+        TransferLedger::new(LedgerRules::default())
+    }
+}
+
+impl TransferLedger {
+    pub fn new(rules: LedgerRules) -> Self {
         TransferLedger {
+            rules,
             outbox: Mutex::new(Outbox {
                 next_id: 1,
                 unconfirmed: Vec::new(),
@@ -151,9 +326,7 @@ impl Default for TransferLedger {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
-}
 
-impl TransferLedger {
     fn shard(&self, info_hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {
         let i = usize::from(info_hash.0[0]) % SHARDS;
         // A panic while holding a shard leaves consistent maps (every update
@@ -161,11 +334,13 @@ impl TransferLedger {
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Credit one served announce at tracker time `now`. A passkey that is
-    /// not 16–64 bytes never passed the passkey check; it is ignored.
-    pub fn record(&self, r: &Report<'_>, now: u32) {
+    /// Credit one announce at tracker time `now`, before the swarm sees
+    /// it: a new session beyond the peer cap is refused (and changes
+    /// nothing). A passkey that is not 16–64 bytes never passed the
+    /// passkey check; it is ignored.
+    pub fn record(&self, r: &Report<'_>, now: u32) -> Result<(), Refusal> {
         let Ok(passkey) = Passkey::try_from(r.passkey) else {
-            return;
+            return Ok(());
         };
         let key = SessionKey {
             passkey,
@@ -173,12 +348,45 @@ impl TransferLedger {
             peer_id: r.peer_id,
         };
         let mut shard = self.shard(&r.info_hash);
-        let reported = Session {
-            uploaded: r.uploaded,
-            downloaded: r.downloaded,
-            last_seen: now,
-        };
-        let (up, down) = match shard.sessions.get(&key) {
+        let last = shard.sessions.get(&key).copied();
+        if last.is_none() && r.event != Event::Stopped && self.rules.max_peers > 0 {
+            let pair = (key.passkey.clone(), key.info_hash);
+            if shard.peers.get(&pair).copied().unwrap_or(0) >= self.rules.max_peers {
+                return Err(Refusal::PeerLimit);
+            }
+        }
+        let credit = self.credit(r, last, now);
+        if r.event == Event::Stopped {
+            shard.remove_session(&key, self.rules.cuts);
+        } else {
+            let session = Session {
+                uploaded: r.uploaded,
+                downloaded: r.downloaded,
+                last_seen: now,
+                seeder: r.left == 0,
+                changed: true,
+            };
+            shard.insert_session(key.clone(), session);
+        }
+        if credit.is_empty() {
+            return Ok(());
+        }
+        shard
+            .pending
+            .entry((key.passkey.clone(), key.info_hash))
+            .or_default()
+            .add(&credit);
+        shard
+            .totals
+            .entry(key.passkey)
+            .or_default()
+            .add(credit.uploaded, credit.downloaded);
+        Ok(())
+    }
+
+    /// What a report earns after the session's `last` one.
+    fn credit(&self, r: &Report<'_>, last: Option<Session>, now: u32) -> Credit {
+        let (up, down) = match last {
             Some(last) => (
                 delta(last.uploaded, r.uploaded),
                 delta(last.downloaded, r.downloaded),
@@ -186,20 +394,26 @@ impl TransferLedger {
             None if r.event == Event::Started => (r.uploaded, r.downloaded),
             None => (0, 0),
         };
-        if r.event == Event::Stopped {
-            shard.sessions.remove(&key);
-        } else {
-            shard.sessions.insert(key.clone(), reported);
+        let seed_seconds = match last {
+            Some(last) if last.seeder => now
+                .saturating_sub(last.last_seen)
+                .min(self.rules.seed_gap_cap),
+            _ => 0,
+        };
+        // A retransmitted `completed` finds its session a seeder already.
+        let snatch = r.event == Event::Completed && r.left == 0 && last.is_none_or(|s| !s.seeder);
+        let a = &r.account;
+        Credit {
+            user_id: a.user_id,
+            torrent_id: a.torrent_id,
+            uploaded: scaled(up, a.upload_factor),
+            downloaded: scaled(down, a.download_factor),
+            raw_uploaded: up,
+            raw_downloaded: down,
+            seed_seconds: u64::from(seed_seconds),
+            completed: u32::from(snatch),
+            last_announce: self.rules.unix_start + u64::from(now),
         }
-        if up == 0 && down == 0 {
-            return;
-        }
-        shard
-            .pending
-            .entry((key.passkey.clone(), key.info_hash))
-            .or_default()
-            .add(up, down);
-        shard.totals.entry(key.passkey).or_default().add(up, down);
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
@@ -248,17 +462,11 @@ impl TransferLedger {
     pub fn take_pending(&self) -> Vec<Transfer> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             out.extend(
                 shard
-                    .pending
-                    .drain()
-                    .map(|((passkey, info_hash), t)| Transfer {
-                        passkey,
-                        info_hash,
-                        uploaded: t.uploaded,
-                        downloaded: t.downloaded,
-                    }),
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain_pending(),
             );
         }
         out
@@ -272,7 +480,7 @@ impl TransferLedger {
                 .pending
                 .entry((t.passkey, t.info_hash))
                 .or_default()
-                .add(t.uploaded, t.downloaded);
+                .add(&t.credit);
         }
     }
 
@@ -296,11 +504,23 @@ impl TransferLedger {
         let mut gone = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let before = shard.sessions.len();
-            shard
-                .sessions
-                .retain(|_, s| now.saturating_sub(s.last_seen) <= timeout);
-            gone += before - shard.sessions.len();
+            let Shard {
+                sessions,
+                peers,
+                removed,
+                ..
+            } = &mut *shard;
+            sessions.retain(|k, s| {
+                let keep = now.saturating_sub(s.last_seen) <= timeout;
+                if !keep {
+                    forget_peer(peers, k);
+                    if self.rules.cuts {
+                        removed.push(k.clone());
+                    }
+                    gone += 1;
+                }
+                keep
+            });
         }
         gone
     }
@@ -313,21 +533,13 @@ impl TransferLedger {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             state
                 .sessions
-                .extend(shard.sessions.iter().map(|(k, s)| SessionState {
-                    passkey: k.passkey.clone(),
-                    info_hash: k.info_hash,
-                    peer_id: k.peer_id,
-                    uploaded: s.uploaded,
-                    downloaded: s.downloaded,
-                    age: now.saturating_sub(s.last_seen),
-                }));
+                .extend(shard.sessions.iter().map(|(k, s)| s.state(k, now)));
             state
                 .pending
-                .extend(shard.pending.iter().map(|((k, h), t)| Transfer {
+                .extend(shard.pending.iter().map(|((k, h), c)| Transfer {
                     passkey: k.clone(),
                     info_hash: *h,
-                    uploaded: t.uploaded,
-                    downloaded: t.downloaded,
+                    credit: *c,
                 }));
             state
                 .totals
@@ -348,8 +560,44 @@ impl TransferLedger {
             uploaded: s.uploaded,
             downloaded: s.downloaded,
             last_seen: now.saturating_sub(s.age),
+            seeder: s.seeder,
+            changed: false,
         };
-        self.shard(&s.info_hash).sessions.insert(key, session);
+        self.shard(&s.info_hash).insert_session(key, session);
+    }
+
+    /// Forget a session that ended (replaying the credit journal).
+    pub fn forget_session(&self, key: &SessionKey) {
+        self.shard(&key.info_hash).remove_session(key, false);
+    }
+
+    /// Forget every session and credit (before the credit journal, which
+    /// holds them on a database, is replayed over a snapshot's).
+    pub fn reset(&self) {
+        for shard in self.shards.iter() {
+            *shard.lock().unwrap_or_else(|e| e.into_inner()) = Shard::default();
+        }
+        let mut outbox = self.outbox();
+        outbox.unconfirmed.clear();
+    }
+
+    /// Take every pending credit and, at the same instant per shard, the
+    /// baselines they were measured against: the sessions changed since
+    /// the last cut (all of them with `all`) and those that ended. Ages
+    /// are at `now`.
+    pub fn cut(&self, now: u32, all: bool) -> Cut {
+        let mut cut = Cut::default();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let shard = &mut *shard;
+            cut.transfers.extend(shard.drain_pending());
+            cut.removed.append(&mut shard.removed);
+            for (k, s) in shard.sessions.iter_mut().filter(|(_, s)| all || s.changed) {
+                s.changed = false;
+                cut.sessions.push(s.state(k, now));
+            }
+        }
+        cut
     }
 
     /// Take back one passkey's totals from a snapshot.
@@ -363,12 +611,42 @@ impl TransferLedger {
             .add(totals.uploaded, totals.downloaded);
     }
 
+    /// Credits not yet stored: pending ones (per passkey and torrent) and
+    /// those in sealed, unconfirmed batches.
+    pub fn pending_credits(&self) -> usize {
+        let sealed: usize = self
+            .outbox()
+            .unconfirmed
+            .iter()
+            .map(|b| b.transfers.len())
+            .sum();
+        self.pending_len() + sealed
+    }
+
+    /// Pending credits, not yet sealed or cut.
+    pub fn pending_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).pending.len())
+            .sum()
+    }
+
     /// Sessions being followed.
     pub fn sessions(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).sessions.len())
             .sum()
+    }
+}
+
+/// Credited bytes: `bytes` × `factor` (bounded by the site directory).
+fn scaled(bytes: u64, factor: f64) -> u64 {
+    if factor == 1.0 {
+        bytes
+    } else {
+        // A float cast saturates; a factor is finite and at least 0.
+        (bytes as f64 * factor) as u64
     }
 }
 
@@ -391,23 +669,41 @@ mod tests {
             event,
             uploaded,
             downloaded,
+            left: 100,
+            account: Account::UNIT,
         }
     }
 
-    fn pending_for(ledger: &TransferLedger) -> (u64, u64) {
+    /// Record a report that must be taken.
+    trait Take {
+        fn take(&self, r: &Report<'_>, now: u32);
+    }
+
+    impl Take for TransferLedger {
+        fn take(&self, r: &Report<'_>, now: u32) {
+            self.record(r, now).expect("under the peer cap");
+        }
+    }
+
+    fn pending_credit(ledger: &TransferLedger) -> Credit {
         let t = ledger.take_pending();
         assert!(t.len() <= 1, "{t:?}");
-        t.first().map_or((0, 0), |t| (t.uploaded, t.downloaded))
+        t.first().map_or_else(Credit::default, |t| t.credit)
+    }
+
+    fn pending_for(ledger: &TransferLedger) -> (u64, u64) {
+        let c = pending_credit(ledger);
+        (c.uploaded, c.downloaded)
     }
 
     #[test]
     fn credits_differences_between_announces() {
         let l = TransferLedger::default();
-        l.record(&report(Event::Started, 0, 0), 0);
-        l.record(&report(Event::None, 100, 40), 1800);
-        l.record(&report(Event::None, 250, 40), 3600);
+        l.take(&report(Event::Started, 0, 0), 0);
+        l.take(&report(Event::None, 100, 40), 1800);
+        l.take(&report(Event::None, 250, 40), 3600);
         assert_eq!(pending_for(&l), (250, 40));
-        l.record(&report(Event::Stopped, 300, 50), 3700);
+        l.take(&report(Event::Stopped, 300, 50), 3700);
         assert_eq!(pending_for(&l), (50, 10));
         assert_eq!(l.sessions(), 0);
         let totals = l.totals();
@@ -418,22 +714,22 @@ mod tests {
     #[test]
     fn a_first_report_without_started_only_sets_the_baseline() {
         let l = TransferLedger::default();
-        l.record(&report(Event::None, 5000, 5000), 0);
+        l.take(&report(Event::None, 5000, 5000), 0);
         assert_eq!(pending_for(&l), (0, 0));
-        l.record(&report(Event::None, 5100, 5000), 10);
+        l.take(&report(Event::None, 5100, 5000), 10);
         assert_eq!(pending_for(&l), (100, 0));
         // A started session counts from its first report.
         let l = TransferLedger::default();
-        l.record(&report(Event::Started, 10, 20), 0);
+        l.take(&report(Event::Started, 10, 20), 0);
         assert_eq!(pending_for(&l), (10, 20));
     }
 
     #[test]
     fn counters_that_went_backwards_restarted() {
         let l = TransferLedger::default();
-        l.record(&report(Event::Started, 0, 0), 0);
-        l.record(&report(Event::None, 1000, 0), 10);
-        l.record(&report(Event::None, 30, 0), 20);
+        l.take(&report(Event::Started, 0, 0), 0);
+        l.take(&report(Event::None, 1000, 0), 10);
+        l.take(&report(Event::None, 30, 0), 20);
         assert_eq!(pending_for(&l), (1030, 0));
     }
 
@@ -442,31 +738,34 @@ mod tests {
         let l = TransferLedger::default();
         let mut other_client = report(Event::Started, 0, 0);
         other_client.peer_id = PeerId([2; 20]);
-        l.record(&report(Event::Started, 0, 0), 0);
-        l.record(&other_client, 0);
-        l.record(&report(Event::None, 100, 0), 10);
+        l.take(&report(Event::Started, 0, 0), 0);
+        l.take(&other_client, 0);
+        l.take(&report(Event::None, 100, 0), 10);
         other_client.event = Event::None;
         other_client.uploaded = 50;
-        l.record(&other_client, 10);
+        l.take(&other_client, 10);
         assert_eq!(pending_for(&l), (150, 0));
         let mut other_torrent = report(Event::Started, 7, 0);
         other_torrent.info_hash = InfoHash([8; 20]);
-        l.record(&other_torrent, 10);
-        l.record(&report(Event::None, 101, 0), 11);
+        l.take(&other_torrent, 10);
+        l.take(&report(Event::None, 101, 0), 11);
         let mut t = l.take_pending();
         t.sort_by_key(|t| t.info_hash);
-        assert_eq!(t.iter().map(|t| t.uploaded).collect::<Vec<_>>(), vec![1, 7]);
+        assert_eq!(
+            t.iter().map(|t| t.credit.uploaded).collect::<Vec<_>>(),
+            vec![1, 7]
+        );
     }
 
     #[test]
     fn batches_are_numbered_kept_until_confirmed_and_survive_a_snapshot() {
         let l = TransferLedger::default();
         assert!(l.seal().is_empty(), "nothing pending, no batch");
-        l.record(&report(Event::Started, 10, 0), 0);
+        l.take(&report(Event::Started, 10, 0), 0);
         let first = l.seal();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].id, 1);
-        l.record(&report(Event::None, 15, 0), 1);
+        l.take(&report(Event::None, 15, 0), 1);
         // Unconfirmed batches come back with the new one, oldest first.
         let both = l.seal();
         assert_eq!(both.iter().map(|b| b.id).collect::<Vec<_>>(), vec![1, 2]);
@@ -478,21 +777,21 @@ mod tests {
         m.import_batches(state.batches, state.next_batch);
         let (batches, next) = m.batches();
         assert_eq!(
-            (batches[0].id, batches[0].transfers[0].uploaded, next),
+            (batches[0].id, batches[0].transfers[0].credit.uploaded, next),
             (2, 5, 3)
         );
         // A store that already holds batch 2 confirms it; numbers go on.
         m.confirm(2);
-        m.record(&report(Event::Started, 1, 0), 0);
+        m.take(&report(Event::Started, 1, 0), 0);
         assert_eq!(m.seal()[0].id, 3);
     }
 
     #[test]
     fn restored_credits_add_to_new_ones() {
         let l = TransferLedger::default();
-        l.record(&report(Event::Started, 10, 0), 0);
+        l.take(&report(Event::Started, 10, 0), 0);
         let taken = l.take_pending();
-        l.record(&report(Event::None, 15, 0), 1);
+        l.take(&report(Event::None, 15, 0), 1);
         l.restore(taken);
         assert_eq!(pending_for(&l), (15, 0));
     }
@@ -500,14 +799,105 @@ mod tests {
     #[test]
     fn idle_sessions_expire_and_bad_passkeys_are_ignored() {
         let l = TransferLedger::default();
-        l.record(&report(Event::Started, 0, 0), 0);
+        l.take(&report(Event::Started, 0, 0), 0);
         assert_eq!(l.expire(100, 100), 0);
         assert_eq!(l.expire(101, 100), 1);
         let mut long = report(Event::Started, 1, 1);
         let key = [b'a'; 65];
         long.passkey = &key;
-        l.record(&long, 0);
+        l.take(&long, 0);
         assert_eq!(l.sessions(), 0);
         assert!(l.take_pending().is_empty());
+    }
+
+    #[test]
+    fn a_fourth_session_of_one_passkey_in_one_torrent_is_refused() {
+        let l = TransferLedger::new(LedgerRules {
+            max_peers: 3,
+            ..LedgerRules::default()
+        });
+        let peer = |n: u8, event| {
+            let mut r = report(event, 0, 0);
+            r.peer_id = PeerId([n; 20]);
+            r
+        };
+        for n in 1..=3 {
+            l.take(&peer(n, Event::Started), 0);
+        }
+        assert_eq!(
+            l.record(&peer(4, Event::Started), 0),
+            Err(Refusal::PeerLimit)
+        );
+        // Known sessions go on; a stop of the unknown one is no harm.
+        l.take(&peer(2, Event::None), 10);
+        l.take(&peer(4, Event::Stopped), 10);
+        // One stops: there is room again. Another torrent has its own cap.
+        l.take(&peer(1, Event::Stopped), 20);
+        l.take(&peer(4, Event::Started), 20);
+        let mut elsewhere = peer(5, Event::Started);
+        elsewhere.info_hash = InfoHash([9; 20]);
+        l.take(&elsewhere, 20);
+        // Expired sessions free their place too.
+        l.take(&peer(2, Event::None), 3000);
+        assert_eq!(l.expire(3700, 3600), 3);
+        for n in 6..=7 {
+            l.take(&peer(n, Event::Started), 3700);
+        }
+        assert_eq!(
+            l.record(&peer(8, Event::Started), 0),
+            Err(Refusal::PeerLimit)
+        );
+    }
+
+    #[test]
+    fn seed_time_counts_gaps_of_a_seeder_up_to_the_cap() {
+        let l = TransferLedger::new(LedgerRules {
+            seed_gap_cap: 3600,
+            ..LedgerRules::default()
+        });
+        let mut r = report(Event::Started, 0, 0);
+        l.take(&r, 0);
+        r.event = Event::None;
+        l.take(&r, 1800);
+        assert_eq!(
+            pending_credit(&l).seed_seconds,
+            0,
+            "a leecher seeds nothing"
+        );
+        r.left = 0;
+        l.take(&r, 2000);
+        l.take(&r, 3800);
+        assert_eq!(pending_credit(&l).seed_seconds, 1800);
+        // Gone for half a day: only the cap counts.
+        l.take(&r, 3800 + 43_200);
+        assert_eq!(pending_credit(&l).seed_seconds, 3600);
+        r.event = Event::Stopped;
+        l.take(&r, 3800 + 43_200 + 60);
+        assert_eq!(pending_credit(&l).seed_seconds, 60);
+    }
+
+    #[test]
+    fn a_snatch_counts_once_and_factors_scale_the_bytes() {
+        let l = TransferLedger::new(LedgerRules {
+            unix_start: 1_700_000_000,
+            ..LedgerRules::default()
+        });
+        let mut r = report(Event::Started, 0, 0);
+        r.account = Account {
+            user_id: 4,
+            torrent_id: 9,
+            upload_factor: 2.0,
+            download_factor: 0.0,
+        };
+        l.take(&r, 0);
+        (r.event, r.left, r.uploaded, r.downloaded) = (Event::Completed, 0, 300, 1000);
+        l.take(&r, 10);
+        l.take(&r, 11);
+        let c = pending_credit(&l);
+        assert_eq!((c.user_id, c.torrent_id, c.completed), (4, 9, 1));
+        assert_eq!((c.uploaded, c.downloaded), (600, 0));
+        assert_eq!((c.raw_uploaded, c.raw_downloaded), (300, 1000));
+        assert_eq!(c.last_announce, 1_700_000_011);
+        assert_eq!(l.totals()[&Passkey::try_from(KEY).unwrap()].uploaded, 600);
     }
 }

@@ -7,12 +7,16 @@ find each other. The leecher downloads a few MiB of random data through a
 udp:// tracker URL and the bytes must match. Afterwards a raw BEP 15 scrape
 must show the swarm and the completed download.
 
-Usage: libtorrent_swarm.py TRACKER_URL WORKDIR [private]
+Usage: libtorrent_swarm.py TRACKER_URL WORKDIR [private | db LEECHER_URL]
 (TRACKER_URL is udp://127.0.0.1:PORT[/PASSKEY]/announce or
 http://127.0.0.1:PORT[/PASSKEY]/announce; over HTTP the scrape is libtorrent's
 own. With `private`, the tracker only serves the passkey in the URL: over UDP
 libtorrent must send it as BEP 41 URLData, and an announce without it must be
-refused.)
+refused. With `db`, a private tracker on a site's database: the seeder
+announces to TRACKER_URL and the leecher to LEECHER_URL (two users); the
+script prints `info_hash <hex>` and waits for a line on stdin (the caller
+registers the torrent meanwhile), and after the download both announce
+once more, so the tracker has their final totals.)
 """
 
 import hashlib
@@ -52,15 +56,18 @@ def make_torrent(data_dir, tracker_url):
     fs = lt.file_storage()
     lt.add_files(fs, os.path.join(data_dir, "payload.bin"))
     t = lt.create_torrent(fs, 64 * 1024)
-    t.add_tracker(tracker_url)
+    if tracker_url:
+        t.add_tracker(tracker_url)
     lt.set_piece_hashes(t, data_dir)
     return lt.torrent_info(t.generate())
 
 
-def add(ses, info, save_path):
+def add(ses, info, save_path, tracker_url=None):
     atp = lt.add_torrent_params()
     atp.ti = info
     atp.save_path = save_path
+    if tracker_url:
+        atp.trackers = [tracker_url]
     # libtorrent 2 adds torrents paused and auto-managed by default here.
     atp.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
     h = ses.add_torrent(atp)
@@ -115,9 +122,28 @@ def udp_announce_without_passkey(host, port, info_hash):
     return struct.unpack(">I", reply[:4])[0], reply[8:]
 
 
+def final_announces(seeder_ses, seeder, leecher_ses, leecher, deadline, log):
+    """Both announce now (the leecher's `completed`, the seeder's upload)
+    and the tracker answers both."""
+    for ses, h, name in ((seeder_ses, seeder, "seeder"), (leecher_ses, leecher, "leecher")):
+        ses.pop_alerts()
+        h.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+        answered = False
+        while not answered:
+            if time.monotonic() > deadline:
+                print("\n".join(log))
+                sys.exit(f"FAIL: the {name}'s last announce got no reply")
+            ses.wait_for_alert(500)
+            for a in ses.pop_alerts():
+                if isinstance(a, lt.tracker_error_alert):
+                    log.append(f"{name}: {a.message()}")
+                answered |= isinstance(a, lt.tracker_reply_alert)
+
+
 def main():
     url, work = sys.argv[1], sys.argv[2]
     private = len(sys.argv) > 3 and sys.argv[3] == "private"
+    db = len(sys.argv) > 4 and sys.argv[3] == "db"
     scheme, rest = url.split("://", 1)
     hostport = rest.split("/", 1)[0]
     host, port = hostport.rsplit(":", 1)
@@ -130,10 +156,16 @@ def main():
     with open(os.path.join(seed_dir, "payload.bin"), "wb") as f:
         f.write(data)
 
-    info = make_torrent(seed_dir, url)
+    info = make_torrent(seed_dir, None if db else url)
     seeder_ses, leecher_ses = session(), session()
-    seeder = add(seeder_ses, info, seed_dir)
-    leecher = add(leecher_ses, info, leech_dir)
+    if db:
+        print("info_hash", info.info_hashes().v1.to_bytes().hex(), flush=True)
+        sys.stdin.readline()
+        seeder = add(seeder_ses, info, seed_dir, url)
+        leecher = add(leecher_ses, info, leech_dir, sys.argv[4])
+    else:
+        seeder = add(seeder_ses, info, seed_dir)
+        leecher = add(leecher_ses, info, leech_dir)
 
     log = []
     deadline = time.monotonic() + DEADLINE_SECONDS
@@ -156,6 +188,10 @@ def main():
 
     # The leecher announces `completed` when it finishes; make sure the
     # tracker has it, then scrape.
+    if db:
+        final_announces(seeder_ses, seeder, leecher_ses, leecher, deadline, log)
+        print("PASS")
+        return
     leecher.force_reannounce()
     if scheme == "http":
         counts = None

@@ -1,0 +1,227 @@
+//! The database thread's half that writes: every flush interval it cuts
+//! the ledger into a numbered batch, journals the batch with its session
+//! baselines (`storage/credit_journal.rs`), and applies the batches not yet
+//! in the database, oldest first, each in one transaction with its
+//! `rt_batches` row.
+//!
+//! While the database is down nothing is cut: credits aggregate in the
+//! ledger per user and torrent. Past `max_pending_credits` of them they are
+//! cut anyway and spilled to the journal (the batch is then kept on disk
+//! only, and read back when its turn comes).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, TxOpts};
+
+use super::{DatabaseStats, sql, unix_now};
+use crate::storage::credit_journal::{CreditJournal, JournaledBatch, Replay};
+use crate::tracker::Tracker;
+use crate::tracker::ledger::Batch;
+
+/// Credits kept in memory in journaled batches not yet applied; further
+/// batches are read back from the journal.
+const MAX_QUEUED_IN_MEMORY: usize = 1 << 20;
+
+/// A journaled batch waiting for the database.
+struct Queued {
+    at: JournaledBatch,
+    /// None: spilled, read back from the journal.
+    batch: Option<Batch>,
+    credits: usize,
+}
+
+pub struct CreditWriter {
+    journal: CreditJournal,
+    queue: VecDeque<Queued>,
+    in_memory: usize,
+    next_batch: u64,
+    /// Whether this connection learnt which batches the database has.
+    reconciled: bool,
+    /// A cut failed to reach the journal: the next takes every session.
+    full_cut_next: bool,
+    node: String,
+    max_pending: usize,
+    /// Test hook: lose the answer to the first commit that got through.
+    lose_commit: bool,
+}
+
+impl CreditWriter {
+    pub fn new(journal: CreditJournal, replay: Replay, node: String, max_pending: usize) -> Self {
+        let queue = replay
+            .batches
+            .iter()
+            .map(|&at| Queued {
+                at,
+                batch: None,
+                credits: 0,
+            })
+            .collect();
+        CreditWriter {
+            journal,
+            queue,
+            in_memory: 0,
+            next_batch: replay.next_batch,
+            reconciled: false,
+            full_cut_next: false,
+            node,
+            max_pending,
+            lose_commit: std::env::var_os("RINGTRACKER_TEST_LOSE_COMMIT").is_some(),
+        }
+    }
+
+    /// A new connection: learn again which batches the database has.
+    pub fn reconnected(&mut self) {
+        self.reconciled = false;
+    }
+
+    /// Cut the ledger into a journaled batch: always while the database
+    /// answers (`up`) and at a stop, else only past `max_pending` credits
+    /// (a spill).
+    pub fn cut(
+        &mut self,
+        tracker: &Tracker,
+        now: u32,
+        up: bool,
+        stopping: bool,
+        stats: &DatabaseStats,
+    ) {
+        let pending = tracker.ledger.pending_len();
+        if !up && !stopping && pending <= self.max_pending {
+            return;
+        }
+        let compact = self.journal.wants_compaction() && self.queue.is_empty();
+        let mut cut = tracker.ledger.cut(now, compact || self.full_cut_next);
+        // The credits move into the batch (the journal writes the batch and
+        // the cut's sessions): a cut can hold millions.
+        let transfers = std::mem::take(&mut cut.transfers);
+        let batch = (!transfers.is_empty()).then(|| Batch {
+            id: self.next_batch,
+            transfers,
+        });
+        if batch.is_none() && cut.sessions.is_empty() && cut.removed.is_empty() {
+            return;
+        }
+        let unix = unix_now();
+        let written = if compact {
+            let next = self.next_batch + u64::from(batch.is_some());
+            self.journal
+                .compact(unix, next, &cut, &[], batch.as_ref())
+                .map(|at| at.last().map(|b| b.offset))
+        } else {
+            self.journal.append(unix, batch.as_ref(), &cut).map(Some)
+        };
+        let offset = match written {
+            Ok(offset) => offset,
+            Err(e) => {
+                // Nothing of this cut is on disk: its credits go back, and
+                // the next cut writes every baseline again.
+                tracing::error!("credit journal not written, credits kept: {e}");
+                stats.journal_failures.fetch_add(1, Ordering::Relaxed);
+                tracker
+                    .ledger
+                    .restore(batch.map(|b| b.transfers).unwrap_or_default());
+                self.full_cut_next = true;
+                return;
+            }
+        };
+        self.full_cut_next = false;
+        let (Some(batch), Some(offset)) = (batch, offset) else {
+            return;
+        };
+        self.next_batch += 1;
+        let credits = batch.transfers.len();
+        let keep = up && self.in_memory + credits <= MAX_QUEUED_IN_MEMORY;
+        if !up {
+            stats.spilled_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        if keep {
+            self.in_memory += credits;
+        }
+        self.queue.push_back(Queued {
+            at: JournaledBatch {
+                id: batch.id,
+                offset,
+            },
+            batch: keep.then_some(batch),
+            credits,
+        });
+        stats
+            .queued_batches
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Apply every queued batch, oldest first.
+    pub fn flush(&mut self, conn: &mut Conn, stats: &DatabaseStats) -> Result<(), mysql::Error> {
+        let started = Instant::now();
+        if !self.reconciled {
+            // Batches this node applied before (their commit got through
+            // but its answer did not, or the tracker restarted) are not
+            // sent again; new ones are numbered after them.
+            let last: u64 = conn
+                .exec_first(sql::LAST_BATCH, (self.node.as_str(),))?
+                .unwrap_or(0);
+            while self.queue.front().is_some_and(|q| q.at.id <= last) {
+                self.pop();
+                stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            self.next_batch = self.next_batch.max(last + 1);
+            self.reconciled = true;
+        }
+        while let Some(front) = self.queue.front() {
+            let applied = match &front.batch {
+                Some(b) => apply(conn, &self.node, b)?,
+                None => {
+                    let spilled = self.journal.read_batch(front.at.offset);
+                    apply(conn, &self.node, &spilled.map_err(mysql::Error::IoError)?)?
+                }
+            };
+            if std::mem::take(&mut self.lose_commit) {
+                return Err(mysql::Error::IoError(std::io::Error::other(
+                    "the answer to a commit was lost (test hook)",
+                )));
+            }
+            let counter = if applied {
+                &stats.batches_applied
+            } else {
+                &stats.batches_skipped
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.pop();
+        }
+        stats.queued_batches.store(0, Ordering::Relaxed);
+        stats.last_flush.store(unix_now(), Ordering::Relaxed);
+        stats.flushes.fetch_add(1, Ordering::Relaxed);
+        stats
+            .flush_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn pop(&mut self) {
+        if let Some(q) = self.queue.pop_front()
+            && q.batch.is_some()
+        {
+            self.in_memory -= q.credits;
+        }
+    }
+}
+
+/// One batch in one transaction. False: `rt_batches` already had it.
+fn apply(conn: &mut Conn, node: &str, batch: &Batch) -> Result<bool, mysql::Error> {
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    tx.exec_drop(sql::CLAIM_BATCH, (node, batch.id))?;
+    if tx.affected_rows() == 0 {
+        tx.rollback()?;
+        return Ok(false);
+    }
+    for chunk in batch.transfers.chunks(sql::CREDIT_ROWS_PER_STATEMENT) {
+        if let Some((statement, params)) = sql::add_credits(chunk) {
+            tx.exec_drop(statement, params)?;
+        }
+    }
+    tx.commit()?;
+    Ok(true)
+}

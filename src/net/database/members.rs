@@ -1,0 +1,86 @@
+//! The database thread's half that reads: the site's users and torrents
+//! into the `SiteDirectory`, every enabled row at start and on SIGHUP,
+//! then the rows whose `updated_at` moved (from `LOOKBACK_SECONDS` before
+//! the previous read, so a row committed late is not missed).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use mysql::prelude::Queryable;
+
+use super::sql::{self, Table};
+use super::{ROW_CHUNK, Worker, unix_now};
+use crate::tracker::site::{SiteDirectory, TorrentRow, UserRow};
+
+impl Worker {
+    /// Read changed rows of both tables (every enabled row with `all`,
+    /// then drop what the read did not return).
+    pub(super) fn read(&mut self, all: bool) -> Result<(), mysql::Error> {
+        let mut seen = [Default::default(), Default::default()];
+        let mark: Option<String> = self.connected()?.query_first(sql::watermark_query())?;
+        let since = if all { None } else { self.watermark.clone() };
+        for (i, table) in [Table::Users, Table::Torrents].into_iter().enumerate() {
+            seen[i] = self.read_table(table, since.as_deref())?;
+        }
+        self.watermark = mark;
+        if all {
+            self.setup.site.retain_only(&seen[0], &seen[1]);
+            let (users, torrents) = self.setup.site.counts();
+            tracing::info!("database: {users} users and {torrents} torrents served");
+        }
+        self.stats.last_sync.store(unix_now(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stream one table's rows into the directory; returns their ids.
+    fn read_table(
+        &mut self,
+        table: Table,
+        since: Option<&str>,
+    ) -> Result<HashSet<u64>, mysql::Error> {
+        let (query, params) = table.rows_query(since);
+        let site = self.setup.site.clone();
+        let conn = self.connected()?;
+        let mut ids = std::collections::HashSet::new();
+        let mut result = conn.exec_iter(query, params)?;
+        let mut users = Vec::new();
+        let mut torrents = Vec::new();
+        let mut bad = 0;
+        for row in result.by_ref() {
+            let row = row?;
+            match table {
+                Table::Users => users.push(sql::user_row(
+                    mysql::from_row_opt(row).map_err(mysql::Error::from)?,
+                )),
+                Table::Torrents => torrents.push(sql::torrent_row(
+                    mysql::from_row_opt(row).map_err(mysql::Error::from)?,
+                )),
+            }
+            if users.len() + torrents.len() >= ROW_CHUNK {
+                bad += apply_rows(&site, &mut users, &mut torrents, &mut ids);
+            }
+        }
+        drop(result);
+        bad += apply_rows(&site, &mut users, &mut torrents, &mut ids);
+        self.stats.bad_rows.fetch_add(bad as u64, Ordering::Relaxed);
+        Ok(ids)
+    }
+}
+
+/// Apply collected rows to the directory; returns how many were refused
+/// (each logged).
+fn apply_rows(
+    site: &SiteDirectory,
+    users: &mut Vec<UserRow>,
+    torrents: &mut Vec<TorrentRow>,
+    ids: &mut HashSet<u64>,
+) -> usize {
+    ids.extend(users.iter().map(|r| r.id));
+    ids.extend(torrents.iter().map(|r| r.id));
+    let mut errors = site.apply_users(users.drain(..));
+    errors.extend(site.apply_torrents(torrents.drain(..)));
+    for e in errors.iter().take(10) {
+        tracing::warn!("database: row skipped: {e}");
+    }
+    errors.len()
+}

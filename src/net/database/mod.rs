@@ -1,0 +1,287 @@
+//! Private mode's database thread: keeps the `SiteDirectory` in step with
+//! the site's `rt_users` and `rt_torrents` (`members.rs`), and writes the
+//! ledger's credits to `rt_credits` in numbered batches, each applied once
+//! (`credits.rs`, with `rt_batches` and the credit journal).
+//!
+//! It is the only thread that talks to the database, with the `mysql`
+//! crate's blocking client and a deadline on every call: workers read the
+//! directory and write the ledger, and never wait for it. While the
+//! database is down the directory keeps what it last read and credits
+//! wait in the ledger (spilling to the journal past a bound); the thread
+//! reconnects with a growing backoff and logs once per change of state.
+
+mod credits;
+mod members;
+pub mod sql;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mysql::{Conn, OptsBuilder};
+
+use crate::storage::credit_journal::{CreditJournal, Replay};
+use crate::tracker::Tracker;
+use crate::tracker::site::SiteDirectory;
+use credits::CreditWriter;
+
+/// Deadline of a connect and of every read and write on the connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Rows applied to the directory at a time while a table streams in.
+const ROW_CHUNK: usize = 10_000;
+
+/// What the thread needs.
+pub struct DatabaseSetup {
+    /// `mysql://user:password@host:port/db` (checked by the config).
+    pub url: String,
+    pub sync_interval: Duration,
+    pub flush_interval: Duration,
+    /// This tracker's name in `rt_batches`.
+    pub node: String,
+    pub tracker: Arc<Tracker>,
+    pub site: Arc<SiteDirectory>,
+    /// The credit journal, replayed into the ledger, and what it held.
+    pub journal: (CreditJournal, Replay),
+    /// Credits (per user and torrent) kept while the database is down
+    /// before they spill to the journal.
+    pub max_pending: usize,
+    /// Tracker time zero.
+    pub started: Instant,
+}
+
+/// What the metrics show of the database.
+#[derive(Default)]
+pub struct DatabaseStats {
+    pub up: AtomicBool,
+    /// Unix seconds of the last read of changed rows (0: none yet).
+    pub last_sync: AtomicU64,
+    /// Unix seconds of the last flush that got through (0: none yet).
+    pub last_flush: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_micros: AtomicU64,
+    pub batches_applied: AtomicU64,
+    /// Batches the database already had (a commit whose answer was lost,
+    /// or a restart): not applied twice.
+    pub batches_skipped: AtomicU64,
+    /// Journaled batches waiting for the database.
+    pub queued_batches: AtomicU64,
+    /// Batches cut while the database was down (past the memory bound).
+    pub spilled_batches: AtomicU64,
+    pub journal_failures: AtomicU64,
+    pub failures: AtomicU64,
+    pub bad_rows: AtomicU64,
+}
+
+enum Command {
+    /// SIGHUP: read every row again now.
+    ReadAll,
+    Stop,
+}
+
+/// Asks the thread to read every row again.
+#[derive(Clone)]
+pub struct ReadAll(mpsc::Sender<Command>);
+
+impl ReadAll {
+    pub fn request(&self) {
+        let _ = self.0.send(Command::ReadAll);
+    }
+}
+
+/// The running thread.
+pub struct SiteDatabase {
+    commands: mpsc::Sender<Command>,
+    handle: Option<JoinHandle<()>>,
+    pub stats: Arc<DatabaseStats>,
+}
+
+impl SiteDatabase {
+    pub fn spawn(setup: DatabaseSetup) -> io::Result<SiteDatabase> {
+        let (commands, rx) = mpsc::channel();
+        let stats = Arc::new(DatabaseStats::default());
+        let (journal, replay) = setup.journal;
+        let node = setup.node.clone();
+        let mut worker = Worker {
+            credits: CreditWriter::new(journal, replay, node, setup.max_pending),
+            setup: Settings {
+                url: setup.url,
+                sync_interval: setup.sync_interval,
+                flush_interval: setup.flush_interval,
+                tracker: setup.tracker,
+                site: setup.site,
+                started: setup.started,
+            },
+            stats: stats.clone(),
+            conn: None,
+            watermark: None,
+            logged_up: None,
+            stopping: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name("database".into())
+            .spawn(move || worker.run(&rx))?;
+        Ok(SiteDatabase {
+            commands,
+            handle: Some(handle),
+            stats,
+        })
+    }
+
+    /// What asks for a full read (SIGHUP), for the reload thread.
+    pub fn read_all_handle(&self) -> ReadAll {
+        ReadAll(self.commands.clone())
+    }
+
+    /// Flush what the ledger holds (one try) and end the thread.
+    pub fn stop(mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Settings {
+    url: String,
+    sync_interval: Duration,
+    flush_interval: Duration,
+    tracker: Arc<Tracker>,
+    site: Arc<SiteDirectory>,
+    started: Instant,
+}
+
+struct Worker {
+    setup: Settings,
+    credits: CreditWriter,
+    stats: Arc<DatabaseStats>,
+    conn: Option<Conn>,
+    /// Where the next incremental read starts (None: read every row).
+    watermark: Option<String>,
+    /// The state last logged (up or down), so each change logs once.
+    logged_up: Option<bool>,
+    stopping: bool,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Default)]
+struct Step {
+    synced: bool,
+    flushed: bool,
+}
+
+impl Worker {
+    fn run(&mut self, rx: &mpsc::Receiver<Command>) {
+        let mut full_read = true;
+        let mut backoff = BACKOFF_MIN;
+        let now = Instant::now();
+        let (mut next_sync, mut next_flush) = (now, now + self.setup.flush_interval);
+        loop {
+            let wait = next_sync
+                .min(next_flush)
+                .saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Command::ReadAll) => full_read = true,
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            match self.step(&mut full_read, now >= next_sync, now >= next_flush) {
+                Ok(step) => {
+                    backoff = BACKOFF_MIN;
+                    if step.synced {
+                        next_sync = now + self.setup.sync_interval;
+                    }
+                    if step.flushed {
+                        next_flush = now + self.setup.flush_interval;
+                    }
+                }
+                Err(e) => {
+                    self.went_down(&e);
+                    // What was due is tried again after the backoff; a
+                    // flush interval still cuts (and maybe spills).
+                    next_sync = next_sync.max(now + backoff);
+                    next_flush = next_flush.max(now + backoff.max(self.setup.flush_interval));
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        // The workers are gone: one last cut and try for the credits
+        // (what does not get through is in the journal).
+        self.stopping = true;
+        if let Err(e) = self.step(&mut false, false, true) {
+            tracing::warn!("database: credits not written at stop, they wait in the journal: {e}");
+        }
+    }
+
+    /// One pass: cut the ledger if a flush is due, connect if needed, read
+    /// rows if due, apply the journaled batches if a flush is due.
+    fn step(
+        &mut self,
+        full_read: &mut bool,
+        sync_due: bool,
+        flush_due: bool,
+    ) -> Result<Step, mysql::Error> {
+        let connected = self.connected().map(|_| ());
+        if flush_due {
+            let now = self.setup.started.elapsed().as_secs() as u32;
+            let up = connected.is_ok();
+            self.credits
+                .cut(&self.setup.tracker, now, up, self.stopping, &self.stats);
+        }
+        connected?;
+        let mut step = Step::default();
+        if *full_read || sync_due {
+            self.read(*full_read)?;
+            *full_read = false;
+            step.synced = true;
+        }
+        if flush_due {
+            self.connected()?;
+            let conn = self.conn.as_mut().expect("connected above");
+            self.credits.flush(conn, &self.stats)?;
+            step.flushed = true;
+        }
+        Ok(step)
+    }
+
+    fn connected(&mut self) -> Result<&mut Conn, mysql::Error> {
+        if self.conn.is_none() {
+            let opts = mysql::Opts::from_url(&self.setup.url)?;
+            let opts = OptsBuilder::from_opts(opts)
+                .tcp_connect_timeout(Some(IO_TIMEOUT))
+                .read_timeout(Some(IO_TIMEOUT))
+                .write_timeout(Some(IO_TIMEOUT))
+                .prefer_socket(false);
+            self.conn = Some(Conn::new(opts)?);
+            self.credits.reconnected();
+            self.stats.up.store(true, Ordering::Relaxed);
+            if self.logged_up != Some(true) {
+                tracing::info!("database: connected");
+                self.logged_up = Some(true);
+            }
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    fn went_down(&mut self, e: &mysql::Error) {
+        self.conn = None;
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        self.stats.up.store(false, Ordering::Relaxed);
+        if self.logged_up != Some(false) {
+            tracing::warn!(
+                "database: unavailable ({e}); serving the users and torrents last read, credits wait"
+            );
+            self.logged_up = Some(false);
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! Private mode on a site's database, over real sockets and a real
+//! MariaDB that each test starts in a temporary directory: "the site"
+//! writes rt_users and rt_torrents with the `mariadb` client, clients
+//! announce over HTTP (passkey in the path) and UDP (passkey in BEP 41
+//! URLData), and rt_credits must show what they reported. Every wait is a
+//! poll with a deadline.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::mariadb::MariaDb;
+use common::tracker::{Started, http_get, metrics_addr, signal, start_with_config};
+use common::{Client, fresh_dir};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+const SEEDER_KEY: &str = "seederKey0123456789";
+const LEECHER_KEY: &str = "leecherKey0123456789";
+
+/// Event numbers of BEP 15 (UDP).
+const UDP_NONE: u32 = 0;
+const UDP_STARTED: u32 = 2;
+
+/// Poll `f` until it is true or the deadline passes (then fail with `what`).
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hash(n: u8) -> [u8; 20] {
+    [n; 20]
+}
+
+fn hex(h: &[u8]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A test's database and tracker, in a directory of its own.
+struct Site {
+    db: MariaDb,
+    dir: PathBuf,
+}
+
+impl Site {
+    fn start(test: &str) -> Site {
+        let dir = fresh_dir(test);
+        let db = MariaDb::start(&dir.join("db"));
+        Site { db, dir }
+    }
+
+    fn user(&self, id: u64, passkey: &str, extra: &str) {
+        self.db.sql(&format!(
+            "INSERT INTO rt_users SET id = {id}, passkey = '{passkey}'{extra}"
+        ));
+    }
+
+    fn torrent(&self, id: u64, info_hash: [u8; 20], extra: &str) {
+        self.db.sql(&format!(
+            "INSERT INTO rt_torrents SET id = {id}, info_hash = UNHEX('{}'){extra}",
+            hex(&info_hash)
+        ));
+    }
+
+    /// uploaded, downloaded, raw_uploaded, raw_downloaded, seed_seconds,
+    /// completed of one user on one torrent (zeros: no row).
+    fn credits(&self, user: u64, torrent: u64) -> [u64; 6] {
+        let row = self.db.sql(&format!(
+            "SELECT uploaded, downloaded, raw_uploaded, raw_downloaded, seed_seconds, completed \
+             FROM rt_credits WHERE user_id = {user} AND torrent_id = {torrent}"
+        ));
+        let mut out = [0; 6];
+        for (o, v) in out.iter_mut().zip(row.split_whitespace()) {
+            *o = v.parse().unwrap();
+        }
+        out
+    }
+
+    fn config(&self, extra: &str) -> PathBuf {
+        let path = self.dir.join("tracker.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[private]\nenabled = true\ndatabase = \"{}\"\nsync_interval = 1\n\
+                 flush_interval = 1\nnode = \"test-node\"\nledger = \"{}\"\n{extra}",
+                self.db.url(),
+                self.dir.join("credits.journal").display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn tracker(&self, extra: &str) -> Started {
+        self.tracker_env(extra, None)
+    }
+
+    fn tracker_env(&self, extra: &str, env: Option<(&str, &str)>) -> Started {
+        start_with_config(&self.config(extra), &["--http", "127.0.0.1:0"], env)
+    }
+
+    /// Batches rt_batches holds for the test's node, and how many distinct.
+    fn batches(&self) -> (u64, u64) {
+        let row = self
+            .db
+            .sql("SELECT COUNT(*), COUNT(DISTINCT batch) FROM rt_batches WHERE node = 'test-node'");
+        let v: Vec<u64> = row.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        (v[0], v[1])
+    }
+}
+
+/// One client: a passkey, a torrent, a peer id (and port) of its own.
+struct Peer<'a> {
+    t: &'a Started,
+    key: &'a str,
+    info_hash: [u8; 20],
+    id: u8,
+}
+
+fn peer<'a>(t: &'a Started, key: &'a str, info_hash: [u8; 20], id: u8) -> Peer<'a> {
+    Peer {
+        t,
+        key,
+        info_hash,
+        id,
+    }
+}
+
+impl Peer<'_> {
+    /// An HTTP announce with these running totals; the whole reply.
+    fn http(&self, event: &str, uploaded: u64, downloaded: u64, left: u64) -> String {
+        let escaped: String = self.info_hash.iter().map(|b| format!("%{b:02X}")).collect();
+        let event = if event.is_empty() {
+            String::new()
+        } else {
+            format!("&event={event}")
+        };
+        http_get(
+            self.t.http,
+            &format!(
+                "/{}/announce?info_hash={escaped}&peer_id=-RT0001-{:012}&port={}\
+                 &uploaded={uploaded}&downloaded={downloaded}&left={left}&compact=1{event}",
+                self.key,
+                self.id,
+                6000 + u16::from(self.id)
+            ),
+        )
+    }
+
+    /// The same over UDP, the passkey in BEP 41 URLData; the reply bytes.
+    fn udp(&self, event: u32, uploaded: u64, downloaded: u64, left: u64) -> Vec<u8> {
+        let mut c = Client::new("127.0.0.1:0", self.t.udp);
+        let cid = c.connect();
+        let port = 7000 + u16::from(self.id);
+        let (_, mut p) = c.announce_packet(cid, self.info_hash, event, left, 50, port);
+        p[36..56].copy_from_slice(format!("-RT0001-{:012}", self.id).as_bytes());
+        p[56..64].copy_from_slice(&downloaded.to_be_bytes());
+        p[72..80].copy_from_slice(&uploaded.to_be_bytes());
+        let path = format!("/{}/announce", self.key);
+        p.extend_from_slice(&[2, path.len() as u8]);
+        p.extend_from_slice(path.as_bytes());
+        c.send(&p);
+        c.recv()
+    }
+}
+
+fn served(reply: &str) -> bool {
+    reply.contains("8:intervali") && !reply.contains("failure reason")
+}
+
+fn udp_error(reply: &[u8]) -> Option<String> {
+    (reply[..4] == 3u32.to_be_bytes()).then(|| String::from_utf8_lossy(&reply[8..]).into_owned())
+}
+
+fn metric(t: &Started, name: &str) -> f64 {
+    let text = http_get(metrics_addr(t), "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(-1.0)
+}
+
+#[test]
+fn the_site_s_users_and_torrents_decide_who_is_served() {
+    let site = Site::start("db-members");
+    site.user(1, SEEDER_KEY, "");
+    site.user(3, "noLeechKey0123456789", ", can_leech = 0");
+    site.torrent(10, hash(10), "");
+    let t = site.tracker("");
+
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("started", 0, 0, 0)
+    ));
+    let r = peer(&t, "unknownKey0123456789", hash(10), 1).http("started", 0, 0, 0);
+    assert!(r.contains("15:unknown passkey8:retry in5:never"), "{r}");
+    let r = peer(&t, SEEDER_KEY, hash(11), 1).http("started", 0, 0, 0);
+    assert!(
+        r.contains("torrent not registered with this tracker"),
+        "{r}"
+    );
+    let udp = peer(&t, SEEDER_KEY, hash(11), 1).udp(UDP_STARTED, 0, 0, 0);
+    assert_eq!(
+        udp_error(&udp).as_deref(),
+        Some("torrent not registered with this tracker")
+    );
+
+    // A user who may not leech may seed.
+    let r = peer(&t, "noLeechKey0123456789", hash(10), 3).http("started", 0, 0, 100);
+    assert!(r.contains("your account may not download"), "{r}");
+    assert!(served(
+        &peer(&t, "noLeechKey0123456789", hash(10), 3).http("started", 0, 0, 0)
+    ));
+
+    // The site adds a user and a torrent: served within the sync interval.
+    site.user(2, LEECHER_KEY, "");
+    site.torrent(11, hash(11), "");
+    until("the new user and torrent are served", || {
+        served(&peer(&t, LEECHER_KEY, hash(11), 2).http("started", 0, 0, 100))
+    });
+    let udp = peer(&t, LEECHER_KEY, hash(11), 5).udp(UDP_STARTED, 0, 0, 100);
+    assert_eq!(udp_error(&udp), None, "UDP with the passkey in URLData");
+
+    // The user's third peer in the torrent is taken, the fourth refused
+    // (with a retry: one of them may stop), over either protocol.
+    assert!(served(
+        &peer(&t, LEECHER_KEY, hash(11), 6).http("started", 0, 0, 100)
+    ));
+    let r = peer(&t, LEECHER_KEY, hash(11), 7).http("started", 0, 0, 100);
+    assert!(
+        r.contains("too many peers of your account in this torrent8:retry ini5e"),
+        "{r}"
+    );
+    let udp = peer(&t, LEECHER_KEY, hash(11), 8).udp(UDP_STARTED, 0, 0, 100);
+    assert_eq!(
+        udp_error(&udp).as_deref(),
+        Some("too many peers of your account in this torrent")
+    );
+    assert!(served(
+        &peer(&t, LEECHER_KEY, hash(11), 6).http("stopped", 0, 0, 100)
+    ));
+    assert!(served(
+        &peer(&t, LEECHER_KEY, hash(11), 7).http("started", 0, 0, 100)
+    ));
+
+    // Disabled by the site: refused after the next sync.
+    site.db.sql("UPDATE rt_users SET enabled = 0 WHERE id = 1");
+    until("the disabled user is refused", || {
+        peer(&t, SEEDER_KEY, hash(10), 1)
+            .http("", 0, 0, 0)
+            .contains("unknown passkey")
+    });
+    // A deleted row leaves no trace for an incremental read; SIGHUP reads
+    // every row again.
+    site.db.sql("DELETE FROM rt_torrents WHERE id = 11");
+    signal(&t.child, "-HUP");
+    until("the deleted torrent is refused after SIGHUP", || {
+        peer(&t, LEECHER_KEY, hash(11), 2)
+            .http("", 0, 0, 100)
+            .contains("not registered")
+    });
+    assert!(
+        metric(
+            &t,
+            "ringtracker_error_responses_total{protocol=\"http\",reason=\"peer_limit\"}"
+        ) >= 1.0
+    );
+    assert_eq!(metric(&t, "ringtracker_database_up"), 1.0);
+    assert_eq!(metric(&t, "ringtracker_database_users"), 2.0);
+}
+
+#[test]
+fn credits_reach_rt_credits_with_factors_seed_time_and_snatches() {
+    let site = Site::start("db-credits");
+    site.user(1, SEEDER_KEY, "");
+    site.user(2, LEECHER_KEY, "");
+    site.torrent(10, hash(10), "");
+    site.torrent(11, hash(11), ", download_factor = 0");
+    site.torrent(12, hash(12), ", upload_factor = 2");
+    let t = site.tracker("");
+
+    // Torrent 10 over HTTP: the seeder uploads what the leecher downloads.
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("started", 0, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, LEECHER_KEY, hash(10), 2).http("started", 0, 0, 1000)
+    ));
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 1000, 0, 0)
+    ));
+    for _ in 0..2 {
+        // A retransmitted `completed` is one snatch.
+        assert!(served(&peer(&t, LEECHER_KEY, hash(10), 2).http(
+            "completed",
+            0,
+            1000,
+            0
+        )));
+    }
+    // Freeleech torrent 11 over UDP: raw bytes kept, nothing credited down.
+    assert_eq!(
+        udp_error(&peer(&t, LEECHER_KEY, hash(11), 2).udp(UDP_STARTED, 0, 0, 500)),
+        None
+    );
+    assert_eq!(
+        udp_error(&peer(&t, LEECHER_KEY, hash(11), 2).udp(UDP_NONE, 40, 500, 0)),
+        None
+    );
+    // Double upload on torrent 12.
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(12), 1).http("started", 0, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(12), 1).http("", 300, 0, 0)
+    ));
+
+    until("the credits are flushed", || {
+        site.credits(2, 10)[5] == 1 && site.credits(1, 12)[0] == 600 && site.credits(2, 11)[2] == 40
+    });
+    // (Seed time may have a second in it: it is checked below.)
+    assert_eq!(site.credits(1, 10)[..4], [1000, 0, 1000, 0]);
+    assert_eq!(site.credits(2, 10)[..4], [0, 1000, 0, 1000]);
+    assert_eq!(site.credits(2, 10)[5], 1, "one snatch");
+    assert_eq!(site.credits(2, 11), [40, 0, 40, 500, 0, 0], "freeleech");
+    assert_eq!(site.credits(1, 12)[..4], [600, 0, 300, 0]);
+
+    // Seed time grows for a seeder that keeps announcing.
+    until("seed time is credited", || {
+        assert!(served(
+            &peer(&t, SEEDER_KEY, hash(10), 1).http("", 1000, 0, 0)
+        ));
+        site.credits(1, 10)[4] > 0
+    });
+    let (batches, distinct) = site.batches();
+    assert_eq!(batches, distinct);
+    assert!(metric(&t, "ringtracker_database_batches_applied_total") >= 1.0);
+    assert!(metric(&t, "ringtracker_database_last_flush_age_seconds") >= 0.0);
+}
+
+#[test]
+fn the_database_killed_mid_run_gets_every_credit_once() {
+    let mut site = Site::start("db-outage");
+    site.user(1, SEEDER_KEY, "");
+    site.torrent(10, hash(10), "");
+    let t = site.tracker("");
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("started", 0, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 100, 0, 0)
+    ));
+    until("the first credits are flushed", || {
+        site.credits(1, 10)[0] == 100
+    });
+
+    site.db.kill();
+    until("the tracker sees the database down", || {
+        metric(&t, "ringtracker_database_up") == 0.0
+    });
+    // Announces are answered all the while, from the users last read.
+    for total in [300, 600, 1000] {
+        assert!(served(
+            &peer(&t, SEEDER_KEY, hash(10), 1).http("", total, 0, 0)
+        ));
+    }
+    assert!(metric(&t, "ringtracker_ledger_pending_credits") >= 1.0);
+    site.db.restart();
+    until("every credit arrives", || site.credits(1, 10)[0] >= 1000);
+    until("nothing is pending", || {
+        metric(&t, "ringtracker_ledger_pending_credits") == 0.0
+    });
+    assert_eq!(site.credits(1, 10)[..3], [1000, 0, 1000], "each byte once");
+}
+
+#[test]
+fn credits_pending_past_the_bound_spill_to_the_journal_while_the_database_is_down() {
+    let mut site = Site::start("db-spill");
+    site.user(1, SEEDER_KEY, "");
+    for n in 10..13 {
+        site.torrent(u64::from(n), hash(n), "");
+    }
+    let t = site.tracker("max_pending_credits = 1\n");
+    for n in 10..13 {
+        assert!(served(
+            &peer(&t, SEEDER_KEY, hash(n), 1).http("started", 0, 0, 0)
+        ));
+    }
+    site.db.kill();
+    until("the tracker sees the database down", || {
+        metric(&t, "ringtracker_database_up") == 0.0
+    });
+    for n in 10..13 {
+        assert!(served(&peer(&t, SEEDER_KEY, hash(n), 1).http(
+            "",
+            100 * u64::from(n),
+            0,
+            0
+        )));
+    }
+    until("a batch spills", || {
+        metric(&t, "ringtracker_database_spilled_batches_total") >= 1.0
+    });
+    site.db.restart();
+    until("every credit arrives", || {
+        (10u64..13).all(|n| site.credits(1, n)[0] == 100 * n)
+    });
+    let (batches, distinct) = site.batches();
+    assert_eq!(batches, distinct);
+}
+
+#[test]
+fn a_commit_whose_answer_was_lost_is_not_applied_again() {
+    let site = Site::start("db-lost-commit");
+    site.user(1, SEEDER_KEY, "");
+    site.torrent(10, hash(10), "");
+    let t = site.tracker_env("", Some(("RINGTRACKER_TEST_LOSE_COMMIT", "1")));
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("started", 0, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 700, 0, 0)
+    ));
+    until("the batch is known applied", || {
+        metric(&t, "ringtracker_database_batches_skipped_total") >= 1.0
+    });
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 800, 0, 0)
+    ));
+    until("the next credit arrives", || site.credits(1, 10)[0] >= 800);
+    assert_eq!(
+        site.credits(1, 10)[0],
+        800,
+        "the lost commit's batch counted once"
+    );
+}
+
+#[test]
+fn the_tracker_killed_between_flushes_credits_every_byte_once() {
+    let site = Site::start("db-sigkill");
+    site.user(1, SEEDER_KEY, "");
+    site.user(2, LEECHER_KEY, "");
+    site.torrent(10, hash(10), "");
+    let mut t = site.tracker("");
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("started", 0, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, LEECHER_KEY, hash(10), 2).http("started", 0, 0, 5000)
+    ));
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 100, 0, 0)
+    ));
+    until("the first batch is applied", || {
+        site.credits(1, 10)[0] == 100
+    });
+    // Reported after the last flush, then the tracker dies.
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 250, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, LEECHER_KEY, hash(10), 2).http("", 0, 250, 4750)
+    ));
+    t.child.kill().unwrap();
+    t.child.wait().unwrap();
+    drop(t);
+
+    let t = site.tracker("");
+    // The clients go on with their running totals.
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 400, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, LEECHER_KEY, hash(10), 2).http("", 0, 400, 4600)
+    ));
+    until("the credits after the restart arrive", || {
+        site.credits(1, 10)[0] >= 400 && site.credits(2, 10)[1] >= 400
+    });
+    let applied = metric(&t, "ringtracker_database_flushes_total");
+    until("two more flushes", || {
+        metric(&t, "ringtracker_database_flushes_total") >= applied + 2.0
+    });
+    assert_eq!(
+        site.credits(1, 10)[..3],
+        [400, 0, 400],
+        "no byte twice, none lost"
+    );
+    assert_eq!(site.credits(2, 10)[1], 400);
+    let (batches, distinct) = site.batches();
+    assert_eq!(batches, distinct);
+}
+
+/// Bytes the libtorrent script's seeder serves (tests/e2e/libtorrent_swarm.py).
+const SWARM_BYTES: u64 = 4 * 1024 * 1024 + 12345;
+
+#[test]
+fn libtorrent_swarms_through_passkey_urls_and_both_users_are_credited() {
+    let site = Site::start("db-libtorrent");
+    site.user(1, SEEDER_KEY, "");
+    site.user(2, LEECHER_KEY, "");
+    let t = site.tracker("");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/libtorrent_swarm.py");
+    for (torrent, scheme, addr) in [(1u64, "udp", t.udp), (2, "http", t.http)] {
+        let work = site.dir.join(scheme);
+        let url = |key: &str| format!("{scheme}://{addr}/{key}/announce");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(url(SEEDER_KEY))
+            .arg(&work)
+            .args(["db", &url(LEECHER_KEY)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with libtorrent (make test installs python3-libtorrent)");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let hex = line
+            .strip_prefix("info_hash ")
+            .unwrap_or_else(|| panic!("the script said {line:?}"))
+            .trim()
+            .to_string();
+        let mut info_hash = [0u8; 20];
+        for (i, b) in info_hash.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        // The site registers the torrent; the clients start once it is served.
+        site.torrent(torrent, info_hash, "");
+        until("the new torrent is served", || {
+            served(&peer(&t, SEEDER_KEY, info_hash, 99).http("stopped", 0, 0, 0))
+        });
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert!(child.wait().unwrap().success(), "{scheme}: {rest}");
+        until("both users are credited", || {
+            let (seeder, leecher) = (site.credits(1, torrent), site.credits(2, torrent));
+            seeder[2] >= SWARM_BYTES && leecher[3] >= SWARM_BYTES && leecher[5] == 1
+        });
+        assert_eq!(
+            site.credits(2, torrent)[1],
+            site.credits(2, torrent)[3],
+            "factor 1"
+        );
+    }
+}
