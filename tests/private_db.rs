@@ -548,3 +548,60 @@ fn libtorrent_swarms_through_passkey_urls_and_both_users_are_credited() {
         );
     }
 }
+
+/// The worked example of docs/PRIVATE.md, as written there: a site's own
+/// tables behind views, credits carried into them by triggers.
+#[test]
+fn a_site_s_own_tables_work_through_the_documented_views_and_triggers() {
+    let site = Site::start("db-views");
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/PRIVATE.md"))
+            .unwrap();
+    let section = &doc[doc.find("## Mapping a site").unwrap()..];
+    let blocks: Vec<&str> = section
+        .split("```sql\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let (views, triggers) = blocks[1].split_once("DELIMITER //").unwrap();
+    site.db.sql(
+        "DROP TABLE rt_users, rt_torrents;\
+         CREATE TABLE users (id BIGINT UNSIGNED PRIMARY KEY, passkey CHAR(32) NOT NULL UNIQUE, \
+           banned BOOL NOT NULL DEFAULT 0, can_download BOOL NOT NULL DEFAULT 1, \
+           uploaded BIGINT UNSIGNED NOT NULL DEFAULT 0, downloaded BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+           seedtime BIGINT UNSIGNED NOT NULL DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL \
+           DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), KEY (updated_at));\
+         CREATE TABLE torrents (id BIGINT UNSIGNED PRIMARY KEY, info_hash BINARY(20) NOT NULL UNIQUE, \
+           status TINYINT NOT NULL DEFAULT 1, free BOOL NOT NULL DEFAULT 0, doubleup BOOL NOT NULL DEFAULT 0, \
+           updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+           KEY (updated_at));\
+         CREATE TABLE snatches (user_id BIGINT UNSIGNED, torrent_id BIGINT UNSIGNED, \
+           completed_at DATETIME, PRIMARY KEY (user_id, torrent_id));",
+    );
+    site.db.sql(views);
+    site.db.sql(&format!("DELIMITER //{triggers}"));
+    let key = "siteKey0123456789siteKey01234567";
+    site.db
+        .sql(&format!("INSERT INTO users SET id = 1, passkey = '{key}'"));
+    site.db.sql(&format!(
+        "INSERT INTO torrents SET id = 7, info_hash = UNHEX('{}'), free = 1",
+        hex(&hash(7))
+    ));
+    let t = site.tracker("");
+    let p = peer(&t, key, hash(7), 1);
+    assert!(served(&p.http("started", 0, 0, 100)));
+    assert!(served(&p.http("completed", 300, 100, 0)));
+    until("the trigger credits the site's user", || {
+        site.db
+            .sql("SELECT uploaded, downloaded FROM users WHERE id = 1")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == ["300", "0"]
+    });
+    assert_eq!(site.db.sql("SELECT COUNT(*) FROM snatches").trim(), "1");
+    // A ban in the site's table is seen through the view.
+    site.db.sql("UPDATE users SET banned = 1 WHERE id = 1");
+    until("the banned user is refused", || {
+        p.http("", 300, 100, 0).contains("unknown passkey")
+    });
+}
