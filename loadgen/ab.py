@@ -4,7 +4,7 @@
 
   /usr/bin/python3 loadgen/ab.py ROUNDS SERVER_A SERVER_B [SERVER_C ...]
       [--torrents N --peers N] [--fill] [--load closed|open:RATE|flood]
-      [--numwant N] [--seconds S]
+      [--numwant N] [--seconds S] [--passkeys N]
 
 A SERVER is a ringtracker binary, optionally with extra config lines after
 `::` (`target/release/ringtracker::[udp]\\nsocket_recv_buffer = 1048576`:
@@ -47,7 +47,8 @@ def run_once(server, args, workdir):
         deadline = time.monotonic() + 10
         while not port_bound(6969) and time.monotonic() < deadline:
             time.sleep(0.05)
-        workload = ["--torrents", str(args.torrents), "--peers", str(args.peers)]
+        workload = ["--torrents", str(args.torrents), "--peers", str(args.peers),
+                    "--passkeys", str(args.passkeys)]
         base = [LOADGEN, "--cpu", "1", "--json", *workload]
         if args.fill:
             subprocess.run([*base, "--mode", "once", "--duration", "1200", "--inflight", "256",
@@ -83,6 +84,8 @@ def main():
     p.add_argument("--load", default="closed")
     p.add_argument("--numwant", type=int, default=50)
     p.add_argument("--seconds", type=float, default=8)
+    p.add_argument("--passkeys", type=int, default=0,
+                   help="private load: loadgen --passkeys N (give the servers a passkey file)")
     args = p.parse_args()
     workdir = tempfile.mkdtemp(prefix="rt-ab-")
     runs = {s: [] for s in args.servers}

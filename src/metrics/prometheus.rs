@@ -303,7 +303,7 @@ fn database(
         ),
         (
             "database_spilled_batches_total",
-            "Batches cut while the database was down, past private.max_pending_credits, kept only in the journal until sent.",
+            "Credit batches kept only in the journal until sent: cut while the database was down past private.max_pending_credits, or queued past the 1M credits kept in memory.",
             count(&d.spilled_batches),
         ),
         (

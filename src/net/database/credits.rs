@@ -134,7 +134,7 @@ impl CreditWriter {
         self.next_batch += 1;
         let credits = batch.transfers.len();
         let keep = up && self.in_memory + credits <= MAX_QUEUED_IN_MEMORY;
-        if !up {
+        if !keep {
             stats.spilled_batches.fetch_add(1, Ordering::Relaxed);
         }
         if keep {

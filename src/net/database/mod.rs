@@ -70,7 +70,9 @@ pub struct DatabaseStats {
     pub batches_skipped: AtomicU64,
     /// Journaled batches waiting for the database.
     pub queued_batches: AtomicU64,
-    /// Batches cut while the database was down (past the memory bound).
+    /// Batches kept only in the journal (read back when their turn comes):
+    /// cut while the database was down, past `max_pending_credits`, or
+    /// queued past the 1M credits kept in memory.
     pub spilled_batches: AtomicU64,
     pub journal_failures: AtomicU64,
     pub failures: AtomicU64,
