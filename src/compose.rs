@@ -77,6 +77,7 @@ pub fn build_tracker(config: &Config, files: OperatorFiles, unix_start: u64) -> 
         seed_gap_cap: config.tracker.peer_timeout,
         unix_start,
         cuts: config.private.enabled && config.private.database.is_some(),
+        max_rate: config.private.max_rate,
     });
     let mut tracker = Tracker::new(config.announce_policy(), table, connection_ids)
         .with_limits(limits)

@@ -160,6 +160,9 @@ pub struct PrivateConfig {
     /// Credits (per user and torrent) kept in memory while the database
     /// is down; beyond, they spill to the journal.
     pub max_pending_credits: u64,
+    /// Bytes a second one client session may plausibly move each way;
+    /// reported increases beyond are not credited.
+    pub max_rate: u64,
     /// Journal the uploaded/downloaded credits are appended to.
     pub ledger: Option<std::path::PathBuf>,
     /// Seconds between appends to the journal.
@@ -177,6 +180,7 @@ impl Default for PrivateConfig {
             node: String::new(),
             max_peers_per_user_torrent: 3,
             max_pending_credits: 1_000_000,
+            max_rate: crate::tracker::ledger::DEFAULT_MAX_RATE,
             ledger: None,
             ledger_interval: 60,
         }
@@ -446,7 +450,7 @@ impl Config {
     fn check_ranges(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 86_400;
         let (t, u) = (&self.tracker, &self.udp);
-        let ranges: [(&'static str, u64, u64, u64, &str); 20] = [
+        let ranges: [(&'static str, u64, u64, u64, &str); 21] = [
             ("server.workers", self.server.workers as u64, 0, 1024, ""),
             (
                 "server.stats_interval",
@@ -505,6 +509,13 @@ impl Config {
                 1,
                 100_000_000,
                 "",
+            ),
+            (
+                "private.max_rate",
+                self.private.max_rate,
+                1,
+                1 << 50,
+                " bytes a second",
             ),
             (
                 "private.max_peers_per_user_torrent",
@@ -887,7 +898,10 @@ full_scrape = {full_scrape}
 # (exact addresses). From anyone else those headers are ignored.
 trusted_proxies = [{trusted_proxies}]
 # Open connections per worker (at most 1000000); further ones are closed
-# at once.
+# at once. The soft open-file limit is raised at start to carry them all
+# (max_connections x workers + 1024); where the hard limit cannot, the
+# default is lowered to what fits (logged) and a value set here is a
+# start-up error naming both numbers.
 max_connections = {max_connections}
 # Open connections one client address may hold, over all workers (an IPv6
 # address counts by its /64; at most 1000000, 0 turns the cap off).
@@ -985,6 +999,14 @@ max_peers_per_user_torrent = {max_peers_per_user_torrent}
 # spilled to the `ledger` journal, to be sent when it is back (1 to
 # 100000000).
 max_pending_credits = {max_pending_credits}
+# Bytes a second one client session may plausibly move each way (1 to
+# 2^50; default 1 GiB/s). A reported increase is credited up to the
+# seconds since the session's last announce (at least one; a first report
+# with `started` counts as one) times this; the rest is not credited,
+# counted (ringtracker_ledger_implausible_bytes_total) and logged once per
+# passkey. Clients lie: a total of 2^64-1 or a jump of a petabyte earns
+# what a fast client could have moved.
+max_rate = {max_rate}
 # Journal of the bytes each passkey's announces report, for the site to
 # credit its users: in numbered batches, one line per passkey and torrent
 # that moved, tab-separated:
@@ -1118,6 +1140,7 @@ refresh_interval = {refresh_interval}
             flush_interval = d.private.flush_interval,
             max_peers_per_user_torrent = d.private.max_peers_per_user_torrent,
             max_pending_credits = d.private.max_pending_credits,
+            max_rate = d.private.max_rate,
             snapshot_interval = d.storage.snapshot_interval,
             metrics_enabled = d.metrics.enabled,
             metrics_listen = d.metrics.listen,

@@ -74,6 +74,7 @@ counters! {
     HttpRefused => "http_refused_over_cap",
     HttpRefusedAddress => "http_refused_over_address_cap",
     HttpTimeouts => "http_timeouts",
+    HttpAcceptPaused => "http_accept_paused",
     TlsFailed => "tls_failed",
     ClusterChanges => "cluster_changes_out",
     ClusterOutboxOverflow => "cluster_outbox_overflow",

@@ -148,6 +148,41 @@ fn restarts_at_once_on_the_same_port() {
     stop_with(&mut second, "-TERM");
 }
 
+/// A free loopback port for TCP and UDP both (taken, then let go).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn restarts_at_once_after_sigkill_on_the_same_ports() {
+    // A supervisor without a delay restarts the tracker the moment the
+    // killed one is reaped; io_uring may hold its sockets a few
+    // milliseconds longer. The new one waits for them, bounded.
+    let port = free_port();
+    let udp = format!("127.0.0.1:{port}");
+    let args = ["--udp", &udp, "--http", &udp, "--workers", "2"];
+    let (mut t, addr, http, _e) = spawn_both(&args);
+    for _ in 0..5 {
+        let mut open = std::net::TcpStream::connect(http).unwrap();
+        std::io::Write::write_all(&mut open, b"GET /ann").unwrap();
+        signal(&t, "-KILL");
+        t.wait().unwrap();
+        let (next, again, http_again, _e) = spawn_both(&args);
+        assert_eq!((again, http_again), (addr, http));
+        let mut c = common::Client::new("127.0.0.1:0", addr);
+        c.connect();
+        drop(open);
+        t = next;
+    }
+    stop_with(&mut t, "-TERM");
+}
+
 #[test]
 fn sigint_stops_it_too() {
     let (mut child, _, _stderr) =

@@ -407,3 +407,128 @@ fn sigterm_stops_a_start_that_is_reading_a_large_list() {
     assert!(!log.contains("listening"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name (in parentheses): state is field 3, utime 14.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, the HTTP worker neither spins nor stops
+/// accepting: its listener pauses a tick at a time, and the connections
+/// waiting in the backlog are served once descriptors are free again.
+/// (The tracker runs with 64 descriptors and its start-up check of the
+/// limit off, as a tracker whose descriptors went elsewhere would.)
+fn out_of_file_descriptors(backend: &str) {
+    let dir = common::fresh_dir(&format!("emfile-{backend}"));
+    let config = http_config(&dir, &format!("backend = \"{backend}\""));
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=64:64")
+        .arg(env!("CARGO_BIN_EXE_ringtracker"))
+        .args(["--config", config.to_str().unwrap(), "--udp", "127.0.0.1:0"])
+        .args(["--http", "127.0.0.1:0", "--workers", "1"])
+        .env("RINGTRACKER_TEST_NOFILE_UNCHECKED", "1");
+    let mut t = start(&mut cmd, true);
+    let pid = t.child.id();
+    let request = announce(&"e".repeat(20), 1, "");
+    let conns: Vec<TcpStream> = (0..90)
+        .map(|_| {
+            let mut s = connect_from([127, 0, 0, 1], t.http);
+            s.write_all(request.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    wait_for_line(&mut t.stderr, "accepting connections fails");
+    let (ticks, at) = (cpu_ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(2)); // the window CPU is measured over
+    let used = (cpu_ticks(pid) - ticks) as f64 / 100.0;
+    let wall = at.elapsed().as_secs_f64();
+    assert!(
+        used < wall / 2.0,
+        "{used:.2} s of CPU in {wall:.2} s while out of descriptors"
+    );
+    // The answered connections close, and every other one is answered as
+    // descriptors come free (each closed after its answer).
+    let (answered, waiting): (Vec<TcpStream>, Vec<TcpStream>) = conns.into_iter().partition(|s| {
+        s.set_nonblocking(true).unwrap();
+        let ready = s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0);
+        s.set_nonblocking(false).unwrap();
+        ready
+    });
+    assert!(
+        !answered.is_empty() && !waiting.is_empty(),
+        "{}",
+        answered.len()
+    );
+    drop(answered);
+    for mut s in waiting {
+        let (head, _) = read_response(&mut s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    wait_for_line(&mut t.stderr, "accepting connections again");
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn out_of_file_descriptors_io_uring() {
+    out_of_file_descriptors("io_uring");
+}
+
+#[test]
+fn out_of_file_descriptors_epoll() {
+    out_of_file_descriptors("epoll");
+}
+
+/// `ringtracker` with `args`, its open-file limit (soft and hard) at
+/// `limit` and CAP_SYS_RESOURCE dropped, so it may not raise the limit.
+fn under_fd_limit(limit: u32, config: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--bounding-set",
+        "-sys_resource",
+        "--inh-caps",
+        "-sys_resource",
+    ])
+    .args(["prlimit", &format!("--nofile={limit}:{limit}")])
+    .arg(env!("CARGO_BIN_EXE_ringtracker"))
+    .args(["--config", config.to_str().unwrap(), "--udp", "127.0.0.1:0"])
+    .args(["--http", "127.0.0.1:0", "--workers", "2"]);
+    cmd
+}
+
+#[test]
+fn connections_the_open_file_limit_cannot_carry() {
+    let dir = common::fresh_dir("nofile");
+    // The operator's own cap that cannot fit is a start-up error naming
+    // both numbers.
+    let config = http_config(&dir, "max_connections = 5000");
+    let out = under_fd_limit(2000, &config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("(5000 × 2) needs 11024 open files") && err.contains("RLIMIT_NOFILE is 2000"),
+        "{err}"
+    );
+    // The default cap is lowered to what fits, with one warning, and the
+    // tracker serves.
+    let config = http_config(&dir, "");
+    let mut t = start(&mut under_fd_limit(2000, &config), true);
+    assert!(
+        t.early_log
+            .contains("each worker takes at most 488 connections"),
+        "{}",
+        t.early_log
+    );
+    let mut s = connect_from([127, 0, 0, 1], t.http);
+    pipeline(&mut s, &[announce(&"f".repeat(20), 1, "")]);
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -273,6 +273,79 @@ fn a_banned_address_gets_no_reply_at_all(backend: HttpBackend) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `n` announces for distinct torrents (`tag`, index), one after another.
+fn announces_for_many_torrents(tag: u8, n: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut hash = [tag; 20];
+        hash[..4].copy_from_slice(&i.to_be_bytes());
+        let encoded: String = hash.iter().map(|b| format!("%{b:02x}")).collect();
+        out.extend_from_slice(
+            format!(
+                "GET /announce?info_hash={encoded}&peer_id=-XX0001-abcdefghijkl&port=7000&left=0 HTTP/1.1\r\nHost: t\r\nUser-Agent: qBittorrent/4.6.0\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    out
+}
+
+/// Write `bytes` from a thread of its own (the server stops reading while
+/// its replies wait to be read) and read `n` responses; their bodies.
+fn pipeline(addr: SocketAddr, bytes: Vec<u8>, n: usize) -> Vec<Vec<u8>> {
+    let s = connect(addr);
+    let mut writer = s.try_clone().unwrap();
+    let sent = std::thread::spawn(move || writer.write_all(&bytes));
+    let mut reader = std::io::BufReader::new(s);
+    let bodies = (0..n)
+        .map(|_| common::read_http_response(&mut reader).1)
+        .collect();
+    sent.join().unwrap().unwrap();
+    bodies
+}
+
+fn thousands_of_pipelined_announces_are_all_answered(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |c| c.server.workers = 1);
+    let requests = announces_for_many_torrents(b'P', 3000);
+    assert!(requests.len() > 500_000, "{}", requests.len());
+    let bodies = pipeline(server.http_addrs()[0], requests, 3000);
+    for b in &bodies {
+        assert!(
+            b.starts_with(b"d8:completei1e"),
+            "{}",
+            String::from_utf8_lossy(b)
+        );
+    }
+}
+
+fn a_full_scrape_of_megabytes_reaches_a_fast_reader(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |c| {
+        c.server.workers = 1;
+        c.http.full_scrape = true;
+    });
+    let addr = server.http_addrs()[0];
+    let torrents = 32_000;
+    pipeline(
+        addr,
+        announces_for_many_torrents(b'S', torrents),
+        torrents as usize,
+    );
+    let mut s = std::io::BufReader::new(connect(addr));
+    s.get_mut()
+        .write_all(b"GET /scrape HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (_, body) = common::read_http_response(&mut s);
+    assert!(body.len() > 2 << 20, "{} bytes", body.len());
+    let entries = body.windows(10).filter(|w| w == b"8:complete").count();
+    assert_eq!(entries, torrents as usize);
+    // And the connection still serves.
+    s.get_mut()
+        .write_all(announce(b'z', 1, 0, "").as_bytes())
+        .unwrap();
+    let (head, _) = common::read_http_response(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+}
+
 /// Each scenario above, once per backend.
 macro_rules! per_backend {
     ($($name:ident),* $(,)?) => {
@@ -295,4 +368,6 @@ per_backend!(
     connections_over_the_cap_are_refused_old_ones_unharmed,
     private_mode_over_real_sockets,
     a_banned_address_gets_no_reply_at_all,
+    thousands_of_pipelined_announces_are_all_answered,
+    a_full_scrape_of_megabytes_reaches_a_fast_reader,
 );

@@ -605,3 +605,111 @@ fn a_site_s_own_tables_work_through_the_documented_views_and_triggers() {
         p.http("", 300, 100, 0).contains("unknown passkey")
     });
 }
+
+#[test]
+fn a_cheating_client_cannot_stop_anyone_s_credits() {
+    let site = Site::start("db-cheat");
+    let (cheater, honest, refused) = (
+        "cheaterKey0123456789",
+        "honestKey0123456789",
+        "refusedKey0123456789",
+    );
+    site.user(1, cheater, "");
+    site.user(2, honest, "");
+    site.user(3, refused, "");
+    site.torrent(10, hash(10), "");
+    // The cheater's total is already near the top of its column, and the
+    // site keeps raw_downloaded in a narrower column than ours.
+    site.db.sql(
+        "INSERT INTO rt_credits SET user_id = 1, torrent_id = 10, uploaded = 18446744073709551000;\
+         ALTER TABLE rt_credits MODIFY raw_downloaded SMALLINT UNSIGNED NOT NULL DEFAULT 0",
+    );
+    let t = site.tracker("");
+    let c = peer(&t, cheater, hash(10), 1);
+    assert!(served(&c.http("started", u64::MAX, 0, 0)));
+    assert!(served(&c.http("started", u64::MAX, 0, 0)));
+    let h = peer(&t, honest, hash(10), 2);
+    assert!(served(&h.http("started", 0, 0, 5)));
+    until("the cheater's sum saturates at the column's top", || {
+        site.credits(1, 10)[..3] == [u64::MAX, 0, 1 << 30]
+    });
+    assert!(metric(&t, "ringtracker_ledger_implausible_reports_total ") >= 1.0);
+    // A batch the database refuses (1 MB into a SMALLINT) is set aside...
+    assert!(served(
+        &peer(&t, refused, hash(10), 3).http("started", 0, 1_000_000, 5)
+    ));
+    until("the refused batch is set aside", || {
+        metric(&t, "ringtracker_database_refused_batches_total ") >= 1.0
+    });
+    // ... and another user's credit arrives all the same.
+    assert!(served(&h.http("", 1000, 0, 5)));
+    until("the honest user's upload is credited", || {
+        site.credits(2, 10)[2] == 1000
+    });
+    assert_eq!(site.credits(3, 10), [0; 6]);
+    assert_eq!(metric(&t, "ringtracker_database_set_aside_batches "), 1.0);
+}
+
+#[test]
+fn a_site_view_with_bad_rows_serves_the_good_ones_and_withdraws_the_bad() {
+    let site = Site::start("db-bad-rows");
+    // The site's own table behind the view: integer factors, a nullable
+    // factor, an id that may be negative.
+    site.db.sql(
+        "DROP TABLE rt_users;\
+         CREATE TABLE members (id BIGINT PRIMARY KEY, pk VARCHAR(64), active INT NOT NULL DEFAULT 1, \
+           up_factor INT NULL DEFAULT 1, updated_at TIMESTAMP(6) NOT NULL \
+           DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), KEY (updated_at));\
+         CREATE VIEW rt_users AS SELECT id, pk AS passkey, active AS enabled, 1 AS can_leech, \
+           1 AS download_factor, up_factor AS upload_factor, updated_at FROM members;\
+         INSERT INTO members (id, pk) VALUES (1, 'goodKey0123456789'), (2, 'blankKey0123456789');\
+         INSERT INTO members (id, pk, up_factor) VALUES (3, 'nullKey0123456789', NULL), \
+           (-4, 'negativeKey0123456789', 1), (5, 'doubleKey0123456789', 2);",
+    );
+    site.torrent(10, hash(10), "");
+    site.torrent(11, hash(11), "");
+    let t = site.tracker("");
+    let refused = |key: &str, id: u8| {
+        peer(&t, key, hash(10), id)
+            .http("started", 0, 0, 5)
+            .contains("unknown passkey")
+    };
+    // The good rows are served though others in the same read are bad.
+    assert!(served(
+        &peer(&t, "goodKey0123456789", hash(10), 1).http("started", 0, 0, 5)
+    ));
+    assert!(served(
+        &peer(&t, "blankKey0123456789", hash(10), 2).http("started", 0, 0, 5)
+    ));
+    let double = peer(&t, "doubleKey0123456789", hash(10), 5);
+    assert!(served(&double.http("started", 0, 0, 5)));
+    assert!(refused("nullKey0123456789", 3));
+    assert!(refused("negativeKey0123456789", 4));
+    assert!(metric(&t, "ringtracker_database_bad_rows_total ") >= 2.0);
+    // The integer factor counts.
+    assert!(served(&double.http("", 100, 0, 5)));
+    until("the double upload is credited", || {
+        site.credits(5, 10)[..3] == [200, 0, 100]
+    });
+    // The site blanks a passkey, and a torrent's info_hash goes bad: both
+    // keys are withdrawn at the next read.
+    site.db.sql(
+        "UPDATE members SET pk = '' WHERE id = 2;\
+         ALTER TABLE rt_torrents MODIFY info_hash VARBINARY(32) NOT NULL;\
+         UPDATE rt_torrents SET info_hash = UNHEX('0b0b') WHERE id = 11",
+    );
+    until("the blanked passkey is refused", || {
+        refused("blankKey0123456789", 2)
+    });
+    until("the bad info_hash is no longer registered", || {
+        peer(&t, "goodKey0123456789", hash(11), 1)
+            .http("started", 0, 0, 5)
+            .contains("not registered")
+    });
+    // And across a full read (SIGHUP) too.
+    signal(&t.child, "-HUP");
+    assert!(served(
+        &peer(&t, "goodKey0123456789", hash(10), 1).http("", 0, 0, 5)
+    ));
+    assert!(refused("blankKey0123456789", 2));
+}

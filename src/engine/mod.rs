@@ -15,6 +15,8 @@
 //!   or a request head becomes).
 //! - `http_conn.rs`: one HTTP connection's state machine (framing,
 //!   pipelining, the output bound, timeouts, TLS).
+//! - `http_endpoint.rs`: admission of HTTP connections (caps, TLS by
+//!   listener) and listeners paused after a failed accept.
 //! - `policy.rs`: the one chain an announce goes through for both.
 //! - `batch.rs`: the UDP batch pipeline.
 //! - `outbox.rs`: cluster mode's bounded ring of the worker's changes.
@@ -24,6 +26,7 @@
 pub mod batch;
 pub mod http;
 pub mod http_conn;
+pub mod http_endpoint;
 pub mod outbox;
 pub mod policy;
 pub mod timers;

@@ -63,6 +63,7 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         SweptPeers => ("expired_peers_total", ""),
         InternalError => ("internal_errors_total", ""),
         HttpConnections => ("http_connections_total", ""),
+        HttpAcceptPaused => ("http_accept_failures_total", ""),
         ClusterChanges => ("cluster_outbox_changes_total", ""),
         ClusterOutboxOverflow => ("drops_total", "reason=\"cluster_outbox_overflow\""),
     }
@@ -83,6 +84,9 @@ fn help(name: &str) -> &'static str {
         "expired_peers_total" => "Peers expired by the sweep.",
         "internal_errors_total" => "Requests that hit a bug (contained; the request was dropped).",
         "http_connections_total" => "HTTP connections accepted.",
+        "http_accept_failures_total" => {
+            "HTTP accepts that failed (file descriptors exhausted, ...); the listener pauses until the next 250 ms tick."
+        }
         "cluster_outbox_changes_total" => {
             "Cluster mode: swarm changes the workers put in their outboxes."
         }
@@ -195,6 +199,18 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
             "Private mode: credits (per user and torrent) not yet stored, sealed or not.",
             state.tracker.ledger.pending_credits() as f64,
         );
+        let implausible = &state.tracker.ledger.implausible;
+        let _ = writeln!(
+            out,
+            "# HELP ringtracker_ledger_implausible_bytes_total Private mode: reported bytes not credited, past what private.max_rate allows.\n\
+             # TYPE ringtracker_ledger_implausible_bytes_total counter\n\
+             ringtracker_ledger_implausible_bytes_total {}\n\
+             # HELP ringtracker_ledger_implausible_reports_total Private mode: announces whose reported increase was cut to private.max_rate.\n\
+             # TYPE ringtracker_ledger_implausible_reports_total counter\n\
+             ringtracker_ledger_implausible_reports_total {}",
+            implausible.bytes.load(Ordering::Relaxed),
+            implausible.reports.load(Ordering::Relaxed)
+        );
     }
     if let Some(d) = &state.database {
         database(&mut out, state, d, unix);
@@ -274,6 +290,12 @@ fn database(
         "Journaled credit batches waiting for the database.",
         count_of(&d.queued_batches),
     );
+    gauge(
+        out,
+        "database_set_aside_batches",
+        "Credit batches refused by the database and kept aside now.",
+        get(&d.refused_batches) as f64,
+    );
     let count = |a| get(a) as f64;
     let counters = [
         (
@@ -305,6 +327,11 @@ fn database(
             "database_spilled_batches_total",
             "Credit batches kept only in the journal until sent: cut while the database was down past private.max_pending_credits, or queued past the 1M credits kept in memory.",
             count(&d.spilled_batches),
+        ),
+        (
+            "database_refused_batches_total",
+            "Credit batches the database refused (kept in the journal, retried on the next connection; later batches go on).",
+            count(&d.batches_refused),
         ),
         (
             "database_journal_failures_total",
@@ -460,6 +487,7 @@ fn applies(c: Counter, proto: &str) -> bool {
             | HttpTimeouts
             | TlsFailed
             | HttpConnections
+            | HttpAcceptPaused
             | ErrorFullScrapeDisabled
     );
     let both = matches!(

@@ -27,6 +27,7 @@ use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 use super::ring::{push, push_cancel_all, push_wakeup, submit_and_wait};
 use super::tls::TlsConfig;
 use crate::engine::http_conn::{HttpConn, Step};
+use crate::engine::http_endpoint::{HttpEndpoint, TlsListeners};
 use crate::engine::{Engine, EngineSetup};
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::address_cap::{AddressCap, Held};
@@ -53,6 +54,22 @@ pub struct HttpWorkerSetup {
     pub tls: Option<(usize, TlsConfig)>,
 }
 
+impl HttpWorkerSetup {
+    /// The worker's admission and listener state.
+    pub(super) fn endpoint(&self) -> HttpEndpoint {
+        HttpEndpoint::new(
+            self.listeners.len(),
+            self.max_connections,
+            self.address_cap.clone(),
+            self.idle_timeout,
+            self.tls.as_ref().map(|(first, config)| TlsListeners {
+                first: *first,
+                config: config.clone(),
+            }),
+        )
+    }
+}
+
 struct Conn {
     fd: OwnedFd,
     http: HttpConn,
@@ -69,17 +86,13 @@ struct Worker {
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
     generations: Vec<u32>,
-    open: usize,
     listeners: Vec<socket2::Socket>,
     engine: Engine,
-    max_connections: usize,
-    address_cap: Arc<AddressCap>,
-    idle_timeout: u32,
+    endpoint: HttpEndpoint,
     /// The tick's timeout, read by the kernel when the entry is submitted.
     tick: Timespec,
     /// Operations in the kernel besides connection ones (accepts, tick).
     armed: usize,
-    tls: Option<(usize, TlsConfig)>,
     forced_failure: bool,
 }
 
@@ -103,19 +116,16 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         }
     };
     let stop = setup.stop.clone();
+    let endpoint = setup.endpoint();
     let mut w = Worker {
         conns: Vec::new(),
         free: Vec::new(),
         generations: Vec::new(),
-        open: 0,
         listeners: setup.listeners,
         engine: Engine::new(setup.engine, Instant::now()),
-        max_connections: setup.max_connections,
-        address_cap: setup.address_cap,
-        idle_timeout: setup.idle_timeout,
+        endpoint,
         tick: Timespec::new(),
         armed: 0,
-        tls: setup.tls,
         forced_failure: setup.forced_failure,
     };
     let _ = ready.send(Ok(()));
@@ -199,6 +209,7 @@ impl Worker {
                             }
                         } else {
                             self.on_tick();
+                            self.resume_accepts(&mut sq, &submitter);
                             self.arm_tick(&mut sq, &submitter);
                         }
                     }
@@ -206,7 +217,7 @@ impl Worker {
                 }
             }
             cq.sync();
-            if stopping && self.armed == 0 && self.open == 0 {
+            if stopping && self.armed == 0 && self.endpoint.open() == 0 {
                 return Ok(());
             }
         }
@@ -252,7 +263,14 @@ impl Worker {
     ) {
         if !cqueue::more(flags) {
             self.armed -= 1;
-            if !stopping {
+            if result < 0 && !stopping {
+                // EMFILE and the like: the connection waits in the backlog
+                // and an accept armed now would fail at once, again and
+                // again. The tick arms it next.
+                let error = io::Error::from_raw_os_error(-result);
+                self.endpoint
+                    .accept_failed(listener, &error, self.engine.stats());
+            } else if !stopping {
                 self.arm_accept(listener, sq, submitter);
             }
         }
@@ -261,29 +279,21 @@ impl Worker {
         }
         // SAFETY: a successful accept returned a new fd that nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(result) };
-        if stopping || self.open >= self.max_connections {
+        if stopping {
             self.stats().add(Counter::HttpRefused, 1);
             return; // dropping `fd` closes it
         }
         let Some(peer) = peer_addr(&fd) else {
             return;
         };
-        let Ok(held) = self.address_cap.acquire(peer.ip()) else {
-            self.stats().add(Counter::HttpRefusedAddress, 1);
+        let now = self.now();
+        // A refused connection is closed by dropping `fd`.
+        let Ok(admitted) = self
+            .endpoint
+            .admit(listener, peer, now, self.engine.stats())
+        else {
             return;
         };
-        let tls = match &self.tls {
-            Some((from, config)) if listener >= *from => Some(config.load_full()),
-            _ => None,
-        };
-        let Ok(http) = HttpConn::new(peer, self.now(), tls) else {
-            // rustls could not start a session: close (drop `fd`).
-            if let Some(h) = held {
-                self.address_cap.release(h);
-            }
-            return;
-        };
-        self.stats().add(Counter::HttpConnections, 1);
         let slot = self.free.pop().map(|s| s as usize).unwrap_or_else(|| {
             self.conns.push(None);
             self.generations.push(0);
@@ -292,13 +302,12 @@ impl Worker {
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         self.conns[slot] = Some(Conn {
             fd,
-            http,
+            http: admitted.http,
             busy: false,
             closing: false,
             generation: self.generations[slot],
-            held,
+            held: admitted.held,
         });
-        self.open += 1;
         self.arm_recv(slot, sq, submitter);
     }
 
@@ -401,15 +410,22 @@ impl Worker {
         // tracker may serve HTTP only).
         self.engine.handle_timeout(Instant::now());
         let now = self.now();
-        let timeout = self.idle_timeout;
         for slot in 0..self.conns.len() {
             let Some(c) = &self.conns[slot] else {
                 continue;
             };
-            if c.http.timed_out(now, timeout) {
+            if self.endpoint.timed_out(&c.http, now) {
                 self.stats().add(Counter::HttpTimeouts, 1);
                 self.close(slot);
             }
+        }
+    }
+
+    /// At a tick: arm again the accepts paused after a failure.
+    fn resume_accepts(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
+        let due: Vec<usize> = self.endpoint.resume_due().collect();
+        for listener in due {
+            self.arm_accept(listener, sq, submitter);
         }
     }
 
@@ -434,12 +450,9 @@ impl Worker {
     fn finish(&mut self, slot: usize) {
         if let Some(c) = self.conns[slot].take() {
             debug_assert!(!c.busy);
-            if let Some(h) = c.held {
-                self.address_cap.release(h);
-            }
+            self.endpoint.release(c.held);
             drop(c);
             self.free.push(slot as u32);
-            self.open -= 1;
         }
     }
 }

@@ -5,11 +5,17 @@
 //! `recv_buf` when a connection's `Step` is `Recv`, writes `to_send` when
 //! it is `Send`, and waits for readiness only when the socket would block.
 //!
-//! A connection is served at most `TURNS` steps per wake-up, so one client
-//! pipelining without pause cannot starve the others (level-triggered
-//! readiness brings it back on the next wait). The same tick as the
-//! io_uring worker's runs the engine's timers and closes idle and
-//! slowloris connections.
+//! mio registers sockets edge-triggered: a readiness event comes once per
+//! change, not while data waits. So a connection is served until its
+//! socket would block (the kernel then reports the next change), or at
+//! most `TURNS` steps per pass, so one client pipelining without pause
+//! cannot starve the others; a connection that used its turns with work
+//! left goes on a list of its own and gets its next pass after this
+//! wake-up's events, without waiting for an event that would not come.
+//! A listener is likewise accepted from until it would block; one whose
+//! accept fails (EMFILE) pauses until the next tick (`HttpEndpoint`).
+//! The same tick as the io_uring worker's runs the engine's timers and
+//! closes idle and slowloris connections.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
@@ -21,12 +27,13 @@ use mio::{Events, Interest, Poll, Token};
 use super::http::HttpWorkerSetup;
 use crate::engine::Engine;
 use crate::engine::http_conn::{HttpConn, Step};
+use crate::engine::http_endpoint::HttpEndpoint;
 use crate::stats::Counter;
-use crate::tracker::address_cap::{AddressCap, Held};
+use crate::tracker::address_cap::Held;
 
 /// How often idle connections are looked for (as the io_uring worker).
 const TICK: Duration = Duration::from_millis(250);
-/// Steps one connection may take per wake-up.
+/// Steps one connection may take per pass.
 const TURNS: usize = 16;
 /// Tokens from here on are listeners; below, connection slots.
 const LISTENER: usize = 1 << 40;
@@ -35,6 +42,8 @@ struct Conn {
     stream: TcpStream,
     http: HttpConn,
     held: Option<Held>,
+    /// What the connection does when it is served next.
+    next: Step,
     /// The readiness it is registered for.
     interest: Interest,
 }
@@ -44,12 +53,11 @@ struct Worker {
     listeners: Vec<TcpListener>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    open: usize,
+    /// Connections that used their turns with work left (served again
+    /// after this wake-up's events: no readiness event will come for them).
+    unfinished: Vec<usize>,
     engine: Engine,
-    max_connections: usize,
-    address_cap: std::sync::Arc<AddressCap>,
-    idle_timeout: u32,
-    tls: Option<(usize, super::tls::TlsConfig)>,
+    endpoint: HttpEndpoint,
 }
 
 /// Run an HTTP worker on epoll until `stop` is set.
@@ -72,6 +80,7 @@ impl Worker {
     /// The poll with the listeners registered, and the worker's engine.
     fn new(setup: HttpWorkerSetup) -> io::Result<Worker> {
         let poll = Poll::new()?;
+        let endpoint = setup.endpoint();
         let mut listeners = Vec::new();
         for (i, s) in setup.listeners.into_iter().enumerate() {
             s.set_nonblocking(true)?;
@@ -85,12 +94,9 @@ impl Worker {
             listeners,
             conns: Vec::new(),
             free: Vec::new(),
-            open: 0,
+            unfinished: Vec::new(),
             engine: Engine::new(setup.engine, Instant::now()),
-            max_connections: setup.max_connections,
-            address_cap: setup.address_cap,
-            idle_timeout: setup.idle_timeout,
-            tls: setup.tls,
+            endpoint,
         })
     }
 
@@ -103,10 +109,13 @@ impl Worker {
                 .engine
                 .poll_timeout()
                 .map_or(next_tick, |t| t.min(next_tick));
-            match self
-                .poll
-                .poll(&mut events, Some(until.saturating_duration_since(now)))
-            {
+            // Unfinished connections are served now, not after a wait.
+            let wait = if self.unfinished.is_empty() {
+                until.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -114,8 +123,11 @@ impl Worker {
             for event in events.iter() {
                 match event.token().0 {
                     t if t >= LISTENER => self.accept_all(t - LISTENER),
-                    slot => self.ready(slot),
+                    slot => self.serve_conn(slot),
                 }
+            }
+            for slot in std::mem::take(&mut self.unfinished) {
+                self.serve_conn(slot);
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -130,68 +142,72 @@ impl Worker {
         Ok(())
     }
 
+    /// Accept until the listener would block (edge-triggered: the next
+    /// event comes only after that) or an accept fails (then the listener
+    /// pauses until the tick).
     fn accept_all(&mut self, listener: usize) {
+        if self.endpoint.paused(listener) {
+            return;
+        }
         loop {
-            let (mut stream, peer) = match self.listeners[listener].accept() {
+            let (stream, peer) = match self.listeners[listener].accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return, // WouldBlock: all taken; else try later
-            };
-            if self.open >= self.max_connections {
-                self.engine.stats().add(Counter::HttpRefused, 1);
-                continue; // dropping `stream` closes it
-            }
-            let Ok(held) = self.address_cap.acquire(peer.ip()) else {
-                self.engine.stats().add(Counter::HttpRefusedAddress, 1);
-                continue;
-            };
-            let tls = match &self.tls {
-                Some((from, config)) if listener >= *from => Some(config.load_full()),
-                _ => None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    self.endpoint
+                        .accept_failed(listener, &e, self.engine.stats());
+                    return;
+                }
             };
             let now = self.engine.tracker_secs(Instant::now());
-            let Ok(http) = HttpConn::new(peer, now, tls) else {
-                if let Some(h) = held {
-                    self.address_cap.release(h);
-                }
-                continue;
-            };
-            let slot = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
-            let registered =
-                self.poll
-                    .registry()
-                    .register(&mut stream, Token(slot), Interest::READABLE);
-            if registered.is_err() {
-                if let Some(h) = held {
-                    self.address_cap.release(h);
-                }
-                self.free.push(slot);
-                continue;
+            // A refused connection is closed by dropping `stream`.
+            if let Ok(admitted) = self
+                .endpoint
+                .admit(listener, peer, now, self.engine.stats())
+            {
+                self.add(stream, admitted.http, admitted.held);
             }
-            self.engine.stats().add(Counter::HttpConnections, 1);
-            self.conns[slot] = Some(Conn {
-                stream,
-                http,
-                held,
-                interest: Interest::READABLE,
-            });
-            self.open += 1;
         }
     }
 
-    /// A connection is readable or writable: take up to `TURNS` steps.
-    fn ready(&mut self, slot: usize) {
+    /// Put an admitted connection in a slot and register it.
+    fn add(&mut self, mut stream: TcpStream, http: HttpConn, held: Option<Held>) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let registered =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(slot), Interest::READABLE);
+        if registered.is_err() {
+            self.endpoint.release(held);
+            self.free.push(slot);
+            return;
+        }
+        self.conns[slot] = Some(Conn {
+            stream,
+            http,
+            held,
+            next: Step::Recv,
+            interest: Interest::READABLE,
+        });
+    }
+
+    /// A connection is ready (or unfinished): take up to `TURNS` steps.
+    fn serve_conn(&mut self, slot: usize) {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let mut step = if c.interest == Interest::WRITABLE {
-            Step::Send
-        } else {
-            Step::Recv
-        };
+        let mut step = c.next;
         for _ in 0..TURNS {
             let io = match step {
                 Step::Close => break,
@@ -206,15 +222,20 @@ impl Worker {
                 Ok(n) => c.http.on_sent(n, Instant::now(), &mut self.engine),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => step,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.next = step;
                     return self.wait_for(slot, step);
                 }
                 Err(_) => Step::Close,
             };
         }
+        c.next = step;
         match step {
             Step::Close => self.finish(slot),
-            // Out of turns: readiness (level-triggered) brings it back.
-            other => self.wait_for(slot, other),
+            // Out of turns with work left: no event will say so.
+            _ => {
+                self.unfinished.push(slot);
+                self.wait_for(slot, step);
+            }
         }
     }
 
@@ -247,11 +268,15 @@ impl Worker {
         for slot in 0..self.conns.len() {
             let expired = self.conns[slot]
                 .as_ref()
-                .is_some_and(|c| c.http.timed_out(secs, self.idle_timeout));
+                .is_some_and(|c| self.endpoint.timed_out(&c.http, secs));
             if expired {
                 self.engine.stats().add(Counter::HttpTimeouts, 1);
                 self.finish(slot);
             }
+        }
+        let due: Vec<usize> = self.endpoint.resume_due().collect();
+        for listener in due {
+            self.accept_all(listener);
         }
     }
 
@@ -259,11 +284,8 @@ impl Worker {
     fn finish(&mut self, slot: usize) {
         if let Some(mut c) = self.conns[slot].take() {
             let _ = self.poll.registry().deregister(&mut c.stream);
-            if let Some(h) = c.held {
-                self.address_cap.release(h);
-            }
+            self.endpoint.release(c.held);
             self.free.push(slot);
-            self.open -= 1;
         }
     }
 }

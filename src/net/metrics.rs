@@ -49,11 +49,20 @@ pub fn spawn(addr: SocketAddr, state: Arc<MetricsState>) -> io::Result<SocketAdd
 fn serve(listener: &TcpListener, state: &MetricsState) {
     let mut clients: Vec<Client> = Vec::with_capacity(MAX_CLIENTS);
     let mut fds: Vec<libc::pollfd> = Vec::with_capacity(MAX_CLIENTS + 1);
+    // After a failed accept (EMFILE) the listener stays readable: it is
+    // left out of the poll for a while instead of failing in a loop.
+    let mut paused_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
         clients.retain(|c| c.deadline > now);
+        paused_until = paused_until.filter(|t| *t > now);
         fds.clear();
-        fds.push(pollfd(listener.as_raw_fd(), libc::POLLIN));
+        let listening = if paused_until.is_some() {
+            0
+        } else {
+            libc::POLLIN
+        };
+        fds.push(pollfd(listener.as_raw_fd(), listening));
         for c in &clients {
             let wants = if c.out.is_empty() {
                 libc::POLLIN
@@ -62,7 +71,7 @@ fn serve(listener: &TcpListener, state: &MetricsState) {
             };
             fds.push(pollfd(c.stream.as_raw_fd(), wants));
         }
-        let next = clients.iter().map(|c| c.deadline).min();
+        let next = clients.iter().map(|c| c.deadline).chain(paused_until).min();
         let wait = next.map_or(1000, |d| d.saturating_duration_since(now).as_millis() + 1);
         // SAFETY: `fds` is a live, initialised array of `fds.len()` pollfd
         // entries, each naming an fd owned by `listener` or `clients`.
@@ -75,8 +84,8 @@ fn serve(listener: &TcpListener, state: &MetricsState) {
             i += 1;
             fds[i].revents == 0 || step(c, state)
         });
-        if fds[0].revents != 0 {
-            accept(listener, &mut clients);
+        if fds[0].revents != 0 && !accept(listener, &mut clients) {
+            paused_until = Some(Instant::now() + ACCEPT_PAUSE);
         }
     }
 }
@@ -89,9 +98,26 @@ fn pollfd(fd: i32, events: i16) -> libc::pollfd {
     }
 }
 
+/// How long the listener rests after an accept failed.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
+
 /// Take every waiting connection; at `MAX_CLIENTS` the oldest one goes.
-fn accept(listener: &TcpListener, clients: &mut Vec<Client>) {
-    while let Ok((stream, _)) = listener.accept() {
+/// False if an accept failed (not for want of connections).
+fn accept(listener: &TcpListener, clients: &mut Vec<Client>) -> bool {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return false,
+        };
         if stream.set_nonblocking(true).is_err() {
             continue;
         }

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod database;
 pub mod http;
 pub mod http_epoll;
+pub mod limits;
 pub mod metrics;
 pub mod mmsg;
 pub mod msg;
@@ -102,6 +103,8 @@ pub enum StartError {
     CreditJournal { path: PathBuf, source: io::Error },
     #[error("cluster sync thread could not start: {0}")]
     ClusterThread(io::Error),
+    #[error("{0}")]
+    FdLimit(#[from] limits::FdLimitError),
     #[error("no udp or http address to listen on")]
     NothingToServe,
     #[error("{0}")]
@@ -284,6 +287,16 @@ impl Server {
             return Err(StartError::NothingToServe);
         }
         let workers = config.worker_count();
+        let max_connections = if !serves_http {
+            0
+        } else if std::env::var_os("RINGTRACKER_TEST_NOFILE_UNCHECKED").is_some() {
+            // Tests only: run short of descriptors on purpose.
+            config.http.max_connections as usize
+        } else {
+            let default = Config::default().http.max_connections;
+            let wanted = config.http.max_connections;
+            limits::ensure_fd_limit(wanted.into(), workers as u64, wanted == default)? as usize
+        };
         let (udp_addrs, udp_sockets) = bind_all(&config.udp.listen, workers, Proto::Udp, |a| {
             socket::bind_udp(a, config.udp.socket_recv_buffer)
         })?;
@@ -390,7 +403,7 @@ impl Server {
                 listeners,
                 engine: engine(workers + index),
                 stop: stop.clone(),
-                max_connections: config.http.max_connections as usize,
+                max_connections,
                 forced_failure: forced_failure("http", index),
                 address_cap: address_cap.clone(),
                 idle_timeout: config.http.idle_timeout,
@@ -622,15 +635,15 @@ fn bind_all(
             source,
         };
         if first.port() != 0 {
-            match proto {
+            limits::retry_in_use(first, || match proto {
                 Proto::Udp => socket::check_udp_free(first),
                 Proto::Tcp => socket::check_tcp_free(first),
-            }
+            })
             .map_err(|e| err(first, e))?;
         }
         let mut addr = first;
         for worker_sockets in sockets.iter_mut() {
-            let s = bind(addr).map_err(|e| err(addr, e))?;
+            let s = limits::retry_in_use(addr, || bind(addr)).map_err(|e| err(addr, e))?;
             if addr.port() == 0 {
                 addr = s
                     .local_addr()

@@ -101,7 +101,9 @@ impl CreditJournal {
         }
         file.seek(SeekFrom::End(0))?;
         let journal = CreditJournal {
-            path: path.to_path_buf(),
+            // Absolute: a relative path stays this file whatever happens
+            // to the working directory.
+            path: std::path::absolute(path)?,
             file,
             len: good_len,
             base_len: 0,
@@ -184,12 +186,13 @@ impl CreditJournal {
         out.write_all(&bytes)?;
         out.sync_all()?;
         fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        // From the rename on, the new file is the journal: appends go to
+        // it even if what follows fails (appends to the old, unlinked one
+        // would be lost, and their credits sent again after a crash).
         let mut file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         file.seek(SeekFrom::End(0))?;
         (self.file, self.len, self.base_len) = (file, bytes.len() as u64, base_len);
+        File::open(super::snapshot::parent_dir(&self.path))?.sync_all()?;
         Ok(moved)
     }
 
@@ -415,7 +418,7 @@ fn replay(
                 removed.iter().for_each(|k| ledger.forget_session(k));
                 sessions.into_iter().for_each(restore);
                 if let Some(b) = batch {
-                    out.next_batch = out.next_batch.max(b.id + 1);
+                    out.next_batch = out.next_batch.max(b.id.saturating_add(1));
                     out.batches.push(JournaledBatch {
                         id: b.id,
                         offset: good,
@@ -510,6 +513,38 @@ mod tests {
         let again = after.cut(5, false);
         assert_eq!(again.transfers[0].credit.uploaded, 250);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_journal_named_without_a_directory_compacts() {
+        // A bare file name (relative to the working directory, the
+        // package's root under cargo test) has the empty path as parent.
+        let path = Path::new("rt-unit-relative-journal.tmp");
+        let _ = fs::remove_file(path);
+        let l = ledger();
+        let (mut j, _) = CreditJournal::open(path, &l, 0, 1000).unwrap();
+        l.record(&report(1, Event::Started, 10), 0).unwrap();
+        let cut = l.cut(0, true);
+        let batch = Batch {
+            id: 1,
+            transfers: cut.transfers.clone(),
+        };
+        let moved = j.compact(1000, 2, &cut, &[], Some(&batch)).unwrap();
+        // Appends after the rewrite go to the file at the path.
+        let at = j.append(
+            1001,
+            Some(&Batch {
+                id: 2,
+                ..batch.clone()
+            }),
+            &cut,
+        );
+        let reopened = CreditJournal::open(path, &ledger(), 0, 1001).unwrap().1;
+        fs::remove_file(path).unwrap();
+        assert_eq!(moved.len(), 1);
+        assert!(at.is_ok());
+        let ids: Vec<u64> = reopened.batches.iter().map(|b| b.id).collect();
+        assert_eq!(ids, vec![1, 2]);
     }
 
     #[test]

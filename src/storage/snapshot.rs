@@ -153,14 +153,21 @@ pub fn write(
         fs::rename(&prev_tmp, &prev).map_err(io)?;
     }
     fs::rename(&tmp, path).map_err(io)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    File::open(parent_dir(path))
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
 
     stats.micros = started.elapsed().as_micros() as u64;
     Ok(stats)
+}
+
+/// The directory `path` is in: `.` for a bare file name (whose
+/// `parent()` is the empty path, which cannot be opened).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
 /// Write the snapshot's bytes to `tmp` and sync them.

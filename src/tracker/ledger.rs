@@ -18,6 +18,13 @@
 //! - A report below the last one means the client restarted its counters
 //!   without saying so: the report itself is the delta.
 //! - `stopped` credits the last difference and ends the session.
+//! - No session moves faster than `max_rate` bytes a second each way
+//!   (`private.max_rate`, 1 GiB/s by default): an increase is credited up
+//!   to the seconds since the session's last report (at least one) times
+//!   the rate; a first report with `started` counts as one second. The
+//!   rest is not credited, only counted (`implausible_bytes`) and logged
+//!   once per passkey: a total of 2^64-1, or a jump of a petabyte, earns
+//!   what a fast client could have moved and no more.
 //!
 //! Memory: sessions exist only for registered passkeys and are forgotten
 //! after the peer timeout (`expire`, run with the swarm sweep).
@@ -30,7 +37,9 @@
 //! snapshot's) and nothing sealed before it is lost (the exporter skips
 //! batches the journal already has, by number).
 
+use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrayvec::ArrayVec;
 use hashbrown::{DefaultHashBuilder, HashMap};
@@ -276,7 +285,16 @@ pub struct LedgerRules {
     /// Whether ended sessions are kept for the next `cut` (private mode
     /// on a database, whose credit journal records them).
     pub cuts: bool,
+    /// Bytes a second a session may plausibly move each way.
+    pub max_rate: u64,
 }
+
+/// The default `max_rate`: 1 GiB/s (past a 10 Gbit/s link).
+pub const DEFAULT_MAX_RATE: u64 = 1 << 30;
+
+/// Passkeys remembered as already logged for implausible reports; past
+/// this many, further ones are counted only.
+const WARNED_PASSKEYS: usize = 65_536;
 
 impl Default for LedgerRules {
     fn default() -> Self {
@@ -285,14 +303,25 @@ impl Default for LedgerRules {
             seed_gap_cap: 3600,
             unix_start: 0,
             cuts: false,
+            max_rate: DEFAULT_MAX_RATE,
         }
     }
+}
+
+/// Reports whose increase was more than a session could have moved.
+#[derive(Default)]
+pub struct Implausible {
+    /// Reported bytes not credited, both directions.
+    pub bytes: AtomicU64,
+    pub reports: AtomicU64,
+    warned: Mutex<HashSet<Passkey>>,
 }
 
 pub struct TransferLedger {
     rules: LedgerRules,
     shards: Box<[Mutex<Shard>]>,
     outbox: Mutex<Outbox>,
+    pub implausible: Implausible,
 }
 
 /// Credits sealed for export, numbered from 1.
@@ -324,6 +353,7 @@ impl TransferLedger {
                 unconfirmed: Vec::new(),
             }),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            implausible: Implausible::default(),
         }
     }
 
@@ -394,6 +424,8 @@ impl TransferLedger {
             None if r.event == Event::Started => (r.uploaded, r.downloaded),
             None => (0, 0),
         };
+        let seconds = last.map_or(1, |l| now.saturating_sub(l.last_seen).max(1));
+        let (up, down) = self.plausible(r.passkey, up, down, seconds);
         let seed_seconds = match last {
             Some(last) if last.seeder => now
                 .saturating_sub(last.last_seen)
@@ -412,8 +444,38 @@ impl TransferLedger {
             raw_downloaded: down,
             seed_seconds: u64::from(seed_seconds),
             completed: u32::from(snatch),
-            last_announce: self.rules.unix_start + u64::from(now),
+            last_announce: self.rules.unix_start.saturating_add(u64::from(now)),
         }
+    }
+
+    /// `up` and `down` as far as `seconds` at `max_rate` could have moved
+    /// them; the rest is counted and, once per passkey, logged.
+    fn plausible(&self, passkey: &[u8], up: u64, down: u64, seconds: u32) -> (u64, u64) {
+        let most = self.rules.max_rate.saturating_mul(u64::from(seconds));
+        if up <= most && down <= most {
+            return (up, down);
+        }
+        let dropped = (up - up.min(most)).saturating_add(down - down.min(most));
+        let counts = &self.implausible;
+        // Saturating: one report may claim nearly 2^64 bytes.
+        let _ = counts
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(dropped))
+            });
+        counts.reports.fetch_add(1, Ordering::Relaxed);
+        let mut warned = counts.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.len() < WARNED_PASSKEYS
+            && let Ok(key) = Passkey::try_from(passkey)
+            && warned.insert(key)
+        {
+            tracing::warn!(
+                "private: passkey {} reported {up} bytes up and {down} down in {seconds} s; \
+                 credited at most {most} each (private.max_rate); further reports of it are counted only",
+                String::from_utf8_lossy(passkey)
+            );
+        }
+        (up.min(most), down.min(most))
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
@@ -427,7 +489,7 @@ impl TransferLedger {
         let mut outbox = self.outbox();
         if !transfers.is_empty() {
             let id = outbox.next_id;
-            outbox.next_id += 1;
+            outbox.next_id = id.saturating_add(1);
             outbox.unconfirmed.push(Batch { id, transfers });
         }
         outbox.unconfirmed.clone()
@@ -438,7 +500,7 @@ impl TransferLedger {
         let mut outbox = self.outbox();
         outbox.unconfirmed.retain(|b| b.id > id);
         // Numbers never go back, whatever the store says it holds.
-        outbox.next_id = outbox.next_id.max(id + 1);
+        outbox.next_id = outbox.next_id.max(id.saturating_add(1));
     }
 
     /// The sealed batches not yet confirmed and the next batch number.
@@ -452,7 +514,7 @@ impl TransferLedger {
         let mut outbox = self.outbox();
         outbox.next_id = outbox.next_id.max(next_id);
         for b in batches {
-            outbox.next_id = outbox.next_id.max(b.id + 1);
+            outbox.next_id = outbox.next_id.max(b.id.saturating_add(1));
             outbox.unconfirmed.push(b);
         }
         outbox.unconfirmed.sort_by_key(|b| b.id);
@@ -709,6 +771,32 @@ mod tests {
         let totals = l.totals();
         let t = totals[&Passkey::try_from(KEY).unwrap()];
         assert_eq!((t.uploaded, t.downloaded), (300, 50));
+    }
+
+    #[test]
+    fn increases_past_the_rate_earn_what_the_rate_allows() {
+        let l = TransferLedger::new(LedgerRules {
+            max_rate: 1000,
+            ..LedgerRules::default()
+        });
+        // A session that starts at 2^64-1: one second's worth.
+        l.take(&report(Event::Started, u64::MAX, 0), 10);
+        assert_eq!(pending_for(&l), (1000, 0));
+        // Once more, ten seconds on: nothing more was reported.
+        l.take(&report(Event::Started, u64::MAX, 0), 20);
+        assert_eq!(pending_for(&l), (0, 0));
+        // A petabyte jump after 30 s earns 30 s at the rate.
+        l.take(&report(Event::None, 5, 1 << 50), 50);
+        assert_eq!(pending_for(&l), (5, 30_000));
+        // In the same second: one second's worth.
+        l.take(&report(Event::None, 5, (1 << 50) + 4000), 50);
+        assert_eq!(pending_for(&l), (0, 1000));
+        assert_eq!(l.implausible.reports.load(Ordering::Relaxed), 3);
+        // The count saturates: the first report alone claimed ~2^64.
+        assert_eq!(l.implausible.bytes.load(Ordering::Relaxed), u64::MAX);
+        // A plausible client is untouched.
+        l.take(&report(Event::None, 2005, (1 << 50) + 4000), 60);
+        assert_eq!(pending_for(&l), (2000, 0));
     }
 
     #[test]

@@ -207,6 +207,9 @@ impl SiteDirectory {
             let passkey = match valid_passkey(&row.passkey) {
                 Some(k) => k,
                 None => {
+                    // Whatever key the id served before is withdrawn: a
+                    // site that blanks a passkey means to revoke it.
+                    self.withdraw(&mut keys, Member::User(row.id));
                     errors.push(RowError::Passkey { id: row.id });
                     continue;
                 }
@@ -233,12 +236,35 @@ impl SiteDirectory {
         errors
     }
 
+    /// A row of `member`'s id that did not decode or validate: the key it
+    /// served before is no longer served.
+    pub fn withdraw_member(&self, member: Member) {
+        let mut keys = self.keys();
+        self.withdraw(&mut keys, member);
+    }
+
+    fn withdraw(&self, keys: &mut Keys, member: Member) {
+        match member {
+            Member::User(id) => {
+                if let Some(old) = keys.users.remove(&id) {
+                    self.users.remove_if(&old, |u| u.id == id);
+                }
+            }
+            Member::Torrent(id) => {
+                if let Some(old) = keys.torrents.remove(&id) {
+                    self.torrents.remove_if(&old, |t| t.id == id);
+                }
+            }
+        }
+    }
+
     /// Apply changed `rt_torrents` rows, as `apply_users`.
     pub fn apply_torrents(&self, rows: impl IntoIterator<Item = TorrentRow>) -> Vec<RowError> {
         let mut errors = Vec::new();
         let mut keys = self.keys();
         for row in rows {
             let Ok(hash) = <[u8; 20]>::try_from(row.info_hash.as_slice()) else {
+                self.withdraw(&mut keys, Member::Torrent(row.id));
                 errors.push(RowError::InfoHash { id: row.id });
                 continue;
             };
@@ -314,6 +340,13 @@ impl SiteDirectory {
 }
 
 /// A passkey as the site may register it: 16 to 64 letters and digits.
+/// A row of `rt_users` or `rt_torrents`, by its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    User(u64),
+    Torrent(u64),
+}
+
 pub fn valid_passkey(key: &[u8]) -> Option<Passkey> {
     let ok = (16..=64).contains(&key.len()) && key.iter().all(u8::is_ascii_alphanumeric);
     ok.then(|| Passkey::try_from(key).ok()).flatten()
@@ -425,6 +458,25 @@ mod tests {
         let mut bad = torrent(4, 1, true);
         bad.info_hash.pop();
         assert_eq!(d.apply_torrents([bad]), vec![RowError::InfoHash { id: 4 }]);
+    }
+
+    #[test]
+    fn a_bad_row_withdraws_what_its_id_served() {
+        let d = loaded(vec![user(1, KEY, true)], vec![torrent(9, 7, true)]);
+        assert_eq!(
+            d.apply_users([user(1, b"", true)]),
+            vec![RowError::Passkey { id: 1 }]
+        );
+        assert!(d.user(KEY).is_none(), "an emptied passkey is not served");
+        let mut bad = torrent(9, 7, true);
+        bad.info_hash.truncate(19);
+        d.apply_torrents([bad]);
+        assert!(d.torrent(&InfoHash([7; 20])).is_none());
+        // A row that did not decode at all, known by its id only.
+        d.apply_users([user(2, KEY, true)]);
+        d.withdraw_member(Member::User(2));
+        assert!(d.user(KEY).is_none());
+        assert_eq!(d.counts(), (0, 0));
     }
 
     #[test]

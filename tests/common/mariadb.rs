@@ -40,7 +40,11 @@ impl MariaDb {
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            // Passed on to the bootstrap server: its temporary tables in
+            // the test's own directory, not in /tmp where bootstraps of
+            // tests running side by side were seen to clash.
+            .arg(format!("--tmpdir={}", dir.display()));
         if running_as_root() {
             install.arg("--user=root");
         }

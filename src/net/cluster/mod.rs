@@ -390,7 +390,9 @@ impl Sync {
             self.last_seq
                 .insert(message.node.to_string(), (message.run, message.seq));
         }
-        let gap = seen.is_some_and(|(run, seq)| run == message.run && message.seq != seq + 1);
+        let gap = seen.is_some_and(|(run, seq)| {
+            run == message.run && Some(message.seq) != seq.checked_add(1)
+        });
         if self.nodes_seen.len() < 1024 || self.nodes_seen.contains_key(message.node) {
             self.nodes_seen
                 .insert(message.node.to_string(), Instant::now());

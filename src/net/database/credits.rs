@@ -8,6 +8,13 @@
 //! ledger per user and torrent. Past `max_pending_credits` of them they are
 //! cut anyway and spilled to the journal (the batch is then kept on disk
 //! only, and read back when its turn comes).
+//!
+//! A batch the database refuses (a server error about the data, such as a
+//! column out of range, as opposed to a lost connection or a deadlock) is
+//! set aside: it stays in the journal (compaction keeps it), is counted,
+//! and is tried again on the next connection, while the batches after it
+//! flow. One line is logged when batches start being refused and one when
+//! they are taken again, never one per retry.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -36,6 +43,10 @@ struct Queued {
 pub struct CreditWriter {
     journal: CreditJournal,
     queue: VecDeque<Queued>,
+    /// Batches the database refused, kept for the next connection.
+    refused: Vec<Queued>,
+    /// The last batch tried was refused (logged once until one applies).
+    refusing: bool,
     in_memory: usize,
     next_batch: u64,
     /// Whether this connection learnt which batches the database has.
@@ -62,6 +73,8 @@ impl CreditWriter {
         CreditWriter {
             journal,
             queue,
+            refused: Vec::new(),
+            refusing: false,
             in_memory: 0,
             next_batch: replay.next_batch,
             reconciled: false,
@@ -93,6 +106,7 @@ impl CreditWriter {
             return;
         }
         let compact = self.journal.wants_compaction() && self.queue.is_empty();
+        let kept: Vec<JournaledBatch> = self.refused.iter().map(|q| q.at).collect();
         let mut cut = tracker.ledger.cut(now, compact || self.full_cut_next);
         // The credits move into the batch (the journal writes the batch and
         // the cut's sessions): a cut can hold millions.
@@ -106,10 +120,16 @@ impl CreditWriter {
         }
         let unix = unix_now();
         let written = if compact {
-            let next = self.next_batch + u64::from(batch.is_some());
+            let next = self.next_batch.saturating_add(u64::from(batch.is_some()));
             self.journal
-                .compact(unix, next, &cut, &[], batch.as_ref())
-                .map(|at| at.last().map(|b| b.offset))
+                .compact(unix, next, &cut, &kept, batch.as_ref())
+                .map(|at| {
+                    // The refused batches come first, then this cut's.
+                    for (q, moved) in self.refused.iter_mut().zip(&at) {
+                        q.at = *moved;
+                    }
+                    at.get(kept.len()).map(|b| b.offset)
+                })
         } else {
             self.journal.append(unix, batch.as_ref(), &cut).map(Some)
         };
@@ -131,7 +151,7 @@ impl CreditWriter {
         let (Some(batch), Some(offset)) = (batch, offset) else {
             return;
         };
-        self.next_batch += 1;
+        self.next_batch = self.next_batch.saturating_add(1);
         let credits = batch.transfers.len();
         let keep = up && self.in_memory + credits <= MAX_QUEUED_IN_MEMORY;
         if !keep {
@@ -153,43 +173,45 @@ impl CreditWriter {
             .store(self.queue.len() as u64, Ordering::Relaxed);
     }
 
-    /// Apply every queued batch, oldest first.
+    /// Apply every queued batch, oldest first. A batch the database
+    /// refuses is set aside; an error of the connection ends the flush.
     pub fn flush(&mut self, conn: &mut Conn, stats: &DatabaseStats) -> Result<(), mysql::Error> {
         let started = Instant::now();
         if !self.reconciled {
-            // Batches this node applied before (their commit got through
-            // but its answer did not, or the tracker restarted) are not
-            // sent again; new ones are numbered after them.
-            let last: u64 = conn
-                .exec_first(sql::LAST_BATCH, (self.node.as_str(),))?
-                .unwrap_or(0);
-            while self.queue.front().is_some_and(|q| q.at.id <= last) {
-                self.pop();
-                stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
-            }
-            self.next_batch = self.next_batch.max(last + 1);
-            self.reconciled = true;
+            self.reconcile(conn, stats)?;
         }
         while let Some(front) = self.queue.front() {
             let applied = match &front.batch {
-                Some(b) => apply(conn, &self.node, b)?,
-                None => {
-                    let spilled = self.journal.read_batch(front.at.offset);
-                    apply(conn, &self.node, &spilled.map_err(mysql::Error::IoError)?)?
-                }
+                Some(b) => apply(conn, &self.node, b),
+                None => match self.journal.read_batch(front.at.offset) {
+                    Ok(spilled) => apply(conn, &self.node, &spilled),
+                    Err(e) => Err(mysql::Error::IoError(e)),
+                },
             };
-            if std::mem::take(&mut self.lose_commit) {
+            if std::mem::take(&mut self.lose_commit) && applied.is_ok() {
                 return Err(mysql::Error::IoError(std::io::Error::other(
                     "the answer to a commit was lost (test hook)",
                 )));
             }
-            let counter = if applied {
-                &stats.batches_applied
-            } else {
-                &stats.batches_skipped
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            self.pop();
+            match applied {
+                Ok(applied) => {
+                    let counter = if applied {
+                        &stats.batches_applied
+                    } else {
+                        &stats.batches_skipped
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if applied && std::mem::take(&mut self.refusing) {
+                        tracing::info!(
+                            "database: credit batches are taken again ({} set aside, retried on the next connection)",
+                            self.refused.len()
+                        );
+                    }
+                    self.pop();
+                }
+                Err(e) if refused(&e) => self.set_aside(&e, stats),
+                Err(e) => return Err(e),
+            }
         }
         stats.queued_batches.store(0, Ordering::Relaxed);
         stats.last_flush.store(unix_now(), Ordering::Relaxed);
@@ -200,6 +222,56 @@ impl CreditWriter {
         Ok(())
     }
 
+    /// A new connection: the batches set aside are tried again, in order
+    /// with the rest, and those the database has applied before (their
+    /// commit got through but its answer did not, or the tracker
+    /// restarted) are not sent again; new ones are numbered after them.
+    fn reconcile(&mut self, conn: &mut Conn, stats: &DatabaseStats) -> Result<(), mysql::Error> {
+        let last: u64 = conn
+            .exec_first(sql::LAST_BATCH, (self.node.as_str(),))?
+            .unwrap_or(0);
+        let mut queue: Vec<Queued> = self.refused.drain(..).chain(self.queue.drain(..)).collect();
+        queue.sort_by_key(|q| q.at.id);
+        if let (Some(first), Some(end)) = (queue.first(), queue.last()) {
+            let range = (self.node.as_str(), first.at.id, end.at.id.min(last));
+            let applied: std::collections::HashSet<u64> = conn
+                .exec(sql::APPLIED_BATCHES, range)?
+                .into_iter()
+                .collect();
+            for q in queue {
+                if applied.contains(&q.at.id) {
+                    stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
+                    if q.batch.is_some() {
+                        self.in_memory -= q.credits;
+                    }
+                } else {
+                    self.queue.push_back(q);
+                }
+            }
+        }
+        self.next_batch = self.next_batch.max(last.saturating_add(1));
+        self.reconciled = true;
+        Ok(())
+    }
+
+    /// The front batch was refused: keep it aside, in the journal.
+    fn set_aside(&mut self, e: &mysql::Error, stats: &DatabaseStats) {
+        let Some(q) = self.queue.pop_front() else {
+            return;
+        };
+        stats.batches_refused.fetch_add(1, Ordering::Relaxed);
+        if !std::mem::replace(&mut self.refusing, true) {
+            tracing::warn!(
+                "database: credit batch {} refused ({e}); set aside in the journal and retried on the next connection, later batches go on",
+                q.at.id
+            );
+        }
+        self.refused.push(q);
+        stats
+            .refused_batches
+            .store(self.refused.len() as u64, Ordering::Relaxed);
+    }
+
     fn pop(&mut self) {
         if let Some(q) = self.queue.pop_front()
             && q.batch.is_some()
@@ -207,6 +279,14 @@ impl CreditWriter {
             self.in_memory -= q.credits;
         }
     }
+}
+
+/// Whether the server refused a statement for what it carries (kept
+/// aside), rather than for a passing state of its own (a deadlock, a lock
+/// wait, a read-only moment: tried again after the backoff).
+fn refused(e: &mysql::Error) -> bool {
+    const PASSING: [u16; 4] = [1205, 1213, 1290, 1836];
+    matches!(e, mysql::Error::MySqlError(e) if !PASSING.contains(&e.code))
 }
 
 /// One batch in one transaction. False: `rt_batches` already had it.

@@ -10,7 +10,10 @@ use mysql::prelude::Queryable;
 
 use super::sql::{self, Table};
 use super::{ROW_CHUNK, Worker, unix_now};
-use crate::tracker::site::{SiteDirectory, TorrentRow, UserRow};
+use crate::tracker::site::{Member, SiteDirectory, TorrentRow, UserRow};
+
+/// Skipped rows logged one by one per read; the rest are counted only.
+const LOGGED_ROWS: usize = 10;
 
 impl Worker {
     /// Read changed rows of both tables (every enabled row with `all`,
@@ -47,14 +50,24 @@ impl Worker {
         let mut torrents = Vec::new();
         let mut bad = 0;
         for row in result.by_ref() {
-            let row = row?;
-            match table {
-                Table::Users => users.push(sql::user_row(
-                    mysql::from_row_opt(row).map_err(mysql::Error::from)?,
-                )),
-                Table::Torrents => torrents.push(sql::torrent_row(
-                    mysql::from_row_opt(row).map_err(mysql::Error::from)?,
-                )),
+            let values = row?.unwrap();
+            let decoded = match table {
+                Table::Users => sql::user_row(&values).map(|r| users.push(r)),
+                Table::Torrents => sql::torrent_row(&values).map(|r| torrents.push(r)),
+            };
+            if let Err(undecoded) = decoded {
+                // One bad row is skipped and counted; the key its id
+                // served is withdrawn; the rows after it are read.
+                if bad < LOGGED_ROWS {
+                    tracing::warn!("database: {} row skipped: {undecoded}", table.name());
+                }
+                bad += 1;
+                if let Some(id) = undecoded.id {
+                    site.withdraw_member(match table {
+                        Table::Users => Member::User(id),
+                        Table::Torrents => Member::Torrent(id),
+                    });
+                }
             }
             if users.len() + torrents.len() >= ROW_CHUNK {
                 bad += apply_rows(&site, &mut users, &mut torrents, &mut ids);
@@ -79,7 +92,7 @@ fn apply_rows(
     ids.extend(torrents.iter().map(|r| r.id));
     let mut errors = site.apply_users(users.drain(..));
     errors.extend(site.apply_torrents(torrents.drain(..)));
-    for e in errors.iter().take(10) {
+    for e in errors.iter().take(LOGGED_ROWS) {
         tracing::warn!("database: row skipped: {e}");
     }
     errors.len()

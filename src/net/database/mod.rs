@@ -75,6 +75,10 @@ pub struct DatabaseStats {
     /// queued past the 1M credits kept in memory.
     pub spilled_batches: AtomicU64,
     pub journal_failures: AtomicU64,
+    /// Batches the database refused (set aside, retried on a new
+    /// connection), and how many are aside now.
+    pub batches_refused: AtomicU64,
+    pub refused_batches: AtomicU64,
     pub failures: AtomicU64,
     pub bad_rows: AtomicU64,
 }
@@ -122,6 +126,7 @@ impl SiteDatabase {
             conn: None,
             watermark: None,
             logged_up: None,
+            read_failing: false,
             stopping: false,
         };
         let handle = std::thread::Builder::new()
@@ -166,6 +171,8 @@ struct Worker {
     watermark: Option<String>,
     /// The state last logged (up or down), so each change logs once.
     logged_up: Option<bool>,
+    /// The last read of the member tables was refused (logged once).
+    read_failing: bool,
     stopping: bool,
 }
 
@@ -243,8 +250,17 @@ impl Worker {
         connected?;
         let mut step = Step::default();
         if *full_read || sync_due {
-            self.read(*full_read)?;
-            *full_read = false;
+            match self.read(*full_read) {
+                Ok(()) => {
+                    *full_read = false;
+                    self.read_failed(None);
+                }
+                // The server refused the read (a view without a column, a
+                // grant missing): the directory keeps what it has, credits
+                // still flow, and the read is tried at the next sync.
+                Err(mysql::Error::MySqlError(e)) => self.read_failed(Some(&e)),
+                Err(e) => return Err(e),
+            }
             step.synced = true;
         }
         if flush_due {
@@ -263,7 +279,11 @@ impl Worker {
                 .tcp_connect_timeout(Some(IO_TIMEOUT))
                 .read_timeout(Some(IO_TIMEOUT))
                 .write_timeout(Some(IO_TIMEOUT))
-                .prefer_socket(false);
+                .prefer_socket(false)
+                // `updated_at` (TIMESTAMP) and the watermark both in UTC,
+                // whatever the server's zone: no hour is seen twice or
+                // skipped when daylight saving time ends.
+                .init(vec!["SET time_zone = '+00:00'"]);
             self.conn = Some(Conn::new(opts)?);
             self.credits.reconnected();
             self.stats.up.store(true, Ordering::Relaxed);
@@ -273,6 +293,24 @@ impl Worker {
             }
         }
         Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Log a read that fails, and one that works again, once each.
+    fn read_failed(&mut self, e: Option<&mysql::error::MySqlError>) {
+        match e {
+            Some(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut self.read_failing, true) {
+                    tracing::warn!(
+                        "database: reading users and torrents fails ({e}); serving what was last read, credits go on"
+                    );
+                }
+            }
+            None if std::mem::take(&mut self.read_failing) => {
+                tracing::info!("database: users and torrents read again");
+            }
+            None => {}
+        }
     }
 
     fn went_down(&mut self, e: &mysql::Error) {

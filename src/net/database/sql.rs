@@ -1,6 +1,8 @@
 //! The statements the database thread sends, and the rows it reads, as
 //! plain values: nothing here talks to a server.
 
+use std::fmt::Write;
+
 use mysql::Value;
 
 use crate::tracker::ledger::Transfer;
@@ -62,27 +64,108 @@ impl Table {
     }
 }
 
-pub type UserTuple = (u64, Vec<u8>, bool, bool, f64, f64);
-pub type TorrentTuple = (u64, Vec<u8>, bool, f64, f64);
+/// A row that did not decode: its id where that much did (the key it
+/// served before is then withdrawn), and the first column that did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndecodedRow {
+    pub id: Option<u64>,
+    pub column: &'static str,
+}
 
-pub fn user_row((id, passkey, enabled, can_leech, df, uf): UserTuple) -> UserRow {
-    UserRow {
-        id,
-        passkey,
-        enabled,
-        can_leech,
-        download_factor: df,
-        upload_factor: uf,
+impl std::fmt::Display for UndecodedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id {
+            Some(id) => write!(f, "row id {id}: column {} does not decode", self.column),
+            None => write!(f, "a row whose id does not decode (a positive integer)"),
+        }
     }
 }
 
-pub fn torrent_row((id, info_hash, enabled, df, uf): TorrentTuple) -> TorrentRow {
-    TorrentRow {
+/// A row of `USER_COLUMNS`, decoded column by column: whatever type a
+/// site's view gives a column, a value that means the right thing is
+/// taken (an integer factor, a decimal, a string of digits).
+pub fn user_row(values: &[Value]) -> Result<UserRow, UndecodedRow> {
+    let id = values.first().and_then(id).ok_or(UndecodedRow {
+        id: None,
+        column: "id",
+    })?;
+    let bad = |column| UndecodedRow {
+        id: Some(id),
+        column,
+    };
+    Ok(UserRow {
         id,
-        info_hash,
-        enabled,
-        download_factor: df,
-        upload_factor: uf,
+        passkey: values.get(1).and_then(bytes).ok_or(bad("passkey"))?,
+        enabled: values.get(2).and_then(flag).ok_or(bad("enabled"))?,
+        can_leech: values.get(3).and_then(flag).ok_or(bad("can_leech"))?,
+        download_factor: values
+            .get(4)
+            .and_then(number)
+            .ok_or(bad("download_factor"))?,
+        upload_factor: values.get(5).and_then(number).ok_or(bad("upload_factor"))?,
+    })
+}
+
+/// A row of `TORRENT_COLUMNS`, as `user_row`.
+pub fn torrent_row(values: &[Value]) -> Result<TorrentRow, UndecodedRow> {
+    let id = values.first().and_then(id).ok_or(UndecodedRow {
+        id: None,
+        column: "id",
+    })?;
+    let bad = |column| UndecodedRow {
+        id: Some(id),
+        column,
+    };
+    Ok(TorrentRow {
+        id,
+        info_hash: values.get(1).and_then(bytes).ok_or(bad("info_hash"))?,
+        enabled: values.get(2).and_then(flag).ok_or(bad("enabled"))?,
+        download_factor: values
+            .get(3)
+            .and_then(number)
+            .ok_or(bad("download_factor"))?,
+        upload_factor: values.get(4).and_then(number).ok_or(bad("upload_factor"))?,
+    })
+}
+
+/// A positive integer.
+fn id(v: &Value) -> Option<u64> {
+    let id = match v {
+        Value::Int(i) => u64::try_from(*i).ok()?,
+        Value::UInt(u) => *u,
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok()?,
+        _ => return None,
+    };
+    (id > 0).then_some(id)
+}
+
+fn flag(v: &Value) -> Option<bool> {
+    match v {
+        Value::Int(0) | Value::UInt(0) => Some(false),
+        Value::Int(1) | Value::UInt(1) => Some(true),
+        Value::Bytes(b) if b.as_slice() == b"0" => Some(false),
+        Value::Bytes(b) if b.as_slice() == b"1" => Some(true),
+        _ => None,
+    }
+}
+
+/// A finite number (the directory bounds factors further).
+fn number(v: &Value) -> Option<f64> {
+    let n = match v {
+        Value::Int(i) => *i as f64,
+        Value::UInt(u) => *u as f64,
+        Value::Float(f) => f64::from(*f),
+        Value::Double(d) => *d,
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok()?,
+        _ => return None,
+    };
+    n.is_finite().then_some(n)
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Bytes(b) => Some(b.clone()),
+        _ => None,
     }
 }
 
@@ -92,6 +175,20 @@ pub const CLAIM_BATCH: &str =
 
 /// The highest batch number this node has applied (0: none).
 pub const LAST_BATCH: &str = "SELECT COALESCE(MAX(batch), 0) FROM rt_batches WHERE node = ?";
+
+/// The columns a credit adds to, and the most each holds.
+const SUMMED: [(&str, u64); 6] = [
+    ("uploaded", u64::MAX),
+    ("downloaded", u64::MAX),
+    ("raw_uploaded", u64::MAX),
+    ("raw_downloaded", u64::MAX),
+    ("seed_seconds", u64::MAX),
+    ("completed", u32::MAX as u64),
+];
+
+/// Which batches of this node in a range it has applied.
+pub const APPLIED_BATCHES: &str =
+    "SELECT batch FROM rt_batches WHERE node = ? AND batch BETWEEN ? AND ?";
 
 /// One statement adding `transfers` to `rt_credits`, with its parameters.
 /// Credits without the site's ids (from a passkey file) are left out.
@@ -126,15 +223,16 @@ pub fn add_credits(transfers: &[Transfer]) -> Option<(String, Vec<Value>)> {
             Value::from(c.last_announce),
         ]);
     }
-    sql.push_str(
-        " ON DUPLICATE KEY UPDATE uploaded = uploaded + VALUES(uploaded), \
-         downloaded = downloaded + VALUES(downloaded), \
-         raw_uploaded = raw_uploaded + VALUES(raw_uploaded), \
-         raw_downloaded = raw_downloaded + VALUES(raw_downloaded), \
-         seed_seconds = seed_seconds + VALUES(seed_seconds), \
-         completed = completed + VALUES(completed), \
-         last_announce = GREATEST(last_announce, VALUES(last_announce))",
-    );
+    // Sums saturate at the column's top (BIGINT / INT UNSIGNED) instead of
+    // failing the statement, and with it the batch.
+    sql.push_str(" ON DUPLICATE KEY UPDATE ");
+    for (column, top) in SUMMED {
+        let _ = write!(
+            sql,
+            "{column} = {column} + LEAST(VALUES({column}), {top} - {column}), "
+        );
+    }
+    sql.push_str("last_announce = GREATEST(last_announce, VALUES(last_announce))");
     Some((sql, params))
 }
 
@@ -166,7 +264,45 @@ mod tests {
         assert_eq!(sql.matches("FROM_UNIXTIME").count(), 2);
         assert_eq!(params.len(), 18);
         assert_eq!(params[9], Value::from(2u64));
-        assert!(sql.contains("seed_seconds = seed_seconds + VALUES(seed_seconds)"));
+        assert!(sql.contains(
+            "seed_seconds = seed_seconds + LEAST(VALUES(seed_seconds), 18446744073709551615 - seed_seconds)"
+        ));
+        assert!(sql.contains("LEAST(VALUES(completed), 4294967295 - completed)"));
+    }
+
+    #[test]
+    fn rows_decode_column_by_column_whatever_a_view_types_them() {
+        let row = |v: Vec<Value>| user_row(&v);
+        let good = row(vec![
+            Value::Int(7),
+            Value::Bytes(b"abcdef0123456789".to_vec()),
+            Value::Bytes(b"1".to_vec()),
+            Value::UInt(0),
+            Value::Int(2),
+            Value::Bytes(b"0.5".to_vec()),
+        ])
+        .unwrap();
+        assert_eq!((good.id, good.enabled, good.can_leech), (7, true, false));
+        assert_eq!((good.download_factor, good.upload_factor), (2.0, 0.5));
+        let null_factor = row(vec![
+            Value::UInt(8),
+            Value::Bytes(b"abcdef0123456789".to_vec()),
+            Value::Int(1),
+            Value::Int(1),
+            Value::NULL,
+            Value::Double(1.0),
+        ]);
+        assert_eq!(
+            null_factor.unwrap_err(),
+            UndecodedRow {
+                id: Some(8),
+                column: "download_factor"
+            }
+        );
+        let negative = row(vec![Value::Int(-3)]);
+        assert_eq!(negative.unwrap_err().id, None);
+        let short = torrent_row(&[Value::UInt(4), Value::Bytes(vec![1; 20])]);
+        assert_eq!(short.unwrap_err().column, "enabled");
     }
 
     #[test]
