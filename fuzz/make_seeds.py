@@ -126,12 +126,14 @@ put("snapshot", "swarms.body", b"\x01" + snap[:-12])
 
 # Cluster mode: a message of three changes (seeder with a completion,
 # IPv6 leecher, a stop) from node "a", and one with a port-0 completion.
+# Bodies without their tag: the target tags what it is given with the key
+# it knows, so the fuzzer reaches the decoder.
 def change(kind, h, addr=b"", completed=False, v6=False):
     return bytes([kind | (0x08 if completed else 0) | (0x10 if v6 else 0)]) + h + addr
 
 
 def message(node, changes):
-    head = b"RTC1" + bytes([len(node)]) + node + struct.pack("<QQQI", 7, 1, 1700000000000, len(changes))
+    head = b"RTC2" + bytes([len(node)]) + node + struct.pack("<QQQI", 7, 1, 1700000000000, len(changes))
     return head + b"".join(changes)
 
 

@@ -20,14 +20,14 @@ use crate::tracker::site::SiteDirectory;
 use crate::tracker::table::SwarmTable;
 
 /// What the operator's files gave, read before the start (`Config::
-/// access_rules`, `Config::cluster_key`).
+/// access_rules`, `Config::cluster_keys`).
 #[derive(Default)]
 pub struct OperatorFiles {
     /// With private mode on a database, they carry its (empty) directory,
     /// which the database thread fills.
     pub rules: AccessRules,
-    /// Cluster mode's connection-id key, shared by every node.
-    pub cluster_key: Option<[u8; 16]>,
+    /// Cluster mode's keys (connection ids, messages), shared by every node.
+    pub cluster_keys: Option<crate::config::ClusterKeys>,
 }
 
 impl OperatorFiles {
@@ -36,7 +36,7 @@ impl OperatorFiles {
         let site = (p.enabled && p.database.is_some()).then(|| Arc::new(SiteDirectory::default()));
         Ok(OperatorFiles {
             rules: config.access_rules()?.with_site(site),
-            cluster_key: config.cluster_key()?,
+            cluster_keys: config.cluster_keys()?,
         })
     }
 }
@@ -49,7 +49,7 @@ pub fn build_tracker(config: &Config, files: OperatorFiles, unix_start: u64) -> 
     let mut rng = rand::rng();
     let mut key = [0u8; 16];
     rng.fill_bytes(&mut key);
-    let connection_ids = match files.cluster_key {
+    let connection_ids = match files.cluster_keys.as_ref().map(|k| k.connection_ids) {
         Some(shared) => ConnectionIdIssuer::new(shared).with_clock_base(unix_start as u32),
         None => ConnectionIdIssuer::new(key),
     };

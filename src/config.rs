@@ -63,6 +63,13 @@ impl Default for ClusterConfig {
     }
 }
 
+/// The keys every node of a cluster derives from its shared secret.
+#[derive(Debug, Clone)]
+pub struct ClusterKeys {
+    pub connection_ids: [u8; 16],
+    pub mac: crate::cluster::mac::ClusterMac,
+}
+
 /// The shortest cluster secret: 32 bytes (256 bits).
 pub const MIN_CLUSTER_SECRET: usize = 32;
 
@@ -740,10 +747,11 @@ impl Config {
         Ok(())
     }
 
-    /// Cluster mode's connection-id key: 128 bits derived from the secret
-    /// file (`None` without cluster mode). A missing, unreadable or short
-    /// file is an error naming `cluster.secret_file`.
-    pub fn cluster_key(&self) -> Result<Option<[u8; 16]>, ConfigError> {
+    /// Cluster mode's keys, derived from the secret file (`None` without
+    /// cluster mode): the connection-id key (128 bits) and, apart from it,
+    /// the key that authenticates messages and checkpoints. A missing,
+    /// unreadable or short file is an error naming `cluster.secret_file`.
+    pub fn cluster_keys(&self) -> Result<Option<ClusterKeys>, ConfigError> {
         let c = &self.cluster;
         if !c.enabled {
             return Ok(None);
@@ -764,7 +772,10 @@ impl Config {
                 bytes.len()
             )));
         }
-        Ok(Some(crate::tracker::connection_id::key_from_secret(&bytes)))
+        Ok(Some(ClusterKeys {
+            connection_ids: crate::tracker::connection_id::key_from_secret(&bytes),
+            mac: crate::cluster::mac::ClusterMac::from_secret(&bytes),
+        }))
     }
 
     pub fn announce_policy(&self) -> AnnouncePolicy {

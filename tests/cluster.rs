@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 use common::redis::{Redis, redis_cluster};
 use common::tracker::{Started, addr_after, http_get, metrics_addr, start_with_config, stop_with};
 use common::{Client, fresh_dir};
+use ringtracker::cluster::mac::ClusterMac;
+use ringtracker::cluster::message::MessageBuilder;
+use ringtracker::tracker::change::{ChangeKind, SwarmChange};
+use ringtracker::tracker::table::PeerAddr;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const STARTED: u32 = 2;
@@ -373,6 +377,78 @@ fn garbage_on_the_stream_is_skipped_and_counted() {
     eventually("A's peer at B after the garbage", || {
         announce(b.udp4(), hash(6), 0, 10, 8400).contains(&7401)
     });
+}
+
+/// A message of `node` (run 42, number `seq`) putting 127.0.0.9:`port` in
+/// torrent 66 as a seeder, tagged with `key`.
+fn message_from(key: &ClusterMac, node: &str, seq: u64, port: u16) -> Vec<u8> {
+    let mut b = MessageBuilder::new();
+    b.start(node, (42, seq), 1_700_000_000_000);
+    let [hi, lo] = port.to_be_bytes();
+    b.push(&SwarmChange {
+        info_hash: ringtracker::protocol::InfoHash(hash(66)),
+        addr: PeerAddr::V4([127, 0, 0, 9, hi, lo]),
+        kind: ChangeKind::Seeder,
+        completed: false,
+    });
+    b.finish(key).to_vec()
+}
+
+#[test]
+fn forged_messages_and_checkpoints_are_refused_and_authentic_ones_applied() {
+    let c = Cluster::start("cluster-hostile", &["a"]);
+    let a = &c.nodes[0];
+    let stream = "ringtracker:{changes}";
+    let rejected = |node: &Node, reason: &str| {
+        node.metric(&format!(
+            "ringtracker_cluster_rejected_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    // Someone who may write to Redis, without the secret: a message under
+    // another key, and one in the old untagged format.
+    let forger = ClusterMac::from_secret(&[9; 32]);
+    c.redis.cli_with(
+        &["XADD", stream, "*", "m"],
+        &message_from(&forger, "evil", 0, 6666),
+    );
+    let mut untagged = message_from(&forger, "evil", 1, 6667);
+    untagged.truncate(untagged.len() - 32);
+    untagged[..4].copy_from_slice(b"RTC1");
+    c.redis.cli_with(&["XADD", stream, "*", "m"], &untagged);
+    eventually("both refused at A", || {
+        rejected(a, "unauthenticated") == 1 && rejected(a, "foreign") == 1
+    });
+    // A forged checkpoint, read by a node that joins.
+    let zeros = "0".repeat(64);
+    c.redis.cli(&[
+        "SET",
+        "ringtracker:checkpoint:{evil}",
+        &format!("1 1 0-0 {zeros}"),
+    ]);
+    c.redis
+        .cli(&["SET", "ringtracker:checkpoint:{evil}:1:0", "RTSNAP"]);
+    c.redis
+        .cli(&["SADD", "ringtracker:{changes}:nodes", "evil"]);
+    let b = c.node("b", None);
+    eventually("the forged checkpoint refused at B", || {
+        rejected(&b, "checkpoint") >= 1
+    });
+    // A message under the cluster's own secret is applied, once.
+    let key = ClusterMac::from_secret(&[7; 32]);
+    let authentic = message_from(&key, "friend", 0, 7777);
+    c.redis.cli_with(&["XADD", stream, "*", "m"], &authentic);
+    eventually("the authentic peer served at A", || {
+        announce(a.udp4(), hash(66), STARTED, 10, 8801).contains(&7777)
+    });
+    c.redis.cli_with(&["XADD", stream, "*", "m"], &authentic);
+    eventually("its replay refused", || rejected(a, "replayed") == 1);
+    let peers = announce(b.udp4(), hash(66), STARTED, 10, 8802);
+    assert!(
+        !peers.contains(&6666) && !peers.contains(&6667),
+        "{peers:?}"
+    );
+    assert!(!announce(a.udp4(), hash(66), 0, 10, 8801).contains(&6666));
+    drop(b);
 }
 
 #[test]

@@ -2,11 +2,14 @@
 //! flush, as one binary field.
 //!
 //! ```text
-//! "RTC1" | node_len u8 | node | run u64 | seq u64 | created_ms u64
-//!        | count u32 | count x change
+//! "RTC2" | node_len u8 | node | run u64 | seq u64 | created_ms u64
+//!        | count u32 | count x change | tag [32]
 //! ```
 //!
-//! (integers little-endian; a change is `SwarmChange`'s 21 to 39 bytes).
+//! (integers little-endian; a change is `SwarmChange`'s 21 to 39 bytes;
+//! the tag is the HMAC-SHA256 of everything before it under the cluster's
+//! message key, `cluster::mac`). A message whose tag does not check out
+//! is refused before a byte of it is decoded.
 //! `run` is random per process start and `seq` counts the node's messages
 //! in that run, so a reader notices a message it never got (trimmed from
 //! the stream before it read it, lost in an engine restart, dropped at
@@ -14,9 +17,10 @@
 //! Anything that does not read back exactly — another magic, a count the
 //! bytes do not hold, trailing bytes — is not ours and is skipped whole.
 
+use super::mac::{ClusterMac, Domain, TAG_LEN};
 use crate::tracker::change::{MAX_ENCODED, SwarmChange};
 
-const MAGIC: &[u8; 4] = b"RTC1";
+const MAGIC: &[u8; 4] = b"RTC2";
 
 /// The largest message a flush writes (more changes go in the next one).
 pub const MAX_MESSAGE: usize = 1 << 20;
@@ -26,6 +30,10 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 pub enum MessageError {
     #[error("not a ringtracker message (magic)")]
     Foreign,
+    #[error("over {MAX_MESSAGE} bytes")]
+    Oversized,
+    #[error("its tag does not check out under the cluster's key")]
+    Unauthenticated,
     #[error("message truncated")]
     Truncated,
     #[error("malformed change at byte {0}")]
@@ -39,6 +47,8 @@ pub struct MessageBuilder {
     buf: Vec<u8>,
     count: u32,
     header_len: usize,
+    /// The tag is on: the message is finished.
+    tagged: bool,
 }
 
 impl MessageBuilder {
@@ -47,6 +57,7 @@ impl MessageBuilder {
             buf: Vec::with_capacity(MAX_MESSAGE),
             count: 0,
             header_len: 0,
+            tagged: false,
         }
     }
 
@@ -64,11 +75,12 @@ impl MessageBuilder {
         self.buf.extend_from_slice(&0u32.to_le_bytes());
         self.header_len = self.buf.len();
         self.count = 0;
+        self.tagged = false;
     }
 
     /// Whether another change may not fit.
     pub fn is_full(&self) -> bool {
-        self.buf.len() + MAX_ENCODED > MAX_MESSAGE
+        self.buf.len() + MAX_ENCODED + TAG_LEN > MAX_MESSAGE
     }
 
     pub fn push(&mut self, change: &SwarmChange) {
@@ -80,10 +92,15 @@ impl MessageBuilder {
         self.count
     }
 
-    /// The finished message's bytes.
-    pub fn finish(&mut self) -> &[u8] {
-        let at = self.header_len - 4;
-        self.buf[at..self.header_len].copy_from_slice(&self.count.to_le_bytes());
+    /// The finished message's bytes, tagged under `mac`.
+    pub fn finish(&mut self, mac: &ClusterMac) -> &[u8] {
+        if !self.tagged {
+            let at = self.header_len - 4;
+            self.buf[at..self.header_len].copy_from_slice(&self.count.to_le_bytes());
+            let tag = mac.tag(Domain::Message, &[&self.buf]);
+            self.buf.extend_from_slice(&tag);
+            self.tagged = true;
+        }
         &self.buf
     }
 }
@@ -106,8 +123,28 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// Check `bytes` end to end (every change decodes, nothing left over).
-    pub fn parse(bytes: &'a [u8]) -> Result<Message<'a>, MessageError> {
+    /// Check `bytes` end to end: its size, its tag under `mac`, then every
+    /// change decodes and nothing is left over.
+    pub fn parse(bytes: &'a [u8], mac: &ClusterMac) -> Result<Message<'a>, MessageError> {
+        if !bytes.starts_with(MAGIC) {
+            return Err(MessageError::Foreign);
+        }
+        if bytes.len() > MAX_MESSAGE {
+            return Err(MessageError::Oversized);
+        }
+        let body_len = bytes
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(MessageError::Unauthenticated)?;
+        let (body, tag) = bytes.split_at(body_len);
+        if !mac.verify(Domain::Message, &[body], tag) {
+            return Err(MessageError::Unauthenticated);
+        }
+        Self::parse_body(body)
+    }
+
+    /// The authenticated body, checked end to end.
+    fn parse_body(bytes: &'a [u8]) -> Result<Message<'a>, MessageError> {
         let rest = bytes.strip_prefix(MAGIC).ok_or(MessageError::Foreign)?;
         let (&len, rest) = rest.split_first().ok_or(MessageError::Truncated)?;
         let len = usize::from(len);
@@ -166,6 +203,10 @@ mod tests {
     use crate::tracker::change::ChangeKind;
     use crate::tracker::table::PeerAddr;
 
+    fn mac() -> ClusterMac {
+        ClusterMac::from_secret(&[7; 32])
+    }
+
     fn change(i: u8) -> SwarmChange {
         SwarmChange {
             info_hash: InfoHash([i; 20]),
@@ -182,8 +223,9 @@ mod tests {
         for i in 1..=3 {
             b.push(&change(i));
         }
-        let bytes = b.finish().to_vec();
-        let m = Message::parse(&bytes).unwrap();
+        let key = mac();
+        let bytes = b.finish(&key).to_vec();
+        let m = Message::parse(&bytes, &key).unwrap();
         assert_eq!(
             (m.node, m.created_ms, m.count),
             ("node-a", 1_700_000_000_123, 3)
@@ -193,27 +235,37 @@ mod tests {
             [change(1), change(2), change(3)]
         );
 
-        assert_eq!(Message::parse(b"hello").unwrap_err(), MessageError::Foreign);
-        assert_eq!(
-            Message::parse(&bytes[..20]).unwrap_err(),
-            MessageError::Truncated
-        );
+        let parse = |b: &[u8]| Message::parse(b, &key).map(|m| m.count);
+        assert_eq!(parse(b"hello").unwrap_err(), MessageError::Foreign);
+        assert_eq!(parse(b"RTC2").unwrap_err(), MessageError::Unauthenticated);
+        // Any change to the bytes, a tag cut short, or another key's tag.
         let cut = &bytes[..bytes.len() - 1];
-        assert!(Message::parse(cut).is_err());
+        assert_eq!(parse(cut).unwrap_err(), MessageError::Unauthenticated);
         let mut more = bytes.clone();
         more.push(0);
-        assert!(Message::parse(&more).is_err());
-        let mut bad = bytes.clone();
-        let first_change = 4 + 1 + 6 + 24 + 4;
-        bad[first_change] = 0x7f;
+        assert_eq!(parse(&more).unwrap_err(), MessageError::Unauthenticated);
+        let other = ClusterMac::from_secret(&[8; 32]);
         assert_eq!(
-            Message::parse(&bad).unwrap_err(),
-            MessageError::BadChange(0)
+            Message::parse(&bytes, &other).unwrap_err(),
+            MessageError::Unauthenticated
         );
+        let huge = [&MAGIC[..], &vec![0; MAX_MESSAGE][..]].concat();
+        assert_eq!(parse(&huge).unwrap_err(), MessageError::Oversized);
+        // Bodies a key holder got wrong are still checked end to end.
+        let retag = |mut body: Vec<u8>| {
+            body.truncate(body.len() - TAG_LEN);
+            let tag = key.tag(Domain::Message, &[&body]);
+            body.extend_from_slice(&tag);
+            body
+        };
+        let first_change = 4 + 1 + 6 + 24 + 4;
+        let mut bad = bytes.clone();
+        bad[first_change] = 0x7f;
+        assert_eq!(parse(&retag(bad)).unwrap_err(), MessageError::BadChange(0));
         // A count larger than the changes is truncation, not a panic.
         let mut short = bytes;
         short[first_change - 4] = 200;
-        assert_eq!(Message::parse(&short).unwrap_err(), MessageError::Truncated);
+        assert_eq!(parse(&retag(short)).unwrap_err(), MessageError::Truncated);
     }
 
     #[test]
@@ -225,7 +277,8 @@ mod tests {
             b.push(&change(1));
             n += 1;
         }
-        assert!(b.finish().len() <= MAX_MESSAGE);
-        assert_eq!(Message::parse(b.finish()).unwrap().count, n);
+        let key = mac();
+        assert!(b.finish(&key).len() <= MAX_MESSAGE);
+        assert_eq!(Message::parse(b.finish(&key), &key).unwrap().count, n);
     }
 }

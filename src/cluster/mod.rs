@@ -1,8 +1,10 @@
 //! Cluster mode, sans I/O: the messages nodes exchange through the engine
-//! (Redis streams) and how another node's change is applied here. The
+//! (Redis streams), their authentication (`mac`), and how another node's
+//! change is applied here. The
 //! sync thread that moves them is `net::cluster`.
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod mac;
 pub mod message;
 pub mod stats;

@@ -10,8 +10,50 @@ pub const LAG_BUCKETS_MS: [u64; 14] = [
     1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000,
 ];
 
+/// Why something read from the engine was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not a message of ours at all (another magic, another field).
+    Foreign,
+    /// Over the size bound.
+    Oversized,
+    /// Its tag does not check out under the cluster's key.
+    Unauthenticated,
+    /// Authenticated, but its bytes do not decode (a key holder's bug).
+    Malformed,
+    /// An authentic message read again (same run, a number already seen).
+    Replayed,
+    /// A checkpoint whose head or a part does not check out, or over a
+    /// bound.
+    Checkpoint,
+}
+
+impl Rejected {
+    pub const ALL: [Rejected; 6] = [
+        Rejected::Foreign,
+        Rejected::Oversized,
+        Rejected::Unauthenticated,
+        Rejected::Malformed,
+        Rejected::Replayed,
+        Rejected::Checkpoint,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejected::Foreign => "foreign",
+            Rejected::Oversized => "oversized",
+            Rejected::Unauthenticated => "unauthenticated",
+            Rejected::Malformed => "malformed",
+            Rejected::Replayed => "replayed",
+            Rejected::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ClusterStats {
+    /// What was not applied, by `Rejected`.
+    pub rejected: [AtomicU64; Rejected::ALL.len()],
     pub messages_out: AtomicU64,
     pub changes_out: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -45,6 +87,10 @@ pub struct ClusterStats {
 impl ClusterStats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn reject(&self, why: Rejected) {
+        Self::add(&self.rejected[why as usize], 1);
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

@@ -385,6 +385,19 @@ fn cluster(out: &mut String, c: &ClusterStats) {
             get(in_count)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP ringtracker_cluster_rejected_total What was read from Redis and not applied, by reason (foreign, oversized, unauthenticated: no valid MAC, malformed, replayed, checkpoint).\n\
+         # TYPE ringtracker_cluster_rejected_total counter"
+    );
+    for why in crate::cluster::stats::Rejected::ALL {
+        let _ = writeln!(
+            out,
+            "ringtracker_cluster_rejected_total{{reason=\"{}\"}} {}",
+            why.label(),
+            get(&c.rejected[why as usize])
+        );
+    }
     let counters = [
         (
             "changes_ignored",

@@ -322,6 +322,7 @@ impl Server {
         let unix_start = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let cluster_mac = files.cluster_keys.as_ref().map(|k| k.mac.clone());
         let tracker = Arc::new(compose::build_tracker(config, files, unix_start));
         prepare(&tracker);
         // UDP worker i counts in stats[i], HTTP worker i in stats[workers + i].
@@ -415,13 +416,16 @@ impl Server {
             });
             started.map_err(|source| StartError::HttpWorker { index, source })?;
         }
-        if config.cluster.enabled {
+        if config.cluster.enabled
+            && let Some(mac) = cluster_mac
+        {
             let setup = cluster::SyncSetup {
                 config: config.cluster.clone(),
                 node: cluster::node_name(&config.cluster),
                 tracker: tracker.clone(),
                 outboxes,
                 started,
+                mac,
             };
             let sync = cluster::ClusterSync::spawn(setup);
             server.cluster = Some(sync.map_err(StartError::ClusterThread)?);

@@ -563,8 +563,9 @@ impl Snapshot {
         self.restore_as(tracker, now, unix_now, None)
     }
 
-    /// `restore`, every peer from `origin` if given (another node's
-    /// checkpoint: its local peers are remote here). Completed counts are
+    /// `restore`, every peer from `origin` if given (a checkpoint from the
+    /// cluster: another node's local peers are remote here; its ledger
+    /// records, if any, are ignored). Completed counts are
     /// raised to the snapshot's, never lowered, so that several nodes'
     /// checkpoints can be loaded into one table.
     pub fn restore_as(
@@ -641,6 +642,10 @@ impl Snapshot {
                     stats.torrents += 1;
                 }
             }
+            // Another node's checkpoint (`origin`) restores peers and
+            // completed counts only: ledger records in it are not ours to
+            // believe (they would mint credits or reset baselines).
+            _ if origin.is_some() => {}
             Record::Totals(key, t) => tracker.ledger.import_totals(key, t),
             Record::Pending(t) => tracker.ledger.restore(vec![t]),
             Record::Session(s) => tracker.ledger.import_session(s, now),

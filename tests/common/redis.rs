@@ -78,6 +78,22 @@ impl Redis {
     }
 
     /// `redis-cli -p PORT ARGS...`: its output.
+    /// `redis-cli -x`: `args`, then `last` (binary-safe, from stdin) as the
+    /// command's last argument.
+    pub fn cli_with(&self, args: &[&str], last: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "-x"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli (make test installs Debian's redis-tools)");
+        child.stdin.take().unwrap().write_all(last).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         let password = self
             .extra

@@ -7,7 +7,12 @@
 //!
 //! A checkpoint is written in parts of `PART_BYTES` under a new
 //! generation number, then its head (generation, parts, stream id) is set:
-//! a reader sees a whole old checkpoint or a whole new one. Parts and head
+//! a reader sees a whole old checkpoint or a whole new one. The head and
+//! every part carry a tag under the cluster's key (`cluster::mac`): a
+//! head or part that does not check out makes the reader skip that
+//! node's checkpoint (counted), and it is checked before the next part is
+//! read. What a checkpoint restores is peers and completed counts only,
+//! never private mode's ledger records. Parts and head
 //! expire after the peer timeout (by then every peer in them has expired
 //! anyway), so a node that is gone for good leaves nothing behind.
 
@@ -22,8 +27,9 @@ use std::time::{Duration, Instant};
 use redis::{RedisResult, Value};
 
 use super::link::{Link, NODES, checkpoint_head, checkpoint_part};
-use super::unix_ms;
-use crate::cluster::stats::ClusterStats;
+use super::{MAX_NODES, unix_ms};
+use crate::cluster::mac::{ClusterMac, Domain, TAG_LEN};
+use crate::cluster::stats::{ClusterStats, Rejected};
 use crate::config::ClusterConfig;
 use crate::storage::snapshot::{self, Scope, Snapshot, SnapshotStats};
 use crate::storage::snapshotter::unix_now;
@@ -42,15 +48,37 @@ struct PartWriter<'a> {
     node: &'a str,
     generation: u64,
     ttl: u64,
+    mac: &'a ClusterMac,
+    /// The part's tag (set when it is sent), then its bytes.
     buf: Vec<u8>,
     parts: usize,
 }
 
+/// What a part's tag covers besides its bytes.
+fn part_context(node: &str, generation: u64, index: usize) -> [u8; 24] {
+    let mut c = [0u8; 24];
+    c[..8].copy_from_slice(&(node.len() as u64).to_le_bytes());
+    c[8..16].copy_from_slice(&generation.to_le_bytes());
+    c[16..].copy_from_slice(&(index as u64).to_le_bytes());
+    c
+}
+
+/// What a head's tag covers.
+fn head_fields(node: &str, generation: u64, parts: usize, stream_id: &str) -> String {
+    format!("{} {node} {generation} {parts} {stream_id}", node.len())
+}
+
 impl PartWriter<'_> {
     fn put(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.buf.len() == TAG_LEN {
             return Ok(());
         }
+        let context = part_context(self.node, self.generation, self.parts);
+        let tag = self.mac.tag(
+            Domain::CheckpointPart,
+            &[&context, self.node.as_bytes(), &self.buf[TAG_LEN..]],
+        );
+        self.buf[..TAG_LEN].copy_from_slice(&tag);
         let mut cmd = redis::cmd("SET");
         cmd.arg(checkpoint_part(self.node, self.generation, self.parts))
             .arg(&self.buf[..])
@@ -58,16 +86,16 @@ impl PartWriter<'_> {
             .arg(self.ttl);
         self.link.query(&cmd).map_err(io::Error::other)?;
         self.parts += 1;
-        self.buf.clear();
+        self.buf.truncate(TAG_LEN);
         Ok(())
     }
 }
 
 impl Write for PartWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(PART_BYTES - self.buf.len());
+        let n = data.len().min(TAG_LEN + PART_BYTES - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == PART_BYTES {
+        if self.buf.len() == TAG_LEN + PART_BYTES {
             self.put()?;
         }
         Ok(n)
@@ -81,6 +109,7 @@ impl Write for PartWriter<'_> {
 /// Write `node`'s checkpoint, current to `stream_id`, at tracker time
 /// `now`, as generation `generation` (kept for `ttl` seconds). Returns
 /// what it held and its parts.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     link: &mut Link,
     tracker: &Tracker,
@@ -89,20 +118,27 @@ pub fn write(
     generation: u64,
     ttl: u64,
     (now, unix_now): (u32, u64),
+    mac: &ClusterMac,
 ) -> io::Result<(SnapshotStats, usize)> {
+    let mut buf = Vec::with_capacity(TAG_LEN + PART_BYTES);
+    buf.resize(TAG_LEN, 0);
     let parts = PartWriter {
         link,
         node,
         generation,
         ttl,
-        buf: Vec::with_capacity(PART_BYTES),
+        mac,
+        buf,
         parts: 0,
     };
     let (parts, stats) = snapshot::encode(tracker, parts, now, unix_now, None, Scope::LocalPeers)?;
     let (count, link) = (parts.parts, parts.link);
+    let fields = head_fields(node, generation, count, stream_id);
+    let tag = mac.tag(Domain::CheckpointHead, &[fields.as_bytes()]);
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
     let mut head = redis::cmd("SET");
     head.arg(checkpoint_head(node))
-        .arg(format!("{generation} {count} {stream_id}"))
+        .arg(format!("{generation} {count} {stream_id} {tag}"))
         .arg("EX")
         .arg(ttl);
     link.query(&head).map_err(io::Error::other)?;
@@ -133,23 +169,34 @@ pub struct Loaded {
 
 /// Load every node's checkpoint into `tracker` at tracker time `now`
 /// (`own`'s peers as local, every other node's as remote). A missing,
-/// expired or unreadable checkpoint is skipped and logged.
+/// expired or unreadable checkpoint is skipped and logged; one that does
+/// not check out under `mac` is skipped and counted. At most `MAX_NODES`
+/// nodes are read (a set grown by someone who may write to Redis is
+/// read no further).
 pub fn load_all(
     link: &mut Link,
     tracker: &Tracker,
     own: &str,
     (now, unix_now): (u32, u64),
+    mac: &ClusterMac,
+    stats: &ClusterStats,
 ) -> RedisResult<Vec<Loaded>> {
-    let mut members = redis::cmd("SMEMBERS");
-    members.arg(NODES);
+    let mut members = redis::cmd("SRANDMEMBER");
+    members.arg(NODES).arg(MAX_NODES);
     let nodes: Vec<String> = match link.query(&members)? {
         Value::Array(v) | Value::Set(v) => v.iter().filter_map(text).collect(),
         _ => Vec::new(),
     };
     let mut loaded = Vec::new();
     for node in nodes {
-        let Some((stream_id, bytes)) = read(link, &node)? else {
-            continue;
+        let (stream_id, bytes) = match read(link, &node, mac)? {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            Err(why) => {
+                stats.reject(Rejected::Checkpoint);
+                tracing::warn!("cluster: checkpoint of node {node:?} skipped: {why}");
+                continue;
+            }
         };
         let place = format!("checkpoint of node {node}");
         match Snapshot::check(bytes, Path::new(&place)) {
@@ -172,37 +219,70 @@ pub fn load_all(
     Ok(loaded)
 }
 
-/// A node's checkpoint: its stream id and bytes (None if there is none
-/// whole).
-fn read(link: &mut Link, node: &str) -> RedisResult<Option<(String, Vec<u8>)>> {
+/// A node's checkpoint: its stream id and bytes (`Ok(None)` if there is
+/// none whole; `Err` with why, if it does not check out).
+#[allow(clippy::type_complexity)]
+fn read(
+    link: &mut Link,
+    node: &str,
+    mac: &ClusterMac,
+) -> RedisResult<Result<Option<(String, Vec<u8>)>, &'static str>> {
     let mut get = redis::cmd("GET");
     get.arg(checkpoint_head(node));
     let Some(head) = text(&link.query(&get)?) else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
     let mut fields = head.split(' ');
-    let (Some(generation), Some(parts), Some(stream_id)) = (
+    let (Some(generation), Some(parts), Some(stream_id), Some(tag), None) = (
         fields.next().and_then(|g| g.parse::<u64>().ok()),
         fields.next().and_then(|p| p.parse::<usize>().ok()),
         fields.next(),
+        fields.next().and_then(unhex),
+        fields.next(),
     ) else {
-        tracing::warn!("cluster: checkpoint head of node {node} malformed; skipped");
-        return Ok(None);
+        return Ok(Err("its head is malformed"));
     };
+    let covered = head_fields(node, generation, parts, stream_id);
+    if !mac.verify(Domain::CheckpointHead, &[covered.as_bytes()], &tag) {
+        return Ok(Err("its head's tag does not check out"));
+    }
     if parts > MAX_PARTS {
-        tracing::warn!("cluster: checkpoint of node {node} has {parts} parts; skipped");
-        return Ok(None);
+        return Ok(Err("it has too many parts"));
     }
     let mut bytes = Vec::new();
     for part in 0..parts {
         let mut get = redis::cmd("GET");
         get.arg(checkpoint_part(node, generation, part));
-        match link.query(&get)? {
-            Value::BulkString(b) => bytes.extend_from_slice(&b),
-            _ => return Ok(None),
+        let Value::BulkString(b) = link.query(&get)? else {
+            return Ok(Ok(None));
+        };
+        if b.len() < TAG_LEN || b.len() > TAG_LEN + PART_BYTES {
+            return Ok(Err("a part is of an impossible size"));
         }
+        let (tag, data) = b.split_at(TAG_LEN);
+        let context = part_context(node, generation, part);
+        if !mac.verify(
+            Domain::CheckpointPart,
+            &[&context, node.as_bytes(), data],
+            tag,
+        ) {
+            return Ok(Err("a part's tag does not check out"));
+        }
+        bytes.extend_from_slice(data);
     }
-    Ok(Some((stream_id.to_string(), bytes)))
+    Ok(Ok(Some((stream_id.to_string(), bytes))))
+}
+
+/// 32 bytes from 64 hex digits.
+fn unhex(s: &str) -> Option<[u8; TAG_LEN]> {
+    if s.len() != 2 * TAG_LEN || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; TAG_LEN];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -223,6 +303,7 @@ pub(super) struct CheckpointWriter {
     pub(super) started: Instant,
     pub(super) stats: Arc<ClusterStats>,
     pub(super) ttl: u64,
+    pub(super) mac: ClusterMac,
 }
 
 impl CheckpointWriter {
@@ -250,6 +331,7 @@ impl CheckpointWriter {
                 generation,
                 self.ttl,
                 at,
+                &self.mac,
             ) {
                 Ok((stats, parts)) => {
                     ClusterStats::add(&self.stats.checkpoints_written, 1);

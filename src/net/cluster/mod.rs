@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use link::{Link, id_key};
 
 use crate::cluster::apply::{RemoteOutcome, apply_remote};
-use crate::cluster::message::{Message, MessageBuilder};
-use crate::cluster::stats::ClusterStats;
+use crate::cluster::mac::ClusterMac;
+use crate::cluster::message::{Message, MessageBuilder, MessageError};
+use crate::cluster::stats::{ClusterStats, Rejected};
 use crate::config::ClusterConfig;
 use crate::engine::outbox::OutboxReader;
 use crate::storage::snapshotter::unix_now;
@@ -51,6 +52,12 @@ const MAX_UNSENT_BYTES: usize = 64 << 20;
 const READ_COUNT: usize = 256;
 /// How often the stream's ends are checked for a gap.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// The least time between two catch-ups a gap asks for: a stream of
+/// forged or replayed numbers must not make every message reload every
+/// checkpoint.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(10);
+/// Nodes whose checkpoints a catch-up reads at most.
+pub(crate) const MAX_NODES: usize = 1024;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -63,6 +70,8 @@ pub struct SyncSetup {
     pub outboxes: Vec<OutboxReader>,
     /// Tracker time zero.
     pub started: Instant,
+    /// The key messages and checkpoints are authenticated with.
+    pub mac: ClusterMac,
 }
 
 /// The running sync and checkpoint threads.
@@ -84,6 +93,7 @@ impl ClusterSync {
             started: setup.started,
             stats: stats.clone(),
             ttl: u64::from(setup.tracker.policy.peer_timeout).max(600),
+            mac: setup.mac.clone(),
         };
         let checkpoints = std::thread::Builder::new()
             .name("cluster-checkpoint".into())
@@ -124,6 +134,7 @@ struct Sync {
     stats: Arc<ClusterStats>,
     checkpoints: SyncSender<String>,
     link: Option<Link>,
+    mac: ClusterMac,
     builder: MessageBuilder,
     unsent: VecDeque<(Vec<u8>, u32)>,
     unsent_bytes: usize,
@@ -144,6 +155,9 @@ struct Sync {
     /// Per node: the run and number of its last message read here.
     last_seq: HashMap<String, (u64, u64)>,
     caught_up: bool,
+    /// A gap was seen: catch up once `next_catch_up` comes.
+    catch_up_due: bool,
+    next_catch_up: Instant,
     was_up: bool,
     down_since: Option<Instant>,
     backoff: Duration,
@@ -170,6 +184,7 @@ impl Sync {
             stats,
             checkpoints,
             link: None,
+            mac: setup.mac,
             builder: MessageBuilder::new(),
             unsent: VecDeque::new(),
             unsent_bytes: 0,
@@ -182,6 +197,8 @@ impl Sync {
             next_seq: 0,
             last_seq: HashMap::new(),
             caught_up: false,
+            catch_up_due: false,
+            next_catch_up: now,
             was_up: false,
             down_since: Some(now),
             backoff: MIN_BACKOFF,
@@ -230,6 +247,9 @@ impl Sync {
             if now >= self.next_checkpoint {
                 self.next_checkpoint = now + self.checkpoint_every;
                 self.request_checkpoint();
+            }
+            if self.catch_up_due && now >= self.next_catch_up {
+                self.catch_up(false);
             }
             let wait = self.next_flush.saturating_duration_since(Instant::now());
             self.read(wait.max(Duration::from_millis(1)));
@@ -280,7 +300,7 @@ impl Sync {
         // A dropped message keeps its number: readers see the gap.
         self.next_seq += 1;
         let count = self.builder.count();
-        let msg = self.builder.finish();
+        let msg = self.builder.finish(&self.mac);
         if self.unsent_bytes + msg.len() > MAX_UNSENT_BYTES {
             ClusterStats::add(&self.stats.unsent_dropped, u64::from(count));
             return;
@@ -369,31 +389,25 @@ impl Sync {
 
     fn apply_entry(&mut self, entry: &link::Entry) {
         let bytes = entry.message.as_deref().unwrap_or(&[]);
-        let message = match Message::parse(bytes) {
+        let message = match Message::parse(bytes, &self.mac) {
             Ok(m) => m,
-            Err(e) => {
-                ClusterStats::add(&self.stats.skipped_messages, 1);
-                // The first, then one in a thousand: a flood of junk must
-                // not flood the log.
-                if self.skipped_logged.is_multiple_of(1000) {
-                    tracing::warn!("cluster: stream entry {} skipped: {e}", entry.id);
-                }
-                self.skipped_logged += 1;
-                return;
-            }
+            Err(e) => return self.reject(entry, &e.to_string(), rejected(e)),
         };
         if message.node == self.node {
             return;
         }
         let seen = self.last_seq.get(message.node).copied();
-        if self.last_seq.len() < 1024 || seen.is_some() {
+        if seen.is_some_and(|(run, seq)| run == message.run && message.seq <= seq) {
+            return self.reject(entry, "a message read before", Rejected::Replayed);
+        }
+        if self.last_seq.len() < MAX_NODES || seen.is_some() {
             self.last_seq
                 .insert(message.node.to_string(), (message.run, message.seq));
         }
         let gap = seen.is_some_and(|(run, seq)| {
             run == message.run && Some(message.seq) != seq.checked_add(1)
         });
-        if self.nodes_seen.len() < 1024 || self.nodes_seen.contains_key(message.node) {
+        if self.nodes_seen.len() < MAX_NODES || self.nodes_seen.contains_key(message.node) {
             self.nodes_seen
                 .insert(message.node.to_string(), Instant::now());
         }
@@ -418,14 +432,26 @@ impl Sync {
         ClusterStats::add(&s.changes_ignored, ignored);
         ClusterStats::add(&s.bytes_in, bytes.len() as u64);
         s.record_lag(unix_ms().saturating_sub(message.created_ms));
-        if gap {
+        if gap && !self.catch_up_due {
             ClusterStats::add(&self.stats.resyncs, 1);
             tracing::warn!(
                 "cluster: missed messages of node {} (trimmed from the stream before they were read, or lost); catching up from checkpoints",
                 message.node
             );
-            self.catch_up(false);
+            // At most one catch-up per CATCH_UP_EVERY, however many gaps.
+            self.catch_up_due = true;
         }
+    }
+
+    /// A stream entry not applied: counted by reason; the first, then one
+    /// in a thousand, logged (a flood of junk must not flood the log).
+    fn reject(&mut self, entry: &link::Entry, why: &str, reason: Rejected) {
+        ClusterStats::add(&self.stats.skipped_messages, 1);
+        self.stats.reject(reason);
+        if self.skipped_logged.is_multiple_of(1000) {
+            tracing::warn!("cluster: stream entry {} skipped: {why}", entry.id);
+        }
+        self.skipped_logged += 1;
     }
 
     /// Load every node's checkpoint; at the first catch-up (`start`) the
@@ -436,7 +462,11 @@ impl Sync {
         let Some(link) = &mut self.link else {
             return;
         };
-        let loaded = match checkpoint::load_all(link, &self.tracker, &self.node, at) {
+        self.catch_up_due = false;
+        self.next_catch_up = Instant::now() + CATCH_UP_EVERY;
+        let loaded =
+            checkpoint::load_all(link, &self.tracker, &self.node, at, &self.mac, &self.stats);
+        let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(e) => return self.down(&e),
         };
@@ -481,7 +511,7 @@ impl Sync {
                     "cluster: stream entries after {} were trimmed before this node read them; catching up from checkpoints",
                     self.position
                 );
-                self.catch_up(false);
+                self.catch_up_due = true;
             }
             _ => {}
         }
@@ -498,6 +528,18 @@ impl Sync {
         match self.checkpoints.try_send(self.position.clone()) {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// The reason a parse error counts under.
+fn rejected(e: MessageError) -> Rejected {
+    match e {
+        MessageError::Foreign => Rejected::Foreign,
+        MessageError::Oversized => Rejected::Oversized,
+        MessageError::Unauthenticated => Rejected::Unauthenticated,
+        MessageError::Truncated | MessageError::BadChange(_) | MessageError::Trailing(_) => {
+            Rejected::Malformed
         }
     }
 }
