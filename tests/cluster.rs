@@ -300,6 +300,40 @@ fn nodes_serve_through_a_redis_restart_and_converge_after_it() {
 }
 
 #[test]
+fn a_node_restarted_after_redis_came_back_empty_serves_the_others_peers() {
+    let mut c = Cluster::start("cluster-empty-restart", &[]);
+    // A writes checkpoints only when it (re)connects: the periodic one
+    // cannot stand in for the one at its reconnect.
+    let a = c.node("a", Some(("RINGTRACKER_TEST_CHECKPOINT_SECS", "3600")));
+    let b = c.node("b", None);
+    announce(a.udp4(), hash(12), STARTED, 10, 7601);
+    eventually("A's peer at B", || {
+        announce(b.udp4(), hash(12), 0, 10, 8600).contains(&7601)
+    });
+    c.redis.kill();
+    eventually("A notices the engine is down", || {
+        a.metric("ringtracker_cluster_engine_up") == 0
+    });
+    c.redis.restart();
+    // A's checkpoint at its reconnect reaches the empty Redis (its first
+    // try may meet the checkpoint thread's stale connection).
+    eventually("A's checkpoint in the empty Redis", || {
+        c.redis
+            .cli(&["EXISTS", "ringtracker:checkpoint:{a}"])
+            .trim()
+            == "1"
+    });
+    // B restarts within the minute; nobody announces at A again.
+    let config = b.config.clone();
+    drop(b);
+    let b = Node::start_from(config);
+    eventually("B serves A's peer after its restart", || {
+        leechers(&b, hash(12)) >= 1
+    });
+    drop((a, b));
+}
+
+#[test]
 fn a_restarted_node_serves_the_others_peers_before_anyone_reannounces() {
     let mut c = Cluster::start("cluster-restart", &["a", "b"]);
     let (a, mut b) = (c.nodes.remove(0), c.nodes.remove(0));

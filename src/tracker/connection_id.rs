@@ -16,12 +16,19 @@ use siphasher::sip::SipHasher13;
 /// trackers should accept it for two.
 pub const CONNECTION_ID_LIFETIME: u32 = 120;
 
+/// How far ahead of this node's clock another node's may be (cluster
+/// mode): an id it issued "in the future" by up to this is accepted.
+pub const MAX_CLOCK_SKEW: u32 = 60;
+
 pub struct ConnectionIdIssuer {
     key: [u8; 16],
     /// Added to tracker time for the ids' clock: 0 alone (a per-process
     /// clock); in cluster mode the unix time the tracker clock started, so
     /// that nodes with one key agree on when an id was issued.
     clock_base: u32,
+    /// Seconds an id may seem issued in the future (another node's clock
+    /// ahead of ours); 0 for a per-process clock.
+    skew: u32,
 }
 
 /// A connection-id key from a secret shared by cluster nodes (at least 32
@@ -42,13 +49,20 @@ pub fn key_from_secret(secret: &[u8]) -> [u8; 16] {
 impl ConnectionIdIssuer {
     /// `key` must be random and secret; one per process is enough.
     pub fn new(key: [u8; 16]) -> Self {
-        ConnectionIdIssuer { key, clock_base: 0 }
+        ConnectionIdIssuer {
+            key,
+            clock_base: 0,
+            skew: 0,
+        }
     }
 
     /// Ids on a clock shared with other nodes: tracker time plus
-    /// `clock_base` (the unix time tracker time 0 stands for).
+    /// `clock_base` (the unix time tracker time 0 stands for). Clocks of
+    /// nodes differ a little: an id up to `MAX_CLOCK_SKEW` seconds in the
+    /// future is accepted.
     pub fn with_clock_base(mut self, clock_base: u32) -> Self {
         self.clock_base = clock_base;
+        self.skew = MAX_CLOCK_SKEW;
         self
     }
 
@@ -63,8 +77,11 @@ impl ConnectionIdIssuer {
     pub fn is_valid(&self, connection_id: u64, ip: IpAddr, now: u32) -> bool {
         let now = now.wrapping_add(self.clock_base);
         let issued_at = (connection_id >> 32) as u32;
-        // An id from the future (wrapping_sub huge) is as invalid as an old one.
-        if now.wrapping_sub(issued_at) > CONNECTION_ID_LIFETIME {
+        // An id from the future (wrapping_sub huge) is as invalid as an
+        // old one, unless another node's clock may be that far ahead.
+        if now.wrapping_sub(issued_at) > CONNECTION_ID_LIFETIME
+            && issued_at.wrapping_sub(now) > self.skew
+        {
             return false;
         }
         // One integer compare on the whole MAC: no early exit on the first
@@ -133,6 +150,10 @@ mod tests {
         let id = a.issue(ip, 600);
         assert!(b.is_valid(id, ip, 100 + 60));
         assert!(!b.is_valid(id, ip, 100 + 121));
+        // A's clock a few seconds (up to a minute) ahead of B's.
+        assert!(b.is_valid(id, ip, 100 - 5));
+        assert!(b.is_valid(id, ip, 100 - MAX_CLOCK_SKEW));
+        assert!(!b.is_valid(id, ip, 100 - MAX_CLOCK_SKEW - 1));
         let mut other = secret;
         other[31] ^= 1;
         assert_ne!(key_from_secret(&other), key_from_secret(&secret));

@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
@@ -159,6 +159,14 @@ pub fn delete(link: &mut Link, node: &str, generation: u64, parts: usize) -> Red
     Ok(())
 }
 
+/// What a catch-up loaded, and how many other nodes in the node set had
+/// no checkpoint to load (none written yet, expired, or refused).
+#[derive(Default)]
+pub struct LoadedAll {
+    pub loaded: Vec<Loaded>,
+    pub missing: usize,
+}
+
 /// A node's checkpoint as loaded.
 pub struct Loaded {
     pub node: String,
@@ -180,19 +188,23 @@ pub fn load_all(
     (now, unix_now): (u32, u64),
     mac: &ClusterMac,
     stats: &ClusterStats,
-) -> RedisResult<Vec<Loaded>> {
+) -> RedisResult<LoadedAll> {
     let mut members = redis::cmd("SRANDMEMBER");
     members.arg(NODES).arg(MAX_NODES);
     let nodes: Vec<String> = match link.query(&members)? {
         Value::Array(v) | Value::Set(v) => v.iter().filter_map(text).collect(),
         _ => Vec::new(),
     };
-    let mut loaded = Vec::new();
+    let mut all = LoadedAll::default();
     for node in nodes {
         let (stream_id, bytes) = match read(link, &node, mac)? {
             Ok(Some(found)) => found,
-            Ok(None) => continue,
+            Ok(None) => {
+                all.missing += usize::from(node != own);
+                continue;
+            }
             Err(why) => {
+                all.missing += usize::from(node != own);
                 stats.reject(Rejected::Checkpoint);
                 tracing::warn!("cluster: checkpoint of node {node:?} skipped: {why}");
                 continue;
@@ -207,16 +219,19 @@ pub fn load_all(
                     Origin::Remote
                 };
                 let stats = s.restore_as(tracker, now, unix_now, Some(origin));
-                loaded.push(Loaded {
+                all.loaded.push(Loaded {
                     node,
                     stream_id,
                     stats,
                 });
             }
-            Err(e) => tracing::warn!("cluster: {e}; skipped"),
+            Err(e) => {
+                all.missing += 1;
+                tracing::warn!("cluster: {e}; skipped");
+            }
         }
     }
-    Ok(loaded)
+    Ok(all)
 }
 
 /// A node's checkpoint: its stream id and bytes (`Ok(None)` if there is
@@ -306,34 +321,43 @@ pub(super) struct CheckpointWriter {
     pub(super) mac: ClusterMac,
 }
 
+/// Retries of a checkpoint that failed: from this, doubling up to the max.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 impl CheckpointWriter {
+    /// Write a checkpoint at every request (the position the sync thread
+    /// has read to). One that fails on a connection that went stale (Redis
+    /// restarted) is written again at once on a new connection; one that
+    /// fails again is retried with backoff until it is written or a newer
+    /// request replaces it, not left for the next interval.
     pub(super) fn run(self, requests: Receiver<String>) {
         let mut link: Option<Link> = None;
         // Generation numbers from the clock: a restarted node never
         // reuses one its previous run may have left.
         let mut generation = unix_ms();
         let mut written: VecDeque<(u64, usize)> = VecDeque::new();
-        while let Ok(position) = requests.recv() {
-            if link.is_none() {
-                link = Link::connect(&self.config, Duration::ZERO).ok();
-            }
-            let Some(l) = &mut link else {
-                ClusterStats::add(&self.stats.checkpoint_failures, 1);
-                continue;
+        let mut retry: Option<(String, Duration)> = None;
+        let mut failing = false;
+        loop {
+            let position = match &retry {
+                None => requests.recv().ok(),
+                Some((position, wait)) => match requests.recv_timeout(*wait) {
+                    Ok(newer) => Some(newer),
+                    Err(RecvTimeoutError::Timeout) => Some(position.clone()),
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(position) = position else {
+                return;
             };
             generation += 1;
-            let at = (self.started.elapsed().as_secs() as u32, unix_now());
-            match write(
-                l,
-                &self.tracker,
-                &self.node,
-                &position,
-                generation,
-                self.ttl,
-                at,
-                &self.mac,
-            ) {
+            match self.write_fresh(&mut link, &position, generation) {
                 Ok((stats, parts)) => {
+                    retry = None;
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("cluster: checkpoints written again");
+                    }
                     ClusterStats::add(&self.stats.checkpoints_written, 1);
                     self.stats
                         .remote_peers
@@ -341,16 +365,57 @@ impl CheckpointWriter {
                     written.push_back((generation, parts));
                     if written.len() > 2
                         && let Some((old, parts)) = written.pop_front()
+                        && let Some(l) = &mut link
                     {
                         let _ = delete(l, &self.node, old, parts);
                     }
                 }
                 Err(e) => {
                     ClusterStats::add(&self.stats.checkpoint_failures, 1);
-                    tracing::warn!("cluster: checkpoint not written: {e}");
-                    link = None;
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!("cluster: checkpoint not written ({e}); retrying");
+                    }
+                    let wait = retry.map_or(RETRY_MIN, |(_, w)| (w * 2).min(RETRY_MAX));
+                    retry = Some((position, wait));
                 }
             }
         }
+    }
+
+    /// Write on the connection kept (connecting if there is none); if that
+    /// fails, once more on a new connection.
+    fn write_fresh(
+        &self,
+        link: &mut Option<Link>,
+        position: &str,
+        generation: u64,
+    ) -> io::Result<(SnapshotStats, usize)> {
+        let mut last = io::Error::other("no connection");
+        for _ in 0..2 {
+            if link.is_none() {
+                *link = Link::connect(&self.config, Duration::ZERO).ok();
+            }
+            let Some(l) = link else {
+                continue;
+            };
+            let at = (self.started.elapsed().as_secs() as u32, unix_now());
+            match write(
+                l,
+                &self.tracker,
+                &self.node,
+                position,
+                generation,
+                self.ttl,
+                at,
+                &self.mac,
+            ) {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    last = e;
+                    *link = None;
+                }
+            }
+        }
+        Err(last)
     }
 }

@@ -466,13 +466,13 @@ impl Sync {
         self.next_catch_up = Instant::now() + CATCH_UP_EVERY;
         let loaded =
             checkpoint::load_all(link, &self.tracker, &self.node, at, &self.mac, &self.stats);
-        let loaded = match loaded {
-            Ok(loaded) => loaded,
+        let all = match loaded {
+            Ok(all) => all,
             Err(e) => return self.down(&e),
         };
         self.caught_up = true;
         let (mut peers, mut oldest) = (0, None::<(u64, u64)>);
-        for l in &loaded {
+        for l in &all.loaded {
             peers += l.stats.peers;
             let upto = id_key(&l.stream_id);
             oldest = Some(oldest.map_or(upto, |o| o.min(upto)));
@@ -480,13 +480,23 @@ impl Sync {
                 self.loaded_to.insert(l.node.clone(), upto);
             }
         }
-        ClusterStats::add(&self.stats.checkpoints_loaded, loaded.len() as u64);
-        if start && let Some((ms, seq)) = oldest {
-            self.position = format!("{ms}-{seq}");
+        ClusterStats::add(&self.stats.checkpoints_loaded, all.loaded.len() as u64);
+        if start {
+            // A node without a checkpoint here (Redis restarted empty, its
+            // checkpoint not yet written) is read from the stream's start:
+            // what it wrote before the oldest checkpoint's id counts too.
+            self.position = match oldest {
+                Some((ms, seq)) if all.missing == 0 => format!("{ms}-{seq}"),
+                _ => "0-0".into(),
+            };
+            // Its checkpoint may be on its way (written at its reconnect):
+            // look once more, `CATCH_UP_EVERY` from now.
+            self.catch_up_due = all.missing > 0;
         }
         tracing::info!(
-            "cluster: loaded {} checkpoint(s), {peers} peers; reading the stream from {}",
-            loaded.len(),
+            "cluster: loaded {} checkpoint(s), {peers} peers ({} node(s) without one); reading the stream from {}",
+            all.loaded.len(),
+            all.missing,
             self.position
         );
     }
