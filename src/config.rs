@@ -1005,10 +1005,10 @@ node = ""
 # Most peers (distinct peer ids) of one user in one torrent; a further one
 # is refused until one stops or times out (0: no cap; 0 to 1000).
 max_peers_per_user_torrent = {max_peers_per_user_torrent}
-# With a database, credits (one per user and torrent that moved) kept in
-# memory while it is down; past this many they are cut into a batch and
-# spilled to the `ledger` journal, to be sent when it is back (1 to
-# 100000000).
+# With a database, credits (one per user and torrent that moved) and ended
+# sessions kept in memory while it is down; past this many they are cut
+# into a batch and spilled to the `ledger` journal, to be sent when it is
+# back (1 to 100000000).
 max_pending_credits = {max_pending_credits}
 # Bytes a second one client session may plausibly move each way (1 to
 # 2^50; default 1 GiB/s). A reported increase is credited up to the

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::mariadb::MariaDb;
-use common::tracker::{Started, http_get, metrics_addr, signal, start_with_config};
+use common::tracker::{Started, http_get, metrics_addr, signal, start_with_config, wait_for_line};
 use common::{Client, fresh_dir};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -712,4 +712,50 @@ fn a_site_view_with_bad_rows_serves_the_good_ones_and_withdraws_the_bad() {
         &peer(&t, "goodKey0123456789", hash(10), 1).http("", 0, 0, 5)
     ));
     assert!(refused("blankKey0123456789", 2));
+}
+
+#[test]
+fn an_old_rt_batches_waits_for_its_migration_and_a_lost_journal_s_successor_is_credited() {
+    let site = Site::start("db-epoch");
+    site.user(1, SEEDER_KEY, "");
+    site.torrent(10, hash(10), "");
+    // rt_batches as made before journal epochs, with a batch 1 of another
+    // journal of this node in it.
+    site.db.sql(
+        "DROP TABLE rt_batches;\
+         CREATE TABLE rt_batches (node VARCHAR(64) NOT NULL, batch BIGINT UNSIGNED NOT NULL, \
+           applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (node, batch));\
+         INSERT INTO rt_batches (node, batch) VALUES ('test-node', 1)",
+    );
+    let mut t = site.tracker("");
+    let p = peer(&t, SEEDER_KEY, hash(10), 1);
+    assert!(served(&p.http("started", 0, 0, 0)));
+    assert!(served(&p.http("", 500, 0, 0)));
+    wait_for_line(&mut t.stderr, "rt_batches has no epoch column");
+    // The operator runs the migration; the credits waiting flow, and the
+    // old batch 1 (epoch 0) is not taken for this journal's batch 1.
+    let migration = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/schema/mysql-epoch.sql"),
+    )
+    .unwrap();
+    site.db.sql(&migration);
+    until("the first journal's credit", || {
+        site.credits(1, 10)[2] == 500
+    });
+    common::tracker::stop_with(&mut t.child, "-TERM");
+    drop(t);
+    // The journal is lost: the next one numbers its batches from 1 again,
+    // under an epoch of its own, and is credited.
+    std::fs::remove_file(site.dir.join("credits.journal")).unwrap();
+    let t = site.tracker("");
+    let p = peer(&t, SEEDER_KEY, hash(10), 2);
+    assert!(served(&p.http("started", 0, 0, 0)));
+    assert!(served(&p.http("", 300, 0, 0)));
+    until("the second journal's credit", || {
+        site.credits(1, 10)[2] == 800
+    });
+    let epochs = site
+        .db
+        .sql("SELECT COUNT(DISTINCT epoch) FROM rt_batches WHERE node = 'test-node'");
+    assert_eq!(epochs.trim(), "3", "the old rows' and two journals'");
 }

@@ -51,9 +51,14 @@ CREATE TABLE IF NOT EXISTS rt_credits (
 -- The exactly-once record: a batch is applied in the transaction that
 -- inserts its row here, so a batch sent again (its commit's outcome was
 -- unknown, or the tracker restarted) finds its row and changes nothing.
+-- `epoch` is the credit journal's (random, drawn when the journal is
+-- made): batch numbers of two journals (a lost one and its successor, two
+-- trackers with one node name) never meet. Tables made before it:
+-- contrib/schema/mysql-epoch.sql.
 CREATE TABLE IF NOT EXISTS rt_batches (
     node VARCHAR(64) NOT NULL,
+    epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,
     batch BIGINT UNSIGNED NOT NULL,
     applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-    PRIMARY KEY (node, batch)
+    PRIMARY KEY (node, epoch, batch)
 ) ENGINE = InnoDB;

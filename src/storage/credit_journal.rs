@@ -42,6 +42,11 @@ use crate::tracker::ledger::{Batch, Cut, SessionKey, SessionState, TransferLedge
 const MAGIC: &[u8; 8] = b"RTCREDJ1";
 const KIND_BASE: u8 = 1;
 const KIND_CUT: u8 = 2;
+/// The journal's epoch: a random number drawn when the journal is made,
+/// kept by every rewrite. `rt_batches` rows carry it, so the batch numbers
+/// of two journals (a lost one and its successor, or two trackers with
+/// one node name) never meet. A journal from before epochs has none: 0.
+const KIND_EPOCH: u8 = 3;
 /// The journal is rewritten once it is this long (or four times its base).
 pub const COMPACT_BYTES: u64 = 64 << 20;
 
@@ -59,6 +64,8 @@ pub struct Replay {
     /// it has applied).
     pub batches: Vec<JournaledBatch>,
     pub next_batch: u64,
+    /// The journal's epoch (0: made before epochs).
+    pub epoch: u64,
     /// Sessions the ledger follows after the replay.
     pub sessions: usize,
     /// Bytes of a record that did not check out, cut off the end.
@@ -70,6 +77,7 @@ pub struct CreditJournal {
     file: File,
     len: u64,
     base_len: u64,
+    epoch: u64,
 }
 
 impl CreditJournal {
@@ -88,10 +96,14 @@ impl CreditJournal {
             .create(true)
             .truncate(false)
             .open(path)?;
-        let size = file.metadata()?.len();
+        let mut size = file.metadata()?.len();
         if size == 0 {
-            file.write_all(MAGIC)?;
+            let mut start = MAGIC.to_vec();
+            let epoch = rand::random::<u64>().max(1);
+            framed(&mut start, |body| epoch_body(body, unix_now, epoch))?;
+            file.write_all(&start)?;
             file.sync_all()?;
+            size = start.len() as u64;
         }
         ledger.reset();
         let (found, good_len) = replay(&mut file, ledger, now, unix_now)?;
@@ -107,16 +119,19 @@ impl CreditJournal {
             file,
             len: good_len,
             base_len: 0,
+            epoch: found.epoch,
         };
         Ok((journal, found))
     }
 
-    pub fn len(&self) -> u64 {
+    /// The journal's length in bytes.
+    pub fn bytes(&self) -> u64 {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len <= MAGIC.len() as u64
+    /// The journal's epoch (0: a journal made before epochs).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Append a cut (with its batch, if it has credits) and sync. Returns
@@ -160,6 +175,7 @@ impl CreditJournal {
         let tmp = super::snapshot::sibling(&self.path, "tmp");
         let mut out = File::create(&tmp)?;
         let mut bytes = MAGIC.to_vec();
+        framed(&mut bytes, |body| epoch_body(body, unix, self.epoch))?;
         framed(&mut bytes, |body| {
             body.push(KIND_BASE);
             body.extend_from_slice(&unix.to_le_bytes());
@@ -229,6 +245,12 @@ fn framed(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> io::Result<()>
     Ok(())
 }
 
+fn epoch_body(body: &mut Vec<u8>, unix: u64, epoch: u64) {
+    body.push(KIND_EPOCH);
+    body.extend_from_slice(&unix.to_le_bytes());
+    body.extend_from_slice(&epoch.to_le_bytes());
+}
+
 fn cut_body(body: &mut Vec<u8>, unix: u64, batch: Option<&Batch>, cut: &Cut) {
     body.push(KIND_CUT);
     body.extend_from_slice(&unix.to_le_bytes());
@@ -273,6 +295,7 @@ fn read_record(r: &mut impl Read, left: u64) -> io::Result<Option<Vec<u8>>> {
 }
 
 enum Entry {
+    Epoch(u64),
     Base {
         next_batch: u64,
         sessions: Vec<SessionState>,
@@ -291,6 +314,7 @@ fn parse(body: &[u8]) -> Result<Entry, (usize, &'static str)> {
     let kind = r.u8()?;
     let _unix = r.u64()?;
     let entry = match kind {
+        KIND_EPOCH => Entry::Epoch(r.u64()?),
         KIND_BASE => {
             let next_batch = r.u64()?;
             Entry::Base {
@@ -400,6 +424,7 @@ fn replay(
             ledger.import_session(SessionState { age, ..s }, now);
         };
         match entry {
+            Entry::Epoch(epoch) => out.epoch = epoch,
             Entry::Base {
                 next_batch,
                 sessions,
@@ -477,7 +502,7 @@ mod tests {
         let path = d.join("credits.journal");
         let l = ledger();
         let (mut j, replay) = CreditJournal::open(&path, &l, 0, 1000).unwrap();
-        assert!(replay.batches.is_empty() && j.is_empty());
+        assert!(replay.batches.is_empty() && replay.sessions == 0);
         l.record(&report(1, Event::Started, 0), 0).unwrap();
         l.record(&report(1, Event::None, 100), 10).unwrap();
         l.record(&report(2, Event::Started, 0), 10).unwrap();
@@ -512,6 +537,41 @@ mod tests {
         after.record(&report(1, Event::None, 400), 5).unwrap();
         let again = after.cut(5, false);
         assert_eq!(again.transfers[0].credit.uploaded, 250);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_epoch_is_drawn_once_and_kept_by_rewrites_and_a_legacy_journal_has_none() {
+        let d = dir("epoch");
+        let path = d.join("credits.journal");
+        let l = ledger();
+        let (mut j, replay) = CreditJournal::open(&path, &l, 0, 1000).unwrap();
+        let epoch = j.epoch();
+        assert!(epoch != 0 && replay.epoch == epoch);
+        let cut = l.cut(0, true);
+        j.compact(1000, 1, &cut, &[], None).unwrap();
+        drop(j);
+        let (j, replay) = CreditJournal::open(&path, &ledger(), 0, 1000).unwrap();
+        assert_eq!((j.epoch(), replay.epoch), (epoch, epoch));
+        // Another journal, another epoch.
+        let other = d.join("other.journal");
+        assert_ne!(
+            CreditJournal::open(&other, &ledger(), 0, 1000)
+                .unwrap()
+                .0
+                .epoch(),
+            epoch
+        );
+        // A journal made before epochs: the header alone.
+        let legacy = d.join("legacy.journal");
+        fs::write(&legacy, MAGIC).unwrap();
+        assert_eq!(
+            CreditJournal::open(&legacy, &ledger(), 0, 1000)
+                .unwrap()
+                .0
+                .epoch(),
+            0
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -560,13 +620,13 @@ mod tests {
             transfers: cut.transfers.clone(),
         };
         let at1 = j.append(1000, Some(&b1), &cut).unwrap();
-        let good = j.len();
+        let good = j.bytes();
         drop(j);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
         let (mut j, replay) = CreditJournal::open(&path, &ledger(), 0, 1000).unwrap();
-        assert_eq!((replay.cut_off, j.len()), (6, good));
+        assert_eq!((replay.cut_off, j.bytes()), (6, good));
         // Batch 1 is still to apply; a compaction with batch 2 keeps both.
         l.record(&report(3, Event::Started, 5), 1).unwrap();
         let cut = l.cut(1, true);

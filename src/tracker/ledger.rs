@@ -682,14 +682,24 @@ impl TransferLedger {
             .iter()
             .map(|b| b.transfers.len())
             .sum();
-        self.pending_len() + sealed
+        let pending: usize = self
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).pending.len())
+            .sum();
+        pending + sealed
     }
 
-    /// Pending credits, not yet sealed or cut.
+    /// Pending credits, not yet sealed or cut, and ended sessions kept
+    /// for the next cut: what a cut takes out of memory, so what the spill
+    /// bound (`max_pending_credits`) counts.
     pub fn pending_len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).pending.len())
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.pending.len() + s.removed.len()
+            })
             .sum()
     }
 
@@ -797,6 +807,21 @@ mod tests {
         // A plausible client is untouched.
         l.take(&report(Event::None, 2005, (1 << 50) + 4000), 60);
         assert_eq!(pending_for(&l), (2000, 0));
+    }
+
+    #[test]
+    fn ended_sessions_count_toward_what_a_cut_takes() {
+        let l = TransferLedger::new(LedgerRules {
+            cuts: true,
+            ..LedgerRules::default()
+        });
+        l.take(&report(Event::Started, 0, 0), 0);
+        l.take(&report(Event::Stopped, 0, 0), 1);
+        // No credit moved, but the ended session waits for the next cut.
+        assert_eq!((l.pending_len(), l.pending_credits()), (1, 0));
+        let cut = l.cut(2, false);
+        assert_eq!(cut.removed.len(), 1);
+        assert_eq!(l.pending_len(), 0);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct CreditWriter {
     refused: Vec<Queued>,
     /// The last batch tried was refused (logged once until one applies).
     refusing: bool,
+    /// rt_batches lacks the epoch column (logged once until migrated).
+    schema_outdated: bool,
     in_memory: usize,
     next_batch: u64,
     /// Whether this connection learnt which batches the database has.
@@ -75,6 +77,7 @@ impl CreditWriter {
             queue,
             refused: Vec::new(),
             refusing: false,
+            schema_outdated: false,
             in_memory: 0,
             next_batch: replay.next_batch,
             reconciled: false,
@@ -177,14 +180,14 @@ impl CreditWriter {
     /// refuses is set aside; an error of the connection ends the flush.
     pub fn flush(&mut self, conn: &mut Conn, stats: &DatabaseStats) -> Result<(), mysql::Error> {
         let started = Instant::now();
-        if !self.reconciled {
-            self.reconcile(conn, stats)?;
+        if !self.reconciled && !self.reconcile(conn, stats)? {
+            return Ok(());
         }
         while let Some(front) = self.queue.front() {
             let applied = match &front.batch {
-                Some(b) => apply(conn, &self.node, b),
+                Some(b) => apply(conn, (&self.node, self.journal.epoch()), b),
                 None => match self.journal.read_batch(front.at.offset) {
-                    Ok(spilled) => apply(conn, &self.node, &spilled),
+                    Ok(spilled) => apply(conn, (&self.node, self.journal.epoch()), &spilled),
                     Err(e) => Err(mysql::Error::IoError(e)),
                 },
             };
@@ -226,14 +229,29 @@ impl CreditWriter {
     /// with the rest, and those the database has applied before (their
     /// commit got through but its answer did not, or the tracker
     /// restarted) are not sent again; new ones are numbered after them.
-    fn reconcile(&mut self, conn: &mut Conn, stats: &DatabaseStats) -> Result<(), mysql::Error> {
-        let last: u64 = conn
-            .exec_first(sql::LAST_BATCH, (self.node.as_str(),))?
-            .unwrap_or(0);
+    /// Every question is of this journal's epoch: another journal's batch
+    /// numbers are never taken for ours. False: rt_batches has no epoch
+    /// column yet (credits wait).
+    fn reconcile(&mut self, conn: &mut Conn, stats: &DatabaseStats) -> Result<bool, mysql::Error> {
+        let epoch = self.journal.epoch();
+        let last: u64 = match conn.exec_first(sql::LAST_BATCH, (self.node.as_str(), epoch)) {
+            Ok(last) => last.unwrap_or(0),
+            Err(mysql::Error::MySqlError(e)) if e.code == sql::UNKNOWN_COLUMN => {
+                // Credits wait in the journal until the table is migrated.
+                if !std::mem::replace(&mut self.schema_outdated, true) {
+                    tracing::error!(
+                        "database: rt_batches has no epoch column ({e}); run contrib/schema/mysql-epoch.sql \
+                         once. Credits wait in the journal until then"
+                    );
+                }
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         let mut queue: Vec<Queued> = self.refused.drain(..).chain(self.queue.drain(..)).collect();
         queue.sort_by_key(|q| q.at.id);
         if let (Some(first), Some(end)) = (queue.first(), queue.last()) {
-            let range = (self.node.as_str(), first.at.id, end.at.id.min(last));
+            let range = (self.node.as_str(), epoch, first.at.id, end.at.id.min(last));
             let applied: std::collections::HashSet<u64> = conn
                 .exec(sql::APPLIED_BATCHES, range)?
                 .into_iter()
@@ -251,7 +269,10 @@ impl CreditWriter {
         }
         self.next_batch = self.next_batch.max(last.saturating_add(1));
         self.reconciled = true;
-        Ok(())
+        if std::mem::take(&mut self.schema_outdated) {
+            tracing::info!("database: rt_batches has its epoch column; credits flow");
+        }
+        Ok(true)
     }
 
     /// The front batch was refused: keep it aside, in the journal.
@@ -289,10 +310,11 @@ fn refused(e: &mysql::Error) -> bool {
     matches!(e, mysql::Error::MySqlError(e) if !PASSING.contains(&e.code))
 }
 
-/// One batch in one transaction. False: `rt_batches` already had it.
-fn apply(conn: &mut Conn, node: &str, batch: &Batch) -> Result<bool, mysql::Error> {
+/// One batch of a journal (`node`, its epoch) in one transaction. False:
+/// `rt_batches` already had it.
+fn apply(conn: &mut Conn, (node, epoch): (&str, u64), batch: &Batch) -> Result<bool, mysql::Error> {
     let mut tx = conn.start_transaction(TxOpts::default())?;
-    tx.exec_drop(sql::CLAIM_BATCH, (node, batch.id))?;
+    tx.exec_drop(sql::CLAIM_BATCH, (node, epoch, batch.id))?;
     if tx.affected_rows() == 0 {
         tx.rollback()?;
         return Ok(false);

@@ -169,12 +169,17 @@ fn bytes(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
-/// Claims a batch number for this node; 0 rows affected: applied before.
+/// Claims a batch number of this node's journal (its epoch); 0 rows
+/// affected: applied before.
 pub const CLAIM_BATCH: &str =
-    "INSERT IGNORE INTO rt_batches (node, batch, applied_at) VALUES (?, ?, NOW(6))";
+    "INSERT IGNORE INTO rt_batches (node, epoch, batch, applied_at) VALUES (?, ?, ?, NOW(6))";
 
-/// The highest batch number this node has applied (0: none).
-pub const LAST_BATCH: &str = "SELECT COALESCE(MAX(batch), 0) FROM rt_batches WHERE node = ?";
+/// The highest batch number this node's journal has applied (0: none).
+pub const LAST_BATCH: &str =
+    "SELECT COALESCE(MAX(batch), 0) FROM rt_batches WHERE node = ? AND epoch = ?";
+
+/// MariaDB's and MySQL's "unknown column": an rt_batches without `epoch`.
+pub const UNKNOWN_COLUMN: u16 = 1054;
 
 /// The columns a credit adds to, and the most each holds.
 const SUMMED: [(&str, u64); 6] = [
@@ -188,7 +193,7 @@ const SUMMED: [(&str, u64); 6] = [
 
 /// Which batches of this node in a range it has applied.
 pub const APPLIED_BATCHES: &str =
-    "SELECT batch FROM rt_batches WHERE node = ? AND batch BETWEEN ? AND ?";
+    "SELECT batch FROM rt_batches WHERE node = ? AND epoch = ? AND batch BETWEEN ? AND ?";
 
 /// One statement adding `transfers` to `rt_credits`, with its parameters.
 /// Credits without the site's ids (from a passkey file) are left out.
