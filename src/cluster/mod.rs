@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod follow;
 pub mod mac;
 pub mod message;
 pub mod stats;

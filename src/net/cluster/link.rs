@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::{Cmd, RedisResult, Value};
 
+use crate::cluster::follow::{StreamEnds, StreamId};
 use crate::config::ClusterConfig;
 
 /// How long a connection attempt may take.
@@ -91,14 +92,14 @@ pub fn xadd(link: &mut Link, message: &[u8], keep: u64) -> RedisResult<String> {
 
 /// One stream entry: its id and its `m` field (None if it has none).
 pub struct Entry {
-    pub id: String,
+    pub id: StreamId,
     pub message: Option<Vec<u8>>,
 }
 
 /// `XREAD COUNT count BLOCK block_ms STREAMS STREAM after`.
 pub fn xread(
     link: &mut Link,
-    after: &str,
+    after: StreamId,
     count: usize,
     block: Duration,
 ) -> RedisResult<Vec<Entry>> {
@@ -109,7 +110,7 @@ pub fn xread(
         .arg(block.as_millis().max(1) as u64)
         .arg("STREAMS")
         .arg(STREAM)
-        .arg(after);
+        .arg(after.to_string());
     let reply = link.query(&cmd)?;
     let mut entries = Vec::new();
     // [[key, [[id, [field, value, ...]], ...]]] (RESP2), or a map (RESP3).
@@ -146,8 +147,8 @@ fn entry(v: Value) -> Option<Entry> {
     }
     let fields = parts.pop()?;
     let id = match parts.pop()? {
-        Value::BulkString(b) => String::from_utf8(b).ok()?,
-        Value::SimpleString(s) => s,
+        Value::BulkString(b) => StreamId::parse(std::str::from_utf8(&b).ok()?),
+        Value::SimpleString(s) => StreamId::parse(&s),
         _ => return None,
     };
     let mut message = None;
@@ -162,21 +163,6 @@ fn entry(v: Value) -> Option<Entry> {
         }
     }
     Some(Entry { id, message })
-}
-
-/// What `XINFO STREAM` says about the stream's ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamEnds {
-    /// The last id ever generated ("0-0" for a new stream).
-    pub last_generated: String,
-    /// The largest id deleted away ("0-0": none; Redis 7.0 leaves it at
-    /// 0-0 when trimming).
-    pub max_deleted: String,
-    /// Entries in the stream now, and ever added.
-    pub length: u64,
-    pub entries_added: u64,
-    /// The id of the first entry in the stream ("0-0" when empty).
-    pub first: String,
 }
 
 /// `XINFO STREAM STREAM`, or None if the stream does not exist.
@@ -206,23 +192,23 @@ pub fn stream_ends(link: &mut Link) -> RedisResult<Option<StreamEnds>> {
         other => text(other).parse().unwrap_or(0),
     };
     let mut ends = StreamEnds {
-        last_generated: "0-0".into(),
-        max_deleted: "0-0".into(),
+        last_generated: StreamId::default(),
+        max_deleted: StreamId::default(),
         length: 0,
         entries_added: 0,
-        first: "0-0".into(),
+        first: StreamId::default(),
     };
     for (k, v) in &pairs {
         match text(k).as_str() {
-            "last-generated-id" => ends.last_generated = text(v),
-            "max-deleted-entry-id" => ends.max_deleted = text(v),
+            "last-generated-id" => ends.last_generated = StreamId::parse(&text(v)),
+            "max-deleted-entry-id" => ends.max_deleted = StreamId::parse(&text(v)),
             "length" => ends.length = number(v),
             "entries-added" => ends.entries_added = number(v),
             "first-entry" => {
                 if let Value::Array(e) = v
                     && let Some(id) = e.first()
                 {
-                    ends.first = text(id);
+                    ends.first = StreamId::parse(&text(id));
                 }
             }
             _ => {}
@@ -237,23 +223,4 @@ fn unexpected(what: &str, v: &Value) -> redis::RedisError {
         "unexpected reply",
         format!("{what}: {v:?}"),
     ))
-}
-
-/// Stream ids compare as (milliseconds, sequence).
-pub fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids_order_numerically() {
-        assert!(id_key("1700000000000-10") > id_key("1700000000000-9"));
-        assert!(id_key("1700000000001-0") > id_key("1700000000000-99"));
-        assert_eq!(id_key("0-0"), (0, 0));
-        assert_eq!(id_key("$"), (0, 0));
-    }
 }

@@ -16,7 +16,7 @@
 pub mod checkpoint;
 pub mod link;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +24,14 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use link::{Link, id_key};
+use link::Link;
 
 use crate::cluster::apply::{RemoteOutcome, apply_remote};
+use crate::cluster::follow::{
+    EndsOutcome, EntryOutcome, LoadedCheckpoint, StreamFollower, StreamId,
+};
 use crate::cluster::mac::ClusterMac;
-use crate::cluster::message::{Message, MessageBuilder, MessageError};
+use crate::cluster::message::MessageBuilder;
 use crate::cluster::stats::{ClusterStats, Rejected};
 use crate::config::ClusterConfig;
 use crate::engine::outbox::OutboxReader;
@@ -52,12 +55,7 @@ const MAX_UNSENT_BYTES: usize = 64 << 20;
 const READ_COUNT: usize = 256;
 /// How often the stream's ends are checked for a gap.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
-/// The least time between two catch-ups a gap asks for: a stream of
-/// forged or replayed numbers must not make every message reload every
-/// checkpoint.
-const CATCH_UP_EVERY: Duration = Duration::from_secs(10);
-/// Nodes whose checkpoints a catch-up reads at most.
-pub(crate) const MAX_NODES: usize = 1024;
+pub(crate) use crate::cluster::follow::MAX_NODES;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -138,26 +136,16 @@ struct Sync {
     builder: MessageBuilder,
     unsent: VecDeque<(Vec<u8>, u32)>,
     unsent_bytes: usize,
-    /// The last stream id read.
-    position: String,
+    /// Where the stream is read to, and what is applied (sans I/O).
+    follower: StreamFollower,
     /// `CHECKPOINT_EVERY`, or what the test hook
     /// `RINGTRACKER_TEST_CHECKPOINT_SECS` says.
     checkpoint_every: Duration,
-    /// Per node: its entries up to this id are in the checkpoint loaded.
-    loaded_to: HashMap<String, (u64, u64)>,
-    /// Nodes seen on the stream (for the trimming length), bounded.
-    nodes_seen: HashMap<String, Instant>,
     /// A moving average of the messages' sizes (for the trimming length).
     message_bytes: u64,
     /// This run's id and the next message's number (`cluster::message`).
     run: u64,
     next_seq: u64,
-    /// Per node: the run and number of its last message read here.
-    last_seq: HashMap<String, (u64, u64)>,
-    caught_up: bool,
-    /// A gap was seen: catch up once `next_catch_up` comes.
-    catch_up_due: bool,
-    next_catch_up: Instant,
     was_up: bool,
     down_since: Option<Instant>,
     backoff: Duration,
@@ -177,7 +165,7 @@ impl Sync {
             .map_or(CHECKPOINT_EVERY, Duration::from_secs);
         Sync {
             config: setup.config,
-            node: setup.node,
+            node: setup.node.clone(),
             tracker: setup.tracker,
             outboxes: setup.outboxes,
             started: setup.started,
@@ -188,17 +176,11 @@ impl Sync {
             builder: MessageBuilder::new(),
             unsent: VecDeque::new(),
             unsent_bytes: 0,
-            position: "0-0".into(),
+            follower: StreamFollower::new(setup.node.clone(), now),
             checkpoint_every,
-            loaded_to: HashMap::new(),
-            nodes_seen: HashMap::new(),
             message_bytes: 4096,
             run: rand::random(),
             next_seq: 0,
-            last_seq: HashMap::new(),
-            caught_up: false,
-            catch_up_due: false,
-            next_catch_up: now,
             was_up: false,
             down_since: Some(now),
             backoff: MIN_BACKOFF,
@@ -228,7 +210,7 @@ impl Sync {
             }
             if stopping {
                 if self.link.is_some() {
-                    let _ = self.checkpoints.send(self.position.clone());
+                    let _ = self.checkpoints.send(self.follower.position().to_string());
                 }
                 return;
             }
@@ -248,7 +230,7 @@ impl Sync {
                 self.next_checkpoint = now + self.checkpoint_every;
                 self.request_checkpoint();
             }
-            if self.catch_up_due && now >= self.next_catch_up {
+            if self.follower.catch_up_due(now) {
                 self.catch_up(false);
             }
             let wait = self.next_flush.saturating_duration_since(Instant::now());
@@ -314,7 +296,7 @@ impl Sync {
     /// messages the size of ours.
     fn stream_length(&self) -> u64 {
         let per_node = RETENTION.as_millis() as u64 / self.config.flush_interval_ms.max(1);
-        let by_time = per_node * (self.nodes_seen.len() as u64 + 1);
+        let by_time = per_node * (self.follower.nodes_seen() as u64 + 1);
         by_time
             .min(STREAM_BUDGET / self.message_bytes.max(1))
             .max(16)
@@ -347,7 +329,7 @@ impl Sync {
             tracing::info!("cluster: node {} connected to the engine", self.node);
         }
         self.was_up = true;
-        if !self.caught_up {
+        if !self.follower.caught_up() {
             self.catch_up(true);
         }
         self.check_stream();
@@ -372,52 +354,32 @@ impl Sync {
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
-    /// Wait up to `wait` for entries after `position` and apply them.
+    /// Wait up to `wait` for entries after the position and apply them.
     fn read(&mut self, wait: Duration) {
         let Some(link) = &mut self.link else {
             return;
         };
-        let entries = match link::xread(link, &self.position, READ_COUNT, wait) {
+        let after = self.follower.position();
+        let entries = match link::xread(link, after, READ_COUNT, wait) {
             Ok(entries) => entries,
             Err(e) => return self.down(&e),
         };
         for entry in entries {
             self.apply_entry(&entry);
-            self.position = entry.id;
         }
     }
 
     fn apply_entry(&mut self, entry: &link::Entry) {
         let bytes = entry.message.as_deref().unwrap_or(&[]);
-        let message = match Message::parse(bytes, &self.mac) {
-            Ok(m) => m,
-            Err(e) => return self.reject(entry, &e.to_string(), rejected(e)),
-        };
-        if message.node == self.node {
-            return;
-        }
-        let seen = self.last_seq.get(message.node).copied();
-        if seen.is_some_and(|(run, seq)| run == message.run && message.seq <= seq) {
-            return self.reject(entry, "a message read before", Rejected::Replayed);
-        }
-        if self.last_seq.len() < MAX_NODES || seen.is_some() {
-            self.last_seq
-                .insert(message.node.to_string(), (message.run, message.seq));
-        }
-        let gap = seen.is_some_and(|(run, seq)| {
-            run == message.run && Some(message.seq) != seq.checked_add(1)
-        });
-        if self.nodes_seen.len() < MAX_NODES || self.nodes_seen.contains_key(message.node) {
-            self.nodes_seen
-                .insert(message.node.to_string(), Instant::now());
-        }
-        if self
-            .loaded_to
-            .get(message.node)
-            .is_some_and(|&upto| id_key(&entry.id) <= upto)
+        let gap_before = self.follower.gap_pending();
+        let message = match self
+            .follower
+            .entry(entry.id, bytes, &self.mac, Instant::now())
         {
-            return;
-        }
+            EntryOutcome::Apply(m) => m,
+            EntryOutcome::Skip => return,
+            EntryOutcome::Rejected(reason, why) => return self.reject(entry, &why, reason),
+        };
         let (now, _) = self.tracker_now();
         let (mut applied, mut ignored) = (0, 0);
         for change in message.changes() {
@@ -432,14 +394,12 @@ impl Sync {
         ClusterStats::add(&s.changes_ignored, ignored);
         ClusterStats::add(&s.bytes_in, bytes.len() as u64);
         s.record_lag(unix_ms().saturating_sub(message.created_ms));
-        if gap && !self.catch_up_due {
+        if !gap_before && self.follower.gap_pending() {
             ClusterStats::add(&self.stats.resyncs, 1);
             tracing::warn!(
                 "cluster: missed messages of node {} (trimmed from the stream before they were read, or lost); catching up from checkpoints",
                 message.node
             );
-            // At most one catch-up per CATCH_UP_EVERY, however many gaps.
-            self.catch_up_due = true;
         }
     }
 
@@ -455,49 +415,39 @@ impl Sync {
     }
 
     /// Load every node's checkpoint; at the first catch-up (`start`) the
-    /// stream is then read from the oldest of them (or its beginning), so
-    /// the entries after each node's checkpoint are applied once.
+    /// stream is then read from where the follower says.
     fn catch_up(&mut self, start: bool) {
         let at = self.tracker_now();
         let Some(link) = &mut self.link else {
             return;
         };
-        self.catch_up_due = false;
-        self.next_catch_up = Instant::now() + CATCH_UP_EVERY;
+        self.follower.catching_up(Instant::now());
         let loaded =
             checkpoint::load_all(link, &self.tracker, &self.node, at, &self.mac, &self.stats);
         let all = match loaded {
             Ok(all) => all,
             Err(e) => return self.down(&e),
         };
-        self.caught_up = true;
-        let (mut peers, mut oldest) = (0, None::<(u64, u64)>);
-        for l in &all.loaded {
-            peers += l.stats.peers;
-            let upto = id_key(&l.stream_id);
-            oldest = Some(oldest.map_or(upto, |o| o.min(upto)));
-            if start {
-                self.loaded_to.insert(l.node.clone(), upto);
-            }
-        }
+        let ids: Vec<(String, StreamId)> = all
+            .loaded
+            .iter()
+            .map(|l| (l.node.clone(), StreamId::parse(&l.stream_id)))
+            .collect();
+        let views: Vec<LoadedCheckpoint<'_>> = ids
+            .iter()
+            .map(|(node, stream_id)| LoadedCheckpoint {
+                node,
+                stream_id: *stream_id,
+            })
+            .collect();
+        self.follower.loaded(start, &views, all.missing);
+        let peers: u64 = all.loaded.iter().map(|l| l.stats.peers).sum();
         ClusterStats::add(&self.stats.checkpoints_loaded, all.loaded.len() as u64);
-        if start {
-            // A node without a checkpoint here (Redis restarted empty, its
-            // checkpoint not yet written) is read from the stream's start:
-            // what it wrote before the oldest checkpoint's id counts too.
-            self.position = match oldest {
-                Some((ms, seq)) if all.missing == 0 => format!("{ms}-{seq}"),
-                _ => "0-0".into(),
-            };
-            // Its checkpoint may be on its way (written at its reconnect):
-            // look once more, `CATCH_UP_EVERY` from now.
-            self.catch_up_due = all.missing > 0;
-        }
         tracing::info!(
             "cluster: loaded {} checkpoint(s), {peers} peers ({} node(s) without one); reading the stream from {}",
             all.loaded.len(),
             all.missing,
-            self.position
+            self.follower.position()
         );
     }
 
@@ -511,59 +461,31 @@ impl Sync {
             Ok(ends) => ends,
             Err(e) => return self.down(&e),
         };
-        let at = id_key(&self.position);
-        match ends {
-            None if at > (0, 0) => self.start_over("the stream is gone"),
-            Some(e) if id_key(&e.last_generated) < at => self.start_over("the stream started over"),
-            Some(e) if missed(&e, at) => {
+        let at = self.follower.position();
+        match self.follower.ends(ends.as_ref()) {
+            EndsOutcome::InStep => {}
+            EndsOutcome::StartedOver(why) => {
+                ClusterStats::add(&self.stats.resyncs, 1);
+                tracing::warn!("cluster: {why}; reading it from the beginning");
+            }
+            EndsOutcome::Trimmed => {
                 ClusterStats::add(&self.stats.resyncs, 1);
                 tracing::warn!(
-                    "cluster: stream entries after {} were trimmed before this node read them; catching up from checkpoints",
-                    self.position
+                    "cluster: stream entries after {at} were trimmed before this node read them; catching up from checkpoints"
                 );
-                self.catch_up_due = true;
             }
-            _ => {}
         }
     }
 
-    fn start_over(&mut self, why: &str) {
-        ClusterStats::add(&self.stats.resyncs, 1);
-        tracing::warn!("cluster: {why}; reading it from the beginning");
-        self.position = "0-0".into();
-        self.loaded_to.clear();
-    }
-
     fn request_checkpoint(&mut self) {
-        match self.checkpoints.try_send(self.position.clone()) {
+        match self
+            .checkpoints
+            .try_send(self.follower.position().to_string())
+        {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
-}
-
-/// The reason a parse error counts under.
-fn rejected(e: MessageError) -> Rejected {
-    match e {
-        MessageError::Foreign => Rejected::Foreign,
-        MessageError::Oversized => Rejected::Oversized,
-        MessageError::Unauthenticated => Rejected::Unauthenticated,
-        MessageError::Truncated | MessageError::BadChange(_) | MessageError::Trailing(_) => {
-            Rejected::Malformed
-        }
-    }
-}
-
-/// Whether entries after `at` were deleted before they were read: the
-/// largest deleted id is past it, or entries were added past it and none
-/// is left, or the first one left is past it and some were trimmed (the
-/// reader is behind by the whole retention, so it has most likely missed
-/// some; a reload of the checkpoints is then cheap insurance).
-fn missed(e: &link::StreamEnds, at: (u64, u64)) -> bool {
-    let trimmed = e.entries_added > e.length;
-    id_key(&e.max_deleted) > at
-        || (e.length == 0 && trimmed && id_key(&e.last_generated) > at)
-        || (e.length > 0 && trimmed && id_key(&e.first) > at)
 }
 
 pub(crate) fn unix_ms() -> u64 {
