@@ -26,11 +26,11 @@ use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 
 use super::ring::{push, push_cancel_all, push_wakeup, submit_and_wait};
 use super::tls::TlsConfig;
-use crate::engine::http_conn::{HttpConn, Step};
+use crate::engine::http_conn::Step;
 use crate::engine::http_endpoint::{HttpEndpoint, TlsListeners};
 use crate::engine::{Engine, EngineSetup};
 use crate::stats::{Counter, WorkerStats};
-use crate::tracker::address_cap::{AddressCap, Held};
+use crate::tracker::address_cap::AddressCap;
 
 const TAG_ACCEPT: u64 = 1 << 56;
 const TAG_RECV: u64 = 2 << 56;
@@ -56,7 +56,7 @@ pub struct HttpWorkerSetup {
 
 impl HttpWorkerSetup {
     /// The worker's admission and listener state.
-    pub(super) fn endpoint(&self) -> HttpEndpoint {
+    pub(super) fn endpoint<T>(&self) -> HttpEndpoint<T> {
         HttpEndpoint::new(
             self.listeners.len(),
             self.max_connections,
@@ -70,25 +70,19 @@ impl HttpWorkerSetup {
     }
 }
 
-struct Conn {
+/// A connection's fd and its operation in flight.
+struct UringIo {
     fd: OwnedFd,
-    http: HttpConn,
     /// An operation of ours is in the kernel.
     busy: bool,
     /// Closing: shut down, waiting for the operation in flight.
     closing: bool,
-    generation: u32,
-    /// The connection's count against its address's cap.
-    held: Option<Held>,
 }
 
 struct Worker {
-    conns: Vec<Option<Conn>>,
-    free: Vec<u32>,
-    generations: Vec<u32>,
     listeners: Vec<socket2::Socket>,
     engine: Engine,
-    endpoint: HttpEndpoint,
+    endpoint: HttpEndpoint<UringIo>,
     /// The tick's timeout, read by the kernel when the entry is submitted.
     tick: Timespec,
     /// Operations in the kernel besides connection ones (accepts, tick).
@@ -118,9 +112,6 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
     let stop = setup.stop.clone();
     let endpoint = setup.endpoint();
     let mut w = Worker {
-        conns: Vec::new(),
-        free: Vec::new(),
-        generations: Vec::new(),
         listeners: setup.listeners,
         engine: Engine::new(setup.engine, Instant::now()),
         endpoint,
@@ -247,7 +238,7 @@ impl Worker {
         // every connection down: their pending operations complete and the
         // connections close as those completions arrive.
         push_cancel_all(sq, submitter, TAG_CANCEL);
-        for slot in 0..self.conns.len() {
+        for slot in 0..self.endpoint.slots() {
             self.close(slot);
         }
     }
@@ -287,37 +278,31 @@ impl Worker {
             return;
         };
         let now = self.now();
-        // A refused connection is closed by dropping `fd`.
-        let Ok(admitted) = self
-            .endpoint
-            .admit(listener, peer, now, self.engine.stats())
-        else {
-            return;
-        };
-        let slot = self.free.pop().map(|s| s as usize).unwrap_or_else(|| {
-            self.conns.push(None);
-            self.generations.push(0);
-            self.conns.len() - 1
-        });
-        self.generations[slot] = self.generations[slot].wrapping_add(1);
-        self.conns[slot] = Some(Conn {
+        let io = UringIo {
             fd,
-            http: admitted.http,
             busy: false,
             closing: false,
-            generation: self.generations[slot],
-            held: admitted.held,
-        });
-        self.arm_recv(slot, sq, submitter);
+        };
+        // A refused connection is closed by dropping `io`.
+        let admitted = self
+            .endpoint
+            .admit(listener, peer, now, self.engine.stats(), |_| Some(io));
+        if let Ok(slot) = admitted {
+            self.arm_recv(slot, sq, submitter);
+        }
     }
 
     fn arm_recv(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let c = self.conns[slot].as_mut().expect("live connection");
+        let c = self.endpoint.get_mut(slot).expect("live connection");
         let room = c.http.recv_buf();
-        let entry = opcode::Recv::new(Fd(c.fd.as_raw_fd()), room.as_mut_ptr(), room.len() as u32)
-            .build()
-            .user_data(user_data(TAG_RECV, slot, c.generation));
-        c.busy = true;
+        let entry = opcode::Recv::new(
+            Fd(c.io.fd.as_raw_fd()),
+            room.as_mut_ptr(),
+            room.len() as u32,
+        )
+        .build()
+        .user_data(user_data(TAG_RECV, slot, c.generation));
+        c.io.busy = true;
         // SAFETY: the receive buffer is a boxed slice owned by the
         // connection (`HttpConn::recv_buf`), which is not freed while
         // `busy` (an operation in flight).
@@ -325,13 +310,13 @@ impl Worker {
     }
 
     fn arm_send(&mut self, slot: usize, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) {
-        let c = self.conns[slot].as_mut().expect("live connection");
+        let c = self.endpoint.get_mut(slot).expect("live connection");
         let rest = c.http.to_send();
-        let entry = opcode::Send::new(Fd(c.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
+        let entry = opcode::Send::new(Fd(c.io.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data(TAG_SEND, slot, c.generation));
-        c.busy = true;
+        c.io.busy = true;
         // SAFETY: what `to_send` points into is not touched (so not
         // reallocated) until `on_sent`, which runs after this completion,
         // and the connection is not freed before it.
@@ -343,11 +328,11 @@ impl Worker {
     /// failed, the peer closed, or we are closing it (then it is freed). A
     /// completion for a connection since replaced is ignored (false).
     fn settle(&mut self, slot: usize, generation: u32, result: i32) -> bool {
-        let Some(c) = conn_mut(&mut self.conns, slot, generation) else {
+        let Some(c) = self.endpoint.get_current(slot, generation) else {
             return false;
         };
-        c.busy = false;
-        if c.closing || result <= 0 {
+        c.io.busy = false;
+        if c.io.closing || result <= 0 {
             self.finish(slot);
             return false;
         }
@@ -365,7 +350,7 @@ impl Worker {
         if !self.settle(slot, generation, result) {
             return;
         }
-        let c = self.conns[slot].as_mut().expect("settled connection");
+        let c = self.endpoint.get_mut(slot).expect("settled connection");
         let step = c
             .http
             .on_received(result as usize, Instant::now(), &mut self.engine);
@@ -383,7 +368,7 @@ impl Worker {
         if !self.settle(slot, generation, result) {
             return;
         }
-        let c = self.conns[slot].as_mut().expect("settled connection");
+        let c = self.endpoint.get_mut(slot).expect("settled connection");
         let step = c
             .http
             .on_sent(result as usize, Instant::now(), &mut self.engine);
@@ -410,14 +395,8 @@ impl Worker {
         // tracker may serve HTTP only).
         self.engine.handle_timeout(Instant::now());
         let now = self.now();
-        for slot in 0..self.conns.len() {
-            let Some(c) = &self.conns[slot] else {
-                continue;
-            };
-            if self.endpoint.timed_out(&c.http, now) {
-                self.stats().add(Counter::HttpTimeouts, 1);
-                self.close(slot);
-            }
+        for slot in self.endpoint.timed_out(now, self.engine.stats()) {
+            self.close(slot);
         }
     }
 
@@ -432,14 +411,14 @@ impl Worker {
     /// Close a connection: at once if nothing is in flight, else shut the
     /// socket down so the operation completes and `finish` runs then.
     fn close(&mut self, slot: usize) {
-        let Some(c) = self.conns[slot].as_mut() else {
+        let Some(c) = self.endpoint.get_mut(slot) else {
             return;
         };
-        if c.busy {
-            if !c.closing {
-                c.closing = true;
+        if c.io.busy {
+            if !c.io.closing {
+                c.io.closing = true;
                 // SAFETY: shutdown on an fd we own.
-                unsafe { libc::shutdown(c.fd.as_raw_fd(), libc::SHUT_RDWR) };
+                unsafe { libc::shutdown(c.io.fd.as_raw_fd(), libc::SHUT_RDWR) };
             }
         } else {
             self.finish(slot);
@@ -448,22 +427,11 @@ impl Worker {
 
     /// Free a connection that has nothing in flight.
     fn finish(&mut self, slot: usize) {
-        if let Some(c) = self.conns[slot].take() {
-            debug_assert!(!c.busy);
-            self.endpoint.release(c.held);
-            drop(c);
-            self.free.push(slot as u32);
+        if let Some(io) = self.endpoint.remove(slot) {
+            debug_assert!(!io.busy);
+            drop(io); // closes the fd
         }
     }
-}
-
-/// The connection in `slot` if it is still the one of `generation` (a
-/// completion may arrive for a connection since closed and replaced).
-fn conn_mut(conns: &mut [Option<Conn>], slot: usize, generation: u32) -> Option<&mut Conn> {
-    conns
-        .get_mut(slot)?
-        .as_mut()
-        .filter(|c| c.generation & 0xff_ffff == generation)
 }
 
 fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {

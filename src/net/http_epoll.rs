@@ -26,10 +26,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::http::HttpWorkerSetup;
 use crate::engine::Engine;
-use crate::engine::http_conn::{HttpConn, Step};
+use crate::engine::http_conn::Step;
 use crate::engine::http_endpoint::HttpEndpoint;
-use crate::stats::Counter;
-use crate::tracker::address_cap::Held;
 
 /// How often idle connections are looked for (as the io_uring worker).
 const TICK: Duration = Duration::from_millis(250);
@@ -38,10 +36,9 @@ const TURNS: usize = 16;
 /// Tokens from here on are listeners; below, connection slots.
 const LISTENER: usize = 1 << 40;
 
-struct Conn {
+/// A connection's socket and what it waits for.
+struct EpollIo {
     stream: TcpStream,
-    http: HttpConn,
-    held: Option<Held>,
     /// What the connection does when it is served next.
     next: Step,
     /// The readiness it is registered for.
@@ -51,13 +48,8 @@ struct Conn {
 struct Worker {
     poll: Poll,
     listeners: Vec<TcpListener>,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    /// Connections that used their turns with work left (served again
-    /// after this wake-up's events: no readiness event will come for them).
-    unfinished: Vec<usize>,
     engine: Engine,
-    endpoint: HttpEndpoint,
+    endpoint: HttpEndpoint<EpollIo>,
 }
 
 /// Run an HTTP worker on epoll until `stop` is set.
@@ -92,9 +84,6 @@ impl Worker {
         Ok(Worker {
             poll,
             listeners,
-            conns: Vec::new(),
-            free: Vec::new(),
-            unfinished: Vec::new(),
             engine: Engine::new(setup.engine, Instant::now()),
             endpoint,
         })
@@ -110,10 +99,10 @@ impl Worker {
                 .poll_timeout()
                 .map_or(next_tick, |t| t.min(next_tick));
             // Unfinished connections are served now, not after a wait.
-            let wait = if self.unfinished.is_empty() {
-                until.saturating_duration_since(now)
-            } else {
+            let wait = if self.endpoint.has_unfinished() {
                 Duration::ZERO
+            } else {
+                until.saturating_duration_since(now)
             };
             match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
@@ -126,7 +115,7 @@ impl Worker {
                     slot => self.serve_conn(slot),
                 }
             }
-            for slot in std::mem::take(&mut self.unfinished) {
+            for slot in self.endpoint.take_unfinished() {
                 self.serve_conn(slot);
             }
             let now = Instant::now();
@@ -136,7 +125,7 @@ impl Worker {
             }
         }
         // Stopping: every connection closes with the worker.
-        for slot in 0..self.conns.len() {
+        for slot in 0..self.endpoint.slots() {
             self.finish(slot);
         }
         Ok(())
@@ -150,7 +139,7 @@ impl Worker {
             return;
         }
         loop {
-            let (stream, peer) = match self.listeners[listener].accept() {
+            let (mut stream, peer) = match self.listeners[listener].accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -168,51 +157,34 @@ impl Worker {
                 }
             };
             let now = self.engine.tracker_secs(Instant::now());
+            let registry = self.poll.registry();
             // A refused connection is closed by dropping `stream`.
-            if let Ok(admitted) = self
+            let _ = self
                 .endpoint
-                .admit(listener, peer, now, self.engine.stats())
-            {
-                self.add(stream, admitted.http, admitted.held);
-            }
+                .admit(listener, peer, now, self.engine.stats(), |slot| {
+                    registry
+                        .register(&mut stream, Token(slot), Interest::READABLE)
+                        .ok()?;
+                    Some(EpollIo {
+                        stream,
+                        next: Step::Recv,
+                        interest: Interest::READABLE,
+                    })
+                });
         }
-    }
-
-    /// Put an admitted connection in a slot and register it.
-    fn add(&mut self, mut stream: TcpStream, http: HttpConn, held: Option<Held>) {
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.conns.push(None);
-            self.conns.len() - 1
-        });
-        let registered =
-            self.poll
-                .registry()
-                .register(&mut stream, Token(slot), Interest::READABLE);
-        if registered.is_err() {
-            self.endpoint.release(held);
-            self.free.push(slot);
-            return;
-        }
-        self.conns[slot] = Some(Conn {
-            stream,
-            http,
-            held,
-            next: Step::Recv,
-            interest: Interest::READABLE,
-        });
     }
 
     /// A connection is ready (or unfinished): take up to `TURNS` steps.
     fn serve_conn(&mut self, slot: usize) {
-        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(c) = self.endpoint.get_mut(slot) else {
             return;
         };
-        let mut step = c.next;
+        let mut step = c.io.next;
         for _ in 0..TURNS {
             let io = match step {
                 Step::Close => break,
-                Step::Recv => c.stream.read(c.http.recv_buf()),
-                Step::Send => c.stream.write(c.http.to_send()),
+                Step::Recv => c.io.stream.read(c.http.recv_buf()),
+                Step::Send => c.io.stream.write(c.http.to_send()),
             };
             step = match io {
                 Ok(0) => Step::Close,
@@ -222,18 +194,18 @@ impl Worker {
                 Ok(n) => c.http.on_sent(n, Instant::now(), &mut self.engine),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => step,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.next = step;
+                    c.io.next = step;
                     return self.wait_for(slot, step);
                 }
                 Err(_) => Step::Close,
             };
         }
-        c.next = step;
+        c.io.next = step;
         match step {
             Step::Close => self.finish(slot),
             // Out of turns with work left: no event will say so.
             _ => {
-                self.unfinished.push(slot);
+                self.endpoint.unfinished(slot);
                 self.wait_for(slot, step);
             }
         }
@@ -241,7 +213,7 @@ impl Worker {
 
     /// Register the connection for the readiness its next step needs.
     fn wait_for(&mut self, slot: usize, step: Step) {
-        let Some(c) = self.conns[slot].as_mut() else {
+        let Some(c) = self.endpoint.get_mut(slot) else {
             return;
         };
         let interest = if step == Step::Send {
@@ -249,12 +221,12 @@ impl Worker {
         } else {
             Interest::READABLE
         };
-        if interest != c.interest {
-            c.interest = interest;
+        if interest != c.io.interest {
+            c.io.interest = interest;
             let changed = self
                 .poll
                 .registry()
-                .reregister(&mut c.stream, Token(slot), interest);
+                .reregister(&mut c.io.stream, Token(slot), interest);
             if changed.is_err() {
                 self.finish(slot);
             }
@@ -265,14 +237,8 @@ impl Worker {
         // HTTP workers share the table's expiry with the UDP workers.
         self.engine.handle_timeout(now);
         let secs = self.engine.tracker_secs(now);
-        for slot in 0..self.conns.len() {
-            let expired = self.conns[slot]
-                .as_ref()
-                .is_some_and(|c| self.endpoint.timed_out(&c.http, secs));
-            if expired {
-                self.engine.stats().add(Counter::HttpTimeouts, 1);
-                self.finish(slot);
-            }
+        for slot in self.endpoint.timed_out(secs, self.engine.stats()) {
+            self.finish(slot);
         }
         let due: Vec<usize> = self.endpoint.resume_due().collect();
         for listener in due {
@@ -282,10 +248,8 @@ impl Worker {
 
     /// Close and free a connection.
     fn finish(&mut self, slot: usize) {
-        if let Some(mut c) = self.conns[slot].take() {
-            let _ = self.poll.registry().deregister(&mut c.stream);
-            self.endpoint.release(c.held);
-            self.free.push(slot);
+        if let Some(mut io) = self.endpoint.remove(slot) {
+            let _ = self.poll.registry().deregister(&mut io.stream);
         }
     }
 }
