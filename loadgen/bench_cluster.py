@@ -130,8 +130,8 @@ def throughput(redis, b):
     emptied and node B restarted, so every run starts from the same
     state."""
     from ab import run_once
-    args = argparse.Namespace(torrents=1_000_000, peers=2_000_000, fill=True, load="closed",
-                              numwant=50, seconds=8)
+    args = argparse.Namespace(torrents=1_000_000, peers=2_000_000, passkeys=0, fill=True,
+                              load="closed", numwant=50, seconds=8)
     on = f"{BIN}::" + cluster_lines(redis.port, redis.secret, "a").replace("\n", "\\n")
     runs = {"off": [], "on": []}
     workdir = tempfile.mkdtemp(prefix="rt-ab-")

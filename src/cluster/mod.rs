@@ -8,4 +8,5 @@ pub mod apply;
 pub mod follow;
 pub mod mac;
 pub mod message;
+pub mod schedule;
 pub mod stats;

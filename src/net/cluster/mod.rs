@@ -12,6 +12,12 @@
 //! return sends what it kept, notices a stream that started over or
 //! entries trimmed before it read them, and catches up from the
 //! checkpoints (`checkpoint.rs`, written by a thread of their own).
+//!
+//! It only moves bytes: when to do what is `cluster::schedule`'s
+//! `SyncSchedule` (flushes, connects and their backoff, what follows a
+//! connect, the periodic checks), and what the stream's entries and ends
+//! mean is `cluster::follow`'s `StreamFollower`; both are sans I/O and
+//! unit-tested sequence by sequence.
 
 pub mod checkpoint;
 pub mod link;
@@ -32,6 +38,7 @@ use crate::cluster::follow::{
 };
 use crate::cluster::mac::ClusterMac;
 use crate::cluster::message::MessageBuilder;
+use crate::cluster::schedule::{DownLog, SyncCommand, SyncSchedule};
 use crate::cluster::stats::{ClusterStats, Rejected};
 use crate::config::ClusterConfig;
 use crate::engine::outbox::OutboxReader;
@@ -53,11 +60,7 @@ const STREAM_BUDGET: u64 = 256 << 20;
 const MAX_UNSENT_BYTES: usize = 64 << 20;
 /// Entries read per XREAD.
 const READ_COUNT: usize = 256;
-/// How often the stream's ends are checked for a gap.
-const CHECK_EVERY: Duration = Duration::from_secs(5);
 pub(crate) use crate::cluster::follow::MAX_NODES;
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the sync thread is built from.
 pub struct SyncSetup {
@@ -138,31 +141,25 @@ struct Sync {
     unsent_bytes: usize,
     /// Where the stream is read to, and what is applied (sans I/O).
     follower: StreamFollower,
-    /// `CHECKPOINT_EVERY`, or what the test hook
-    /// `RINGTRACKER_TEST_CHECKPOINT_SECS` says.
-    checkpoint_every: Duration,
+    /// What to do when (sans I/O).
+    schedule: SyncSchedule,
     /// A moving average of the messages' sizes (for the trimming length).
     message_bytes: u64,
     /// This run's id and the next message's number (`cluster::message`).
     run: u64,
     next_seq: u64,
-    was_up: bool,
-    down_since: Option<Instant>,
-    backoff: Duration,
-    next_connect: Instant,
-    next_flush: Instant,
-    next_check: Instant,
-    next_checkpoint: Instant,
     skipped_logged: u64,
 }
 
 impl Sync {
     fn new(setup: SyncSetup, stats: Arc<ClusterStats>, checkpoints: SyncSender<String>) -> Sync {
         let now = Instant::now();
+        // CHECKPOINT_EVERY, or what the test hook says.
         let checkpoint_every = std::env::var("RINGTRACKER_TEST_CHECKPOINT_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
             .map_or(CHECKPOINT_EVERY, Duration::from_secs);
+        let flush_every = Duration::from_millis(setup.config.flush_interval_ms);
         Sync {
             config: setup.config,
             node: setup.node.clone(),
@@ -177,23 +174,12 @@ impl Sync {
             unsent: VecDeque::new(),
             unsent_bytes: 0,
             follower: StreamFollower::new(setup.node.clone(), now),
-            checkpoint_every,
+            schedule: SyncSchedule::new(now, flush_every, checkpoint_every),
             message_bytes: 4096,
             run: rand::random(),
             next_seq: 0,
-            was_up: false,
-            down_since: Some(now),
-            backoff: MIN_BACKOFF,
-            next_connect: now,
-            next_flush: now,
-            next_check: now,
-            next_checkpoint: now + checkpoint_every,
             skipped_logged: 0,
         }
-    }
-
-    fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.config.flush_interval_ms)
     }
 
     fn tracker_now(&self) -> (u32, u64) {
@@ -202,39 +188,24 @@ impl Sync {
 
     fn run(mut self, stop: &AtomicBool) {
         loop {
-            let stopping = stop.load(Ordering::Relaxed);
-            let now = Instant::now();
-            if now >= self.next_flush || stopping {
+            if stop.load(Ordering::Relaxed) {
                 self.flush();
-                self.next_flush = now + self.flush_interval();
-            }
-            if stopping {
                 if self.link.is_some() {
                     let _ = self.checkpoints.send(self.follower.position().to_string());
                 }
                 return;
             }
-            if self.link.is_none() && now >= self.next_connect {
-                self.connect();
+            let now = Instant::now();
+            let due = self.follower.catch_up_due(now);
+            match self.schedule.poll_command(now, due) {
+                SyncCommand::Flush => self.flush(),
+                SyncCommand::Connect => self.connect(),
+                SyncCommand::CatchUp { start } => self.catch_up(start),
+                SyncCommand::CheckStream => self.check_stream(),
+                SyncCommand::Checkpoint => self.request_checkpoint(),
+                SyncCommand::Read(wait) => self.read(wait),
+                SyncCommand::Sleep(wait) => std::thread::park_timeout(wait),
             }
-            if self.link.is_none() {
-                let until = self.next_flush.min(self.next_connect);
-                std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
-                continue;
-            }
-            if now >= self.next_check {
-                self.next_check = now + CHECK_EVERY;
-                self.check_stream();
-            }
-            if now >= self.next_checkpoint {
-                self.next_checkpoint = now + self.checkpoint_every;
-                self.request_checkpoint();
-            }
-            if self.follower.catch_up_due(now) {
-                self.catch_up(false);
-            }
-            let wait = self.next_flush.saturating_duration_since(Instant::now());
-            self.read(wait.max(Duration::from_millis(1)));
         }
     }
 
@@ -303,7 +274,7 @@ impl Sync {
     }
 
     fn connect(&mut self) {
-        let block = self.flush_interval() + Duration::from_millis(100);
+        let block = Duration::from_millis(self.config.flush_interval_ms + 100);
         let linked = Link::connect(&self.config, block).and_then(|mut link| {
             let mut register = redis::cmd("SADD");
             register.arg(link::NODES).arg(&self.node);
@@ -316,25 +287,20 @@ impl Sync {
         };
         self.link = Some(link);
         self.stats.engine_up.store(1, Ordering::Relaxed);
-        self.backoff = MIN_BACKOFF;
-        let away = self.down_since.take().map(|t| t.elapsed());
-        if self.was_up {
-            ClusterStats::add(&self.stats.reconnects, 1);
-            tracing::info!(
-                "cluster: engine back after {:.1} s; sending {} kept message(s)",
-                away.unwrap_or_default().as_secs_f64(),
-                self.unsent.len()
-            );
-        } else {
-            tracing::info!("cluster: node {} connected to the engine", self.node);
+        match self
+            .schedule
+            .connected(Instant::now(), self.follower.caught_up())
+        {
+            Some(away) => {
+                ClusterStats::add(&self.stats.reconnects, 1);
+                tracing::info!(
+                    "cluster: engine back after {:.1} s; sending {} kept message(s)",
+                    away.as_secs_f64(),
+                    self.unsent.len()
+                );
+            }
+            None => tracing::info!("cluster: node {} connected to the engine", self.node),
         }
-        self.was_up = true;
-        if !self.follower.caught_up() {
-            self.catch_up(true);
-        }
-        self.check_stream();
-        // After an outage (or a start) other nodes may need ours now.
-        self.request_checkpoint();
     }
 
     /// The engine failed: drop the connection, retry with backoff; log
@@ -342,16 +308,15 @@ impl Sync {
     fn down(&mut self, e: &redis::RedisError) {
         self.link = None;
         self.stats.engine_up.store(0, Ordering::Relaxed);
-        if self.down_since.is_none() {
-            self.down_since = Some(Instant::now());
-            tracing::warn!(
+        match self.schedule.down(Instant::now()) {
+            DownLog::WentAway => tracing::warn!(
                 "cluster: engine unavailable ({e}); serving local and last-known remote peers, retrying"
-            );
-        } else if !self.was_up && self.backoff == MIN_BACKOFF {
-            tracing::warn!("cluster: engine unreachable ({e}); serving alone, retrying");
+            ),
+            DownLog::Unreachable => {
+                tracing::warn!("cluster: engine unreachable ({e}); serving alone, retrying");
+            }
+            DownLog::Quiet => {}
         }
-        self.next_connect = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
     /// Wait up to `wait` for entries after the position and apply them.
