@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A checkpoint that failed is tried again after this, doubling up to
+/// the max, until it is written or a newer request replaces it.
+pub const CHECKPOINT_RETRY_MIN: Duration = Duration::from_secs(1);
+pub const CHECKPOINT_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What the sync thread does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +170,48 @@ impl SyncSchedule {
     }
 }
 
+/// The checkpoint thread's retries: a checkpoint that failed (once more
+/// on a fresh connection included) waits for a retry or a newer request.
+#[derive(Debug, Default)]
+pub struct CheckpointRetry {
+    /// The position to write again, and after how long.
+    pending: Option<(String, Duration)>,
+    /// Failing since the last checkpoint written (logged once).
+    failing: bool,
+}
+
+impl CheckpointRetry {
+    /// How long to wait for a newer request before writing the pending
+    /// one again (None: nothing pending, wait for a request).
+    pub fn wait(&self) -> Option<Duration> {
+        self.pending.as_ref().map(|(_, w)| *w)
+    }
+
+    /// The wait ended with no newer request: the position to write again.
+    pub fn due(&self) -> Option<String> {
+        self.pending.as_ref().map(|(p, _)| p.clone())
+    }
+
+    /// Writing `position` failed. True: the first failure since one
+    /// worked (worth a log line).
+    pub fn failed(&mut self, position: String) -> bool {
+        let wait = self
+            .pending
+            .as_ref()
+            .map_or(CHECKPOINT_RETRY_MIN, |(_, w)| {
+                (*w * 2).min(CHECKPOINT_RETRY_MAX)
+            });
+        self.pending = Some((position, wait));
+        !std::mem::replace(&mut self.failing, true)
+    }
+
+    /// A checkpoint was written. True: after failures (worth a log line).
+    pub fn written(&mut self) -> bool {
+        self.pending = None;
+        std::mem::take(&mut self.failing)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +254,29 @@ mod tests {
         s.poll_command(minute, false);
         s.poll_command(minute, false);
         assert_eq!(s.poll_command(minute, false), SyncCommand::Checkpoint);
+    }
+
+    #[test]
+    fn a_failed_checkpoint_is_retried_doubling_and_logged_once() {
+        let mut r = CheckpointRetry::default();
+        assert_eq!(r.wait(), None);
+        assert!(r.failed("5-0".into()));
+        assert_eq!(
+            (r.wait(), r.due()),
+            (Some(CHECKPOINT_RETRY_MIN), Some("5-0".into()))
+        );
+        assert!(!r.failed("5-0".into()), "logged once");
+        assert_eq!(r.wait(), Some(2 * CHECKPOINT_RETRY_MIN));
+        for _ in 0..10 {
+            r.failed("6-0".into());
+        }
+        assert_eq!(
+            (r.wait(), r.due()),
+            (Some(CHECKPOINT_RETRY_MAX), Some("6-0".into()))
+        );
+        assert!(r.written(), "recovery logged");
+        assert_eq!(r.wait(), None);
+        assert!(!r.written());
     }
 
     #[test]

@@ -29,6 +29,7 @@ use redis::{RedisResult, Value};
 use super::link::{Link, NODES, checkpoint_head, checkpoint_part};
 use super::{MAX_NODES, unix_ms};
 use crate::cluster::mac::{ClusterMac, Domain, TAG_LEN};
+use crate::cluster::schedule::CheckpointRetry;
 use crate::cluster::stats::{ClusterStats, Rejected};
 use crate::config::ClusterConfig;
 use crate::storage::snapshot::{self, Scope, Snapshot, SnapshotStats};
@@ -321,30 +322,26 @@ pub(super) struct CheckpointWriter {
     pub(super) mac: ClusterMac,
 }
 
-/// Retries of a checkpoint that failed: from this, doubling up to the max.
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
-
 impl CheckpointWriter {
     /// Write a checkpoint at every request (the position the sync thread
     /// has read to). One that fails on a connection that went stale (Redis
     /// restarted) is written again at once on a new connection; one that
-    /// fails again is retried with backoff until it is written or a newer
-    /// request replaces it, not left for the next interval.
+    /// fails again is retried as `CheckpointRetry` says, until it is
+    /// written or a newer request replaces it, not left for the next
+    /// interval.
     pub(super) fn run(self, requests: Receiver<String>) {
         let mut link: Option<Link> = None;
         // Generation numbers from the clock: a restarted node never
         // reuses one its previous run may have left.
         let mut generation = unix_ms();
         let mut written: VecDeque<(u64, usize)> = VecDeque::new();
-        let mut retry: Option<(String, Duration)> = None;
-        let mut failing = false;
+        let mut retry = CheckpointRetry::default();
         loop {
-            let position = match &retry {
+            let position = match retry.wait() {
                 None => requests.recv().ok(),
-                Some((position, wait)) => match requests.recv_timeout(*wait) {
+                Some(wait) => match requests.recv_timeout(wait) {
                     Ok(newer) => Some(newer),
-                    Err(RecvTimeoutError::Timeout) => Some(position.clone()),
+                    Err(RecvTimeoutError::Timeout) => retry.due(),
                     Err(RecvTimeoutError::Disconnected) => None,
                 },
             };
@@ -354,8 +351,7 @@ impl CheckpointWriter {
             generation += 1;
             match self.write_fresh(&mut link, &position, generation) {
                 Ok((stats, parts)) => {
-                    retry = None;
-                    if std::mem::take(&mut failing) {
+                    if retry.written() {
                         tracing::info!("cluster: checkpoints written again");
                     }
                     ClusterStats::add(&self.stats.checkpoints_written, 1);
@@ -372,11 +368,9 @@ impl CheckpointWriter {
                 }
                 Err(e) => {
                     ClusterStats::add(&self.stats.checkpoint_failures, 1);
-                    if !std::mem::replace(&mut failing, true) {
+                    if retry.failed(position) {
                         tracing::warn!("cluster: checkpoint not written ({e}); retrying");
                     }
-                    let wait = retry.map_or(RETRY_MIN, |(_, w)| (w * 2).min(RETRY_MAX));
-                    retry = Some((position, wait));
                 }
             }
         }
