@@ -1013,7 +1013,8 @@ max_pending_credits = {max_pending_credits}
 # Bytes a second one client session may plausibly move each way (1 to
 # 2^50; default 1 GiB/s). A reported increase is credited up to the
 # seconds since the session's last announce (at least one; a first report
-# with `started` counts as one) times this; the rest is not credited,
+# with `started` counts as one) times this, and a passkey's sessions
+# together no faster; the rest is not credited,
 # counted (ringtracker_ledger_implausible_bytes_total) and logged once per
 # passkey. Clients lie: a total of 2^64-1 or a jump of a petabyte earns
 # what a fast client could have moved.

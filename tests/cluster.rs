@@ -417,7 +417,11 @@ fn garbage_on_the_stream_is_skipped_and_counted() {
 /// torrent 66 as a seeder, tagged with `key`.
 fn message_from(key: &ClusterMac, node: &str, seq: u64, port: u16) -> Vec<u8> {
     let mut b = MessageBuilder::new();
-    b.start(node, (42, seq), 1_700_000_000_000);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    b.start(node, (42, seq), now_ms);
     let [hi, lo] = port.to_be_bytes();
     b.push(&SwarmChange {
         info_hash: ringtracker::protocol::InfoHash(hash(66)),

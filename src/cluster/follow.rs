@@ -22,6 +22,9 @@ pub const CATCH_UP_EVERY: Duration = Duration::from_secs(10);
 /// Nodes remembered (message numbers, the trimming length) and whose
 /// checkpoints a catch-up reads, at most.
 pub const MAX_NODES: usize = 1024;
+/// A message made longer ago than this (ms) is refused as a replay: the
+/// stream keeps three minutes of messages, node clocks may differ by one.
+pub const MAX_MESSAGE_AGE_MS: u64 = 10 * 60 * 1000;
 
 /// A stream entry id: (milliseconds, sequence), ordered as Redis orders.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,14 +136,19 @@ impl StreamFollower {
         self.catch_up_due && now >= self.next_catch_up
     }
 
-    /// Stream entry `id` read at `now`, its `m` field `bytes`: applied,
-    /// skipped or refused. Moves the position past it whatever it is.
+    /// Stream entry `id` read at `now` (`unix_ms` by the wall clock), its
+    /// `m` field `bytes`: applied, skipped or refused. Moves the position
+    /// past it whatever it is. An authentic message is refused as a replay
+    /// if it is older than `MAX_MESSAGE_AGE_MS`, from a run of its node
+    /// older than one read already (runs are ordered: they start with the
+    /// node's start time), or numbered at or below the last one read of
+    /// its run.
     pub fn entry<'a>(
         &mut self,
         id: StreamId,
         bytes: &'a [u8],
         mac: &ClusterMac,
-        now: Instant,
+        (now, unix_ms): (Instant, u64),
     ) -> EntryOutcome<'a> {
         self.position = self.position.max(id);
         let message = match Message::parse(bytes, mac) {
@@ -150,8 +158,14 @@ impl StreamFollower {
         if message.node == self.node {
             return EntryOutcome::Skip;
         }
+        if message.created_ms.saturating_add(MAX_MESSAGE_AGE_MS) < unix_ms {
+            return EntryOutcome::Rejected(Rejected::Replayed, "a message too old".into());
+        }
         let seen = self.last_seq.get(message.node).copied();
-        if seen.is_some_and(|(run, seq)| run == message.run && message.seq <= seq) {
+        let replayed = seen.is_some_and(|(run, seq)| {
+            message.run < run || (run == message.run && message.seq <= seq)
+        });
+        if replayed {
             return EntryOutcome::Rejected(Rejected::Replayed, "a message read before".into());
         }
         if self.last_seq.len() < MAX_NODES || seen.is_some() {
@@ -281,9 +295,12 @@ mod tests {
         b.finish(&key()).to_vec()
     }
 
+    /// The wall clock of the tests' messages (made at 0).
+    const NOW_MS: u64 = 1000;
+
     fn applies(f: &mut StreamFollower, id: u64, bytes: &[u8], now: Instant) -> bool {
         matches!(
-            f.entry(StreamId(id, 0), bytes, &key(), now),
+            f.entry(StreamId(id, 0), bytes, &key(), (now, NOW_MS)),
             EntryOutcome::Apply(_)
         )
     }
@@ -301,7 +318,7 @@ mod tests {
         let t = Instant::now();
         let mut f = StreamFollower::new("me".into(), t);
         assert!(matches!(
-            f.entry(StreamId(1, 0), &message("me", 1, 0), &key(), t),
+            f.entry(StreamId(1, 0), &message("me", 1, 0), &key(), (t, NOW_MS)),
             EntryOutcome::Skip
         ));
         let forged = {
@@ -310,17 +327,28 @@ mod tests {
             b.finish(&ClusterMac::from_secret(&[9; 32])).to_vec()
         };
         assert!(matches!(
-            f.entry(StreamId(2, 0), &forged, &key(), t),
+            f.entry(StreamId(2, 0), &forged, &key(), (t, NOW_MS)),
             EntryOutcome::Rejected(Rejected::Unauthenticated, _)
         ));
         assert!(applies(&mut f, 3, &message("a", 1, 0), t));
-        assert!(matches!(
-            f.entry(StreamId(4, 0), &message("a", 1, 0), &key(), t),
-            EntryOutcome::Rejected(Rejected::Replayed, _)
-        ));
-        // A new run of the node starts its numbers again.
+        let replayed = |f: &mut StreamFollower, id, bytes: &[u8], unix_ms| {
+            matches!(
+                f.entry(StreamId(id, 0), bytes, &key(), (t, unix_ms)),
+                EntryOutcome::Rejected(Rejected::Replayed, _)
+            )
+        };
+        assert!(replayed(&mut f, 4, &message("a", 1, 0), NOW_MS));
+        // A new run of the node starts its numbers again; an older run's
+        // messages are replays then, and so is any message too old.
         assert!(applies(&mut f, 5, &message("a", 2, 0), t));
-        assert_eq!(f.position(), StreamId(5, 0));
+        assert!(replayed(&mut f, 6, &message("a", 1, 7), NOW_MS));
+        assert!(replayed(
+            &mut f,
+            7,
+            &message("b", 1, 0),
+            MAX_MESSAGE_AGE_MS + 1
+        ));
+        assert_eq!(f.position(), StreamId(7, 0));
         assert!(!f.gap_pending());
     }
 

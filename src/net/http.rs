@@ -254,7 +254,8 @@ impl Worker {
     ) {
         if !cqueue::more(flags) {
             self.armed -= 1;
-            if result < 0 && !stopping {
+            let passing = result == -libc::ECONNABORTED || result == -libc::EINTR;
+            if result < 0 && !passing && !stopping {
                 // EMFILE and the like: the connection waits in the backlog
                 // and an accept armed now would fail at once, again and
                 // again. The tick arms it next.

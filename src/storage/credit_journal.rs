@@ -185,7 +185,6 @@ impl CreditJournal {
                 put_session(body, s, s.age);
             }
         })?;
-        let base_len = bytes.len() as u64;
         let mut moved = Vec::new();
         let empty = Cut::default();
         let old: Vec<Batch> = pending
@@ -207,7 +206,10 @@ impl CreditJournal {
         // would be lost, and their credits sent again after a crash).
         let mut file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         file.seek(SeekFrom::End(0))?;
-        (self.file, self.len, self.base_len) = (file, bytes.len() as u64, base_len);
+        // What the rewrite holds (the base and the batches kept) is the
+        // size the next rewrite is measured against: batches kept for long
+        // (set aside) must not make every cut rewrite the journal.
+        (self.file, self.len, self.base_len) = (file, bytes.len() as u64, bytes.len() as u64);
         File::open(super::snapshot::parent_dir(&self.path))?.sync_all()?;
         Ok(moved)
     }

@@ -24,7 +24,10 @@
 //!   the rate; a first report with `started` counts as one second. The
 //!   rest is not credited, only counted (`implausible_bytes`) and logged
 //!   once per passkey: a total of 2^64-1, or a jump of a petabyte, earns
-//!   what a fast client could have moved and no more.
+//!   what a fast client could have moved and no more. The same rate bounds
+//!   a passkey over all its sessions (`PasskeyBudget`): new sessions (a
+//!   fresh peer id, `started` with a made-up total, `stopped`, again) or
+//!   many torrents at once do not multiply it.
 //!
 //! Memory: sessions exist only for registered passkeys and are forgotten
 //! after the peer timeout (`expire`, run with the swarm sweep).
@@ -308,6 +311,20 @@ impl Default for LedgerRules {
     }
 }
 
+/// Shards of the per-passkey budgets.
+const BUDGET_SHARDS: usize = 16;
+
+/// What one passkey may still be credited each way: the rate's allowance
+/// since it was last credited, at most the rate times the longest gap a
+/// seeder's announces may have (what a client announcing that seldom
+/// moved at the rate); a passkey first credited starts with one second's.
+#[derive(Debug, Clone, Copy)]
+struct PasskeyBudget {
+    at: u32,
+    up: u64,
+    down: u64,
+}
+
 /// Reports whose increase was more than a session could have moved.
 #[derive(Default)]
 pub struct Implausible {
@@ -321,6 +338,9 @@ pub struct TransferLedger {
     rules: LedgerRules,
     shards: Box<[Mutex<Shard>]>,
     outbox: Mutex<Outbox>,
+    /// Per passkey, over all its sessions (taken inside a ledger shard's
+    /// lock, never the other way round).
+    budgets: Box<[Mutex<HashMap<Passkey, PasskeyBudget, DefaultHashBuilder>>]>,
     pub implausible: Implausible,
 }
 
@@ -353,6 +373,7 @@ impl TransferLedger {
                 unconfirmed: Vec::new(),
             }),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            budgets: (0..BUDGET_SHARDS).map(|_| Mutex::default()).collect(),
             implausible: Implausible::default(),
         }
     }
@@ -426,6 +447,7 @@ impl TransferLedger {
         };
         let seconds = last.map_or(1, |l| now.saturating_sub(l.last_seen).max(1));
         let (up, down) = self.plausible(r.passkey, up, down, seconds);
+        let (up, down) = self.within_budget(r.passkey, up, down, now);
         let seed_seconds = match last {
             Some(last) if last.seeder => now
                 .saturating_sub(last.last_seen)
@@ -455,7 +477,47 @@ impl TransferLedger {
         if up <= most && down <= most {
             return (up, down);
         }
-        let dropped = (up - up.min(most)).saturating_add(down - down.min(most));
+        self.count_implausible(passkey, (up, down), (up.min(most), down.min(most)));
+        (up.min(most), down.min(most))
+    }
+
+    /// `up` and `down` as far as the passkey's budget over all its
+    /// sessions allows at tracker second `now`; the rest is counted.
+    fn within_budget(&self, passkey: &[u8], up: u64, down: u64, now: u32) -> (u64, u64) {
+        if up == 0 && down == 0 {
+            return (0, 0);
+        }
+        let Ok(key) = Passkey::try_from(passkey) else {
+            return (0, 0);
+        };
+        let rate = self.rules.max_rate;
+        let full = rate.saturating_mul(u64::from(self.rules.seed_gap_cap.max(1)));
+        let mut shard = self.budgets[budget_shard(&key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let b = shard.entry(key).or_insert(PasskeyBudget {
+            at: now,
+            up: rate,
+            down: rate,
+        });
+        let refill = rate.saturating_mul(u64::from(now.saturating_sub(b.at)));
+        b.at = b.at.max(now);
+        b.up = b.up.saturating_add(refill).min(full);
+        b.down = b.down.saturating_add(refill).min(full);
+        let credited = (up.min(b.up), down.min(b.down));
+        b.up -= credited.0;
+        b.down -= credited.1;
+        drop(shard);
+        if credited != (up, down) {
+            self.count_implausible(passkey, (up, down), credited);
+        }
+        credited
+    }
+
+    /// A report of `reported` bytes credited only `credited`: counted, and
+    /// logged once per passkey.
+    fn count_implausible(&self, passkey: &[u8], reported: (u64, u64), credited: (u64, u64)) {
+        let dropped = (reported.0 - credited.0).saturating_add(reported.1 - credited.1);
         let counts = &self.implausible;
         // Saturating: one report may claim nearly 2^64 bytes.
         let _ = counts
@@ -470,12 +532,15 @@ impl TransferLedger {
             && warned.insert(key)
         {
             tracing::warn!(
-                "private: passkey {} reported {up} bytes up and {down} down in {seconds} s; \
-                 credited at most {most} each (private.max_rate); further reports of it are counted only",
-                String::from_utf8_lossy(passkey)
+                "private: passkey {} reported {} bytes up and {} down, more than private.max_rate allows; \
+                 credited {} and {}; further reports of it are counted only",
+                String::from_utf8_lossy(passkey),
+                reported.0,
+                reported.1,
+                credited.0,
+                credited.1
             );
         }
-        (up.min(most), down.min(most))
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
@@ -583,6 +648,14 @@ impl TransferLedger {
                 }
                 keep
             });
+        }
+        // A budget idle for the whole gap is full: forgetting it only makes
+        // the passkey start again from one second's worth.
+        for budgets in self.budgets.iter() {
+            budgets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, b| now.saturating_sub(b.at) <= self.rules.seed_gap_cap);
         }
         gone
     }
@@ -712,6 +785,13 @@ impl TransferLedger {
     }
 }
 
+/// Which budget shard a passkey's is in.
+fn budget_shard(key: &[u8]) -> usize {
+    key.iter().fold(0usize, |h, &b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    }) % BUDGET_SHARDS
+}
+
 /// Credited bytes: `bytes` × `factor` (bounded by the site directory).
 fn scaled(bytes: u64, factor: f64) -> u64 {
     if factor == 1.0 {
@@ -807,6 +887,47 @@ mod tests {
         // A plausible client is untouched.
         l.take(&report(Event::None, 2005, (1 << 50) + 4000), 60);
         assert_eq!(pending_for(&l), (2000, 0));
+    }
+
+    #[test]
+    fn new_sessions_and_torrents_do_not_multiply_a_passkeys_rate() {
+        let l = TransferLedger::new(LedgerRules {
+            max_rate: 1000,
+            ..LedgerRules::default()
+        });
+        // Session after session (a fresh peer id, `started` with a made-up
+        // total, `stopped`), on two torrents, all in one second.
+        for i in 0..10u8 {
+            let mut r = report(Event::Started, 1 << 40, 0);
+            r.peer_id = PeerId([i; 20]);
+            r.info_hash = InfoHash([i % 2; 20]);
+            l.take(&r, 100);
+            l.take(
+                &Report {
+                    event: Event::Stopped,
+                    ..r
+                },
+                100,
+            );
+        }
+        let credited: u64 = l.take_pending().iter().map(|t| t.credit.uploaded).sum();
+        assert_eq!(credited, 1000, "one second's worth in all");
+        // Ten seconds later, ten seconds' worth more.
+        let mut r = report(Event::Started, 1 << 40, 0);
+        r.peer_id = PeerId([99; 20]);
+        l.take(&r, 110);
+        assert_eq!(
+            pending_for(&l),
+            (1000, 0),
+            "a session's first report: one second"
+        );
+        let next = Report {
+            event: Event::None,
+            uploaded: (1 << 40) + 50_000,
+            ..r
+        };
+        l.take(&next, 120);
+        assert_eq!(pending_for(&l), (10_000, 0));
     }
 
     #[test]

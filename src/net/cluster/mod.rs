@@ -176,7 +176,9 @@ impl Sync {
             follower: StreamFollower::new(setup.node.clone(), now),
             schedule: SyncSchedule::new(now, flush_every, checkpoint_every),
             message_bytes: 4096,
-            run: rand::random(),
+            // Ordered by start time (a replay of an older run is told
+            // apart), random below the millisecond.
+            run: (unix_ms() << 12) | (rand::random::<u64>() & 0xfff),
             next_seq: 0,
             skipped_logged: 0,
         }
@@ -337,10 +339,8 @@ impl Sync {
     fn apply_entry(&mut self, entry: &link::Entry) {
         let bytes = entry.message.as_deref().unwrap_or(&[]);
         let gap_before = self.follower.gap_pending();
-        let message = match self
-            .follower
-            .entry(entry.id, bytes, &self.mac, Instant::now())
-        {
+        let at = (Instant::now(), unix_ms());
+        let message = match self.follower.entry(entry.id, bytes, &self.mac, at) {
             EntryOutcome::Apply(m) => m,
             EntryOutcome::Skip => return,
             EntryOutcome::Rejected(reason, why) => return self.reject(entry, &why, reason),
