@@ -201,16 +201,26 @@ impl CreditJournal {
         out.write_all(&bytes)?;
         out.sync_all()?;
         fs::rename(&tmp, &self.path)?;
-        // From the rename on, the new file is the journal: appends go to
-        // it even if what follows fails (appends to the old, unlinked one
-        // would be lost, and their credits sent again after a crash).
-        let mut file = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        file.seek(SeekFrom::End(0))?;
+        // From the rename on, `out` (written to its end) is the journal:
+        // appends go to it, and nothing between here and the return can
+        // fail (a reopen could, with EMFILE, and leave appends going to the
+        // old, unlinked file: their credits lost, or sent twice after a
+        // crash).
+        let len = bytes.len() as u64;
         // What the rewrite holds (the base and the batches kept) is the
         // size the next rewrite is measured against: batches kept for long
         // (set aside) must not make every cut rewrite the journal.
-        (self.file, self.len, self.base_len) = (file, bytes.len() as u64, bytes.len() as u64);
-        File::open(super::snapshot::parent_dir(&self.path))?.sync_all()?;
+        (self.file, self.len, self.base_len) = (out, len, len);
+        // The rewrite is in place and its bytes are synced: from here the
+        // caller must treat it as done (the cut's batch is in it), so a
+        // directory that will not sync is logged, not returned.
+        let dir = super::snapshot::parent_dir(&self.path);
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(
+                "credit journal rewritten, but its directory {} did not sync: {e}",
+                dir.display()
+            );
+        }
         Ok(moved)
     }
 

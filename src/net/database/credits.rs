@@ -248,23 +248,33 @@ impl CreditWriter {
             }
             Err(e) => return Err(e),
         };
-        let mut queue: Vec<Queued> = self.refused.drain(..).chain(self.queue.drain(..)).collect();
-        queue.sort_by_key(|q| q.at.id);
-        if let (Some(first), Some(end)) = (queue.first(), queue.last()) {
-            let range = (self.node.as_str(), epoch, first.at.id, end.at.id.min(last));
-            let applied: std::collections::HashSet<u64> = conn
-                .exec(sql::APPLIED_BATCHES, range)?
+        // Asked before anything moves: a failure here leaves every batch
+        // where it was.
+        let ids = self.refused.iter().chain(&self.queue).map(|q| q.at.id);
+        let (first, end) = (ids.clone().min(), ids.max());
+        let applied: std::collections::HashSet<u64> = match (first, end) {
+            (Some(first), Some(end)) => conn
+                .exec(
+                    sql::APPLIED_BATCHES,
+                    (self.node.as_str(), epoch, first, end.min(last)),
+                )?
                 .into_iter()
-                .collect();
-            for q in queue {
-                if applied.contains(&q.at.id) {
-                    stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
-                    if q.batch.is_some() {
-                        self.in_memory -= q.credits;
-                    }
-                } else {
-                    self.queue.push_back(q);
+                .collect(),
+            _ => Default::default(),
+        };
+        // The batches set aside are queued again, in order with the rest
+        // (and counted again if they are refused again).
+        let mut queue: Vec<Queued> = self.refused.drain(..).chain(self.queue.drain(..)).collect();
+        stats.refused_batches.store(0, Ordering::Relaxed);
+        queue.sort_by_key(|q| q.at.id);
+        for q in queue {
+            if applied.contains(&q.at.id) {
+                stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
+                if q.batch.is_some() {
+                    self.in_memory -= q.credits;
                 }
+            } else {
+                self.queue.push_back(q);
             }
         }
         self.next_batch = self.next_batch.max(last.saturating_add(1));
