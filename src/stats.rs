@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::udp::{ReplyKind, UdpDrop};
 use crate::protocol::udp::DropReason;
-use crate::tracker::announce::{ErrorReason, Refusal};
+use crate::tracker::announce::ErrorReason;
+use crate::tracker::refusal::Refusal;
 
 macro_rules! counters {
     ($($name:ident => $label:literal,)*) => {

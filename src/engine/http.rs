@@ -20,9 +20,10 @@ use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 use crate::tracker::access::AccessRules;
-use crate::tracker::announce::{AnnounceParams, ErrorReason, Refusal, Tracker, check_passkey};
+use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
 use crate::tracker::change::SwarmChange;
 use crate::tracker::peer_set::{V4, V6};
+use crate::tracker::refusal::Refusal;
 use crate::tracker::swarm::Picks;
 
 /// The operator's HTTP settings (from `[http]`).

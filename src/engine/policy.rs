@@ -15,8 +15,9 @@ use std::net::IpAddr;
 
 use crate::tracker::access::AccessRules;
 use crate::tracker::announce::{
-    AnnounceAnswer, AnnounceParams, ErrorReason, Refusal, Tracker, check_access,
+    AnnounceAnswer, AnnounceParams, ErrorReason, Tracker, check_access,
 };
+use crate::tracker::refusal::Refusal;
 
 /// Who makes an announce, as the frontend saw them.
 #[derive(Debug, Clone, Copy)]

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use hashbrown::DefaultHashBuilder;
 use serde::Deserialize;
 
-use super::announce::Refusal;
 use super::ledger::Account;
+use super::refusal::Refusal;
 use super::site::SiteDirectory;
 use crate::protocol::{Event, InfoHash, PeerId};
 

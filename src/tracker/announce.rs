@@ -15,6 +15,7 @@ use super::connection_id::ConnectionIdIssuer;
 use super::ledger::{Account, Report, TransferLedger};
 use super::peer_set::{Origin, V4, V6};
 use super::rate_limit::RateLimiter;
+use super::refusal::Refusal;
 use super::swarm::{PeerUpdate, Picks, Torrent};
 use super::table::{Download, PeerAddr, PeerChange, SwarmTable};
 use crate::protocol::{Event, InfoHash, PeerId};
@@ -123,27 +124,6 @@ pub struct ScrapeCounts {
     pub leechers: u32,
 }
 
-/// Why an announce was refused. Each frontend says so on its wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The access list does not let this torrent in (permanent).
-    TorrentNotAllowed,
-    /// The client filter does not let this client software in (permanent).
-    ClientNotAllowed,
-    /// Private mode and no registered passkey (permanent).
-    UnknownPasskey,
-    /// Private mode on a site's database: the torrent is not registered,
-    /// or disabled (permanent).
-    UnregisteredTorrent,
-    /// The user may not download (`can_leech = 0`; permanent).
-    LeechingNotAllowed,
-    /// A new peer of a user who already has `max_peers_per_user_torrent`
-    /// in the torrent (until one of them stops or expires).
-    PeerLimit,
-    /// The site's users and torrents are not loaded yet (temporary).
-    SiteUnavailable,
-}
-
 /// Why a client got an error reply (UDP error packet, HTTP failure
 /// reason), for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,29 +158,6 @@ pub fn check_passkey(rules: &AccessRules, passkey: Option<&[u8]>) -> Result<(), 
         Ok(())
     } else {
         Err(Refusal::UnknownPasskey)
-    }
-}
-
-impl Refusal {
-    pub fn message(self) -> &'static str {
-        match self {
-            Refusal::TorrentNotAllowed => "torrent not allowed on this tracker",
-            Refusal::ClientNotAllowed => "client software not allowed on this tracker",
-            Refusal::UnknownPasskey => "unknown passkey",
-            Refusal::UnregisteredTorrent => "torrent not registered with this tracker",
-            Refusal::LeechingNotAllowed => "your account may not download",
-            Refusal::PeerLimit => "too many peers of your account in this torrent",
-            Refusal::SiteUnavailable => "tracker is starting, try again shortly",
-        }
-    }
-
-    /// BEP 31 `retry in`, in minutes; None: never.
-    pub fn retry_minutes(self) -> Option<u32> {
-        match self {
-            Refusal::PeerLimit => Some(5),
-            Refusal::SiteUnavailable => Some(1),
-            _ => None,
-        }
     }
 }
 

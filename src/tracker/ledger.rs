@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrayvec::ArrayVec;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
-use super::announce::Refusal;
+use super::refusal::Refusal;
 use crate::protocol::{Event, InfoHash, PeerId};
 
 /// A passkey as registered: 16 to 64 letters and digits.

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod linear_probe;
 pub mod peer_set;
 pub mod rate_limit;
+pub mod refusal;
 pub mod site;
 pub mod swarm;
 pub mod table;

@@ -15,8 +15,8 @@ use std::sync::{Mutex, RwLock};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 
-use super::announce::Refusal;
 use super::ledger::{Account, Passkey};
+use super::refusal::Refusal;
 use crate::protocol::{Event, InfoHash};
 
 /// Factors above this are taken as this (a typo must not mint terabytes).
