@@ -420,7 +420,12 @@ fn main() -> ExitCode {
         let stall = std::env::var("RINGTRACKER_TEST_STALL_SNAPSHOT")
             .ok()
             .and_then(|n| n.parse().ok());
-        Snapshotter::new(path, stall, journal.clone())
+        Snapshotter::new(
+            path,
+            stall,
+            journal.clone(),
+            net::background::yield_cpu_to_workers,
+        )
     });
     let mut metrics = MetricsState::new(
         Arc::clone(server.stats()),

@@ -1,15 +1,13 @@
-//! Per-worker counters: every datagram is counted, by what became of it.
+//! Counters as plain data: per worker, every datagram and request counted
+//! by what became of it (the engine says which counter an outcome is), and
+//! the database thread's. Nothing here knows the engine, the tracker or
+//! the metrics: they all depend on it, it on none of them.
 //!
 //! Each worker owns one `WorkerStats` and is its only writer, so a counter
 //! is a relaxed load and store, not a locked read-modify-write; readers
 //! (the periodic log line, later the metrics endpoint) sum across workers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::engine::udp::{ReplyKind, UdpDrop};
-use crate::protocol::udp::DropReason;
-use crate::tracker::announce::ErrorReason;
-use crate::tracker::refusal::Refusal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 macro_rules! counters {
     ($($name:ident => $label:literal,)*) => {
@@ -106,61 +104,36 @@ impl WorkerStats {
     pub fn get(&self, c: Counter) -> u64 {
         self.counts[c as usize].load(Ordering::Relaxed)
     }
+}
 
-    pub fn count_reply(&self, kind: ReplyKind) {
-        self.add(
-            match kind {
-                ReplyKind::Connect => Counter::ReplyConnect,
-                ReplyKind::Announce => Counter::ReplyAnnounce,
-                ReplyKind::Scrape => Counter::ReplyScrape,
-                ReplyKind::Error(why) => {
-                    self.count_error(why);
-                    Counter::ReplyError
-                }
-            },
-            1,
-        );
-    }
-
-    /// An error reply (UDP error packet or HTTP failure reason) by reason.
-    pub fn count_error(&self, why: ErrorReason) {
-        self.add(
-            match why {
-                ErrorReason::BadRequest => Counter::ErrorBadRequest,
-                ErrorReason::Refused(Refusal::TorrentNotAllowed) => Counter::ErrorTorrentNotAllowed,
-                ErrorReason::Refused(Refusal::ClientNotAllowed) => Counter::ErrorClientNotAllowed,
-                ErrorReason::Refused(Refusal::UnknownPasskey) => Counter::ErrorUnknownPasskey,
-                ErrorReason::Refused(Refusal::UnregisteredTorrent) => {
-                    Counter::ErrorUnregisteredTorrent
-                }
-                ErrorReason::Refused(Refusal::LeechingNotAllowed) => {
-                    Counter::ErrorLeechingNotAllowed
-                }
-                ErrorReason::Refused(Refusal::PeerLimit) => Counter::ErrorPeerLimit,
-                ErrorReason::Refused(Refusal::SiteUnavailable) => Counter::ErrorSiteUnavailable,
-                ErrorReason::PrivateScrape => Counter::ErrorPrivateScrape,
-                ErrorReason::RateLimited => Counter::ErrorRateLimited,
-                ErrorReason::FullScrapeDisabled => Counter::ErrorFullScrapeDisabled,
-            },
-            1,
-        );
-    }
-
-    pub fn count_drop(&self, why: UdpDrop) {
-        self.add(
-            match why {
-                UdpDrop::Malformed(DropReason::TooShort) => Counter::DropTooShort,
-                UdpDrop::Malformed(DropReason::BadMagic) => Counter::DropBadMagic,
-                UdpDrop::Malformed(DropReason::UnknownAction) => Counter::DropUnknownAction,
-                UdpDrop::Malformed(DropReason::ShortAnnounce) => Counter::DropShortAnnounce,
-                UdpDrop::BadConnectionId => Counter::DropBadConnectionId,
-                UdpDrop::Banned => Counter::DropBanned,
-                UdpDrop::RateLimited => Counter::DropRateLimited,
-                UdpDrop::Oversized => Counter::DropOversized,
-            },
-            1,
-        );
-    }
+/// Private mode's database thread's counters (the thread writes them,
+/// the metrics read them).
+#[derive(Default)]
+pub struct DatabaseStats {
+    pub up: AtomicBool,
+    /// Unix seconds of the last read of changed rows (0: none yet).
+    pub last_sync: AtomicU64,
+    /// Unix seconds of the last flush that got through (0: none yet).
+    pub last_flush: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_micros: AtomicU64,
+    pub batches_applied: AtomicU64,
+    /// Batches the database already had (a commit whose answer was lost,
+    /// or a restart): not applied twice.
+    pub batches_skipped: AtomicU64,
+    /// Journaled batches waiting for the database.
+    pub queued_batches: AtomicU64,
+    /// Batches kept only in the journal (read back when their turn comes):
+    /// cut while the database was down, past `max_pending_credits`, or
+    /// queued past the 1M credits kept in memory.
+    pub spilled_batches: AtomicU64,
+    pub journal_failures: AtomicU64,
+    /// Batches the database refused (set aside, retried on a new
+    /// connection), and how many are aside now.
+    pub batches_refused: AtomicU64,
+    pub refused_batches: AtomicU64,
+    pub failures: AtomicU64,
+    pub bad_rows: AtomicU64,
 }
 
 /// Sum of every worker's counters.

@@ -91,11 +91,11 @@ impl Engine {
             }
             let reply = match outcome {
                 Some(UdpOutcome::Reply { len, kind }) => {
-                    stats.count_reply(kind);
+                    super::counting::count_reply(stats, kind);
                     Some(len)
                 }
                 Some(UdpOutcome::Drop(why)) => {
-                    stats.count_drop(why);
+                    super::counting::count_drop(stats, why);
                     None
                 }
                 None => None,

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod counting;
 pub mod http;
 pub mod http_conn;
 pub mod http_endpoint;
@@ -183,7 +184,7 @@ impl Engine {
             RequestKind::Other => {}
         }
         if let Some(why) = scratch.failure() {
-            stats.count_error(why);
+            counting::count_error(stats, why);
         }
         keep.unwrap_or_else(|| {
             http::reject(out, HeadError::NotHttp);

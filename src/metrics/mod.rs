@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::cluster::stats::ClusterStats;
-use crate::net::database::DatabaseStats;
-use crate::stats::{self, Counter, WorkerStats};
+use crate::stats::{self, Counter, DatabaseStats, WorkerStats};
 use crate::storage::snapshotter::SnapshotStatus;
 use crate::tracker::Tracker;
 use history::{History, Sample};

@@ -237,12 +237,7 @@ fn count_of(a: &std::sync::atomic::AtomicU64) -> f64 {
 }
 
 /// Private mode's database thread.
-fn database(
-    out: &mut String,
-    state: &MetricsState,
-    d: &crate::net::database::DatabaseStats,
-    unix: u64,
-) {
+fn database(out: &mut String, state: &MetricsState, d: &crate::stats::DatabaseStats, unix: u64) {
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let age = |at: u64| {
         if at == 0 {

@@ -33,6 +33,9 @@ pub struct Snapshotter {
     stall_write: Option<u64>,
     /// Private mode's journal: fed right after each snapshot.
     journal: Option<LedgerJournal>,
+    /// Run first on each writer thread (the I/O layer lowers its priority:
+    /// `net::background::yield_cpu_to_workers`).
+    thread_start: fn(),
     pub status: Arc<SnapshotStatus>,
 }
 
@@ -43,13 +46,19 @@ pub fn unix_now() -> u64 {
 }
 
 impl Snapshotter {
-    pub fn new(path: PathBuf, stall_write: Option<u64>, journal: Option<LedgerJournal>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        stall_write: Option<u64>,
+        journal: Option<LedgerJournal>,
+        thread_start: fn(),
+    ) -> Self {
         Snapshotter {
             path,
             running: None,
             writes: 0,
             stall_write,
             journal,
+            thread_start,
             status: Arc::default(),
         }
     }
@@ -63,16 +72,17 @@ impl Snapshotter {
         }
         self.writes += 1;
         let stall = (self.stall_write == Some(self.writes)).then_some(Stall);
-        let (tracker, path, status, journal) = (
+        let (tracker, path, status, journal, thread_start) = (
             Arc::clone(tracker),
             self.path.clone(),
             Arc::clone(&self.status),
             self.journal.clone(),
+            self.thread_start,
         );
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                crate::net::background::yield_cpu_to_workers();
+                thread_start();
                 write_logged(&tracker, &path, now, stall, &status, journal.as_ref());
             });
         match spawned {

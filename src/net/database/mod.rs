@@ -16,13 +16,14 @@ pub mod sql;
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mysql::{Conn, OptsBuilder};
 
+pub use crate::stats::DatabaseStats;
 use crate::storage::credit_journal::{CreditJournal, Replay};
 use crate::tracker::Tracker;
 use crate::tracker::site::SiteDirectory;
@@ -52,35 +53,6 @@ pub struct DatabaseSetup {
     pub max_pending: usize,
     /// Tracker time zero.
     pub started: Instant,
-}
-
-/// What the metrics show of the database.
-#[derive(Default)]
-pub struct DatabaseStats {
-    pub up: AtomicBool,
-    /// Unix seconds of the last read of changed rows (0: none yet).
-    pub last_sync: AtomicU64,
-    /// Unix seconds of the last flush that got through (0: none yet).
-    pub last_flush: AtomicU64,
-    pub flushes: AtomicU64,
-    pub flush_micros: AtomicU64,
-    pub batches_applied: AtomicU64,
-    /// Batches the database already had (a commit whose answer was lost,
-    /// or a restart): not applied twice.
-    pub batches_skipped: AtomicU64,
-    /// Journaled batches waiting for the database.
-    pub queued_batches: AtomicU64,
-    /// Batches kept only in the journal (read back when their turn comes):
-    /// cut while the database was down, past `max_pending_credits`, or
-    /// queued past the 1M credits kept in memory.
-    pub spilled_batches: AtomicU64,
-    pub journal_failures: AtomicU64,
-    /// Batches the database refused (set aside, retried on a new
-    /// connection), and how many are aside now.
-    pub batches_refused: AtomicU64,
-    pub refused_batches: AtomicU64,
-    pub failures: AtomicU64,
-    pub bad_rows: AtomicU64,
 }
 
 enum Command {
