@@ -8,6 +8,7 @@
 //! the shard lock taken for the next answer is a locked instruction, which
 //! waits for earlier loads, while a prefetch is neither ordered by locked
 //! instructions nor waited for.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 /// Ask for the cache line holding `p` (into every cache level). A hint
 /// only: any address is allowed, including a stale or dangling one.

@@ -176,7 +176,7 @@ pub fn handle_request(
             return keep_alive;
         }
         Endpoint::Announce { passkey, query } => {
-            announce(tracker, &rules, seen, passkey, query, now, rng, scratch)
+            announce(tracker, &rules, seen, passkey, query, now, rng, scratch);
         }
         Endpoint::Scrape { passkey, query } => match check_passkey(&rules, passkey) {
             Ok(()) => {

@@ -6,6 +6,7 @@
 //! snapshot at half of max). A lock such a thread holds is no inversion
 //! risk: a worker that waits on it sleeps, and the core is then idle for
 //! the background thread to finish.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 /// Lower the calling thread to nice 19 (Linux: a thread's own nice value).
 pub fn yield_cpu_to_workers() {

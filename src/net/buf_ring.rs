@@ -12,6 +12,7 @@
 //! hand one buffer to two datagrams): `recycle` only takes back a buffer
 //! that `taken` said the kernel handed out, so a double recycle is a no-op
 //! rather than a corrupt ring.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};

@@ -13,6 +13,7 @@
 //! whose request head has not completed within it (slowloris). Past the
 //! connection cap, new connections are closed at once; existing ones are
 //! unharmed.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! What the process asks of the kernel before it serves: enough file
 //! descriptors for every HTTP connection it may accept, and its ports
 //! back after a crash.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::io;
 use std::net::SocketAddr;

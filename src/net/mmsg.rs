@@ -10,6 +10,7 @@
 //! Per wake-up it drains each readable socket in batches: one `recvmmsg`
 //! for up to `BATCH` datagrams, handed to the engine as one batch (each
 //! answered into its own reply slot), then one `sendmmsg` for the replies.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::io;
 use std::net::SocketAddr;

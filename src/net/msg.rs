@@ -2,6 +2,7 @@
 //! recvmmsg/sendmmsg): decoding the raw source address and packet-info
 //! control message the kernel hands us (plain byte parsing, no pointer
 //! casts), and `ReplySlot`, one reply with the msghdr that addresses it.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 

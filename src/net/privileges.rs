@@ -3,6 +3,7 @@
 //! glibc's setgid/setuid apply to every thread of the process (it signals
 //! each to switch), so workers started before the drop lose root too; the
 //! check at the end makes sure of it.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::ffi::CString;
 use std::io;

@@ -1,6 +1,7 @@
 //! What both io_uring drivers (UDP and HTTP) need besides their own state:
 //! queueing an entry, submitting and waiting, cancelling everything at
 //! shutdown.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,7 @@
 //! puzzles: the signals are blocked in every thread (workers inherit the
 //! mask) and the main thread waits for them with `sigtimedwait`, which
 //! doubles as the timer for the periodic stats line.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub fn wait_for_signal(timeout: Duration) -> Option<i32> {
     let set = termination_set();
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
     };
     // SAFETY: all pointers are to initialised locals; a null siginfo is allowed.
     let rc = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };

@@ -2,6 +2,7 @@
 //! on the same address, IPV6_V6ONLY so each family has its own socket, and
 //! packet-info control messages so a reply can leave from the very address
 //! the request arrived on.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::io;
 use std::net::SocketAddr;

@@ -17,6 +17,7 @@
 //!   allocated per packet.
 //! - Timing: a timeout entry wakes the loop when the engine's next timer is
 //!   due (the expiry sweep), and at least every 250 ms to notice shutdown.
+#![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
 use std::io;
 use std::net::SocketAddr;
@@ -323,7 +324,7 @@ impl Worker {
             match cqueue::buffer_select(flags) {
                 Some(bid) => {
                     self.bufs.taken(bid);
-                    self.collect(socket, bid, result as u32)
+                    self.collect(socket, bid, result as u32);
                 }
                 None => self.stats().add(Counter::RecvError, 1),
             }

@@ -331,7 +331,7 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceQuery, QueryError> {
             b"ip" => {
                 ip = decode_text(value, &mut buf, "ip")
                     .ok()
-                    .and_then(|s| s.parse().ok())
+                    .and_then(|s| s.parse().ok());
             }
             // key, trackerid, supportcrypto, corrupt, …: not needed.
             _ => {}

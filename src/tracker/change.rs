@@ -137,8 +137,10 @@ impl PublishPolicy {
             ChangeKind::Leecher
         };
         let kind = match (update, applied.effect) {
-            (PeerUpdate::Seeder | PeerUpdate::Leecher, PeerEffect::Added)
-            | (PeerUpdate::Seeder | PeerUpdate::Leecher, PeerEffect::RoleChanged) => role,
+            (
+                PeerUpdate::Seeder | PeerUpdate::Leecher,
+                PeerEffect::Added | PeerEffect::RoleChanged,
+            ) => role,
             // A peer that announced at another node last is ours now.
             (
                 _,

@@ -204,15 +204,12 @@ impl SiteDirectory {
         let mut errors = Vec::new();
         let mut keys = self.keys();
         for row in rows {
-            let passkey = match valid_passkey(&row.passkey) {
-                Some(k) => k,
-                None => {
-                    // Whatever key the id served before is withdrawn: a
-                    // site that blanks a passkey means to revoke it.
-                    self.withdraw(&mut keys, Member::User(row.id));
-                    errors.push(RowError::Passkey { id: row.id });
-                    continue;
-                }
+            let Some(passkey) = valid_passkey(&row.passkey) else {
+                // Whatever key the id served before is withdrawn: a site
+                // that blanks a passkey means to revoke it.
+                self.withdraw(&mut keys, Member::User(row.id));
+                errors.push(RowError::Passkey { id: row.id });
+                continue;
             };
             // The old key goes only if it is another (a row read again
             // must never be missing for a moment: that refuses for good).

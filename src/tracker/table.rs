@@ -404,7 +404,7 @@ impl SwarmTable {
                 return false;
             }
             dropped += t.retain_fresh(now, peer_timeout, h, |addr, origin| {
-                gone(hash, addr, origin)
+                gone(hash, addr, origin);
             });
             seeders += t.seeders() as u64;
             leechers += t.leechers() as u64;

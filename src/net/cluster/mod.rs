@@ -100,7 +100,7 @@ impl ClusterSync {
             .name("cluster-checkpoint".into())
             .spawn(move || {
                 super::background::yield_cpu_to_workers();
-                writer.run(pending)
+                writer.run(pending);
             })?;
         let sync = Sync::new(setup, stats.clone(), requests);
         let flag = stop.clone();
