@@ -82,12 +82,6 @@ pub enum EndsOutcome {
     Trimmed,
 }
 
-/// A node's checkpoint as a catch-up loaded it.
-pub struct LoadedCheckpoint<'a> {
-    pub node: &'a str,
-    pub stream_id: StreamId,
-}
-
 pub struct StreamFollower {
     node: String,
     position: StreamId,
@@ -224,21 +218,22 @@ impl StreamFollower {
         self.next_catch_up = now + CATCH_UP_EVERY;
     }
 
-    /// A catch-up loaded `loaded`; `missing` other nodes had no checkpoint
+    /// A catch-up loaded `loaded` (each node's checkpoint and the stream
+    /// id it is current to); `missing` other nodes had no checkpoint
     /// to load. At the first one (`start`) the stream is read from the
     /// oldest checkpoint's id, each node's entries up to its checkpoint
     /// skipped; if a node had none (Redis restarted empty and its
     /// checkpoint is not rewritten yet) from the stream's start, and the
     /// checkpoints are looked at once more `CATCH_UP_EVERY` later.
-    pub fn loaded(&mut self, start: bool, loaded: &[LoadedCheckpoint<'_>], missing: usize) {
+    pub fn loaded(&mut self, start: bool, loaded: &[(&str, StreamId)], missing: usize) {
         self.caught_up = true;
         if !start {
             return;
         }
-        for l in loaded {
-            self.loaded_to.insert(l.node.to_string(), l.stream_id);
+        for &(node, upto) in loaded {
+            self.loaded_to.insert(node.to_string(), upto);
         }
-        let oldest = loaded.iter().map(|l| l.stream_id).min();
+        let oldest = loaded.iter().map(|&(_, upto)| upto).min();
         self.position = match oldest {
             Some(id) if missing == 0 => id,
             _ => StreamId::default(),
@@ -372,16 +367,7 @@ mod tests {
     fn the_first_catch_up_reads_from_the_oldest_checkpoint_or_the_start() {
         let t = Instant::now();
         let mut f = StreamFollower::new("me".into(), t);
-        let loaded = [
-            LoadedCheckpoint {
-                node: "a",
-                stream_id: StreamId(50, 0),
-            },
-            LoadedCheckpoint {
-                node: "b",
-                stream_id: StreamId(40, 0),
-            },
-        ];
+        let loaded = [("a", StreamId(50, 0)), ("b", StreamId(40, 0))];
         f.loaded(true, &loaded, 0);
         assert_eq!(f.position(), StreamId(40, 0));
         assert!(!f.catch_up_due(t + CATCH_UP_EVERY));

@@ -255,14 +255,18 @@ impl Worker {
     ) {
         if !cqueue::more(flags) {
             self.armed -= 1;
-            let passing = result == -libc::ECONNABORTED || result == -libc::EINTR;
-            if result < 0 && !passing && !stopping {
+            let error = (result < 0).then(|| io::Error::from_raw_os_error(-result));
+            let failed = error
+                .as_ref()
+                .filter(|e| super::socket::accept_error(e) == super::socket::AcceptError::Failed);
+            if let Some(error) = failed
+                && !stopping
+            {
                 // EMFILE and the like: the connection waits in the backlog
                 // and an accept armed now would fail at once, again and
                 // again. The tick arms it next.
-                let error = io::Error::from_raw_os_error(-result);
                 self.endpoint
-                    .accept_failed(listener, &error, self.engine.stats());
+                    .accept_failed(listener, error, self.engine.stats());
             } else if !stopping {
                 self.arm_accept(listener, sq, submitter);
             }

@@ -25,6 +25,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::http::HttpWorkerSetup;
+use super::socket::{AcceptError, accept_error};
 use crate::engine::Engine;
 use crate::engine::http_conn::Step;
 use crate::engine::http_endpoint::HttpEndpoint;
@@ -141,20 +142,15 @@ impl Worker {
         loop {
             let (mut stream, peer) = match self.listeners[listener].accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    self.endpoint
-                        .accept_failed(listener, &e, self.engine.stats());
-                    return;
-                }
+                Err(e) => match accept_error(&e) {
+                    AcceptError::Drained => return,
+                    AcceptError::Retry => continue,
+                    AcceptError::Failed => {
+                        self.endpoint
+                            .accept_failed(listener, &e, self.engine.stats());
+                        return;
+                    }
+                },
             };
             let now = self.engine.tracker_secs(Instant::now());
             let registry = self.poll.registry();

@@ -108,16 +108,11 @@ fn accept(listener: &TcpListener, clients: &mut Vec<Client>) -> bool {
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                continue;
-            }
-            Err(_) => return false,
+            Err(e) => match super::socket::accept_error(&e) {
+                super::socket::AcceptError::Drained => return true,
+                super::socket::AcceptError::Retry => continue,
+                super::socket::AcceptError::Failed => return false,
+            },
         };
         if stream.set_nonblocking(true).is_err() {
             continue;

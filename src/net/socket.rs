@@ -94,3 +94,24 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
     socket.listen(1024)?;
     Ok(socket)
 }
+
+/// What a failed `accept` means for the listener, whatever the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
+    /// No connection waits: wait for readiness.
+    Drained,
+    /// This connection went (reset before it was taken) or a signal came:
+    /// take the next one.
+    Retry,
+    /// The process cannot take connections now (EMFILE, ENFILE, ENOBUFS,
+    /// ...): a try at once fails again, so the listener pauses.
+    Failed,
+}
+
+pub fn accept_error(e: &io::Error) -> AcceptError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => AcceptError::Drained,
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => AcceptError::Retry,
+        _ => AcceptError::Failed,
+    }
+}

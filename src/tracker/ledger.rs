@@ -446,8 +446,12 @@ impl TransferLedger {
             None => (0, 0),
         };
         let seconds = last.map_or(1, |l| now.saturating_sub(l.last_seen).max(1));
-        let (up, down) = self.plausible(r.passkey, up, down, seconds);
+        let reported = (up, down);
+        let (up, down) = self.plausible(up, down, seconds);
         let (up, down) = self.within_budget(r.passkey, up, down, now);
+        if (up, down) != reported {
+            self.count_implausible(r.passkey, reported, (up, down));
+        }
         let seed_seconds = match last {
             Some(last) if last.seeder => now
                 .saturating_sub(last.last_seen)
@@ -471,18 +475,14 @@ impl TransferLedger {
     }
 
     /// `up` and `down` as far as `seconds` at `max_rate` could have moved
-    /// them; the rest is counted and, once per passkey, logged.
-    fn plausible(&self, passkey: &[u8], up: u64, down: u64, seconds: u32) -> (u64, u64) {
+    /// them.
+    fn plausible(&self, up: u64, down: u64, seconds: u32) -> (u64, u64) {
         let most = self.rules.max_rate.saturating_mul(u64::from(seconds));
-        if up <= most && down <= most {
-            return (up, down);
-        }
-        self.count_implausible(passkey, (up, down), (up.min(most), down.min(most)));
         (up.min(most), down.min(most))
     }
 
     /// `up` and `down` as far as the passkey's budget over all its
-    /// sessions allows at tracker second `now`; the rest is counted.
+    /// sessions allows at tracker second `now`.
     fn within_budget(&self, passkey: &[u8], up: u64, down: u64, now: u32) -> (u64, u64) {
         if up == 0 && down == 0 {
             return (0, 0);
@@ -507,10 +507,6 @@ impl TransferLedger {
         let credited = (up.min(b.up), down.min(b.down));
         b.up -= credited.0;
         b.down -= credited.1;
-        drop(shard);
-        if credited != (up, down) {
-            self.count_implausible(passkey, (up, down), credited);
-        }
         credited
     }
 

@@ -28,6 +28,7 @@ use redis::{RedisResult, Value};
 
 use super::link::{Link, NODES, checkpoint_head, checkpoint_part};
 use super::{MAX_NODES, unix_ms};
+use crate::cluster::follow::StreamId;
 use crate::cluster::mac::{ClusterMac, Domain, TAG_LEN};
 use crate::cluster::schedule::CheckpointRetry;
 use crate::cluster::stats::{ClusterStats, Rejected};
@@ -172,16 +173,17 @@ pub struct LoadedAll {
 pub struct Loaded {
     pub node: String,
     /// The stream id it is current to.
-    pub stream_id: String,
+    pub stream_id: StreamId,
     pub stats: SnapshotStats,
 }
 
 /// Load every node's checkpoint into `tracker` at tracker time `now`
 /// (`own`'s peers as local, every other node's as remote). A missing,
-/// expired or unreadable checkpoint is skipped and logged; one that does
-/// not check out under `mac` is skipped and counted. At most `MAX_NODES`
-/// nodes are read (a set grown by someone who may write to Redis is
-/// read no further).
+/// expired or unreadable checkpoint is skipped; one that does not check
+/// out under `mac` is skipped and counted; what was skipped is logged in
+/// one line per catch-up (forged heads must not flood the log). At most
+/// `MAX_NODES` nodes are read (a set grown by someone who may write to
+/// Redis is read no further).
 pub fn load_all(
     link: &mut Link,
     tracker: &Tracker,
@@ -197,6 +199,11 @@ pub fn load_all(
         _ => Vec::new(),
     };
     let mut all = LoadedAll::default();
+    let mut skipped: (usize, Option<String>) = (0, None);
+    let mut skip = |why: String| {
+        skipped.0 += 1;
+        skipped.1.get_or_insert(why);
+    };
     for node in nodes {
         let (stream_id, bytes) = match read(link, &node, mac)? {
             Ok(Some(found)) => found,
@@ -207,7 +214,7 @@ pub fn load_all(
             Err(why) => {
                 all.missing += usize::from(node != own);
                 stats.reject(Rejected::Checkpoint);
-                tracing::warn!("cluster: checkpoint of node {node:?} skipped: {why}");
+                skip(format!("node {node:?}: {why}"));
                 continue;
             }
         };
@@ -228,9 +235,12 @@ pub fn load_all(
             }
             Err(e) => {
                 all.missing += 1;
-                tracing::warn!("cluster: {e}; skipped");
+                skip(e.to_string());
             }
         }
+    }
+    if let (n, Some(first)) = skipped {
+        tracing::warn!("cluster: {n} checkpoint(s) skipped ({first}, ...)");
     }
     Ok(all)
 }
@@ -242,7 +252,7 @@ fn read(
     link: &mut Link,
     node: &str,
     mac: &ClusterMac,
-) -> RedisResult<Result<Option<(String, Vec<u8>)>, &'static str>> {
+) -> RedisResult<Result<Option<(StreamId, Vec<u8>)>, &'static str>> {
     let mut get = redis::cmd("GET");
     get.arg(checkpoint_head(node));
     let Some(head) = text(&link.query(&get)?) else {
@@ -286,7 +296,7 @@ fn read(
         }
         bytes.extend_from_slice(data);
     }
-    Ok(Ok(Some((stream_id.to_string(), bytes))))
+    Ok(Ok(Some((StreamId::parse(stream_id), bytes))))
 }
 
 /// 32 bytes from 64 hex digits.

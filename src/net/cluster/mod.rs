@@ -33,9 +33,7 @@ use std::time::{Duration, Instant};
 use link::Link;
 
 use crate::cluster::apply::{RemoteOutcome, apply_remote};
-use crate::cluster::follow::{
-    EndsOutcome, EntryOutcome, LoadedCheckpoint, StreamFollower, StreamId,
-};
+use crate::cluster::follow::{EndsOutcome, EntryOutcome, StreamFollower, StreamId};
 use crate::cluster::mac::ClusterMac;
 use crate::cluster::message::MessageBuilder;
 use crate::cluster::schedule::{DownLog, SyncCommand, SyncSchedule};
@@ -393,19 +391,12 @@ impl Sync {
             Ok(all) => all,
             Err(e) => return self.down(&e),
         };
-        let ids: Vec<(String, StreamId)> = all
+        let loaded: Vec<(&str, StreamId)> = all
             .loaded
             .iter()
-            .map(|l| (l.node.clone(), StreamId::parse(&l.stream_id)))
+            .map(|l| (l.node.as_str(), l.stream_id))
             .collect();
-        let views: Vec<LoadedCheckpoint<'_>> = ids
-            .iter()
-            .map(|(node, stream_id)| LoadedCheckpoint {
-                node,
-                stream_id: *stream_id,
-            })
-            .collect();
-        self.follower.loaded(start, &views, all.missing);
+        self.follower.loaded(start, &loaded, all.missing);
         let peers: u64 = all.loaded.iter().map(|l| l.stats.peers).sum();
         ClusterStats::add(&self.stats.checkpoints_loaded, all.loaded.len() as u64);
         tracing::info!(

@@ -316,7 +316,9 @@ impl CreditWriter {
 /// aside), rather than for a passing state of its own (a deadlock, a lock
 /// wait, a read-only moment: tried again after the backoff).
 fn refused(e: &mysql::Error) -> bool {
-    const PASSING: [u16; 4] = [1205, 1213, 1290, 1836];
+    // Lock wait timeout, deadlock, read-only, read-only mode, and the
+    // server going down or killing the query/connection.
+    const PASSING: [u16; 7] = [1205, 1213, 1290, 1836, 1053, 1317, 1927];
     matches!(e, mysql::Error::MySqlError(e) if !PASSING.contains(&e.code))
 }
 

@@ -81,50 +81,59 @@ impl std::fmt::Display for UndecodedRow {
     }
 }
 
-/// A row of `USER_COLUMNS`, decoded column by column: whatever type a
-/// site's view gives a column, a value that means the right thing is
-/// taken (an integer factor, a decimal, a string of digits).
+/// A row's columns, decoded one by one against the row's id: whatever
+/// type a site's view gives a column, a value that means the right thing
+/// is taken (an integer factor, a decimal, a string of digits).
+struct Columns<'a> {
+    values: &'a [Value],
+    id: u64,
+}
+
+impl<'a> Columns<'a> {
+    /// The row, if its first column is a positive id.
+    fn new(values: &'a [Value]) -> Result<Self, UndecodedRow> {
+        let id = values.first().and_then(id).ok_or(UndecodedRow {
+            id: None,
+            column: "id",
+        })?;
+        Ok(Columns { values, id })
+    }
+
+    fn get<T>(
+        &self,
+        i: usize,
+        column: &'static str,
+        decode: fn(&Value) -> Option<T>,
+    ) -> Result<T, UndecodedRow> {
+        self.values.get(i).and_then(decode).ok_or(UndecodedRow {
+            id: Some(self.id),
+            column,
+        })
+    }
+}
+
+/// A row of `USER_COLUMNS`.
 pub fn user_row(values: &[Value]) -> Result<UserRow, UndecodedRow> {
-    let id = values.first().and_then(id).ok_or(UndecodedRow {
-        id: None,
-        column: "id",
-    })?;
-    let bad = |column| UndecodedRow {
-        id: Some(id),
-        column,
-    };
+    let c = Columns::new(values)?;
     Ok(UserRow {
-        id,
-        passkey: values.get(1).and_then(bytes).ok_or(bad("passkey"))?,
-        enabled: values.get(2).and_then(flag).ok_or(bad("enabled"))?,
-        can_leech: values.get(3).and_then(flag).ok_or(bad("can_leech"))?,
-        download_factor: values
-            .get(4)
-            .and_then(number)
-            .ok_or(bad("download_factor"))?,
-        upload_factor: values.get(5).and_then(number).ok_or(bad("upload_factor"))?,
+        id: c.id,
+        passkey: c.get(1, "passkey", bytes)?,
+        enabled: c.get(2, "enabled", flag)?,
+        can_leech: c.get(3, "can_leech", flag)?,
+        download_factor: c.get(4, "download_factor", number)?,
+        upload_factor: c.get(5, "upload_factor", number)?,
     })
 }
 
-/// A row of `TORRENT_COLUMNS`, as `user_row`.
+/// A row of `TORRENT_COLUMNS`.
 pub fn torrent_row(values: &[Value]) -> Result<TorrentRow, UndecodedRow> {
-    let id = values.first().and_then(id).ok_or(UndecodedRow {
-        id: None,
-        column: "id",
-    })?;
-    let bad = |column| UndecodedRow {
-        id: Some(id),
-        column,
-    };
+    let c = Columns::new(values)?;
     Ok(TorrentRow {
-        id,
-        info_hash: values.get(1).and_then(bytes).ok_or(bad("info_hash"))?,
-        enabled: values.get(2).and_then(flag).ok_or(bad("enabled"))?,
-        download_factor: values
-            .get(3)
-            .and_then(number)
-            .ok_or(bad("download_factor"))?,
-        upload_factor: values.get(4).and_then(number).ok_or(bad("upload_factor"))?,
+        id: c.id,
+        info_hash: c.get(1, "info_hash", bytes)?,
+        enabled: c.get(2, "enabled", flag)?,
+        download_factor: c.get(3, "download_factor", number)?,
+        upload_factor: c.get(4, "upload_factor", number)?,
     })
 }
 
