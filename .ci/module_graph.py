@@ -6,7 +6,8 @@
 
 Prints `module -> the modules it uses`, one line each, at depth N (1: the
 crate's top-level modules, the default; 2: their children too), and exits
-1 if the graph has a cycle (each printed as CYCLE: a -> b -> a). With
+1 if the graph has a cycle (each printed as CYCLE: a -> b -> a) or if a
+module uses `app`, the composition root, which only main may. With
 --doc, the depth-1 graph must also be what FILE shows between the lines
 `<!-- module graph -->` and `<!-- /module graph -->` (regenerate it with
 this script when the imports change).
@@ -91,6 +92,10 @@ def main():
     bad = cycles(edges)
     for c in bad:
         print("CYCLE: " + " -> ".join(c))
+    for a in sorted(edges):
+        if a.split("::")[0] != "app" and any(b.split("::")[0] == "app" for b in edges[a]):
+            print(f"UPWARD: {a} uses app, the composition root")
+            bad.append(a)
     if args.doc:
         doc = open(args.doc, encoding="utf-8").read()
         shown = doc.split("<!-- module graph -->")[1].split("<!-- /module graph -->")[0]

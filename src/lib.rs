@@ -3,7 +3,8 @@
 //! `protocol`, `tracker` and `engine` are sans-I/O (bytes and time in,
 //! bytes out; one `engine::Engine` per worker); `net` owns the sockets and
 //! rings and is the only place with `unsafe`, besides the one audited
-//! `prefetch` helper. docs/ARCHITECTURE.md walks a packet through all of it.
+//! `prefetch` helper; `app` assembles the process from a `Config`.
+//! docs/ARCHITECTURE.md walks a packet through all of it.
 //!
 //! Lints for the whole crate: `unsafe` is denied everywhere and allowed
 //! only, module by module, where the kernel interface demands it (the I/O
@@ -25,8 +26,9 @@
     clippy::implicit_clone
 )]
 
+pub mod app;
+pub mod clock;
 pub mod cluster;
-pub mod compose;
 pub mod config;
 pub mod engine;
 pub mod metrics;

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use ringtracker::app;
 use ringtracker::config::{Config, HttpBackend};
 use ringtracker::net::Server;
 
@@ -18,7 +19,7 @@ fn start(backend: HttpBackend, listen: &str, tweak: impl FnOnce(&mut Config)) ->
     config.http.listen = vec![listen.parse().unwrap()];
     config.server.workers = 2;
     tweak(&mut config);
-    Server::start(&config).expect("server starts")
+    app::start(&config).expect("server starts")
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

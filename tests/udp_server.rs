@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::Client;
+use ringtracker::app;
 use ringtracker::config::{Config, UdpBackend};
 use ringtracker::net::Server;
 use ringtracker::stats::{self, Counter};
@@ -20,7 +21,7 @@ fn start(backend: UdpBackend, listen: &[&str], tweak: impl FnOnce(&mut Config)) 
     config.udp.recv_buffers = 256;
     config.udp.send_slots = 64;
     tweak(&mut config);
-    Server::start(&config).expect("server starts")
+    app::start(&config).expect("server starts")
 }
 
 fn counter(server: &Server, c: Counter) -> u64 {

@@ -11,7 +11,7 @@ fn server() -> Server {
     config.udp.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.workers = 1;
     config.http.listen = Vec::new();
-    Server::start(&config).expect("server starts")
+    ringtracker::app::start(&config).expect("server starts")
 }
 
 fn loadgen(args: &[&str]) -> serde_json::Value {
@@ -107,7 +107,7 @@ fn http_mode_fills_a_swarm_and_scrapes() {
     config.udp.listen = Vec::new();
     config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.workers = 1;
-    let s = Server::start(&config).expect("server starts");
+    let s = ringtracker::app::start(&config).expect("server starts");
     let target = s.http_addrs()[0].to_string();
     let r = loadgen(&[
         "--protocol",

@@ -15,8 +15,8 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::unix_now;
 use crate::metrics::{MetricsState, respond};
-use crate::storage::snapshotter::unix_now;
 
 const MAX_HEAD: usize = 8 * 1024;
 

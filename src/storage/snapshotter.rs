@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ledger_journal::LedgerJournal;
 use super::snapshot::{self, SnapshotStats, Stall};
+use crate::clock::unix_now;
 use crate::tracker::Tracker;
 
 /// The last write, for metrics (all zero until the first one).
@@ -37,12 +37,6 @@ pub struct Snapshotter {
     /// `net::background::yield_cpu_to_workers`).
     thread_start: fn(),
     pub status: Arc<SnapshotStatus>,
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Snapshotter {

@@ -26,15 +26,15 @@ use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
+use super::MAX_NODES;
 use super::link::{Link, NODES, checkpoint_head, checkpoint_part};
-use super::{MAX_NODES, unix_ms};
+use crate::clock::{unix_ms, unix_now};
 use crate::cluster::follow::StreamId;
 use crate::cluster::mac::{ClusterMac, Domain, TAG_LEN};
 use crate::cluster::schedule::CheckpointRetry;
 use crate::cluster::stats::{ClusterStats, Rejected};
 use crate::config::ClusterConfig;
 use crate::storage::snapshot::{self, Scope, Snapshot, SnapshotStats};
-use crate::storage::snapshotter::unix_now;
 use crate::tracker::Tracker;
 use crate::tracker::peer_set::Origin;
 

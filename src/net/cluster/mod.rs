@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use link::Link;
 
+use crate::clock::{unix_ms, unix_now};
 use crate::cluster::apply::{RemoteOutcome, apply_remote};
 use crate::cluster::follow::{EndsOutcome, EntryOutcome, StreamFollower, StreamId};
 use crate::cluster::mac::ClusterMac;
@@ -40,7 +41,6 @@ use crate::cluster::schedule::{DownLog, SyncCommand, SyncSchedule};
 use crate::cluster::stats::{ClusterStats, Rejected};
 use crate::config::ClusterConfig;
 use crate::engine::outbox::OutboxReader;
-use crate::storage::snapshotter::unix_now;
 use crate::tracker::Tracker;
 
 /// Seconds between checkpoints of this node's local peers.
@@ -442,12 +442,6 @@ impl Sync {
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
-}
-
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// This node's name: the config's, or the host name.

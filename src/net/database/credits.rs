@@ -23,7 +23,8 @@ use std::time::Instant;
 use mysql::prelude::Queryable;
 use mysql::{Conn, TxOpts};
 
-use super::{DatabaseStats, sql, unix_now};
+use super::{DatabaseStats, sql};
+use crate::clock::unix_now;
 use crate::storage::credit_journal::{CreditJournal, JournaledBatch, Replay};
 use crate::tracker::Tracker;
 use crate::tracker::ledger::Batch;

@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use mysql::prelude::Queryable;
 
 use super::sql::{self, Table};
-use super::{ROW_CHUNK, Worker, unix_now};
+use super::{ROW_CHUNK, Worker};
+use crate::clock::unix_now;
 use crate::tracker::site::{Member, SiteDirectory, TorrentRow, UserRow};
 
 /// Skipped rows logged one by one per read; the rest are counted only.

@@ -148,12 +148,6 @@ struct Worker {
     stopping: bool,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[derive(Default)]
 struct Step {
     synced: bool,
