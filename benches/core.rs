@@ -93,7 +93,6 @@ fn benches(c: &mut Criterion) {
                     1,
                     Picks::draw(&mut rng),
                     &mut out,
-                    &mut None,
                 );
                 assert!(matches!(o, UdpOutcome::Reply { .. }));
             })
@@ -116,7 +115,6 @@ fn benches(c: &mut Criterion) {
                 1,
                 Picks::draw(&mut rng),
                 &mut out,
-                &mut None,
             )
         })
     });

@@ -13,7 +13,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use ringtracker::config::Config;
-use ringtracker::engine::http::{HttpPolicy, Scratch, handle_request, reject};
+use ringtracker::engine::http::{Buffers, HttpPolicy, handle_request, reject};
 use ringtracker::protocol::http::{MAX_HEAD_BYTES, parse_head};
 use ringtracker::tracker::Tracker;
 use ringtracker::tracker::connection_id::ConnectionIdIssuer;
@@ -52,7 +52,7 @@ async fn serve(
     started: Instant,
 ) -> std::io::Result<()> {
     let policy = HttpPolicy::default();
-    let mut scratch = Scratch::default();
+    let mut buffers = Buffers::default();
     let mut rng = SmallRng::seed_from_u64(1);
     let mut read = Vec::with_capacity(MAX_HEAD_BYTES + 1024);
     let mut out = Vec::new();
@@ -69,18 +69,22 @@ async fn serve(
         loop {
             match parse_head(&read[consumed..]) {
                 Ok(Some(head)) => {
-                    let keep = handle_request(
+                    let outcome = handle_request(
                         tracker,
                         &policy,
                         &head,
                         peer,
                         now,
                         &mut rng,
-                        &mut scratch,
+                        &mut buffers,
                         &mut out,
                     );
                     consumed += head.len;
-                    if !keep {
+                    // A full scrape's shared body follows its head.
+                    if let Some(tail) = &outcome.tail {
+                        out.extend_from_slice(tail);
+                    }
+                    if !outcome.keep_alive {
                         close = true;
                         break;
                     }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use ringtracker::engine::http::{HttpPolicy, Scratch, handle_request};
+use ringtracker::engine::http::{Buffers, HttpPolicy, handle_request};
 use ringtracker::protocol::http::parse_head;
 use ringtracker::tracker::Tracker;
 use ringtracker::tracker::announce::AnnouncePolicy;
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         trusted_proxies: vec!["127.0.0.2".parse().unwrap()],
     };
     let mut rng = SmallRng::seed_from_u64(u64::from(settings));
-    let mut scratch = Scratch::default();
+    let mut buffers = Buffers::default();
     let mut out = Vec::new();
     let mut now = 100;
     // Each record: source, two length bytes, that many bytes.
@@ -48,18 +48,17 @@ fuzz_target!(|data: &[u8]| {
             format!("[::{source}]:6881").parse().unwrap()
         };
         out.clear();
-        handle_request(
+        let outcome = handle_request(
             &tracker,
             &policy,
             &head,
             peer,
             now,
             &mut rng,
-            &mut scratch,
+            &mut buffers,
             &mut out,
         );
-        let tail = scratch.take_tail();
-        check_response(&out, tail.as_deref());
+        check_response(&out, outcome.tail.as_deref());
     }
 });
 

@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             leechers: u32::from(*flags).wrapping_mul(0x9e37_79b9),
             seeders: u32::from(*source).wrapping_mul(0x85eb_ca6b),
         };
-        let outcome = handle_datagram(&tracker, &rules, &packet, src, now, picks, &mut out, &mut None);
+        let outcome = handle_datagram(&tracker, &rules, &packet, src, now, picks, &mut out);
         if let UdpOutcome::Reply { len, .. } = outcome {
             check_reply(&tracker, &packet, &out[..len], ip, now);
         }

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use ringtracker::protocol::udp::{self, MAX_URL_DATA, Request};
 
 fuzz_target!(|packet: &[u8]| {
-    let _ = udp::peek_announce_hash(packet);
+    let _ = udp::peek_announce(packet);
     match udp::parse_request(packet) {
         Ok(Request::Announce(a)) => {
             assert!(a.options.len() <= packet.len());

@@ -40,12 +40,12 @@ pub trait UdpBatch {
 impl Engine {
     /// Answer every datagram of `batch`, received by `now`, in three passes
     /// over the batch:
-    /// 1. ask for each announce's torrent entry (`SwarmTable::prefetch`,
-    ///    no lock);
-    /// 2. for each announce, draw the random picks of its reply, and under
-    ///    its shard's lock (now a cache hit) ask for the lines of its big
-    ///    swarm that it will touch: its own slot and each reply window
-    ///    (`Tracker::prefetch_peers`);
+    /// 1. peek at each announce's fixed fields (`udp::peek_announce`), ask
+    ///    for its torrent entry (`SwarmTable::prefetch`, no lock) and draw
+    ///    the random picks of its reply;
+    /// 2. for each announce, under its shard's lock (now a cache hit), ask
+    ///    for the lines of its big swarm that it will touch: its own slot
+    ///    and each reply window (`Tracker::prefetch_peers`);
     /// 3. answer each datagram with those picks, in order.
     ///
     /// Each pass gives the loads it asked for the time the others take, so
@@ -57,40 +57,35 @@ impl Engine {
         // One load of the access rules for the whole batch.
         let rules = self.tracker.rules();
         let tracker = &*self.tracker;
+        // Each datagram is peeked once (here) and parsed once (pass 3).
+        self.ahead.clear();
         for i in 0..batch.len() {
-            if let Some(hash) = udp::peek_announce_hash(batch.payload(i)) {
-                tracker.table.prefetch(&hash);
+            let peek = udp::peek_announce(batch.payload(i));
+            if let Some(peek) = &peek {
+                tracker.table.prefetch(&peek.info_hash);
+            }
+            self.ahead.push((peek, Picks::draw(&mut self.rng)));
+        }
+        for (i, (peek, picks)) in self.ahead.iter().enumerate() {
+            if let Some(peek) = peek {
+                let (_, src, _) = batch.exchange(i);
+                contain(stats, || prefetch_peers(tracker, peek, src, *picks));
             }
         }
-        self.picks.clear();
-        for i in 0..batch.len() {
-            let picks = Picks::draw(&mut self.rng);
-            self.picks.push(picks);
-            let (payload, src, _) = batch.exchange(i);
-            if udp::peek_announce_hash(payload).is_some() {
-                contain(stats, || prefetch_peers(tracker, payload, src, picks));
-            }
-        }
-        for (i, &picks) in self.picks.iter().enumerate() {
+        for (i, &(_, picks)) in self.ahead.iter().enumerate() {
             let (payload, src, out) = batch.exchange(i);
-            let mut published = None;
             let outcome = contain(stats, || {
-                handle_datagram(
-                    tracker,
-                    &rules,
-                    payload,
-                    src,
-                    secs,
-                    picks,
-                    out,
-                    &mut published,
-                )
+                handle_datagram(tracker, &rules, payload, src, secs, picks, out)
             });
-            if let Some(change) = published {
-                self.outbox.push(change, stats);
-            }
             let reply = match outcome {
-                Some(UdpOutcome::Reply { len, kind }) => {
+                Some(UdpOutcome::Reply {
+                    len,
+                    kind,
+                    published,
+                }) => {
+                    if let Some(change) = published {
+                        self.outbox.push(change, stats);
+                    }
                     super::counting::count_reply(stats, kind);
                     Some(len)
                 }

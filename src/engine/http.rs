@@ -41,26 +41,21 @@ pub struct HttpPolicy {
 /// however many connections are sending it.
 pub const FULL_SCRAPE_MAX_AGE: u32 = 30;
 
-/// Scratch space one worker reuses for every request: peers picked by the
-/// swarm and the bencoded body, so steady state allocates nothing.
+/// Buffers one worker reuses for every request: peers picked by the
+/// swarm and the bencoded body, so steady state allocates nothing. They
+/// carry no result from one call to the next (that is the `HttpOutcome`),
+/// only the last full scrape, which is shared on purpose.
 #[derive(Default)]
-pub struct Scratch {
+pub struct Buffers {
     peers: Vec<u8>,
     body: Vec<u8>,
     hashes: ArrayVec<InfoHash, { http::MAX_SCRAPE_HASHES }>,
     files: Vec<(InfoHash, ScrapeEntry)>,
-    kind: RequestKind,
-    failure: Option<ErrorReason>,
     /// The last full scrape's body and when it was built.
     full_scrape: Option<(u32, Arc<[u8]>)>,
-    /// The body of the last response when it is shared (a full scrape):
-    /// `out` then holds only its head, and the caller sends this after it.
-    tail: Option<Arc<[u8]>>,
-    /// What cluster mode publishes of the last announce.
-    change: Option<SwarmChange>,
 }
 
-/// What the last request asked for (counters).
+/// What a request asked for (counters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RequestKind {
     /// Another path, or a banned client's request.
@@ -70,32 +65,32 @@ pub enum RequestKind {
     Scrape,
 }
 
-impl Scratch {
-    /// What the last request asked for (routed once, by `handle_request`).
-    pub fn kind(&self) -> RequestKind {
-        self.kind
-    }
+/// What became of one request, besides the response appended to `out`.
+#[must_use]
+#[derive(Debug, Clone, Default)]
+pub struct HttpOutcome {
+    /// The connection stays open after the response.
+    pub keep_alive: bool,
+    /// What the request asked for.
+    pub kind: RequestKind,
+    /// Why it got a `failure reason`, if it did.
+    pub failure: Option<ErrorReason>,
+    /// The shared body that follows the head appended to `out` (a full
+    /// scrape), sent by the caller after it.
+    pub tail: Option<Arc<[u8]>>,
+    /// What cluster mode publishes of an announce.
+    pub published: Option<SwarmChange>,
+}
 
-    /// Why the last request got a `failure reason`, if it did (counters).
-    pub fn failure(&self) -> Option<ErrorReason> {
-        self.failure
-    }
-
-    /// The shared body that follows the head `handle_request` appended, if
-    /// the last response has one (taken: the next request starts clean).
-    pub fn take_tail(&mut self) -> Option<Arc<[u8]>> {
-        self.tail.take()
-    }
-
-    /// What cluster mode publishes of the last request (taken).
-    pub fn take_change(&mut self) -> Option<SwarmChange> {
-        self.change.take()
-    }
-
-    fn fail(&mut self, why: ErrorReason, message: &str, retry: Option<RetryIn>) {
-        self.failure = Some(why);
-        bencode::write_failure(&mut self.body, message, retry);
-    }
+/// Write a bencoded `failure reason` into `body`; returns `why`.
+fn fail(
+    body: &mut Vec<u8>,
+    why: ErrorReason,
+    message: &str,
+    retry: Option<RetryIn>,
+) -> ErrorReason {
+    bencode::write_failure(body, message, retry);
+    why
 }
 
 /// The client's address: the connection's peer, or, when that is a trusted
@@ -133,8 +128,7 @@ pub fn client_ip(peer: IpAddr, head: &RequestHead<'_>, policy: &HttpPolicy) -> I
     head.real_ip.and_then(parse).unwrap_or(peer)
 }
 
-/// Append the response to `head` to `out`; returns whether the connection
-/// stays open.
+/// Append the response to `head` to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn handle_request(
     tracker: &Tracker,
@@ -143,62 +137,60 @@ pub fn handle_request(
     peer: SocketAddr,
     now: u32,
     rng: &mut impl Rng,
-    scratch: &mut Scratch,
+    buffers: &mut Buffers,
     out: &mut Vec<u8>,
-) -> bool {
+) -> HttpOutcome {
     let keep_alive = head.keep_alive;
-    scratch.kind = RequestKind::Other;
-    scratch.failure = None;
-    scratch.tail = None;
     let rules = tracker.rules();
     let seen = client_ip(peer.ip(), head, policy);
     if rules.banned(seen) {
         // Nothing at all: no reply, and the connection is closed.
-        return false;
+        return HttpOutcome::default();
     }
-    scratch.body.clear();
-    let endpoint = http::endpoint(head.target);
-    scratch.kind = match endpoint {
-        Endpoint::Announce { .. } => RequestKind::Announce,
-        Endpoint::Scrape { .. } => RequestKind::Scrape,
-        Endpoint::Unknown => RequestKind::Other,
+    buffers.body.clear();
+    let mut outcome = HttpOutcome {
+        keep_alive,
+        ..HttpOutcome::default()
     };
-    match endpoint {
+    match http::endpoint(head.target) {
         Endpoint::Unknown => {
-            respond(
-                out,
-                head.minor_version,
-                404,
-                "Not Found",
-                b"not found\n",
-                keep_alive,
-            );
-            return keep_alive;
+            let minor = head.minor_version;
+            respond(out, minor, 404, "Not Found", b"not found\n", keep_alive);
+            return outcome;
         }
         Endpoint::Announce { passkey, query } => {
-            announce(tracker, &rules, seen, passkey, query, now, rng, scratch);
+            outcome.kind = RequestKind::Announce;
+            match announce(tracker, &rules, seen, passkey, query, now, rng, buffers) {
+                Ok(published) => outcome.published = published,
+                Err(why) => outcome.failure = Some(why),
+            }
         }
-        Endpoint::Scrape { passkey, query } => match check_passkey(&rules, passkey) {
-            Ok(()) => {
-                if let Some(body) = scrape(tracker, policy, query, now, scratch) {
+        Endpoint::Scrape { passkey, query } => {
+            outcome.kind = RequestKind::Scrape;
+            let answered = match check_passkey(&rules, passkey) {
+                Ok(()) => scrape(tracker, policy, query, now, buffers),
+                Err(r) => Err(fail(
+                    &mut buffers.body,
+                    ErrorReason::Refused(r),
+                    r.message(),
+                    Some(retry_in(r)),
+                )),
+            };
+            match answered {
+                Ok(Some(body)) => {
                     let minor = head.minor_version;
                     respond_head(out, minor, 200, "OK", body.len(), keep_alive);
-                    scratch.tail = Some(body);
-                    return keep_alive;
+                    outcome.tail = Some(body);
+                    return outcome;
                 }
+                Ok(None) => {}
+                Err(why) => outcome.failure = Some(why),
             }
-            Err(r) => scratch.fail(ErrorReason::Refused(r), r.message(), Some(retry_in(r))),
-        },
+        }
     }
-    respond(
-        out,
-        head.minor_version,
-        200,
-        "OK",
-        &scratch.body,
-        keep_alive,
-    );
-    keep_alive
+    let minor = head.minor_version;
+    respond(out, minor, 200, "OK", &buffers.body, keep_alive);
+    outcome
 }
 
 /// Append the response for a head that could not be parsed; the connection
@@ -230,6 +222,8 @@ fn respond_head(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, len: usiz
     );
 }
 
+/// Write the announce's reply (or its failure) into `buffers.body`;
+/// returns what cluster mode publishes of it, or why it failed.
 #[allow(clippy::too_many_arguments)]
 fn announce(
     tracker: &Tracker,
@@ -239,24 +233,21 @@ fn announce(
     query: &[u8],
     now: u32,
     rng: &mut impl Rng,
-    scratch: &mut Scratch,
-) {
-    let q = match http::parse_announce(query) {
-        Ok(q) => q,
-        Err(e) => {
-            scratch.fail(ErrorReason::BadRequest, &e.to_string(), None);
-            return;
-        }
-    };
+    buffers: &mut Buffers,
+) -> Result<Option<SwarmChange>, ErrorReason> {
+    let body = &mut buffers.body;
+    let q = http::parse_announce(query)
+        .map_err(|e| fail(body, ErrorReason::BadRequest, &e.to_string(), None))?;
     let who = Announcer {
         seen,
         passkey,
         claimed: q.ip,
     };
-    let mut params = AnnounceParams {
+    let ip = policy::peer_ip(tracker, &who);
+    let params = AnnounceParams {
         info_hash: q.info_hash,
         peer_id: q.peer_id,
-        ip: seen,
+        ip,
         port: q.port,
         event: q.event,
         left: q.left,
@@ -265,27 +256,20 @@ fn announce(
         numwant: q.numwant,
         picks: Picks::draw(rng),
     };
-    let ip = policy::peer_ip(tracker, &who);
     let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
-    scratch.peers.resize(room, 0);
-    let result = policy::announce(tracker, rules, &who, &mut params, now, &mut scratch.peers);
-    let a = match result {
-        Ok(a) => {
-            scratch.change = a.change;
-            a
-        }
-        Err(denied) => {
+    buffers.peers.resize(room, 0);
+    let a = policy::announce(tracker, rules, &who, &params, now, &mut buffers.peers).map_err(
+        |denied| {
             let (message, retry) = match denied {
                 // Temporary: BEP 31 asks the client to come back in a minute.
                 Denied::RateLimited => ("rate limit exceeded", RetryIn::Minutes(1)),
                 // Permanent ones: BEP 31 tells the client not to come back.
                 Denied::Refused(r) => (r.message(), retry_in(r)),
             };
-            scratch.fail(denied.reason(), message, Some(retry));
-            return;
-        }
-    };
-    let peers = &scratch.peers[..a.peers * a.peer_len];
+            fail(body, denied.reason(), message, Some(retry))
+        },
+    )?;
+    let peers = &buffers.peers[..a.peers * a.peer_len];
     let (peers4, peers6) = if ip.is_ipv4() {
         (peers, &[][..])
     } else {
@@ -304,37 +288,33 @@ fn announce(
     } else {
         PeerFormat::Dictionaries
     };
-    bencode::write_announce(&mut scratch.body, &reply, peers4, peers6, format);
+    bencode::write_announce(body, &reply, peers4, peers6, format);
+    Ok(a.change)
 }
 
-/// Write the scrape's body into `scratch.body`, or return the shared body of
-/// a full scrape (no `info_hash`).
+/// Write the scrape's body into `buffers.body`, or return the shared body
+/// of a full scrape (no `info_hash`); `Err`: a failure was written.
 fn scrape(
     tracker: &Tracker,
     policy: &HttpPolicy,
     query: &[u8],
     now: u32,
-    scratch: &mut Scratch,
-) -> Option<Arc<[u8]>> {
-    if let Err(e) = http::parse_scrape(query, &mut scratch.hashes) {
-        scratch.fail(ErrorReason::BadRequest, &e.to_string(), None);
-        return None;
-    }
-    if scratch.hashes.is_empty() {
+    buffers: &mut Buffers,
+) -> Result<Option<Arc<[u8]>>, ErrorReason> {
+    let body = &mut buffers.body;
+    http::parse_scrape(query, &mut buffers.hashes)
+        .map_err(|e| fail(body, ErrorReason::BadRequest, &e.to_string(), None))?;
+    if buffers.hashes.is_empty() {
         if !policy.full_scrape {
-            scratch.fail(
-                ErrorReason::FullScrapeDisabled,
-                "full scrape is disabled: name info_hash",
-                None,
-            );
-            return None;
+            let message = "full scrape is disabled: name info_hash";
+            return Err(fail(body, ErrorReason::FullScrapeDisabled, message, None));
         }
-        return Some(full_scrape(tracker, now, scratch));
+        return Ok(Some(full_scrape(tracker, now, &mut buffers.full_scrape)));
     }
-    scratch.files.clear();
-    for h in &scratch.hashes {
+    buffers.files.clear();
+    for h in &buffers.hashes {
         let c = tracker.scrape(h);
-        scratch.files.push((
+        buffers.files.push((
             *h,
             ScrapeEntry {
                 complete: c.seeders,
@@ -343,20 +323,20 @@ fn scrape(
             },
         ));
     }
-    bencode::write_scrape(&mut scratch.body, &scratch.files);
-    None
+    bencode::write_scrape(body, &buffers.files);
+    Ok(None)
 }
 
 /// Every torrent's counts, rebuilt when the worker's copy is older than
 /// `FULL_SCRAPE_MAX_AGE`.
-fn full_scrape(tracker: &Tracker, now: u32, scratch: &mut Scratch) -> Arc<[u8]> {
-    if let Some((built, body)) = &scratch.full_scrape
+fn full_scrape(tracker: &Tracker, now: u32, cache: &mut Option<(u32, Arc<[u8]>)>) -> Arc<[u8]> {
+    if let Some((built, body)) = cache
         && now.saturating_sub(*built) < FULL_SCRAPE_MAX_AGE
     {
         return body.clone();
     }
-    // Built in buffers of its own, freed after: the per-request scratch
-    // stays small.
+    // Built in buffers of its own, freed after: the per-request buffers
+    // stay small.
     let mut files = Vec::new();
     tracker.table.for_each(|hash, t| {
         files.push((
@@ -372,7 +352,7 @@ fn full_scrape(tracker: &Tracker, now: u32, scratch: &mut Scratch) -> Arc<[u8]> 
     let mut body = Vec::new();
     bencode::write_scrape(&mut body, &files);
     let body: Arc<[u8]> = body.into();
-    scratch.full_scrape = Some((now, body.clone()));
+    *cache = Some((now, body.clone()));
     body
 }
 
@@ -402,19 +382,19 @@ mod tests {
     fn get(t: &Tracker, policy: &HttpPolicy, peer: &str, request: &str) -> (String, Vec<u8>) {
         let head = parse_head(request.as_bytes()).unwrap().unwrap();
         let mut out = Vec::new();
-        let mut scratch = Scratch::default();
+        let mut buffers = Buffers::default();
         let mut rng = SmallRng::seed_from_u64(1);
-        handle_request(
+        let outcome = handle_request(
             t,
             policy,
             &head,
             peer.parse().unwrap(),
             0,
             &mut rng,
-            &mut scratch,
+            &mut buffers,
             &mut out,
         );
-        if let Some(tail) = scratch.take_tail() {
+        if let Some(tail) = outcome.tail {
             out.extend_from_slice(&tail);
         }
         let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
@@ -523,28 +503,28 @@ mod tests {
             full_scrape: true,
             ..HttpPolicy::default()
         };
-        let mut scratch = Scratch::default();
+        let mut buffers = Buffers::default();
         let mut rng = SmallRng::seed_from_u64(1);
-        let mut at = |now: u32, request: &str, scratch: &mut Scratch| {
+        let mut at = |now: u32, request: &str, buffers: &mut Buffers| {
             let head = parse_head(request.as_bytes()).unwrap().unwrap();
             let mut out = Vec::new();
             let peer = "127.0.0.1:1".parse().unwrap();
-            handle_request(&t, &p, &head, peer, now, &mut rng, scratch, &mut out);
-            (String::from_utf8(out).unwrap(), scratch.take_tail())
+            let outcome = handle_request(&t, &p, &head, peer, now, &mut rng, buffers, &mut out);
+            (String::from_utf8(out).unwrap(), outcome.tail)
         };
         let full = "GET /scrape HTTP/1.1\r\n\r\n";
-        at(0, &announce_req('a', 1, 0, ""), &mut scratch);
-        let (head, first) = at(10, full, &mut scratch);
+        at(0, &announce_req('a', 1, 0, ""), &mut buffers);
+        let (head, first) = at(10, full, &mut buffers);
         let first = first.expect("a full scrape's body is shared");
         assert!(head.ends_with(&format!("Content-Length: {}\r\n\r\n", first.len())));
-        at(11, &announce_req('b', 1, 0, ""), &mut scratch);
-        let (_, again) = at(10 + FULL_SCRAPE_MAX_AGE - 1, full, &mut scratch);
+        at(11, &announce_req('b', 1, 0, ""), &mut buffers);
+        let (_, again) = at(10 + FULL_SCRAPE_MAX_AGE - 1, full, &mut buffers);
         assert!(Arc::ptr_eq(&first, &again.unwrap()), "reused while young");
-        let (_, fresh) = at(10 + FULL_SCRAPE_MAX_AGE, full, &mut scratch);
+        let (_, fresh) = at(10 + FULL_SCRAPE_MAX_AGE, full, &mut buffers);
         let fresh = fresh.unwrap();
         assert!(fresh.len() > first.len(), "rebuilt with the new torrent");
         // Other answers carry their body in `out`.
-        let (head, tail) = at(41, &announce_req('a', 1, 0, ""), &mut scratch);
+        let (head, tail) = at(41, &announce_req('a', 1, 0, ""), &mut buffers);
         assert!(tail.is_none() && head.ends_with('e'));
     }
 
@@ -667,17 +647,17 @@ mod tests {
         let request = announce_req('b', 1, 0, "");
         let head = parse_head(request.as_bytes()).unwrap().unwrap();
         let mut out = Vec::new();
-        let keep = handle_request(
+        let outcome = handle_request(
             &t,
             &HttpPolicy::default(),
             &head,
             "127.0.0.9:5".parse().unwrap(),
             0,
             &mut SmallRng::seed_from_u64(1),
-            &mut Scratch::default(),
+            &mut Buffers::default(),
             &mut out,
         );
-        assert!(!keep && out.is_empty());
+        assert!(!outcome.keep_alive && out.is_empty());
     }
 
     #[test]

@@ -196,10 +196,10 @@ impl HttpConn {
         while !self.close_after_write && self.tail.is_none() && self.write.len() < OUTPUT_BOUND {
             match parse_head(&self.read[consumed..self.filled]) {
                 Ok(Some(head)) => {
-                    let keep = engine.handle_http_request(at, &head, self.peer, &mut self.write);
-                    self.tail = engine.take_http_tail().map(|body| (body, 0));
+                    let reply = engine.handle_http_request(at, &head, self.peer, &mut self.write);
+                    self.tail = reply.tail.map(|body| (body, 0));
                     consumed += head.len;
-                    self.close_after_write = !keep;
+                    self.close_after_write = !reply.keep_alive;
                 }
                 Ok(None) => {
                     incomplete = true;

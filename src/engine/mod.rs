@@ -41,9 +41,10 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::protocol::http::{HeadError, RequestHead};
+use crate::protocol::udp::AnnouncePeek;
 use crate::stats::{Counter, WorkerStats};
 use crate::tracker::{self, Tracker};
-use http::{HttpPolicy, RequestKind, Scratch};
+use http::{Buffers, HttpPolicy, RequestKind};
 use outbox::Outbox;
 use timers::{TimerKind, TimerTable};
 
@@ -94,10 +95,10 @@ pub struct Engine {
     sweep_per_tick: usize,
     timers: TimerTable<WorkerTimer, 1>,
     http_policy: HttpPolicy,
-    http_scratch: Scratch,
-    /// The batch pipeline's picks, one per datagram (reused: it only grows
-    /// to the largest batch).
-    picks: Vec<tracker::swarm::Picks>,
+    http_buffers: Buffers,
+    /// The batch pipeline's peek and picks, one per datagram (reused: it
+    /// only grows to the largest batch).
+    ahead: Vec<(Option<AnnouncePeek>, tracker::swarm::Picks)>,
     outbox: Outbox,
 }
 
@@ -115,8 +116,8 @@ impl Engine {
             sweep_per_tick: setup.sweep_per_tick,
             timers,
             http_policy: setup.http,
-            http_scratch: Scratch::default(),
-            picks: Vec::new(),
+            http_buffers: Buffers::default(),
+            ahead: Vec::new(),
             outbox: setup.outbox,
         }
     }
@@ -153,49 +154,46 @@ impl Engine {
     }
 
     /// Answer one HTTP request head from `peer` at `now`, appending the
-    /// response to `out`. Returns whether the connection stays open. A
-    /// panic in the core (a bug) is contained: the client gets a 400 and
-    /// the connection closes; the worker goes on.
+    /// response to `out`. A panic in the core (a bug) is contained: the
+    /// client gets a 400 and the connection closes; the worker goes on.
     pub fn handle_http_request(
         &mut self,
         now: Instant,
         head: &RequestHead<'_>,
         peer: SocketAddr,
         out: &mut Vec<u8>,
-    ) -> bool {
+    ) -> HttpReply {
         let secs = self.tracker_secs(now);
         let stats = &self.stats[self.stats_index];
         stats.add(Counter::HttpRequests, 1);
-        let (tracker, policy, rng, scratch) = (
+        let (tracker, policy, rng, buffers) = (
             &self.tracker,
             &self.http_policy,
             &mut self.rng,
-            &mut self.http_scratch,
+            &mut self.http_buffers,
         );
-        let keep = contain(stats, || {
-            http::handle_request(tracker, policy, head, peer, secs, rng, scratch, out)
+        let outcome = contain(stats, || {
+            http::handle_request(tracker, policy, head, peer, secs, rng, buffers, out)
         });
-        if let Some(change) = scratch.take_change() {
+        let Some(outcome) = outcome else {
+            http::reject(out, HeadError::NotHttp);
+            return HttpReply::default();
+        };
+        if let Some(change) = outcome.published {
             self.outbox.push(change, stats);
         }
-        match scratch.kind() {
+        match outcome.kind {
             RequestKind::Announce => stats.add(Counter::HttpAnnounce, 1),
             RequestKind::Scrape => stats.add(Counter::HttpScrape, 1),
             RequestKind::Other => {}
         }
-        if let Some(why) = scratch.failure() {
+        if let Some(why) = outcome.failure {
             counting::count_error(stats, why);
         }
-        keep.unwrap_or_else(|| {
-            http::reject(out, HeadError::NotHttp);
-            false
-        })
-    }
-
-    /// The shared body to send after the head the last
-    /// `handle_http_request` appended (a full scrape), if it has one.
-    pub fn take_http_tail(&mut self) -> Option<std::sync::Arc<[u8]>> {
-        self.http_scratch.take_tail()
+        HttpReply {
+            keep_alive: outcome.keep_alive,
+            tail: outcome.tail,
+        }
     }
 
     /// Answer a request that could not be parsed (and close after it).
@@ -203,6 +201,17 @@ impl Engine {
         self.stats().add(Counter::HttpRejected, 1);
         http::reject(out, error);
     }
+}
+
+/// What a connection does after `handle_http_request`.
+#[must_use]
+#[derive(Debug, Default)]
+pub struct HttpReply {
+    /// The connection stays open after the response.
+    pub keep_alive: bool,
+    /// The shared body to send after the head appended to `out` (a full
+    /// scrape).
+    pub tail: Option<Arc<[u8]>>,
 }
 
 /// Run the core on one request; a panic (a bug) costs that request, is

@@ -63,12 +63,13 @@ pub fn peer_ip(tracker: &Tracker, who: &Announcer<'_>) -> IpAddr {
 
 /// Run `params` through the chain under `rules` (loaded once for the
 /// request) at tracker time `now`: the peers for the reply go into `out`.
-/// `params.ip` is set here (see `peer_ip`).
+/// `params.ip` is the address the peer is listed under, `peer_ip(who)`:
+/// the frontend sizes its reply by that address's family.
 pub fn announce(
     tracker: &Tracker,
     rules: &AccessRules,
     who: &Announcer<'_>,
-    params: &mut AnnounceParams,
+    params: &AnnounceParams,
     now: u32,
     out: &mut [u8],
 ) -> Result<AnnounceAnswer, Denied> {
@@ -78,7 +79,7 @@ pub fn announce(
     let account = rules
         .admit(who.passkey, &params.info_hash, params.left, params.event)
         .map_err(Denied::Refused)?;
-    params.ip = peer_ip(tracker, who);
+    debug_assert_eq!(params.ip, peer_ip(tracker, who));
     check_access(rules, params).map_err(Denied::Refused)?;
     // The ledger comes last before the swarm: the peer cap may still
     // refuse, and credits are taken only for announces that are served.

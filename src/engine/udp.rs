@@ -12,9 +12,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use arrayvec::ArrayVec;
 
 use super::policy::{self, Announcer, Denied};
-use crate::protocol::udp::{self, AnnounceRequest, DropReason, Request, RequestError};
+use crate::protocol::udp::{
+    self, AnnouncePeek, AnnounceRequest, DropReason, Request, RequestError,
+};
 use crate::tracker::access::{AccessRules, passkey_in_path};
-use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker};
+use crate::tracker::announce::{AnnounceParams, ErrorReason, PeerPrefetch, Tracker};
 use crate::tracker::change::SwarmChange;
 use crate::tracker::swarm::Picks;
 
@@ -58,6 +60,8 @@ pub enum UdpOutcome {
     Reply {
         len: usize,
         kind: ReplyKind,
+        /// What cluster mode publishes of an announce.
+        published: Option<SwarmChange>,
     },
     Drop(UdpDrop),
 }
@@ -79,21 +83,32 @@ fn announce_params(a: &AnnounceRequest<'_>, ip: IpAddr, picks: Picks) -> Announc
     }
 }
 
-/// Ahead of `handle_datagram` with the same `picks`: if `packet` is an
-/// announce, ask for the cache lines its swarm update and reply will touch
-/// (the batch pipeline's second pass). Changes nothing.
-pub fn prefetch_peers(tracker: &Tracker, packet: &[u8], src: SocketAddr, picks: Picks) {
-    if let Ok(Request::Announce(a)) = udp::parse_request(packet) {
-        let params = announce_params(&a, src.ip().to_canonical(), picks);
-        tracker.prefetch_peers(&params);
+/// Ahead of `handle_datagram` with the same `picks`: ask for the cache
+/// lines the swarm update and reply of the announce `peek` came from will
+/// touch (the batch pipeline's second pass). Changes nothing.
+pub fn prefetch_peers(tracker: &Tracker, peek: &AnnouncePeek, src: SocketAddr, picks: Picks) {
+    tracker.prefetch_peers(&PeerPrefetch {
+        info_hash: peek.info_hash,
+        ip: src.ip().to_canonical(),
+        port: peek.port,
+        seeder: peek.left == 0,
+        numwant: peek.num_want,
+        picks,
+    });
+}
+
+/// A reply of `len` bytes that publishes nothing.
+fn reply(len: usize, kind: ReplyKind) -> UdpOutcome {
+    UdpOutcome::Reply {
+        len,
+        kind,
+        published: None,
     }
 }
 
 /// Handle one datagram from `src` at tracker time `now` under `rules`
 /// (loaded once per batch); an announce's reply takes its peers where
-/// `picks` say. `out` must be at least `REPLY_BUFFER_LEN` bytes. What
-/// cluster mode publishes of an announce goes to `published`.
-#[allow(clippy::too_many_arguments)]
+/// `picks` say. `out` must be at least `REPLY_BUFFER_LEN` bytes.
 pub fn handle_datagram(
     tracker: &Tracker,
     rules: &AccessRules,
@@ -102,7 +117,6 @@ pub fn handle_datagram(
     now: u32,
     picks: Picks,
     out: &mut [u8],
-    published: &mut Option<SwarmChange>,
 ) -> UdpOutcome {
     debug_assert!(out.len() >= REPLY_BUFFER_LEN);
     if packet.len() > MAX_REQUEST_LEN {
@@ -126,10 +140,7 @@ pub fn handle_datagram(
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
             let len = udp::write_error(out, transaction_id, message);
-            return UdpOutcome::Reply {
-                len,
-                kind: ReplyKind::Error(ErrorReason::BadRequest),
-            };
+            return reply(len, ReplyKind::Error(ErrorReason::BadRequest));
         }
     };
     match request {
@@ -138,10 +149,10 @@ pub fn handle_datagram(
                 return UdpOutcome::Drop(UdpDrop::RateLimited);
             }
             let id = tracker.connection_ids.issue(ip, now);
-            UdpOutcome::Reply {
-                len: udp::write_connect(out, transaction_id, id),
-                kind: ReplyKind::Connect,
-            }
+            reply(
+                udp::write_connect(out, transaction_id, id),
+                ReplyKind::Connect,
+            )
         }
         Request::Announce(a) => {
             if !tracker.connection_ids.is_valid(a.connection_id, ip, now) {
@@ -160,25 +171,19 @@ pub fn handle_datagram(
                 passkey,
                 claimed: (ip.is_ipv4() && a.ip != 0).then(|| IpAddr::V4(Ipv4Addr::from(a.ip))),
             };
-            let mut params = announce_params(&a, ip, picks);
+            let params = announce_params(&a, policy::peer_ip(tracker, &who), picks);
             let limit = if ip.is_ipv4() {
                 MAX_REPLY_V4
             } else {
                 MAX_REPLY_V6
             };
             let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
-            let answer = match policy::announce(tracker, rules, &who, &mut params, now, room) {
-                Ok(a) => {
-                    *published = a.change;
-                    a
-                }
+            let answer = match policy::announce(tracker, rules, &who, &params, now, room) {
+                Ok(answer) => answer,
                 Err(Denied::RateLimited) => return UdpOutcome::Drop(UdpDrop::RateLimited),
                 Err(Denied::Refused(refusal)) => {
                     let len = udp::write_error(out, a.transaction_id, refusal.message());
-                    return UdpOutcome::Reply {
-                        len,
-                        kind: ReplyKind::Error(ErrorReason::Refused(refusal)),
-                    };
+                    return reply(len, ReplyKind::Error(ErrorReason::Refused(refusal)));
                 }
             };
             udp::write_announce_header(
@@ -191,6 +196,7 @@ pub fn handle_datagram(
             UdpOutcome::Reply {
                 len: udp::ANNOUNCE_REPLY_HEADER_LEN + answer.peers * answer.peer_len,
                 kind: ReplyKind::Announce,
+                published: answer.change,
             }
         }
         Request::Scrape(s) => {
@@ -201,10 +207,7 @@ pub fn handle_datagram(
                 // A UDP scrape carries no options, so no passkey: the counts
                 // of a private tracker's torrents are for its members.
                 let len = udp::write_error(out, s.transaction_id, PRIVATE_SCRAPE);
-                return UdpOutcome::Reply {
-                    len,
-                    kind: ReplyKind::Error(ErrorReason::PrivateScrape),
-                };
+                return reply(len, ReplyKind::Error(ErrorReason::PrivateScrape));
             }
             let mut len = udp::write_scrape_header(out, s.transaction_id);
             for hash in s.info_hashes() {
@@ -212,10 +215,7 @@ pub fn handle_datagram(
                 udp::write_scrape_entry(&mut out[len..], c.seeders, c.completed, c.leechers);
                 len += udp::SCRAPE_ENTRY_LEN;
             }
-            UdpOutcome::Reply {
-                len,
-                kind: ReplyKind::Scrape,
-            }
+            reply(len, ReplyKind::Scrape)
         }
     }
 }
@@ -265,7 +265,6 @@ mod tests {
                 now,
                 Picks::draw(&mut self.rng),
                 &mut self.out,
-                &mut None,
             ) {
                 UdpOutcome::Reply { len, .. } => Some(&self.out[..len]),
                 UdpOutcome::Drop(_) => None,
@@ -606,7 +605,6 @@ mod tests {
                 0,
                 Picks::draw(&mut c.rng),
                 &mut c.out,
-                &mut None,
             ),
             UdpOutcome::Drop(UdpDrop::RateLimited),
             "third connect in the same second"

@@ -137,14 +137,31 @@ fn array20_at(b: &[u8], at: usize) -> [u8; 20] {
     b[at..at + 20].try_into().expect("20 bytes")
 }
 
-/// The info hash of an announce, read straight off the wire without
-/// checking the rest (the batch pipeline prefetches its torrent before the
-/// full parse). `None` for anything that is not announce-shaped.
-pub fn peek_announce_hash(packet: &[u8]) -> Option<InfoHash> {
+/// What the batch pipeline needs of an announce ahead of the full parse
+/// (`AnnouncePeek`), read straight off the wire. `None` for anything that
+/// is not announce-shaped.
+pub fn peek_announce(packet: &[u8]) -> Option<AnnouncePeek> {
     if packet.len() < ANNOUNCE_LEN || packet[8..12] != ACTION_ANNOUNCE.to_be_bytes() {
         return None;
     }
-    Some(InfoHash(packet[16..36].try_into().ok()?))
+    Some(AnnouncePeek {
+        info_hash: InfoHash(array20_at(packet, 16)),
+        left: u64_at(packet, 64),
+        num_want: u32_at(packet, 92) as i32,
+        port: u16_at(packet, 96),
+    })
+}
+
+/// The fields of an announce the batch pipeline reads before the announce
+/// is parsed (`peek_announce`): which torrent entry and which of its peers
+/// the answer will touch. Read at fixed offsets; nothing is checked but
+/// the length and the action, so it only ever guides a prefetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnouncePeek {
+    pub info_hash: InfoHash,
+    pub left: u64,
+    pub num_want: i32,
+    pub port: u16,
 }
 
 /// Parse one datagram. Trailing bytes after a connect request are ignored
@@ -553,6 +570,25 @@ mod tests {
         };
         let mut url = ArrayVec::new();
         assert_eq!(url_data(a.options, &mut url), OptionsStatus::Truncated);
+    }
+
+    /// The batch pipeline's peek reads what the parse would, and nothing
+    /// that is not announce-shaped.
+    #[test]
+    fn a_peek_agrees_with_the_parse() {
+        let p = announce_packet(2, 10, &[]);
+        let Ok(Request::Announce(a)) = parse_request(&p) else {
+            panic!()
+        };
+        let peek = peek_announce(&p).expect("an announce");
+        assert_eq!(
+            (peek.info_hash, peek.left, peek.num_want, peek.port),
+            (a.info_hash, a.left, a.num_want, a.port)
+        );
+        assert_eq!(peek_announce(&p[..ANNOUNCE_LEN - 1]), None);
+        let mut connect = p.clone();
+        connect[8..12].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(peek_announce(&connect), None);
     }
 
     #[test]

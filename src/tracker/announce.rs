@@ -63,6 +63,18 @@ impl AnnouncePolicy {
     }
 }
 
+/// What `Tracker::prefetch_peers` needs to know of an announce ahead of
+/// it: its torrent, where its peer sits, and which reply windows it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerPrefetch {
+    pub info_hash: InfoHash,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub seeder: bool,
+    pub numwant: i32,
+    pub picks: Picks,
+}
+
 /// Everything the swarm logic needs from an announce, whatever the wire.
 #[derive(Debug, Clone)]
 pub struct AnnounceParams {
@@ -291,12 +303,12 @@ impl Tracker {
     /// swarm (the peer's slot, each reply window), so that
     /// the batch pipeline overlaps them with other datagrams' work. Takes
     /// the shard's lock briefly; changes nothing.
-    pub fn prefetch_peers(&self, p: &AnnounceParams) {
+    pub fn prefetch_peers(&self, p: &PeerPrefetch) {
         let shard = self.table.lock(&p.info_hash);
         let Some(torrent) = shard.get(&p.info_hash) else {
             return;
         };
-        let (h, seeder) = (self.table.addr_hasher(), p.left == 0);
+        let (h, seeder) = (self.table.addr_hasher(), p.seeder);
         let numwant = self.policy.numwant(p.numwant);
         match PeerAddr::new(p.ip, p.port) {
             PeerAddr::V4(addr) => {
