@@ -25,7 +25,7 @@ use std::time::Instant;
 use io_uring::types::{Fd, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode};
 
-use super::ring::{push, push_cancel_all, push_wakeup, submit_and_wait};
+use super::ring::{push, push_cancel_all, push_wakeup, serve_or_drain, submit_and_wait};
 use super::tls::TlsConfig;
 use crate::engine::http_conn::Step;
 use crate::engine::http_endpoint::{HttpEndpoint, TlsListeners};
@@ -97,13 +97,7 @@ fn user_data(tag: u64, slot: usize, generation: u32) -> u64 {
 
 /// Run an HTTP worker until `stop` is set.
 pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
-    let mut ring = match IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_coop_taskrun()
-        .build(1024)
-        .or_else(|_| IoUring::new(1024))
-    {
+    let mut ring = match super::ring::build(1024, None) {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -121,33 +115,15 @@ pub fn run(setup: HttpWorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>
         forced_failure: setup.forced_failure,
     };
     let _ = ready.send(Ok(()));
-    match w.serve(&mut ring, &stop) {
-        // Every operation has completed: the ring goes first, then the
-        // connections (and their fds and buffers) with `w`.
-        Ok(()) => drop(ring),
-        Err(e) => {
-            let index = setup.index;
-            tracing::error!("http worker {index} stopped: {e}");
-            // Operations may still be in the kernel, writing into the
-            // connections' buffers: run the loop once more in stopping
-            // mode, which cancels every operation, closes every connection
-            // and waits for each to end. If the ring cannot even do that,
-            // leak ring and connections rather than free memory the kernel
-            // may still use (the process exits: main sees the worker gone).
-            match w.serve(&mut ring, &AtomicBool::new(true)) {
-                Ok(()) => {
-                    tracing::info!("http worker {index}: ring drained, nothing in flight");
-                    drop(ring);
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "http worker {index}: ring not drained ({e}), left to the kernel"
-                    );
-                    std::mem::forget(ring);
-                    std::mem::forget(w);
-                }
-            }
-        }
+    let name = format!("http worker {}", setup.index);
+    if serve_or_drain(&name, &stop, |stop| w.serve(&mut ring, stop)) {
+        // Every operation has completed (in stopping mode, every connection
+        // closed): the ring goes first, then the connections (and their
+        // fds and buffers) with `w`.
+        drop(ring);
+    } else {
+        std::mem::forget(ring);
+        std::mem::forget(w);
     }
 }
 
@@ -190,8 +166,10 @@ impl Worker {
                         &mut sq,
                         &submitter,
                     ),
-                    TAG_RECV => self.on_recv(slot, generation, cqe.result(), &mut sq, &submitter),
-                    TAG_SEND => self.on_send(slot, generation, cqe.result(), &mut sq, &submitter),
+                    tag @ (TAG_RECV | TAG_SEND) => {
+                        let done = (slot, generation, cqe.result());
+                        self.on_done(tag == TAG_RECV, done, &mut sq, &submitter);
+                    }
                     TAG_TICK => {
                         self.armed -= 1;
                         if stop.load(Ordering::Relaxed) {
@@ -345,11 +323,12 @@ impl Worker {
         true
     }
 
-    fn on_recv(
+    /// A connection's receive (`received`) or send completed: `(slot,
+    /// generation, result)`. The connection says what it does next.
+    fn on_done(
         &mut self,
-        slot: usize,
-        generation: u32,
-        result: i32,
+        received: bool,
+        (slot, generation, result): (usize, u32, i32),
         sq: &mut SubmissionQueue<'_>,
         submitter: &Submitter<'_>,
     ) {
@@ -357,27 +336,12 @@ impl Worker {
             return;
         }
         let c = self.endpoint.get_mut(slot).expect("settled connection");
-        let step = c
-            .http
-            .on_received(result as usize, Instant::now(), &mut self.engine);
-        self.step(slot, step, sq, submitter);
-    }
-
-    fn on_send(
-        &mut self,
-        slot: usize,
-        generation: u32,
-        result: i32,
-        sq: &mut SubmissionQueue<'_>,
-        submitter: &Submitter<'_>,
-    ) {
-        if !self.settle(slot, generation, result) {
-            return;
-        }
-        let c = self.endpoint.get_mut(slot).expect("settled connection");
-        let step = c
-            .http
-            .on_sent(result as usize, Instant::now(), &mut self.engine);
+        let (n, now, engine) = (result as usize, Instant::now(), &mut self.engine);
+        let step = if received {
+            c.http.on_received(n, now, engine)
+        } else {
+            c.http.on_sent(n, now, engine)
+        };
         self.step(slot, step, sq, submitter);
     }
 

@@ -3,11 +3,13 @@
 //! shutdown.
 #![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
+use std::io;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry;
 use io_uring::types::{CancelBuilder, Timespec};
-use io_uring::{SubmissionQueue, Submitter, opcode};
+use io_uring::{IoUring, SubmissionQueue, Submitter, opcode};
 
 use crate::engine::Engine;
 use crate::stats::{Counter, WorkerStats};
@@ -15,6 +17,54 @@ use crate::stats::{Counter, WorkerStats};
 /// The longest a worker sleeps without a look at the stop flag (and, for
 /// HTTP, at connection timeouts).
 pub const TICK: Duration = Duration::from_millis(250);
+
+/// A worker's ring of `sq_entries` (and `cq_entries` completions, if
+/// given): one thread submits and reaps, so the kernel may defer its work
+/// to our waits; a kernel without those flags gets a plain ring.
+pub fn build(sq_entries: u32, cq_entries: Option<u32>) -> io::Result<IoUring> {
+    let sized = |mut b: io_uring::Builder| {
+        if let Some(n) = cq_entries {
+            b.setup_cqsize(n);
+        }
+        b
+    };
+    let mut tuned = IoUring::builder();
+    tuned
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun();
+    sized(tuned)
+        .build(sq_entries)
+        .or_else(|_| sized(IoUring::builder()).build(sq_entries))
+}
+
+/// Run a worker's loop, `serve(stop)`, until `stop` is set. If the loop
+/// fails, operations may still be in the kernel, writing into the worker's
+/// buffers: the loop runs once more in stopping mode, which cancels every
+/// operation and waits for each to end. Returns false when even that
+/// failed: the caller must then leak its ring and buffers rather than free
+/// memory the kernel may still use (the process exits: its health check
+/// sees the worker gone).
+pub fn serve_or_drain(
+    name: &str,
+    stop: &AtomicBool,
+    mut serve: impl FnMut(&AtomicBool) -> io::Result<()>,
+) -> bool {
+    let Err(e) = serve(stop) else {
+        return true;
+    };
+    tracing::error!("{name} stopped: {e}");
+    match serve(&AtomicBool::new(true)) {
+        Ok(()) => {
+            tracing::info!("{name}: ring drained, nothing in flight");
+            true
+        }
+        Err(e) => {
+            tracing::error!("{name}: ring not drained ({e}), left to the kernel");
+            false
+        }
+    }
+}
 
 /// Submit everything queued and sleep until at least one completion,
 /// counting the enter and the entries submitted (their ratio is the

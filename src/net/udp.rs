@@ -32,7 +32,7 @@ use socket2::Socket;
 use super::WorkerSetup;
 use super::buf_ring::BufRing;
 use super::msg::{CONTROL_LEN, LocalAddr, NAME_LEN, ReplySlot, parse_local_addr, parse_sockaddr};
-use super::ring::{push, push_cancel_all, push_wakeup, submit_and_wait};
+use super::ring::{push, push_cancel_all, push_wakeup, serve_or_drain, submit_and_wait};
 use crate::engine::Engine;
 use crate::engine::batch::UdpBatch;
 use crate::stats::{Counter, WorkerStats};
@@ -114,27 +114,12 @@ pub fn probe() -> io::Result<()> {
 
 /// Run a worker until `stop` is set. `ready` is told whether set-up worked.
 pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
-    let (stop, index) = (setup.stop.clone(), setup.index);
+    let (stop, name) = (setup.stop.clone(), format!("udp worker {}", setup.index));
     match Ring::new(setup) {
         Ok(mut ring) => {
             let _ = ready.send(Ok(()));
-            if let Err(e) = ring.serve(&stop) {
-                tracing::error!("udp worker {index} stopped: {e}");
-                // Receives and sends may still be in the kernel, writing
-                // into our buffers: run the loop once more in stopping mode,
-                // which cancels every operation and waits for each to end.
-                // If the ring cannot even do that, leak it all rather than
-                // free memory the kernel may still use (the process exits:
-                // main sees the worker gone).
-                match ring.serve(&AtomicBool::new(true)) {
-                    Ok(()) => tracing::info!("udp worker {index}: ring drained, nothing in flight"),
-                    Err(e) => {
-                        tracing::error!(
-                            "udp worker {index}: ring not drained ({e}), left to the kernel"
-                        );
-                        std::mem::forget(ring);
-                    }
-                }
+            if !serve_or_drain(&name, &stop, |stop| ring.serve(stop)) {
+                std::mem::forget(ring);
             }
         }
         Err(e) => {
@@ -154,17 +139,7 @@ impl Ring {
     fn new(setup: WorkerSetup) -> io::Result<Ring> {
         let sq_entries = (setup.send_slots + setup.sockets.len() + 4).next_power_of_two() as u32;
         let cq_entries = (sq_entries + u32::from(setup.recv_buffers)).next_power_of_two() * 2;
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_coop_taskrun()
-            .setup_cqsize(cq_entries)
-            .build(sq_entries)
-            .or_else(|_| {
-                IoUring::builder()
-                    .setup_cqsize(cq_entries)
-                    .build(sq_entries)
-            })?;
+        let ring = super::ring::build(sq_entries, Some(cq_entries))?;
         let fds: Vec<i32> = setup.sockets.iter().map(|s| s.as_raw_fd()).collect();
         ring.submitter().register_files(&fds)?;
         let bufs = BufRing::register(&ring.submitter(), setup.recv_buffers, RECV_BUF_LEN, 0)?;
