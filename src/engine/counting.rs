@@ -1,12 +1,14 @@
 //! Which counter an outcome of the engine is: the engine's vocabulary
-//! (replies, refusals, drops) mapped onto `stats::Counter`, so the
-//! counters know nothing of the engine.
+//! (replies, each frontend's errors and the refusals they carry, drops)
+//! mapped onto `stats::Counter`, so the counters know nothing of the
+//! engine.
 #![forbid(unsafe_code)]
 
-use super::udp::{ReplyKind, UdpDrop};
+use super::http::HttpFailure;
+use super::policy::Denied;
+use super::udp::{ReplyKind, UdpDrop, UdpError};
 use crate::protocol::udp::DropReason;
 use crate::stats::{Counter, WorkerStats};
-use crate::tracker::announce::ErrorReason;
 use crate::tracker::refusal::Refusal;
 
 /// A UDP reply, by kind (error replies by reason too).
@@ -17,7 +19,7 @@ pub fn count_reply(stats: &WorkerStats, kind: ReplyKind) {
             ReplyKind::Announce => Counter::ReplyAnnounce,
             ReplyKind::Scrape => Counter::ReplyScrape,
             ReplyKind::Error(why) => {
-                count_error(stats, why);
+                count_udp_error(stats, why);
                 Counter::ReplyError
             }
         },
@@ -25,24 +27,39 @@ pub fn count_reply(stats: &WorkerStats, kind: ReplyKind) {
     );
 }
 
-/// An error reply (UDP error packet or HTTP failure reason) by reason.
-pub fn count_error(stats: &WorkerStats, why: ErrorReason) {
-    stats.add(
-        match why {
-            ErrorReason::BadRequest => Counter::ErrorBadRequest,
-            ErrorReason::Refused(Refusal::TorrentNotAllowed) => Counter::ErrorTorrentNotAllowed,
-            ErrorReason::Refused(Refusal::ClientNotAllowed) => Counter::ErrorClientNotAllowed,
-            ErrorReason::Refused(Refusal::UnknownPasskey) => Counter::ErrorUnknownPasskey,
-            ErrorReason::Refused(Refusal::UnregisteredTorrent) => Counter::ErrorUnregisteredTorrent,
-            ErrorReason::Refused(Refusal::LeechingNotAllowed) => Counter::ErrorLeechingNotAllowed,
-            ErrorReason::Refused(Refusal::PeerLimit) => Counter::ErrorPeerLimit,
-            ErrorReason::Refused(Refusal::SiteUnavailable) => Counter::ErrorSiteUnavailable,
-            ErrorReason::PrivateScrape => Counter::ErrorPrivateScrape,
-            ErrorReason::RateLimited => Counter::ErrorRateLimited,
-            ErrorReason::FullScrapeDisabled => Counter::ErrorFullScrapeDisabled,
-        },
-        1,
-    );
+/// A UDP error packet, by reason.
+fn count_udp_error(stats: &WorkerStats, why: UdpError) {
+    let counter = match why {
+        UdpError::BadRequest => Counter::ErrorBadRequest,
+        UdpError::Refused(r) => refused(r),
+        UdpError::PrivateScrape => Counter::ErrorPrivateScrape,
+    };
+    stats.add(counter, 1);
+}
+
+/// An HTTP `failure reason`, by reason (counted alike with UDP's error
+/// packets where the reason is the same).
+pub fn count_http_failure(stats: &WorkerStats, why: HttpFailure) {
+    let counter = match why {
+        HttpFailure::BadRequest => Counter::ErrorBadRequest,
+        HttpFailure::Denied(Denied::Refused(r)) => refused(r),
+        HttpFailure::Denied(Denied::RateLimited) => Counter::ErrorRateLimited,
+        HttpFailure::FullScrapeDisabled => Counter::ErrorFullScrapeDisabled,
+    };
+    stats.add(counter, 1);
+}
+
+/// The counter of a refusal, whichever frontend answered it.
+fn refused(r: Refusal) -> Counter {
+    match r {
+        Refusal::TorrentNotAllowed => Counter::ErrorTorrentNotAllowed,
+        Refusal::ClientNotAllowed => Counter::ErrorClientNotAllowed,
+        Refusal::UnknownPasskey => Counter::ErrorUnknownPasskey,
+        Refusal::UnregisteredTorrent => Counter::ErrorUnregisteredTorrent,
+        Refusal::LeechingNotAllowed => Counter::ErrorLeechingNotAllowed,
+        Refusal::PeerLimit => Counter::ErrorPeerLimit,
+        Refusal::SiteUnavailable => Counter::ErrorSiteUnavailable,
+    }
 }
 
 /// A datagram dropped without a reply, by why.

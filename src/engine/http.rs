@@ -20,7 +20,7 @@ use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 use crate::tracker::access::AccessRules;
-use crate::tracker::announce::{AnnounceParams, ErrorReason, Tracker, check_passkey};
+use crate::tracker::announce::{AnnounceParams, Tracker, check_passkey};
 use crate::tracker::change::SwarmChange;
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::refusal::Refusal;
@@ -74,7 +74,7 @@ pub struct HttpOutcome {
     /// What the request asked for.
     pub kind: RequestKind,
     /// Why it got a `failure reason`, if it did.
-    pub failure: Option<ErrorReason>,
+    pub failure: Option<HttpFailure>,
     /// The shared body that follows the head appended to `out` (a full
     /// scrape), sent by the caller after it.
     pub tail: Option<Arc<[u8]>>,
@@ -82,13 +82,26 @@ pub struct HttpOutcome {
     pub published: Option<SwarmChange>,
 }
 
+/// Why a request got a `failure reason`: the policy chain's answers
+/// (`Denied`: a refusal, or the rate limit, which HTTP answers where UDP
+/// drops) and the HTTP frontend's own reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFailure {
+    /// A query the client can fix (a missing or malformed parameter).
+    BadRequest,
+    /// The policy chain said no (or the passkey of a scrape is unknown).
+    Denied(Denied),
+    /// A scrape without `info_hash` while full scrape is off.
+    FullScrapeDisabled,
+}
+
 /// Write a bencoded `failure reason` into `body`; returns `why`.
 fn fail(
     body: &mut Vec<u8>,
-    why: ErrorReason,
+    why: HttpFailure,
     message: &str,
     retry: Option<RetryIn>,
-) -> ErrorReason {
+) -> HttpFailure {
     bencode::write_failure(body, message, retry);
     why
 }
@@ -171,7 +184,7 @@ pub fn handle_request(
                 Ok(()) => scrape(tracker, policy, query, now, buffers),
                 Err(r) => Err(fail(
                     &mut buffers.body,
-                    ErrorReason::Refused(r),
+                    HttpFailure::Denied(Denied::Refused(r)),
                     r.message(),
                     Some(retry_in(r)),
                 )),
@@ -234,10 +247,10 @@ fn announce(
     now: u32,
     rng: &mut impl Rng,
     buffers: &mut Buffers,
-) -> Result<Option<SwarmChange>, ErrorReason> {
+) -> Result<Option<SwarmChange>, HttpFailure> {
     let body = &mut buffers.body;
     let q = http::parse_announce(query)
-        .map_err(|e| fail(body, ErrorReason::BadRequest, &e.to_string(), None))?;
+        .map_err(|e| fail(body, HttpFailure::BadRequest, &e.to_string(), None))?;
     let who = Announcer {
         seen,
         passkey,
@@ -266,7 +279,7 @@ fn announce(
                 // Permanent ones: BEP 31 tells the client not to come back.
                 Denied::Refused(r) => (r.message(), retry_in(r)),
             };
-            fail(body, denied.reason(), message, Some(retry))
+            fail(body, HttpFailure::Denied(denied), message, Some(retry))
         },
     )?;
     let peers = &buffers.peers[..a.peers * a.peer_len];
@@ -300,14 +313,14 @@ fn scrape(
     query: &[u8],
     now: u32,
     buffers: &mut Buffers,
-) -> Result<Option<Arc<[u8]>>, ErrorReason> {
+) -> Result<Option<Arc<[u8]>>, HttpFailure> {
     let body = &mut buffers.body;
     http::parse_scrape(query, &mut buffers.hashes)
-        .map_err(|e| fail(body, ErrorReason::BadRequest, &e.to_string(), None))?;
+        .map_err(|e| fail(body, HttpFailure::BadRequest, &e.to_string(), None))?;
     if buffers.hashes.is_empty() {
         if !policy.full_scrape {
             let message = "full scrape is disabled: name info_hash";
-            return Err(fail(body, ErrorReason::FullScrapeDisabled, message, None));
+            return Err(fail(body, HttpFailure::FullScrapeDisabled, message, None));
         }
         return Ok(Some(full_scrape(tracker, now, &mut buffers.full_scrape)));
     }

@@ -188,7 +188,7 @@ impl Engine {
             RequestKind::Other => {}
         }
         if let Some(why) = outcome.failure {
-            counting::count_error(stats, why);
+            counting::count_http_failure(stats, why);
         }
         HttpReply {
             keep_alive: outcome.keep_alive,

@@ -14,9 +14,7 @@
 use std::net::IpAddr;
 
 use crate::tracker::access::AccessRules;
-use crate::tracker::announce::{
-    AnnounceAnswer, AnnounceParams, ErrorReason, Tracker, check_access,
-};
+use crate::tracker::announce::{AnnounceAnswer, AnnounceParams, Tracker, check_access};
 use crate::tracker::refusal::Refusal;
 
 /// Who makes an announce, as the frontend saw them.
@@ -34,23 +32,17 @@ pub struct Announcer<'a> {
     pub claimed: Option<IpAddr>,
 }
 
-/// Why an announce was not served.
+/// Why an announce was not served: the one vocabulary of "no" the chain
+/// speaks, whatever the wire. Each frontend says it its own way: UDP drops
+/// a rate-limited announce (`UdpDrop`) and answers a refusal with an error
+/// packet (`UdpError`); HTTP answers both with a `failure reason`
+/// (`HttpFailure`) and BEP 31 `retry in`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
     /// Over the address's announce rate (temporary).
     RateLimited,
     /// Refused by the access rules or private mode (permanent).
     Refused(Refusal),
-}
-
-impl Denied {
-    /// The counter's reason for the error reply this becomes.
-    pub fn reason(self) -> ErrorReason {
-        match self {
-            Denied::RateLimited => ErrorReason::RateLimited,
-            Denied::Refused(r) => ErrorReason::Refused(r),
-        }
-    }
 }
 
 /// The address a peer is stored and listed under.

@@ -16,8 +16,9 @@ use crate::protocol::udp::{
     self, AnnouncePeek, AnnounceRequest, DropReason, Request, RequestError,
 };
 use crate::tracker::access::{AccessRules, passkey_in_path};
-use crate::tracker::announce::{AnnounceParams, ErrorReason, PeerPrefetch, Tracker};
+use crate::tracker::announce::{AnnounceParams, PeerPrefetch, Tracker};
 use crate::tracker::change::SwarmChange;
+use crate::tracker::refusal::Refusal;
 use crate::tracker::swarm::Picks;
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
@@ -36,7 +37,21 @@ pub enum ReplyKind {
     Connect,
     Announce,
     Scrape,
-    Error(ErrorReason),
+    Error(UdpError),
+}
+
+/// Why a datagram got an error packet: the UDP frontend's own reasons
+/// beside the policy chain's refusals (a rate-limited announce is dropped,
+/// `UdpDrop::RateLimited`, not answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpError {
+    /// A request the client can fix (an unknown event, a scrape without
+    /// hashes).
+    BadRequest,
+    /// Refused by the access rules or private mode.
+    Refused(Refusal),
+    /// A scrape to a private tracker (it carries no passkey).
+    PrivateScrape,
 }
 
 /// Why a datagram got no reply.
@@ -140,7 +155,7 @@ pub fn handle_datagram(
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
             let len = udp::write_error(out, transaction_id, message);
-            return reply(len, ReplyKind::Error(ErrorReason::BadRequest));
+            return reply(len, ReplyKind::Error(UdpError::BadRequest));
         }
     };
     match request {
@@ -183,7 +198,7 @@ pub fn handle_datagram(
                 Err(Denied::RateLimited) => return UdpOutcome::Drop(UdpDrop::RateLimited),
                 Err(Denied::Refused(refusal)) => {
                     let len = udp::write_error(out, a.transaction_id, refusal.message());
-                    return reply(len, ReplyKind::Error(ErrorReason::Refused(refusal)));
+                    return reply(len, ReplyKind::Error(UdpError::Refused(refusal)));
                 }
             };
             udp::write_announce_header(
@@ -207,7 +222,7 @@ pub fn handle_datagram(
                 // A UDP scrape carries no options, so no passkey: the counts
                 // of a private tracker's torrents are for its members.
                 let len = udp::write_error(out, s.transaction_id, PRIVATE_SCRAPE);
-                return reply(len, ReplyKind::Error(ErrorReason::PrivateScrape));
+                return reply(len, ReplyKind::Error(UdpError::PrivateScrape));
             }
             let mut len = udp::write_scrape_header(out, s.transaction_id);
             for hash in s.info_hashes() {

@@ -136,23 +136,6 @@ pub struct ScrapeCounts {
     pub leechers: u32,
 }
 
-/// Why a client got an error reply (UDP error packet, HTTP failure
-/// reason), for the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorReason {
-    /// A request the client can fix (bad event, malformed query, scrape
-    /// without hashes).
-    BadRequest,
-    /// A refusal by the access rules.
-    Refused(Refusal),
-    /// A UDP scrape to a private tracker.
-    PrivateScrape,
-    /// Over the address's announce rate (HTTP; UDP drops instead).
-    RateLimited,
-    /// An HTTP scrape without info_hash while full scrape is off.
-    FullScrapeDisabled,
-}
-
 /// Whether the access rules serve this torrent to this client software.
 pub fn check_access(rules: &AccessRules, p: &AnnounceParams) -> Result<(), Refusal> {
     if !rules.permits(&p.info_hash) {
