@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use ringtracker::engine::policy::{self, Announcer};
 use ringtracker::engine::udp::{UdpOutcome, handle_datagram};
 use ringtracker::protocol::udp;
 use ringtracker::tracker::connection_id::ConnectionIdIssuer;
@@ -57,7 +58,12 @@ fn fill(t: &Tracker, hash: [u8; 20], n: u32, rng: &mut SmallRng) {
             numwant: 0,
             picks: Picks::draw(rng),
         };
-        t.announce(&p, 0, &mut out)
+        let who = Announcer {
+            seen: p.ip,
+            passkey: None,
+            claimed: None,
+        };
+        policy::announce(t, &t.rules(), &who, &p, 0, &mut out)
             .expect("no access rules in the bench");
     }
 }
@@ -66,7 +72,7 @@ fn benches(c: &mut Criterion) {
     let t = tracker();
     let mut rng = SmallRng::seed_from_u64(1);
     let src: SocketAddr = "192.0.2.1:7000".parse().unwrap();
-    let cid = t.connection_ids.issue(src.ip(), 0);
+    let cid = t.connection_ids().issue(src.ip(), 0);
     let packet = announce_packet(cid, [9; 20], 7000);
     let mut out = vec![0u8; 2048];
 
@@ -74,7 +80,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| udp::parse_request(black_box(&packet)))
     });
     c.bench_function("connection_id_check", |b| {
-        b.iter(|| t.connection_ids.is_valid(black_box(cid), src.ip(), 1))
+        b.iter(|| t.connection_ids().is_valid(black_box(cid), src.ip(), 1))
     });
     c.bench_function("write_announce_header", |b| {
         b.iter(|| udp::write_announce_header(&mut out, black_box(5), 1800, 10, 20))

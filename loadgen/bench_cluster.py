@@ -10,7 +10,7 @@ probed for what it sees).
    and with `[cluster]` (both filled with the standard 1M-torrent
    workload, then closed loop, 128 in flight) and prints medians.
 2. Steady state at a fixed rate (open loop, BENCH_CLUSTER_RATE announces/s,
-   default 100,000, loadgen's default churn): bytes A sends to the engine
+   default 100,000, loadgen's default churn): bytes A sends to Redis
    per announce, Redis CPU per announce (its /proc time over A's
    announces), and B's apply lag (a message's creation at A to applied at
    B: B's histogram).
@@ -126,7 +126,7 @@ class Udp:
 
 
 def throughput(redis, b):
-    """Node A off and on, alternated; before each run the engine is
+    """Node A off and on, alternated; before each run Redis is
     emptied and node B restarted, so every run starts from the same
     state."""
     from ab import run_once
@@ -293,7 +293,7 @@ def write_markdown(t, s):
          f"At a steady {RATE:,} announces/s on node A ({s['announces']:,.0f} announces measured):", "",
          "| measure | value |", "|---|---|",
          f"| changes published per announce | {s['changes_per_announce']:.3f} |",
-         f"| bytes to the engine per announce | {s['bytes_per_announce']:.2f} B |",
+         f"| bytes to Redis per announce | {s['bytes_per_announce']:.2f} B |",
          f"| Redis CPU per announce (2 nodes) | {s['redis_cpu_us_per_announce']:.3f} µs |",
          f"| apply lag at B, p50 / p99 (creation at A to applied at B; histogram bound) "
          f"| ≤ {s['apply_lag_p50_ms']:.0f} ms / ≤ {s['apply_lag_p99_ms']:.0f} ms |",

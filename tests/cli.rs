@@ -294,7 +294,7 @@ fn private_announce(
 }
 
 #[test]
-fn private_credits_reach_the_ledger_journal_at_stop() {
+fn private_credits_reach_the_passkey_journal_at_stop() {
     let dir = common::fresh_dir("ledger");
     let (keys, journal, config) = (
         dir.join("passkeys.txt"),

@@ -224,6 +224,8 @@ fn a_peer_announced_at_one_node_is_served_by_the_others() {
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
     assert!(b.metric("ringtracker_cluster_changes_total{direction=\"in\"}") >= 4);
     assert!(a.metric("ringtracker_cluster_messages_total{direction=\"out\"}") >= 1);
+    assert_eq!(a.metric("ringtracker_cluster_redis_up"), 1);
+    // The old name, kept for one release (CHANGELOG.md).
     assert_eq!(a.metric("ringtracker_cluster_engine_up"), 1);
     // The stats page's figures.
     let json = http_get(metrics_addr(&b.t), "/stats.json");
@@ -244,7 +246,7 @@ fn the_stats_page_shows_the_cluster_in_a_real_browser() {
         dom.contains("<div class=\"tiles\" id=\"cluster\">"),
         "shown: {dom}"
     );
-    assert!(dom.contains("id=\"cluster-engine\">up<"), "{dom}");
+    assert!(dom.contains("id=\"cluster-redis\">up<"), "{dom}");
     assert!(dom.contains("id=\"cluster-in\">1<"), "{dom}");
     assert!(dom.contains(" ms / "), "the lag: {dom}");
 }
@@ -282,15 +284,15 @@ fn nodes_serve_through_a_redis_restart_and_converge_after_it() {
     });
     c.redis.kill();
     // Every node keeps answering, with its own and the last-known peers.
-    eventually("A notices the engine is down", || {
-        a.metric("ringtracker_cluster_engine_up") == 0
+    eventually("A notices Redis is down", || {
+        a.metric("ringtracker_cluster_redis_up") == 0
     });
     assert!(announce(b.udp4(), hash(3), 0, 10, 8200).contains(&7201));
     assert!(announce(a.udp4(), hash(3), 0, 10, 7202).contains(&7201));
     // Back, empty: a new announce at A reaches B.
     c.redis.restart();
     eventually("A reconnects", || {
-        a.metric("ringtracker_cluster_engine_up") == 1
+        a.metric("ringtracker_cluster_redis_up") == 1
     });
     eventually("a new announce at A reaches B", || {
         announce(a.udp4(), hash(4), STARTED, 10, 7203);
@@ -311,8 +313,8 @@ fn a_node_restarted_after_redis_came_back_empty_serves_the_others_peers() {
         announce(b.udp4(), hash(12), 0, 10, 8600).contains(&7601)
     });
     c.redis.kill();
-    eventually("A notices the engine is down", || {
-        a.metric("ringtracker_cluster_engine_up") == 0
+    eventually("A notices Redis is down", || {
+        a.metric("ringtracker_cluster_redis_up") == 0
     });
     c.redis.restart();
     // A's checkpoint at its reconnect reaches the empty Redis (its first
@@ -347,7 +349,7 @@ fn a_restarted_node_serves_the_others_peers_before_anyone_reannounces() {
     let config = b.config.clone();
     drop(b);
     let b = Node::start_from(config);
-    // Nobody announces at A again: B has A's peers from the engine.
+    // Nobody announces at A again: B has A's peers from Redis.
     eventually("B serves A's peers after its restart", || {
         leechers(&b, hash(5)) >= 10
     });
@@ -551,7 +553,7 @@ fn peers_spread_over_tls_to_redis() {
     eventually("A's peer at B through TLS", || {
         announce(b.udp4(), hash(14), 0, 10, 8950).contains(&7951)
     });
-    assert_eq!(b.metric("ringtracker_cluster_engine_up"), 1);
+    assert_eq!(b.metric("ringtracker_cluster_redis_up"), 1);
     drop((a, b, redis));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -611,7 +613,7 @@ fn the_tracker_starts_and_serves_without_its_engine() {
         Vec::<u16>::new()
     );
     assert_eq!(announce(a.udp4(), hash(8), STARTED, 10, 7602), vec![7601]);
-    assert_eq!(a.metric("ringtracker_cluster_engine_up"), 0);
+    assert_eq!(a.metric("ringtracker_cluster_redis_up"), 0);
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         now += u32::from(*flags >> 4);
         // Let the fuzzer past the connection id check when it asks to.
         if *flags & 1 == 1 && packet.len() >= 8 {
-            let id = tracker.connection_ids.issue(ip, now);
+            let id = tracker.connection_ids().issue(ip, now);
             packet[..8].copy_from_slice(&id.to_be_bytes());
         }
         let picks = Picks {
@@ -62,7 +62,7 @@ fn check_reply(tracker: &Tracker, request: &[u8], reply: &[u8], ip: IpAddr, now:
     let cid = u64::from_be_bytes(request[..8].try_into().unwrap());
     let action = u32::from_be_bytes(reply[..4].try_into().unwrap());
     assert_eq!(reply[4..8], request[12..16], "the request's transaction id");
-    let authenticated = tracker.connection_ids.is_valid(cid, ip, now);
+    let authenticated = tracker.connection_ids().is_valid(cid, ip, now);
     if action != 0 {
         assert!(authenticated, "a reply without a valid connection id");
     }

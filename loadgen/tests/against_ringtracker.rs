@@ -58,15 +58,15 @@ fn once_mode_fills_one_swarm() {
     // Refresh the table's gauges (a sweep at the server's own time expires
     // nothing: every peer has just announced).
     let now = s.now();
-    let expired: usize = (0..s.tracker().table.shard_count())
+    let expired: usize = (0..s.tracker().table().shard_count())
         .map(|i| {
             s.tracker()
-                .table
+                .table()
                 .sweep_shard(i, now, 3600, |_| true, |_, _, _| {})
         })
         .sum();
     assert_eq!(expired, 0);
-    let t = s.tracker().table.totals();
+    let t = s.tracker().table().totals();
     assert_eq!((t.torrents, t.seeders + t.leechers), (1, 3000));
 }
 

@@ -18,7 +18,7 @@ use crate::metrics::MetricsState;
 use crate::net::privileges::Dropped;
 use crate::net::{self, Server, signals};
 use crate::stats;
-use crate::storage::ledger_journal::LedgerJournal;
+use crate::storage::passkey_journal::PasskeyJournal;
 use crate::storage::snapshotter::Snapshotter;
 use crate::tracker::ledger::TransferLedger;
 
@@ -51,7 +51,7 @@ struct Process {
     server: Server,
     metrics: Arc<MetricsState>,
     /// Private mode on a journal file: where the credits go.
-    journal: Option<LedgerJournal>,
+    journal: Option<PasskeyJournal>,
     snapshotter: Option<Snapshotter>,
 }
 
@@ -72,7 +72,7 @@ impl Process {
         drop(snapshot);
         // On a database, the credits go there (its thread), not to a journal.
         let journal = (config.private.enabled && config.private.database.is_none())
-            .then(|| config.private.ledger.as_ref().map(LedgerJournal::new))
+            .then(|| config.private.ledger.as_ref().map(PasskeyJournal::new))
             .flatten();
         let snapshotter = config.storage.snapshot.clone().map(|path| {
             let stall = std::env::var("RINGTRACKER_TEST_STALL_SNAPSHOT")
@@ -136,7 +136,7 @@ impl Process {
             // As the user that writes it from now on: batches a snapshot
             // carried that the journal already holds are dropped, the rest
             // are appended now.
-            let ledger = &self.server.tracker().ledger;
+            let ledger = &self.server.tracker().ledger();
             match journal.reconcile(ledger) {
                 Ok(_) => deliver_ledger(ledger, journal),
                 Err(e) => tracing::error!(
@@ -201,7 +201,7 @@ impl Process {
         match (self.snapshotter, &self.journal) {
             (Some(s), _) => s.finish(&tracker, now),
             (None, Some(journal)) => {
-                deliver_ledger_now(&tracker.ledger, journal);
+                deliver_ledger_now(tracker.ledger(), journal);
                 true
             }
             (None, None) => true,
@@ -235,17 +235,17 @@ impl Process {
                     // With snapshots, credits go to the journal right after
                     // each snapshot (exactly once across crashes).
                     (Some(_), true) => {}
-                    (Some(journal), false) => deliver_ledger_now(&tracker.ledger, journal),
+                    (Some(journal), false) => deliver_ledger_now(tracker.ledger(), journal),
                     // Nobody exports the credits: keep only the per-passkey
                     // totals, so memory stays bounded.
-                    (None, _) => drop(tracker.ledger.take_pending()),
+                    (None, _) => drop(tracker.ledger().take_pending()),
                 }
                 tracker
-                    .ledger
-                    .expire(server.now(), tracker.policy.peer_timeout);
+                    .ledger()
+                    .expire(server.now(), tracker.policy().peer_timeout);
             }
             MainTimer::StatsLog => {
-                let totals = server.tracker().table.totals();
+                let totals = server.tracker().table().totals();
                 tracing::info!(
                     "stats: {} torrents={} seeders={} leechers={}",
                     stats::summary(&stats::totals(server.stats())),
@@ -260,16 +260,16 @@ impl Process {
 }
 
 /// Append the ledger's sealed batches, logging the outcome.
-fn deliver_ledger(ledger: &TransferLedger, journal: &LedgerJournal) {
+fn deliver_ledger(ledger: &TransferLedger, journal: &PasskeyJournal) {
     log_delivery(journal, journal.deliver(ledger, unix_now()));
 }
 
 /// Seal the ledger's pending credits into a batch and append it.
-fn deliver_ledger_now(ledger: &TransferLedger, journal: &LedgerJournal) {
+fn deliver_ledger_now(ledger: &TransferLedger, journal: &PasskeyJournal) {
     log_delivery(journal, journal.flush(ledger, unix_now()));
 }
 
-fn log_delivery(journal: &LedgerJournal, appended: std::io::Result<usize>) {
+fn log_delivery(journal: &PasskeyJournal, appended: std::io::Result<usize>) {
     match appended {
         Ok(0) => {}
         Ok(n) => tracing::debug!("ledger: {n} line(s) appended"),

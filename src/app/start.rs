@@ -18,7 +18,7 @@ use crate::net::http::HttpWorkerSetup;
 use crate::net::listeners::{BindError, Listeners};
 use crate::net::{Addresses, Server, WorkerSetup, cluster, database, limits, tls};
 use crate::stats::WorkerStats;
-use crate::storage::credit_journal::CreditJournal;
+use crate::storage::database_journal::DatabaseJournal;
 use crate::tracker::Tracker;
 
 /// Why a start failed: one line for the operator, naming what to change.
@@ -35,7 +35,7 @@ pub enum StartError {
     #[error("database thread could not start: {0}")]
     DatabaseThread(io::Error),
     #[error("credit journal {path}: {source} (private.ledger)")]
-    CreditJournal { path: PathBuf, source: io::Error },
+    DatabaseJournal { path: PathBuf, source: io::Error },
     #[error("cluster sync thread could not start: {0}")]
     ClusterThread(io::Error),
     #[error("{0}")]
@@ -247,8 +247,8 @@ fn start_database(
     let unix = unix_now();
     let now = started.elapsed().as_secs() as u32;
     let (journal, replay) =
-        CreditJournal::open(&path, &tracker.ledger, now, unix).map_err(|source| {
-            StartError::CreditJournal {
+        DatabaseJournal::open(&path, tracker.ledger(), now, unix).map_err(|source| {
+            StartError::DatabaseJournal {
                 path: path.clone(),
                 source,
             }

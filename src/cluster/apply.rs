@@ -31,8 +31,8 @@ pub fn apply_remote(tracker: &Tracker, change: &SwarmChange, now: u32) -> Remote
     if !tracker.rules().permits(hash) {
         return RemoteOutcome::Ignored;
     }
-    let h = *tracker.table.addr_hasher();
-    let mut shard = tracker.table.lock(hash);
+    let h = *tracker.table().addr_hasher();
+    let mut shard = tracker.table().lock(hash);
     let update = match change.kind {
         ChangeKind::Seeder => PeerUpdate::Seeder,
         ChangeKind::Leecher => PeerUpdate::Leecher,
@@ -115,8 +115,8 @@ mod tests {
     }
 
     fn origin(t: &Tracker, now: u32) -> Option<Origin> {
-        let h = *t.table.addr_hasher();
-        t.table
+        let h = *t.table().addr_hasher();
+        t.table()
             .lock(&HASH)
             .peer(&HASH, &PEER, now, &h)
             .map(|p| p.origin)

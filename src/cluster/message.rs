@@ -1,4 +1,4 @@
-//! One message on the engine's stream: a node's changes since its last
+//! One message on the Redis stream: a node's changes since its last
 //! flush, as one binary field.
 //!
 //! ```text
@@ -12,8 +12,8 @@
 //! is refused before a byte of it is decoded.
 //! `run` is random per process start and `seq` counts the node's messages
 //! in that run, so a reader notices a message it never got (trimmed from
-//! the stream before it read it, lost in an engine restart, dropped at
-//! the node while the engine was away) as a gap in `seq`.
+//! the stream before it read it, lost in a Redis restart, dropped at
+//! the node while Redis was away) as a gap in `seq`.
 //! Anything that does not read back exactly — another magic, a count the
 //! bytes do not hold, trailing bytes — is not ours and is skipped whole.
 

@@ -1,4 +1,4 @@
-//! Cluster mode, sans I/O: the messages nodes exchange through the engine
+//! Cluster mode, sans I/O: the messages nodes exchange through Redis
 //! (Redis streams), their authentication (`mac`), and how another node's
 //! change is applied here. The
 //! sync thread that moves them is `net::cluster`.

@@ -10,7 +10,7 @@ pub const LAG_BUCKETS_MS: [u64; 14] = [
     1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000,
 ];
 
-/// Why something read from the engine was not applied.
+/// Why something read from Redis was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
     /// Not a message of ours at all (another magic, another field).
@@ -66,11 +66,11 @@ pub struct ClusterStats {
     pub bytes_in: AtomicU64,
     /// Stream entries that were not a message of ours (counted, skipped).
     pub skipped_messages: AtomicU64,
-    /// Changes dropped because the engine was away and the buffer of
+    /// Changes dropped because Redis was away and the buffer of
     /// unsent messages was full.
     pub unsent_dropped: AtomicU64,
-    /// 1 while the engine answers.
-    pub engine_up: AtomicU64,
+    /// 1 while Redis answers.
+    pub redis_up: AtomicU64,
     pub reconnects: AtomicU64,
     /// Times this node found it had missed stream entries (trimmed away
     /// or the stream started over) and caught up from checkpoints.

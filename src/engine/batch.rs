@@ -62,7 +62,7 @@ impl Engine {
         for i in 0..batch.len() {
             let peek = udp::peek_announce(batch.payload(i));
             if let Some(peek) = &peek {
-                tracker.table.prefetch(&peek.info_hash);
+                tracker.table().prefetch(&peek.info_hash);
             }
             self.ahead.push((peek, Picks::draw(&mut self.rng)));
         }

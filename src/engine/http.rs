@@ -269,7 +269,7 @@ fn announce(
         numwant: q.numwant,
         picks: Picks::draw(rng),
     };
-    let room = tracker.policy.max_numwant * if ip.is_ipv4() { V4 } else { V6 };
+    let room = tracker.policy().max_numwant * if ip.is_ipv4() { V4 } else { V6 };
     buffers.peers.resize(room, 0);
     let a = policy::announce(tracker, rules, &who, &params, now, &mut buffers.peers).map_err(
         |denied| {
@@ -292,8 +292,8 @@ fn announce(
         complete: a.seeders,
         incomplete: a.leechers,
         downloaded: a.downloaded,
-        interval: tracker.policy.interval,
-        min_interval: tracker.policy.min_interval,
+        interval: tracker.policy().interval,
+        min_interval: tracker.policy().min_interval,
         external_ip: Some(seen),
     };
     let format = if q.compact {
@@ -351,7 +351,7 @@ fn full_scrape(tracker: &Tracker, now: u32, cache: &mut Option<(u32, Arc<[u8]>)>
     // Built in buffers of its own, freed after: the per-request buffers
     // stay small.
     let mut files = Vec::new();
-    tracker.table.for_each(|hash, t| {
+    tracker.table().for_each(|hash, t| {
         files.push((
             *hash,
             ScrapeEntry {

@@ -1,7 +1,7 @@
 //! The per-worker engine, sans I/O: what every backend drives.
 //!
-//! One `Engine` per worker thread owns what used to be written once per
-//! backend: the worker's RNG, its counters, the clock (tracker seconds from
+//! One `Engine` per worker thread owns what every backend would otherwise
+//! write again: the worker's RNG, its counters, the clock (tracker seconds from
 //! the `Instant`s the backend passes in; the engine never reads a clock),
 //! its timers (`poll_timeout` / `handle_timeout`, as quinn-proto), the
 //! request handling, and in cluster mode the worker's outbox of swarm
@@ -20,7 +20,8 @@
 //! - `policy.rs`: the one chain an announce goes through for both.
 //! - `batch.rs`: the UDP batch pipeline.
 //! - `outbox.rs`: cluster mode's bounded ring of the worker's changes.
-//! - `timers.rs`: periodic deadlines as data (main's and the workers').
+//! - `timers.rs`: periodic deadlines as data (the process's and the
+//!   workers').
 #![forbid(unsafe_code)]
 
 pub mod batch;
@@ -48,9 +49,11 @@ use http::{Buffers, HttpPolicy, RequestKind};
 use outbox::Outbox;
 use timers::{TimerKind, TimerTable};
 
-/// How often a worker sweeps its share of the swarm table: with each
-/// worker taking `sweep_per_tick` shards, a full pass takes about 30 s.
-pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// A worker's tick: the longest it sleeps without a look at its stop flag
+/// (and, for HTTP, at connection deadlines), and the period of its sweep of
+/// the swarm table (with each worker taking `sweep_per_tick` shards, a
+/// full pass takes about 30 s). Every backend wakes by it.
+pub const TICK: Duration = Duration::from_millis(250);
 
 /// A worker's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +109,7 @@ impl Engine {
     /// The engine of a worker starting at `now`.
     pub fn new(setup: EngineSetup, now: Instant) -> Engine {
         let mut timers = TimerTable::default();
-        timers.arm(WorkerTimer::Sweep, now, SWEEP_EVERY);
+        timers.arm(WorkerTimer::Sweep, now, TICK);
         Engine {
             tracker: setup.tracker,
             stats: setup.stats,
@@ -254,7 +257,7 @@ mod tests {
     use crate::tracker::table::SwarmTable;
 
     /// The worker's sweep is a timer of the engine: due every
-    /// `SWEEP_EVERY` from the engine's start, it expires the next shards
+    /// `TICK` from the engine's start, it expires the next shards
     /// when the backend hands the time in, and never before.
     #[test]
     fn the_sweep_runs_when_its_timer_is_due() {
@@ -269,7 +272,7 @@ mod tests {
         ));
         let t0 = Instant::now();
         let (mut engine, stats) = test_engine(&tracker, t0);
-        assert_eq!(engine.poll_timeout(), Some(t0 + SWEEP_EVERY));
+        assert_eq!(engine.poll_timeout(), Some(t0 + TICK));
         let p = AnnounceParams {
             info_hash: crate::protocol::InfoHash([7; 20]),
             peer_id: crate::protocol::PeerId([1; 20]),
@@ -287,12 +290,12 @@ mod tests {
         let late = t0 + Duration::from_secs(3600);
         assert_eq!(engine.tracker_secs(late), 3600);
         // (Re-armed so that it is next due a period after `late`.)
-        engine.timers.arm(WorkerTimer::Sweep, late, SWEEP_EVERY);
+        engine.timers.arm(WorkerTimer::Sweep, late, TICK);
         engine.handle_timeout(late);
         assert_eq!(stats[0].get(Counter::SweptPeers), 0);
         // Due: the one shard is swept and the stale peer goes.
-        engine.handle_timeout(late + SWEEP_EVERY);
+        engine.handle_timeout(late + TICK);
         assert_eq!(stats[0].get(Counter::SweptPeers), 1);
-        assert!(engine.poll_timeout().unwrap() > late + SWEEP_EVERY);
+        assert!(engine.poll_timeout().unwrap() > late + TICK);
     }
 }

@@ -48,7 +48,7 @@ pub enum Denied {
 /// The address a peer is stored and listed under.
 pub fn peer_ip(tracker: &Tracker, who: &Announcer<'_>) -> IpAddr {
     match who.claimed {
-        Some(ip) if tracker.policy.allow_ip_param => ip.to_canonical(),
+        Some(ip) if tracker.policy().allow_ip_param => ip.to_canonical(),
         _ => who.seen,
     }
 }
@@ -78,7 +78,7 @@ pub fn announce(
     if let (Some(key), Some(account)) = (who.passkey, account) {
         let report = params.report(key, account);
         tracker
-            .ledger
+            .ledger()
             .record(&report, now)
             .map_err(Denied::Refused)?;
     }

@@ -151,7 +151,7 @@ pub fn handle_datagram(
             transaction_id,
             message,
         }) => {
-            if !tracker.connection_ids.is_valid(connection_id, ip, now) {
+            if !tracker.connection_ids().is_valid(connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
             let len = udp::write_error(out, transaction_id, message);
@@ -163,14 +163,14 @@ pub fn handle_datagram(
             if !tracker.connect_allowed(ip, now) {
                 return UdpOutcome::Drop(UdpDrop::RateLimited);
             }
-            let id = tracker.connection_ids.issue(ip, now);
+            let id = tracker.connection_ids().issue(ip, now);
             reply(
                 udp::write_connect(out, transaction_id, id),
                 ReplyKind::Connect,
             )
         }
         Request::Announce(a) => {
-            if !tracker.connection_ids.is_valid(a.connection_id, ip, now) {
+            if !tracker.connection_ids().is_valid(a.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
             // The passkey travels in BEP 41 URLData: the path of the
@@ -204,7 +204,7 @@ pub fn handle_datagram(
             udp::write_announce_header(
                 out,
                 a.transaction_id,
-                tracker.policy.interval,
+                tracker.policy().interval,
                 answer.leechers,
                 answer.seeders,
             );
@@ -215,7 +215,7 @@ pub fn handle_datagram(
             }
         }
         Request::Scrape(s) => {
-            if !tracker.connection_ids.is_valid(s.connection_id, ip, now) {
+            if !tracker.connection_ids().is_valid(s.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
             if rules.private() {

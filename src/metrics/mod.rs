@@ -71,11 +71,11 @@ impl MetricsState {
     /// The state now, as one history sample.
     pub fn sample(&self, unix: u64) -> Sample {
         let (udp, http) = self.counters();
-        let t = self.tracker.table.totals();
+        let t = self.tracker.table().totals();
         Sample {
             unix,
             announces: udp[Counter::ReplyAnnounce as usize] + http[Counter::HttpAnnounce as usize],
-            torrents: self.tracker.table.torrent_count() as u64,
+            torrents: self.tracker.table().torrent_count() as u64,
             seeders: t.seeders,
             leechers: t.leechers,
         }
@@ -117,7 +117,7 @@ fn cluster_json(c: &ClusterStats) -> String {
     format!(
         ",\"cluster\":{{\"up\":{},\"remote_peers\":{},\"changes_in\":{},\"changes_out\":{},\
          \"lag_p50_ms\":{},\"lag_p99_ms\":{},\"skipped\":{},\"reconnects\":{}}}",
-        get(&c.engine_up),
+        get(&c.redis_up),
         get(&c.remote_peers),
         get(&c.changes_in),
         get(&c.changes_out),

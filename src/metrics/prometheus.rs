@@ -124,7 +124,7 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
         }
     }
 
-    let t = state.tracker.table.totals();
+    let t = state.tracker.table().totals();
     gauge_family(
         &mut out,
         "torrents",
@@ -191,15 +191,15 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
             &mut out,
             "ledger_sessions",
             "Private mode: client sessions the ledger follows.",
-            state.tracker.ledger.sessions() as f64,
+            state.tracker.ledger().sessions() as f64,
         );
         gauge(
             &mut out,
             "ledger_pending_credits",
             "Private mode: credits (per user and torrent) not yet stored, sealed or not.",
-            state.tracker.ledger.pending_credits() as f64,
+            state.tracker.ledger().pending_credits() as f64,
         );
-        let implausible = &state.tracker.ledger.implausible;
+        let implausible = &state.tracker.ledger().implausible;
         let _ = writeln!(
             out,
             "# HELP ringtracker_ledger_implausible_bytes_total Private mode: reported bytes not credited, past what private.max_rate allows.\n\
@@ -231,7 +231,7 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
 }
 
 /// Cluster mode's sync: messages, changes and bytes each way, apply lag,
-/// remote peers, the engine's state.
+/// remote peers, Redis's state.
 fn count_of(a: &std::sync::atomic::AtomicU64) -> f64 {
     a.load(Ordering::Relaxed) as f64
 }
@@ -352,19 +352,19 @@ fn cluster(out: &mut String, c: &ClusterStats) {
     let pairs = [
         (
             "messages",
-            "Messages appended to (out) and read from (in) the cluster engine's stream.",
+            "Messages appended to (out) and read from (in) the Redis stream.",
             &c.messages_out,
             &c.messages_in,
         ),
         (
             "changes",
-            "Swarm changes sent to (out) and applied from (in) the cluster engine.",
+            "Swarm changes sent to (out) and applied from (in) Redis.",
             &c.changes_out,
             &c.changes_in,
         ),
         (
             "bytes",
-            "Message bytes sent to (out) and read from (in) the cluster engine.",
+            "Message bytes sent to (out) and read from (in) Redis.",
             &c.bytes_out,
             &c.bytes_in,
         ),
@@ -406,12 +406,12 @@ fn cluster(out: &mut String, c: &ClusterStats) {
         ),
         (
             "unsent_dropped",
-            "Changes dropped because the engine was away and the buffer of unsent messages was full.",
+            "Changes dropped because Redis was away and the buffer of unsent messages was full.",
             &c.unsent_dropped,
         ),
         (
             "reconnects",
-            "Times the engine came back after being unavailable.",
+            "Times Redis came back after being unavailable.",
             &c.reconnects,
         ),
         (
@@ -421,7 +421,7 @@ fn cluster(out: &mut String, c: &ClusterStats) {
         ),
         (
             "checkpoints_written",
-            "Checkpoints of this node's local peers written to the engine.",
+            "Checkpoints of this node's local peers written to Redis.",
             &c.checkpoints_written,
         ),
         (
@@ -444,11 +444,15 @@ fn cluster(out: &mut String, c: &ClusterStats) {
             get(v)
         );
     }
+    let up = get(&c.redis_up) as f64;
+    gauge(out, "cluster_redis_up", "1 while Redis answers.", up);
+    // The old name (Redis was "the cluster engine"), kept for one release
+    // so that dashboards and alerts can move: see CHANGELOG.md.
     gauge(
         out,
         "cluster_engine_up",
-        "1 while the cluster engine (Redis) answers.",
-        get(&c.engine_up) as f64,
+        "Deprecated alias of ringtracker_cluster_redis_up; removed in the next release.",
+        up,
     );
     gauge(
         out,

@@ -26,12 +26,11 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::http::HttpWorkerSetup;
 use super::socket::{AcceptError, accept_error};
-use crate::engine::Engine;
 use crate::engine::http_conn::Step;
 use crate::engine::http_endpoint::HttpEndpoint;
+use crate::engine::{Engine, TICK};
 
 /// How often idle connections are looked for (as the io_uring worker).
-const TICK: Duration = Duration::from_millis(250);
 /// Steps one connection may take per pass.
 const TURNS: usize = 16;
 /// Tokens from here on are listeners; below, connection slots.

@@ -91,8 +91,8 @@ pub fn run(setup: WorkerSetup, ready: std::sync::mpsc::Sender<io::Result<()>>) {
         let wait = w
             .engine
             .poll_timeout()
-            .map_or(super::ring::TICK, |t| t.saturating_duration_since(now))
-            .min(super::ring::TICK);
+            .map_or(crate::engine::TICK, |t| t.saturating_duration_since(now))
+            .min(crate::engine::TICK);
         // SAFETY: `pollfds` is a valid array of its length.
         let n = unsafe {
             libc::poll(

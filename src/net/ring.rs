@@ -11,12 +11,8 @@ use io_uring::squeue::Entry;
 use io_uring::types::{CancelBuilder, Timespec};
 use io_uring::{IoUring, SubmissionQueue, Submitter, opcode};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, TICK};
 use crate::stats::{Counter, WorkerStats};
-
-/// The longest a worker sleeps without a look at the stop flag (and, for
-/// HTTP, at connection timeouts).
-pub const TICK: Duration = Duration::from_millis(250);
 
 /// A worker's ring of `sq_entries` (and `cq_entries` completions, if
 /// given): one thread submits and reaps, so the kernel may defer its work

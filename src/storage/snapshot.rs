@@ -192,7 +192,7 @@ pub enum Scope {
     /// Every peer, and private mode's ledger (the file at `storage.snapshot`).
     Everything,
     /// This node's local peers only, no ledger (cluster mode's checkpoint
-    /// in the engine: other nodes load them as remote peers).
+    /// in Redis: other nodes load them as remote peers).
     LocalPeers,
 }
 
@@ -216,7 +216,7 @@ pub fn encode<W: Write>(
     buf.extend_from_slice(&unix_now.to_le_bytes());
     out.write_all(&buf)?;
 
-    let table = &tracker.table;
+    let table = tracker.table();
     let shards = table.shard_count();
     for i in 0..shards {
         if stall.is_some() && i == shards / 2 {
@@ -236,7 +236,7 @@ pub fn encode<W: Write>(
     buf.clear();
     // On a site's database the credit journal holds the ledger instead.
     if scope == Scope::Everything && tracker.rules().site().is_none() {
-        encode_ledger(&mut buf, &tracker.ledger.export(now));
+        encode_ledger(&mut buf, &tracker.ledger().export(now));
     }
     buf.push(TAG_END);
     buf.extend_from_slice(&stats.torrents.to_le_bytes());
@@ -577,8 +577,8 @@ impl Snapshot {
     ) -> SnapshotStats {
         let started = Instant::now();
         let down = u32::try_from(unix_now.saturating_sub(self.saved_at)).unwrap_or(u32::MAX);
-        let timeout = tracker.policy.peer_timeout;
-        let h = *tracker.table.addr_hasher();
+        let timeout = tracker.policy().peer_timeout;
+        let h = *tracker.table().addr_hasher();
         let mut stats = SnapshotStats {
             bytes: self.bytes.len() as u64,
             ..SnapshotStats::default()
@@ -615,7 +615,7 @@ impl Snapshot {
                 v4,
                 v6,
             } => {
-                let mut shard = tracker.table.lock(&hash);
+                let mut shard = tracker.table().lock(&hash);
                 let mut kept = false;
                 for e in v4.chunks(V4 + 3).chain(v6.chunks(V6 + 3)) {
                     match change(e) {
@@ -646,11 +646,11 @@ impl Snapshot {
             // completed counts only: ledger records in it are not ours to
             // believe (they would mint credits or reset baselines).
             _ if origin.is_some() => {}
-            Record::Totals(key, t) => tracker.ledger.import_totals(key, t),
-            Record::Pending(t) => tracker.ledger.restore(vec![t]),
-            Record::Session(s) => tracker.ledger.import_session(s, now),
-            Record::Batch(b) => tracker.ledger.import_batches(vec![b], 0),
-            Record::NextBatch(next) => tracker.ledger.import_batches(Vec::new(), next),
+            Record::Totals(key, t) => tracker.ledger().import_totals(key, t),
+            Record::Pending(t) => tracker.ledger().restore(vec![t]),
+            Record::Session(s) => tracker.ledger().import_session(s, now),
+            Record::Batch(b) => tracker.ledger().import_batches(vec![b], 0),
+            Record::NextBatch(next) => tracker.ledger().import_batches(Vec::new(), next),
         });
         debug_assert!(walked.is_ok(), "checked at read");
         stats.micros = started.elapsed().as_micros() as u64;
@@ -758,7 +758,7 @@ mod tests {
             left: 0,
             account: Account::UNIT,
         };
-        t.ledger.record(&report, 1000).unwrap();
+        t.ledger().record(&report, 1000).unwrap();
     }
 
     fn dir(name: &str) -> PathBuf {
@@ -787,7 +787,7 @@ mod tests {
         announce(&t, 2, "2001:db8::1", 5, Event::Started, 1000);
         credit(&t, Event::Started, 10);
         // One batch sealed for the journal, more credit pending after it.
-        t.ledger.seal();
+        t.ledger().seal();
         credit(&t, Event::None, 15);
         t
     }
@@ -819,11 +819,11 @@ mod tests {
             }
         }
         assert_eq!(b.scrape(&InfoHash([2; 20])).completed, 1);
-        assert_eq!(b.ledger.take_pending(), a.ledger.take_pending());
-        assert_eq!(b.ledger.batches(), a.ledger.batches());
-        assert_eq!(b.ledger.batches().0[0].transfers[0].credit.uploaded, 10);
-        assert_eq!(b.ledger.totals(), a.ledger.totals());
-        assert_eq!(b.ledger.sessions(), 1);
+        assert_eq!(b.ledger().take_pending(), a.ledger().take_pending());
+        assert_eq!(b.ledger().batches(), a.ledger().batches());
+        assert_eq!(b.ledger().batches().0[0].transfers[0].credit.uploaded, 10);
+        assert_eq!(b.ledger().totals(), a.ledger().totals());
+        assert_eq!(b.ledger().sessions(), 1);
         // The file was written whole: no temporary left, and a second write
         // keeps the first as .prev.
         assert!(!sibling(&path, "tmp").exists());
@@ -872,13 +872,13 @@ mod tests {
         let snap = Snapshot::check(body, Path::new("old")).unwrap();
         let t = tracker(1);
         snap.restore(&t, 0, 1_700_000_000);
-        assert_eq!(t.ledger.sessions(), 1);
-        let pending = t.ledger.take_pending();
+        assert_eq!(t.ledger().sessions(), 1);
+        let pending = t.ledger().take_pending();
         assert_eq!(
             (pending[0].credit.uploaded, pending[0].credit.raw_uploaded),
             (40, 40)
         );
-        let (batches, next) = t.ledger.batches();
+        let (batches, next) = t.ledger().batches();
         assert_eq!((batches[0].id, next), (4, 5));
         assert_eq!(batches[0].transfers[0].credit.raw_downloaded, 7);
     }
@@ -929,11 +929,11 @@ mod tests {
         announce(&b, 1, "10.0.0.1", 0, Event::Started, 5);
         let r = snap.restore_as(&b, 5, 1_700_000_010, Some(Origin::Remote));
         assert_eq!(r.peers, 41);
-        let h = *b.table.addr_hasher();
+        let h = *b.table().addr_hasher();
         let origin = |hash: u8, ip: [u8; 4]| {
             let addr = PeerAddr::V4([ip[0], ip[1], ip[2], ip[3], 0x1a, 0xe1]);
             let hash = InfoHash([hash; 20]);
-            b.table
+            b.table()
                 .lock(&hash)
                 .peer(&hash, &addr, 5, &h)
                 .map(|p| p.origin)

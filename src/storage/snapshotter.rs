@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use super::ledger_journal::LedgerJournal;
+use super::passkey_journal::PasskeyJournal;
 use super::snapshot::{self, SnapshotStats, Stall};
 use crate::clock::unix_now;
 use crate::tracker::Tracker;
@@ -32,7 +32,7 @@ pub struct Snapshotter {
     /// Test hook: stall this write (1-based) halfway, for good.
     stall_write: Option<u64>,
     /// Private mode's journal: fed right after each snapshot.
-    journal: Option<LedgerJournal>,
+    journal: Option<PasskeyJournal>,
     /// Run first on each writer thread (the I/O layer lowers its priority:
     /// `net::background::yield_cpu_to_workers`).
     thread_start: fn(),
@@ -43,7 +43,7 @@ impl Snapshotter {
     pub fn new(
         path: PathBuf,
         stall_write: Option<u64>,
-        journal: Option<LedgerJournal>,
+        journal: Option<PasskeyJournal>,
         thread_start: fn(),
     ) -> Self {
         Snapshotter {
@@ -110,13 +110,13 @@ fn write_logged(
     now: u32,
     stall: Option<Stall>,
     status: &SnapshotStatus,
-    journal: Option<&LedgerJournal>,
+    journal: Option<&PasskeyJournal>,
 ) -> bool {
     let unix = unix_now();
     if journal.is_some() {
         // Credits so far go into a numbered batch the snapshot carries with
         // the sessions' baselines they were measured against.
-        tracker.ledger.seal();
+        tracker.ledger().seal();
     }
     match snapshot::write(tracker, path, now, unix, stall) {
         Ok(SnapshotStats {
@@ -138,7 +138,7 @@ fn write_logged(
             // Only now: appended before the snapshot that carries their
             // baselines, a crash would credit them twice after a restart.
             if let Some(journal) = journal
-                && let Err(e) = journal.deliver(&tracker.ledger, unix)
+                && let Err(e) = journal.deliver(tracker.ledger(), unix)
             {
                 tracing::error!(
                     "ledger journal {} not written, credits kept for the next snapshot: {e}",

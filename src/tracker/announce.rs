@@ -163,15 +163,18 @@ pub struct Limits {
     pub announces: Option<RateLimiter>,
 }
 
+/// The shared state every worker serves: the swarm table, the rules and
+/// keys that decide who is served, and private mode's ledger. Built once
+/// (`app::compose`); read through its methods.
 pub struct Tracker {
-    pub policy: AnnouncePolicy,
-    pub table: SwarmTable,
-    pub connection_ids: ConnectionIdIssuer,
-    pub limits: Limits,
+    policy: AnnouncePolicy,
+    table: SwarmTable,
+    connection_ids: ConnectionIdIssuer,
+    limits: Limits,
     /// Private mode's credits per passkey and torrent.
-    pub ledger: TransferLedger,
+    ledger: TransferLedger,
     /// Cluster mode: which local changes become `SwarmChange`s.
-    pub publish: Option<PublishPolicy>,
+    publish: Option<PublishPolicy>,
     /// Swapped whole on reload: readers never wait.
     access: ArcSwap<AccessRules>,
 }
@@ -191,6 +194,26 @@ impl Tracker {
             ledger: TransferLedger::default(),
             publish: None,
         }
+    }
+
+    /// The operator's announce policy (interval, numwant, timeouts).
+    pub fn policy(&self) -> &AnnouncePolicy {
+        &self.policy
+    }
+
+    /// The swarms.
+    pub fn table(&self) -> &SwarmTable {
+        &self.table
+    }
+
+    /// The key that issues and checks UDP connection ids.
+    pub fn connection_ids(&self) -> &ConnectionIdIssuer {
+        &self.connection_ids
+    }
+
+    /// Private mode's credits (empty otherwise).
+    pub fn ledger(&self) -> &TransferLedger {
+        &self.ledger
     }
 
     /// Turn on cluster mode's changes (`AnnounceAnswer::change`, the
@@ -239,8 +262,8 @@ impl Tracker {
         self.access.load_full()
     }
 
-    /// The access rules in force, for one request: load them once and pass
-    /// them to `announce_with`, the ban and passkey checks.
+    /// The access rules in force, for one request (or one UDP batch): load
+    /// them once and pass them to the ban check and the policy chain.
     pub fn rules(&self) -> arc_swap::Guard<Arc<AccessRules>> {
         self.access.load()
     }
@@ -271,18 +294,22 @@ impl Tracker {
         )
     }
 
-    /// Apply one announce at tracker time `now` and write the peers for it
-    /// into `out` (compact layout of the peer's family; as many as fit).
-    pub fn announce(
+    /// Tests: apply one announce at tracker time `now` under the access
+    /// rules in force (no rate limit, passkey or ledger: production goes
+    /// through `engine::policy::announce`), writing the peers for it into
+    /// `out`.
+    #[cfg(test)]
+    pub(crate) fn announce(
         &self,
         p: &AnnounceParams,
         now: u32,
         out: &mut [u8],
     ) -> Result<AnnounceAnswer, Refusal> {
-        self.announce_with(&self.rules(), p, now, out)
+        check_access(&self.rules(), p)?;
+        Ok(self.announce_admitted(p, now, out))
     }
 
-    /// Ask for the cache lines `announce_with(p)` will touch in a big
+    /// Ask for the cache lines `announce_admitted(p)` will touch in a big
     /// swarm (the peer's slot, each reply window), so that
     /// the batch pipeline overlaps them with other datagrams' work. Takes
     /// the shard's lock briefly; changes nothing.
@@ -307,20 +334,10 @@ impl Tracker {
         }
     }
 
-    /// `announce` under rules the caller already loaded.
-    pub fn announce_with(
-        &self,
-        rules: &AccessRules,
-        p: &AnnounceParams,
-        now: u32,
-        out: &mut [u8],
-    ) -> Result<AnnounceAnswer, Refusal> {
-        check_access(rules, p)?;
-        Ok(self.announce_admitted(p, now, out))
-    }
-
-    /// Apply an announce the access rules (`check_access`) let in.
-    pub fn announce_admitted(
+    /// Apply an announce the policy chain let in (`engine::policy`, the
+    /// only caller besides tests) and write the peers for it into `out`
+    /// (compact layout of the peer's family; as many as fit).
+    pub(crate) fn announce_admitted(
         &self,
         p: &AnnounceParams,
         now: u32,

@@ -1,6 +1,6 @@
 //! Cluster mode's unit of replication: one change to one peer
 //! (`SwarmChange`), which local changes become one (`PublishPolicy`), and
-//! its fixed binary form on the engine's streams.
+//! its fixed binary form on the Redis stream.
 //!
 //! A node publishes what changed in its own table: a peer added, changed
 //! role, stopped or expired, a completed download; and an unchanged peer's

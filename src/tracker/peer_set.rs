@@ -20,7 +20,7 @@
 //! incremental sweep (a full pass in well under a minute) guarantees; the
 //! configured peer timeout is capped below it (`MAX_PEER_TIMEOUT`). The
 //! stamp's top bit marks a remote peer (cluster mode: announced at another
-//! node, applied here from the engine): it costs no byte, and the sync
+//! node, applied here from Redis): it costs no byte, and the sync
 //! path needs it to publish only local changes and to let a late removal
 //! from another node not delete a peer that has since announced here.
 
@@ -46,7 +46,7 @@ const CLOCK: u16 = 0x7fff;
 pub enum Origin {
     /// At this node.
     Local,
-    /// At another node; applied from the engine.
+    /// At another node; applied from Redis.
     Remote,
 }
 

@@ -1,4 +1,4 @@
-//! Checkpoints: each node's local peers in the engine, in the snapshot
+//! Checkpoints: each node's local peers in Redis, in the snapshot
 //! format (`storage::snapshot`, `Scope::LocalPeers`), with the stream id
 //! they are current to. A node that starts, or finds it missed stream
 //! entries, loads every node's checkpoint (another node's peers as remote

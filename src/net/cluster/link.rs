@@ -1,6 +1,6 @@
-//! The sync thread's connection to the engine: one Redis server or a
+//! The sync thread's connection to Redis: one server or a
 //! Redis Cluster (redis-rs's sync clients), and the few commands cluster
-//! mode uses. Every call has a deadline: a slow or vanished engine makes a
+//! mode uses. Every call has a deadline: a slow or vanished Redis makes a
 //! call fail, never hang the thread.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Cluster mode's sync thread: the only code that talks to the engine
+//! Cluster mode's sync thread: the only code that talks to Redis
 //! (Redis streams). Every `flush_interval_ms` it drains the workers'
 //! outboxes into messages and appends them to the one stream (`XADD`
 //! with approximate `MAXLEN` trimming); between flushes it waits on the
@@ -6,7 +6,7 @@
 //! (`cluster::apply`). Workers never wait on it: they push into their
 //! outboxes and go on.
 //!
-//! The engine may be down, slow or restarted empty: the thread then keeps
+//! Redis may be down, slow or restarted empty: the thread then keeps
 //! draining the outboxes into a bounded buffer of unsent messages,
 //! reconnects with backoff (logging once per state change), and on its
 //! return sends what it kept, notices a stream that started over or
@@ -52,7 +52,7 @@ const RETENTION: Duration = Duration::from_secs(180);
 /// stream is then trimmed sooner, and a node that finds entries trimmed
 /// before it read them catches up from the checkpoints.
 const STREAM_BUDGET: u64 = 256 << 20;
-/// Unsent messages kept while the engine is away; beyond, changes are
+/// Unsent messages kept while Redis is away; beyond, changes are
 /// dropped and counted (other nodes then learn them from the trickle of
 /// refreshes and the next checkpoint).
 const MAX_UNSENT_BYTES: usize = 64 << 20;
@@ -91,7 +91,7 @@ impl ClusterSync {
             tracker: setup.tracker.clone(),
             started: setup.started,
             stats: stats.clone(),
-            ttl: u64::from(setup.tracker.policy.peer_timeout).max(600),
+            ttl: u64::from(setup.tracker.policy().peer_timeout).max(600),
             mac: setup.mac.clone(),
         };
         let checkpoints = std::thread::Builder::new()
@@ -210,7 +210,7 @@ impl Sync {
     }
 
     /// Drain every outbox into messages, then send every unsent message
-    /// (if the engine is up).
+    /// (if Redis is up).
     fn flush(&mut self) {
         let created = unix_ms();
         self.builder
@@ -286,7 +286,7 @@ impl Sync {
             Err(e) => return self.down(&e),
         };
         self.link = Some(link);
-        self.stats.engine_up.store(1, Ordering::Relaxed);
+        self.stats.redis_up.store(1, Ordering::Relaxed);
         match self
             .schedule
             .connected(Instant::now(), self.follower.caught_up())
@@ -294,26 +294,26 @@ impl Sync {
             Some(away) => {
                 ClusterStats::add(&self.stats.reconnects, 1);
                 tracing::info!(
-                    "cluster: engine back after {:.1} s; sending {} kept message(s)",
+                    "cluster: Redis back after {:.1} s; sending {} kept message(s)",
                     away.as_secs_f64(),
                     self.unsent.len()
                 );
             }
-            None => tracing::info!("cluster: node {} connected to the engine", self.node),
+            None => tracing::info!("cluster: node {} connected to Redis", self.node),
         }
     }
 
-    /// The engine failed: drop the connection, retry with backoff; log
+    /// Redis failed: drop the connection, retry with backoff; log
     /// the change of state once.
     fn down(&mut self, e: &redis::RedisError) {
         self.link = None;
-        self.stats.engine_up.store(0, Ordering::Relaxed);
+        self.stats.redis_up.store(0, Ordering::Relaxed);
         match self.schedule.down(Instant::now()) {
             DownLog::WentAway => tracing::warn!(
-                "cluster: engine unavailable ({e}); serving local and last-known remote peers, retrying"
+                "cluster: Redis unavailable ({e}); serving local and last-known remote peers, retrying"
             ),
             DownLog::Unreachable => {
-                tracing::warn!("cluster: engine unreachable ({e}); serving alone, retrying");
+                tracing::warn!("cluster: Redis unreachable ({e}); serving alone, retrying");
             }
             DownLog::Quiet => {}
         }
@@ -407,7 +407,7 @@ impl Sync {
         );
     }
 
-    /// Notice a stream that started over (the engine restarted empty, or
+    /// Notice a stream that started over (Redis restarted empty, or
     /// the key was deleted) and entries trimmed before this node read them.
     fn check_stream(&mut self) {
         let Some(link) = &mut self.link else {

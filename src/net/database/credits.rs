@@ -1,6 +1,6 @@
 //! The database thread's half that writes: every flush interval it cuts
 //! the ledger into a numbered batch, journals the batch with its session
-//! baselines (`storage/credit_journal.rs`), and applies the batches not yet
+//! baselines (`storage/database_journal.rs`), and applies the batches not yet
 //! in the database, oldest first, each in one transaction with its
 //! `rt_batches` row.
 //!
@@ -25,7 +25,7 @@ use mysql::{Conn, TxOpts};
 
 use super::{DatabaseStats, sql};
 use crate::clock::unix_now;
-use crate::storage::credit_journal::{CreditJournal, JournaledBatch, Replay};
+use crate::storage::database_journal::{DatabaseJournal, JournaledBatch, Replay};
 use crate::tracker::Tracker;
 use crate::tracker::ledger::Batch;
 
@@ -42,7 +42,7 @@ struct Queued {
 }
 
 pub struct CreditWriter {
-    journal: CreditJournal,
+    journal: DatabaseJournal,
     queue: VecDeque<Queued>,
     /// Batches the database refused, kept for the next connection.
     refused: Vec<Queued>,
@@ -63,7 +63,7 @@ pub struct CreditWriter {
 }
 
 impl CreditWriter {
-    pub fn new(journal: CreditJournal, replay: Replay, node: String, max_pending: usize) -> Self {
+    pub fn new(journal: DatabaseJournal, replay: Replay, node: String, max_pending: usize) -> Self {
         let queue = replay
             .batches
             .iter()
@@ -105,13 +105,13 @@ impl CreditWriter {
         stopping: bool,
         stats: &DatabaseStats,
     ) {
-        let pending = tracker.ledger.pending_len();
+        let pending = tracker.ledger().pending_len();
         if !up && !stopping && pending <= self.max_pending {
             return;
         }
         let compact = self.journal.wants_compaction() && self.queue.is_empty();
         let kept: Vec<JournaledBatch> = self.refused.iter().map(|q| q.at).collect();
-        let mut cut = tracker.ledger.cut(now, compact || self.full_cut_next);
+        let mut cut = tracker.ledger().cut(now, compact || self.full_cut_next);
         // The credits move into the batch (the journal writes the batch and
         // the cut's sessions): a cut can hold millions.
         let transfers = std::mem::take(&mut cut.transfers);
@@ -145,7 +145,7 @@ impl CreditWriter {
                 tracing::error!("credit journal not written, credits kept: {e}");
                 stats.journal_failures.fetch_add(1, Ordering::Relaxed);
                 tracker
-                    .ledger
+                    .ledger()
                     .restore(batch.map(|b| b.transfers).unwrap_or_default());
                 self.full_cut_next = true;
                 return;

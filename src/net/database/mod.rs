@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use mysql::{Conn, OptsBuilder};
 
 pub use crate::stats::DatabaseStats;
-use crate::storage::credit_journal::{CreditJournal, Replay};
+use crate::storage::database_journal::{DatabaseJournal, Replay};
 use crate::tracker::Tracker;
 use crate::tracker::site::SiteDirectory;
 use credits::CreditWriter;
@@ -47,7 +47,7 @@ pub struct DatabaseSetup {
     pub tracker: Arc<Tracker>,
     pub site: Arc<SiteDirectory>,
     /// The credit journal, replayed into the ledger, and what it held.
-    pub journal: (CreditJournal, Replay),
+    pub journal: (DatabaseJournal, Replay),
     /// Credits (per user and torrent) kept while the database is down
     /// before they spill to the journal.
     pub max_pending: usize,

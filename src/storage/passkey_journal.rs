@@ -1,4 +1,5 @@
-//! The ledger journal: an append-only, tab-separated file of the credits
+//! Private mode on a passkey file: the ledger journal, an append-only,
+//! tab-separated file of the credits
 //! the `TransferLedger` collected, in numbered batches, one line per
 //! passkey and torrent:
 //!
@@ -22,13 +23,13 @@ use std::path::{Path, PathBuf};
 use crate::tracker::ledger::{Batch, TransferLedger};
 
 #[derive(Debug, Clone)]
-pub struct LedgerJournal {
+pub struct PasskeyJournal {
     path: PathBuf,
 }
 
-impl LedgerJournal {
+impl PasskeyJournal {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        LedgerJournal { path: path.into() }
+        PasskeyJournal { path: path.into() }
     }
 
     pub fn path(&self) -> &Path {
@@ -150,11 +151,11 @@ mod tests {
         credit(&ledger, 5);
 
         // A journal in a directory that does not exist fails and keeps them.
-        let bad = LedgerJournal::new(dir.join("missing/ledger.tsv"));
+        let bad = PasskeyJournal::new(dir.join("missing/ledger.tsv"));
         assert!(bad.flush(&ledger, 1).is_err());
         assert_eq!(ledger.batches().0.len(), 1);
 
-        let journal = LedgerJournal::new(dir.join("ledger.tsv"));
+        let journal = PasskeyJournal::new(dir.join("ledger.tsv"));
         let _ = std::fs::remove_file(journal.path());
         assert_eq!(journal.last_batch().unwrap(), 0);
         assert_eq!(journal.flush(&ledger, 1_700_000_000).unwrap(), 1);

@@ -72,7 +72,7 @@ pub struct Replay {
     pub cut_off: u64,
 }
 
-pub struct CreditJournal {
+pub struct DatabaseJournal {
     path: PathBuf,
     file: File,
     len: u64,
@@ -80,7 +80,7 @@ pub struct CreditJournal {
     epoch: u64,
 }
 
-impl CreditJournal {
+impl DatabaseJournal {
     /// Open (or create) the journal at `path` and replay it into `ledger`
     /// at tracker time `now`, unix time `unix_now`: its sessions replace
     /// the ledger's. A torn last record is cut off.
@@ -89,7 +89,7 @@ impl CreditJournal {
         ledger: &TransferLedger,
         now: u32,
         unix_now: u64,
-    ) -> io::Result<(CreditJournal, Replay)> {
+    ) -> io::Result<(DatabaseJournal, Replay)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -112,7 +112,7 @@ impl CreditJournal {
             file.sync_all()?;
         }
         file.seek(SeekFrom::End(0))?;
-        let journal = CreditJournal {
+        let journal = DatabaseJournal {
             // Absolute: a relative path stays this file whatever happens
             // to the working directory.
             path: std::path::absolute(path)?,
@@ -513,7 +513,7 @@ mod tests {
         let d = dir("crash");
         let path = d.join("credits.journal");
         let l = ledger();
-        let (mut j, replay) = CreditJournal::open(&path, &l, 0, 1000).unwrap();
+        let (mut j, replay) = DatabaseJournal::open(&path, &l, 0, 1000).unwrap();
         assert!(replay.batches.is_empty() && replay.sessions == 0);
         l.record(&report(1, Event::Started, 0), 0).unwrap();
         l.record(&report(1, Event::None, 100), 10).unwrap();
@@ -540,7 +540,7 @@ mod tests {
         drop(j);
 
         let after = ledger();
-        let (j, replay) = CreditJournal::open(&path, &after, 0, 1030).unwrap();
+        let (j, replay) = DatabaseJournal::open(&path, &after, 0, 1030).unwrap();
         assert_eq!(replay.batches, vec![JournaledBatch { id: 1, offset: at }]);
         assert_eq!(replay.next_batch, 2);
         assert_eq!(j.read_batch(at).unwrap(), batch);
@@ -557,18 +557,18 @@ mod tests {
         let d = dir("epoch");
         let path = d.join("credits.journal");
         let l = ledger();
-        let (mut j, replay) = CreditJournal::open(&path, &l, 0, 1000).unwrap();
+        let (mut j, replay) = DatabaseJournal::open(&path, &l, 0, 1000).unwrap();
         let epoch = j.epoch();
         assert!(epoch != 0 && replay.epoch == epoch);
         let cut = l.cut(0, true);
         j.compact(1000, 1, &cut, &[], None).unwrap();
         drop(j);
-        let (j, replay) = CreditJournal::open(&path, &ledger(), 0, 1000).unwrap();
+        let (j, replay) = DatabaseJournal::open(&path, &ledger(), 0, 1000).unwrap();
         assert_eq!((j.epoch(), replay.epoch), (epoch, epoch));
         // Another journal, another epoch.
         let other = d.join("other.journal");
         assert_ne!(
-            CreditJournal::open(&other, &ledger(), 0, 1000)
+            DatabaseJournal::open(&other, &ledger(), 0, 1000)
                 .unwrap()
                 .0
                 .epoch(),
@@ -578,7 +578,7 @@ mod tests {
         let legacy = d.join("legacy.journal");
         fs::write(&legacy, MAGIC).unwrap();
         assert_eq!(
-            CreditJournal::open(&legacy, &ledger(), 0, 1000)
+            DatabaseJournal::open(&legacy, &ledger(), 0, 1000)
                 .unwrap()
                 .0
                 .epoch(),
@@ -594,7 +594,7 @@ mod tests {
         let path = Path::new("rt-unit-relative-journal.tmp");
         let _ = fs::remove_file(path);
         let l = ledger();
-        let (mut j, _) = CreditJournal::open(path, &l, 0, 1000).unwrap();
+        let (mut j, _) = DatabaseJournal::open(path, &l, 0, 1000).unwrap();
         l.record(&report(1, Event::Started, 10), 0).unwrap();
         let cut = l.cut(0, true);
         let batch = Batch {
@@ -611,7 +611,7 @@ mod tests {
             }),
             &cut,
         );
-        let reopened = CreditJournal::open(path, &ledger(), 0, 1001).unwrap().1;
+        let reopened = DatabaseJournal::open(path, &ledger(), 0, 1001).unwrap().1;
         fs::remove_file(path).unwrap();
         assert_eq!(moved.len(), 1);
         assert!(at.is_ok());
@@ -624,7 +624,7 @@ mod tests {
         let d = dir("torn");
         let path = d.join("credits.journal");
         let l = ledger();
-        let (mut j, _) = CreditJournal::open(&path, &l, 0, 1000).unwrap();
+        let (mut j, _) = DatabaseJournal::open(&path, &l, 0, 1000).unwrap();
         l.record(&report(1, Event::Started, 10), 0).unwrap();
         let cut = l.cut(0, false);
         let b1 = Batch {
@@ -637,7 +637,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
-        let (mut j, replay) = CreditJournal::open(&path, &ledger(), 0, 1000).unwrap();
+        let (mut j, replay) = DatabaseJournal::open(&path, &ledger(), 0, 1000).unwrap();
         assert_eq!((replay.cut_off, j.bytes()), (6, good));
         // Batch 1 is still to apply; a compaction with batch 2 keeps both.
         l.record(&report(3, Event::Started, 5), 1).unwrap();
@@ -660,7 +660,7 @@ mod tests {
         assert_eq!(j.read_batch(moved[0].offset).unwrap(), b1);
         drop(j);
         let fresh = ledger();
-        let (_, replay) = CreditJournal::open(&path, &fresh, 0, 1001).unwrap();
+        let (_, replay) = DatabaseJournal::open(&path, &fresh, 0, 1001).unwrap();
         assert_eq!(replay.batches, moved);
         assert_eq!((replay.next_batch, fresh.sessions()), (3, 2));
         fs::remove_dir_all(&d).unwrap();
