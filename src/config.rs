@@ -16,34 +16,52 @@ use crate::tracker::access::{
 };
 use crate::tracker::peer_set::MAX_PEER_TIMEOUT;
 
+/// The whole configuration: one section per TOML table (`--print-config`
+/// shows every key with its default and a comment).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[server]`: workers and the stats log.
     pub server: ServerConfig,
+    /// `[udp]`: the UDP frontend (BEP 15).
     pub udp: UdpConfig,
+    /// `[http]`: the HTTP frontend (BEP 3).
     pub http: HttpConfig,
+    /// `[tracker]`: what clients are told (intervals, numwant) and peer expiry.
     pub tracker: TrackerConfig,
+    /// `[access]`: allow/deny lists, bans and the client filter.
     pub access: AccessConfig,
+    /// `[private]`: private mode (passkeys or a site's database, credits).
     pub private: PrivateConfig,
+    /// `[limits]`: per-address rate limits.
     pub limits: LimitsConfig,
+    /// `[storage]`: snapshots.
     pub storage: StorageConfig,
+    /// `[metrics]`: the metrics listener.
     pub metrics: MetricsConfig,
+    /// `[process]`: the user to run as.
     pub process: ProcessConfig,
+    /// `[tls]`: HTTPS.
     pub tls: TlsConfig,
+    /// `[cluster]`: cluster mode over Redis.
     pub cluster: ClusterConfig,
 }
 
+/// `[cluster]`: several nodes serving one set of swarms through Redis.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
+    /// Cluster mode on.
     pub enabled: bool,
     /// This node's unique name ("": the host name).
     pub node: String,
     /// One Redis server, or seed nodes of a Redis Cluster.
     pub redis: Vec<String>,
+    /// `redis` names seed nodes of a Redis Cluster, not one server.
     pub redis_cluster: bool,
     /// The connection-id key shared by every node ("": none).
     pub secret_file: String,
+    /// Milliseconds between flushes of this node's changes to the stream.
     pub flush_interval_ms: u64,
     /// Seconds between re-publications of an unchanged peer.
     pub refresh_interval: u32,
@@ -66,20 +84,29 @@ impl Default for ClusterConfig {
 /// The keys every node of a cluster derives from its shared secret.
 #[derive(Debug, Clone)]
 pub struct ClusterKeys {
+    /// The connection-id key (a UDP connection id issued by one node is valid
+    /// at every other).
     pub connection_ids: [u8; 16],
+    /// The key that tags stream messages and checkpoints.
     pub mac: crate::cluster::mac::ClusterMac,
 }
 
 /// The shortest cluster secret: 32 bytes (256 bits).
 pub const MIN_CLUSTER_SECRET: usize = 32;
 
+/// `[limits]`: token buckets per client address (0 per second: off).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// UDP connects per second per address.
     pub connects_per_second: u32,
+    /// Connects an address may send at once.
     pub connect_burst: u32,
+    /// Announces per second per address (UDP and HTTP).
     pub announces_per_second: u32,
+    /// Announces an address may send at once.
     pub announce_burst: u32,
+    /// Buckets in the fixed table addresses hash to.
     pub slots: u32,
 }
 
@@ -95,6 +122,7 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[tls]`: the HTTPS listeners and their certificate.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -106,6 +134,7 @@ pub struct TlsConfig {
     pub key: Option<std::path::PathBuf>,
 }
 
+/// `[process]`: what the process does after binding.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessConfig {
@@ -113,9 +142,11 @@ pub struct ProcessConfig {
     pub user: Option<String>,
 }
 
+/// `[metrics]`: the metrics listener.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
+    /// Serve /metrics, /health and the stats page.
     pub enabled: bool,
     /// Address of /metrics, /health and the stats page.
     pub listen: SocketAddr,
@@ -130,6 +161,7 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[storage]`: snapshots of the swarm table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -148,9 +180,11 @@ impl Default for StorageConfig {
     }
 }
 
+/// `[private]`: private mode (a passkey file, or a site's database).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivateConfig {
+    /// Private mode on: every announce needs a passkey.
     pub enabled: bool,
     /// File of passkeys (this or `database` when enabled).
     pub passkeys: Option<std::path::PathBuf>,
@@ -194,9 +228,11 @@ impl Default for PrivateConfig {
     }
 }
 
+/// `[access]`: which torrents, addresses and clients are served.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
+    /// The info-hash list: off, allow (only those listed) or deny.
     pub mode: AccessMode,
     /// Info-hash list file (required unless mode is "off").
     pub list: Option<std::path::PathBuf>,
@@ -204,6 +240,7 @@ pub struct AccessConfig {
     pub banned: Option<std::path::PathBuf>,
     /// Client filter by peer_id prefix.
     pub clients: AccessMode,
+    /// The peer_id prefixes the client filter matches.
     pub client_prefixes: Vec<String>,
     /// Largest list, ban or passkey file read (bytes).
     pub max_list_bytes: u64,
@@ -227,10 +264,13 @@ impl Default for AccessConfig {
     }
 }
 
+/// `[server]`: the process's workers and its stats log line.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// Worker threads per frontend (0: one per core).
     pub workers: usize,
+    /// Seconds between stats log lines (0: none).
     pub stats_interval: u64,
 }
 
@@ -280,37 +320,59 @@ impl std::fmt::Display for UdpBackend {
     }
 }
 
+/// `[udp]`: the UDP frontend (BEP 15).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UdpConfig {
+    /// Addresses to serve UDP on.
     pub listen: Vec<SocketAddr>,
+    /// io_uring, mmsg (recvmmsg/sendmmsg), or auto.
     pub backend: UdpBackend,
+    /// Provided receive buffers per worker (2 KiB each).
     pub recv_buffers: u32,
+    /// Reply slots per worker (replies in flight).
     pub send_slots: u32,
+    /// SO_RCVBUF of each socket, in bytes (0: the kernel's default).
     pub socket_recv_buffer: u32,
 }
 
+/// `[http]`: the HTTP frontend (BEP 3).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
+    /// Addresses to serve HTTP on.
     pub listen: Vec<SocketAddr>,
+    /// io_uring, epoll, or auto.
     pub backend: HttpBackend,
+    /// Answer a scrape without `info_hash` with every torrent.
     pub full_scrape: bool,
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Open connections per worker.
     pub max_connections: u32,
+    /// Open connections per client address, over all workers.
     pub max_connections_per_ip: u32,
+    /// Seconds a connection may idle, or take to send a request head.
     pub idle_timeout: u32,
 }
 
+/// `[tracker]`: what clients are told, and how long peers live.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
+    /// Seconds between announces a client is told.
     pub interval: u32,
+    /// `min interval`: an announce sooner is answered but refreshes nothing.
     pub min_interval: u32,
+    /// Seconds after its last announce a peer is dropped.
     pub peer_timeout: u32,
+    /// Peers in a reply when the client does not say.
     pub default_numwant: u32,
+    /// Most peers in one reply.
     pub max_numwant: u32,
+    /// Honour the announce's `ip` field or parameter.
     pub allow_ip_param: bool,
+    /// Shards of the swarm table (a power of two).
     pub shards: u32,
 }
 
@@ -387,25 +449,43 @@ impl Default for TrackerConfig {
     }
 }
 
+/// A config that cannot be used: each names the file, key or line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file cannot be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The file's path.
         path: String,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
+    /// A file the config names (a list, the secret) cannot be read.
     #[error("cannot read {path}: {source}")]
     ReadList {
+        /// The file's path.
         path: String,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
+    /// The config file is not valid TOML, or has an unknown key.
     #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The file's path.
+        path: String,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// A key's value is not allowed.
     #[error("{location}{key} = {value}: {problem}")]
     Invalid {
+        /// Where: the file and line, or the command line.
         location: String,
+        /// The key, as `section.key`.
         key: &'static str,
+        /// The value given.
         value: String,
+        /// What is wrong with it.
         problem: String,
     },
 }
@@ -778,6 +858,7 @@ impl Config {
         }))
     }
 
+    /// The announce policy `[tracker]` describes.
     pub fn announce_policy(&self) -> AnnouncePolicy {
         let t = &self.tracker;
         AnnouncePolicy {

@@ -11,6 +11,9 @@
 //! modules of `net` that call libc or io_uring) and in `prefetch`; the
 //! sans-I/O modules `forbid` it outright.
 #![deny(unsafe_code)]
+// Everything public says what it is (the crate is used by its tests,
+// benches, fuzz targets and the load generator as a library).
+#![warn(missing_docs)]
 // From clippy::pedantic, the lints that catch real slips here at no cost
 // in noise (the rest of pedantic is mostly casts the hot path makes on
 // purpose, and `must_use` on every getter): a `let … else` written as a

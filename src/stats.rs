@@ -14,12 +14,15 @@ macro_rules! counters {
         /// One counter per variant; `label` names it in logs and metrics.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         #[repr(usize)]
-        pub enum Counter { $($name,)* }
+        pub enum Counter { $(#[doc = concat!("`", $label, "`")] $name,)* }
 
         impl Counter {
+            /// Every counter, in block order.
             pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+            /// How many counters a worker's block holds.
             pub const COUNT: usize = Self::ALL.len();
 
+            /// The counter's name in logs and metrics.
             pub fn label(self) -> &'static str {
                 match self { $(Counter::$name => $label,)* }
             }
@@ -101,6 +104,7 @@ impl WorkerStats {
         a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// The value of counter `c`.
     pub fn get(&self, c: Counter) -> u64 {
         self.counts[c as usize].load(Ordering::Relaxed)
     }
@@ -110,13 +114,17 @@ impl WorkerStats {
 /// the metrics read them).
 #[derive(Default)]
 pub struct DatabaseStats {
+    /// The connection works.
     pub up: AtomicBool,
     /// Unix seconds of the last read of changed rows (0: none yet).
     pub last_sync: AtomicU64,
     /// Unix seconds of the last flush that got through (0: none yet).
     pub last_flush: AtomicU64,
+    /// Flushes that got through.
     pub flushes: AtomicU64,
+    /// Time spent in them, in microseconds.
     pub flush_micros: AtomicU64,
+    /// Batches of credits applied.
     pub batches_applied: AtomicU64,
     /// Batches the database already had (a commit whose answer was lost,
     /// or a restart): not applied twice.
@@ -127,12 +135,16 @@ pub struct DatabaseStats {
     /// cut while the database was down, past `max_pending_credits`, or
     /// queued past the 1M credits kept in memory.
     pub spilled_batches: AtomicU64,
+    /// Appends to the credit journal that failed.
     pub journal_failures: AtomicU64,
     /// Batches the database refused (set aside, retried on a new
     /// connection), and how many are aside now.
     pub batches_refused: AtomicU64,
+    /// Batches set aside now.
     pub refused_batches: AtomicU64,
+    /// Queries that failed (connection lost, server error).
     pub failures: AtomicU64,
+    /// Site rows skipped as undecodable or invalid.
     pub bad_rows: AtomicU64,
 }
 

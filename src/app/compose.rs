@@ -31,6 +31,8 @@ pub struct OperatorFiles {
 }
 
 impl OperatorFiles {
+    /// Read the files `config` names (lists, bans, passkeys, the cluster
+    /// secret), each within its bound.
     pub fn read(config: &Config) -> Result<OperatorFiles, ConfigError> {
         let p = &config.private;
         let site = (p.enabled && p.database.is_some()).then(|| Arc::new(SiteDirectory::default()));

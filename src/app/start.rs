@@ -24,26 +24,52 @@ use crate::tracker::Tracker;
 /// Why a start failed: one line for the operator, naming what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// io_uring was forced and cannot run here.
     #[error("{0}")]
     Backend(#[from] backends::BackendError),
+    /// An address cannot be bound.
     #[error("{0}")]
     Bind(#[from] BindError),
+    /// A UDP worker failed its set-up.
     #[error("udp worker {index} could not start: {source}")]
-    Worker { index: usize, source: io::Error },
+    Worker {
+        /// Which worker.
+        index: usize,
+        /// Why.
+        source: io::Error,
+    },
+    /// An HTTP worker failed its set-up.
     #[error("http worker {index} could not start: {source}")]
-    HttpWorker { index: usize, source: io::Error },
+    HttpWorker {
+        /// Which worker.
+        index: usize,
+        /// Why.
+        source: io::Error,
+    },
+    /// The database thread did not start.
     #[error("database thread could not start: {0}")]
     DatabaseThread(io::Error),
+    /// The credit journal of database mode cannot be opened.
     #[error("credit journal {path}: {source} (private.ledger)")]
-    DatabaseJournal { path: PathBuf, source: io::Error },
+    DatabaseJournal {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The cluster sync thread did not start.
     #[error("cluster sync thread could not start: {0}")]
     ClusterThread(io::Error),
+    /// The open-file limit cannot carry `http.max_connections`.
     #[error("{0}")]
     FdLimit(#[from] limits::FdLimitError),
+    /// No address to serve.
     #[error("no udp or http address to listen on")]
     NothingToServe,
+    /// A file the config names is unusable.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The HTTPS certificate or key cannot be loaded.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
 }

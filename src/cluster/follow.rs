@@ -54,6 +54,7 @@ pub struct StreamEnds {
     pub max_deleted: StreamId,
     /// Entries in the stream now, and ever added.
     pub length: u64,
+    /// Entries ever added (a smaller number than seen before: it restarted).
     pub entries_added: u64,
     /// The id of the first entry in the stream (0-0 when empty).
     pub first: StreamId,
@@ -82,6 +83,9 @@ pub enum EndsOutcome {
     Trimmed,
 }
 
+/// Where this node reads the stream: what it has applied, what it skips or
+/// refuses, and when it must catch up from checkpoints (sans I/O: the sync
+/// thread executes what it decides).
 pub struct StreamFollower {
     node: String,
     position: StreamId,
@@ -97,6 +101,7 @@ pub struct StreamFollower {
 }
 
 impl StreamFollower {
+    /// A follower for node `node`, starting at `now`.
     pub fn new(node: String, now: Instant) -> StreamFollower {
         StreamFollower {
             node,

@@ -21,8 +21,11 @@ pub const TAG_LEN: usize = 32;
 /// What a tag authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Domain {
+    /// A stream message.
     Message,
+    /// A checkpoint's head (node, generation, parts, stream id).
     CheckpointHead,
+    /// One part of a checkpoint.
     CheckpointPart,
 }
 

@@ -28,16 +28,22 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 /// Why stream bytes are not a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
+    /// Another program's entry.
     #[error("not a ringtracker message (magic)")]
     Foreign,
+    /// Longer than any message a node writes.
     #[error("over {MAX_MESSAGE} bytes")]
     Oversized,
+    /// Its MAC is not the cluster's.
     #[error("its tag does not check out under the cluster's key")]
     Unauthenticated,
+    /// Shorter than its header says.
     #[error("message truncated")]
     Truncated,
+    /// A change that does not decode, at this offset.
     #[error("malformed change at byte {0}")]
     BadChange(usize),
+    /// Bytes left over after the changes it counts.
     #[error("{0} bytes after the last change")]
     Trailing(usize),
 }
@@ -52,6 +58,7 @@ pub struct MessageBuilder {
 }
 
 impl MessageBuilder {
+    /// An empty message.
     pub fn new() -> Self {
         MessageBuilder {
             buf: Vec::with_capacity(MAX_MESSAGE),
@@ -83,11 +90,13 @@ impl MessageBuilder {
         self.buf.len() + MAX_ENCODED + TAG_LEN > MAX_MESSAGE
     }
 
+    /// Add one change.
     pub fn push(&mut self, change: &SwarmChange) {
         change.encode(&mut self.buf);
         self.count += 1;
     }
 
+    /// How many changes it holds.
     pub fn count(&self) -> u32 {
         self.count
     }
@@ -114,10 +123,15 @@ impl Default for MessageBuilder {
 /// A message read from the stream, checked whole.
 #[derive(Debug)]
 pub struct Message<'a> {
+    /// The node that wrote it.
     pub node: &'a str,
+    /// That node's run (its start, ordered: unix ms << 12 | random).
     pub run: u64,
+    /// Its number in the run, from 1 (a gap is a lost message).
     pub seq: u64,
+    /// Unix ms it was made (messages older than 10 minutes are replays).
     pub created_ms: u64,
+    /// How many changes it carries.
     pub count: u32,
     changes: &'a [u8],
 }

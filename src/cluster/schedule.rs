@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 
 /// How often the stream's ends are checked for a gap.
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// The first wait before a reconnect.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between reconnects (the backoff doubles up to it).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A checkpoint that failed is tried again after this, doubling up to
 /// the max, until it is written or a newer request replaces it.
 pub const CHECKPOINT_RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between tries of a failed checkpoint.
 pub const CHECKPOINT_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What the sync thread does next.
@@ -30,7 +33,10 @@ pub enum SyncCommand {
     Connect,
     /// Load the checkpoints; `start`: the first time, which sets where
     /// the stream is read from.
-    CatchUp { start: bool },
+    CatchUp {
+        /// The first catch-up of this connection's life.
+        start: bool,
+    },
     /// Look at the stream's ends.
     CheckStream,
     /// Ask the checkpoint thread for a checkpoint.
@@ -53,6 +59,9 @@ pub enum DownLog {
     Quiet,
 }
 
+/// When the sync thread does what (flushes, connects and their backoff,
+/// what follows a connect, the periodic checks and checkpoints), sans I/O:
+/// `poll_command(now)` says what is due.
 pub struct SyncSchedule {
     flush_every: Duration,
     checkpoint_every: Duration,
@@ -69,6 +78,8 @@ pub struct SyncSchedule {
 }
 
 impl SyncSchedule {
+    /// A schedule starting at `now`, flushing every `flush_every` and writing a
+    /// checkpoint every `checkpoint_every`.
     pub fn new(now: Instant, flush_every: Duration, checkpoint_every: Duration) -> SyncSchedule {
         SyncSchedule {
             flush_every,
@@ -85,6 +96,7 @@ impl SyncSchedule {
         }
     }
 
+    /// Whether the connection is up.
     pub fn is_up(&self) -> bool {
         self.up
     }

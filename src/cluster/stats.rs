@@ -29,6 +29,7 @@ pub enum Rejected {
 }
 
 impl Rejected {
+    /// Every reason, in label order.
     pub const ALL: [Rejected; 6] = [
         Rejected::Foreign,
         Rejected::Oversized,
@@ -38,6 +39,7 @@ impl Rejected {
         Rejected::Checkpoint,
     ];
 
+    /// The `reason` label of `ringtracker_cluster_rejected_total`.
     pub fn label(self) -> &'static str {
         match self {
             Rejected::Foreign => "foreign",
@@ -50,19 +52,26 @@ impl Rejected {
     }
 }
 
+/// The sync thread's counters (relaxed atomics; the metrics listener reads
+/// them).
 #[derive(Default)]
 pub struct ClusterStats {
     /// What was not applied, by `Rejected`.
     pub rejected: [AtomicU64; Rejected::ALL.len()],
+    /// Messages appended to the stream.
     pub messages_out: AtomicU64,
+    /// Swarm changes in those messages.
     pub changes_out: AtomicU64,
+    /// Bytes of those messages.
     pub bytes_out: AtomicU64,
+    /// Messages read from other nodes.
     pub messages_in: AtomicU64,
     /// Changes from other nodes that changed the table.
     pub changes_in: AtomicU64,
     /// Changes from other nodes that did not (a removal of a peer that
     /// moved here, a refused torrent).
     pub changes_ignored: AtomicU64,
+    /// Bytes of those messages.
     pub bytes_in: AtomicU64,
     /// Stream entries that were not a message of ours (counted, skipped).
     pub skipped_messages: AtomicU64,
@@ -71,28 +80,35 @@ pub struct ClusterStats {
     pub unsent_dropped: AtomicU64,
     /// 1 while Redis answers.
     pub redis_up: AtomicU64,
+    /// Times Redis came back after being unavailable.
     pub reconnects: AtomicU64,
     /// Times this node found it had missed stream entries (trimmed away
     /// or the stream started over) and caught up from checkpoints.
     pub resyncs: AtomicU64,
     /// Remote peers in the table, as of the last checkpoint walk.
     pub remote_peers: AtomicU64,
+    /// Checkpoints of this node's local peers written.
     pub checkpoints_written: AtomicU64,
+    /// Checkpoints of other nodes loaded.
     pub checkpoints_loaded: AtomicU64,
+    /// Checkpoints that could not be written.
     pub checkpoint_failures: AtomicU64,
     lag_buckets: [AtomicU64; LAG_BUCKETS_MS.len() + 1],
     lag_sum_ms: AtomicU64,
 }
 
 impl ClusterStats {
+    /// Add `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Count a rejected entry.
     pub fn reject(&self, why: Rejected) {
         Self::add(&self.rejected[why as usize], 1);
     }
 
+    /// Read `counter`.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }

@@ -19,8 +19,10 @@ use crate::tracker::swarm::Picks;
 /// source address and a reply buffer of at least
 /// `udp::REPLY_BUFFER_LEN` bytes set aside for it.
 pub trait UdpBatch {
+    /// How many datagrams.
     fn len(&self) -> usize;
 
+    /// Whether there are none.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

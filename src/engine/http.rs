@@ -61,7 +61,9 @@ pub enum RequestKind {
     /// Another path, or a banned client's request.
     #[default]
     Other,
+    /// `/announce`.
     Announce,
+    /// `/scrape`.
     Scrape,
 }
 

@@ -61,6 +61,9 @@ struct TlsConn {
     peer_closed: bool,
 }
 
+/// One HTTP connection, sans I/O: its buffers, framing, pipelining, output
+/// bound, deadlines and TLS. The backend receives into `recv_buf`, sends
+/// `to_send`, and does the `Step` each report returns.
 pub struct HttpConn {
     peer: SocketAddr,
     read: Box<[u8]>,

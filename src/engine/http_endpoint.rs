@@ -41,19 +41,28 @@ pub enum Refused {
 /// completion for a connection since replaced is told apart by it) and
 /// the backend's I/O state.
 pub struct Conn<T> {
+    /// The connection's state machine.
     pub http: HttpConn,
     held: Option<Held>,
+    /// The slot's generation (tells a stale completion apart).
     pub generation: u32,
+    /// The backend's I/O state (fd and operation in flight, or socket).
     pub io: T,
 }
 
 /// TLS by listener: listeners from `first` on speak TLS with the
 /// certificate in force when a connection is accepted.
 pub struct TlsListeners {
+    /// The first TLS listener's index.
     pub first: usize,
+    /// The certificate in force (swapped on SIGHUP).
     pub config: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
 }
 
+/// A worker's HTTP connections beside each backend's I/O state `T`:
+/// the slab, admission (caps, TLS by listener), idle deadlines, the
+/// connections with work left and the listeners paused after a failed
+/// accept.
 pub struct HttpEndpoint<T> {
     conns: Vec<Option<Conn<T>>>,
     free: Vec<usize>,
@@ -73,6 +82,8 @@ pub struct HttpEndpoint<T> {
 }
 
 impl<T> HttpEndpoint<T> {
+    /// An endpoint for `listeners` listeners holding at most
+    /// `max_connections`, `address_cap` shared with the other workers.
     pub fn new(
         listeners: usize,
         max_connections: usize,

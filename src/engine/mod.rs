@@ -72,7 +72,9 @@ impl TimerKind for WorkerTimer {
 
 /// What a worker's engine is built from.
 pub struct EngineSetup {
+    /// The shared tracker.
     pub tracker: Arc<Tracker>,
+    /// Every worker's counters.
     pub stats: Arc<[WorkerStats]>,
     /// This worker's block in `stats` (it is the only writer).
     pub stats_index: usize,
@@ -89,6 +91,8 @@ pub struct EngineSetup {
     pub outbox: Outbox,
 }
 
+/// One worker's engine: its RNG, counters, clock, timers, the request
+/// handling every backend drives and in cluster mode its outbox.
 pub struct Engine {
     tracker: Arc<Tracker>,
     stats: Arc<[WorkerStats]>,

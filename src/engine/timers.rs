@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 /// A kind of timer: an index into a table of `N`.
 pub trait TimerKind: Copy + 'static {
+    /// Every kind, in table order.
     const ALL: &'static [Self];
+    /// The kind's index in the table.
     fn index(self) -> usize;
 }
 
@@ -62,10 +64,12 @@ impl<K: TimerKind, const N: usize> TimerTable<K, N> {
         }
     }
 
+    /// Stop firing `kind`.
     pub fn disarm(&mut self, kind: K) {
         self.timers[kind.index()] = None;
     }
 
+    /// Whether `kind` is armed.
     pub fn is_armed(&self, kind: K) -> bool {
         self.timers[kind.index()].is_some()
     }

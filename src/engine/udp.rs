@@ -23,6 +23,7 @@ use crate::tracker::swarm::Picks;
 
 /// Largest UDP payload that fits one unfragmented 1500-byte Ethernet frame.
 pub const MAX_REPLY_V4: usize = 1500 - 20 - 8;
+/// The same for IPv6.
 pub const MAX_REPLY_V6: usize = 1500 - 40 - 8;
 /// A reply buffer must hold this much.
 pub const REPLY_BUFFER_LEN: usize = MAX_REPLY_V4;
@@ -32,11 +33,16 @@ pub const REPLY_BUFFER_LEN: usize = MAX_REPLY_V4;
 pub const MAX_REQUEST_LEN: usize = 16 + 96 * 20;
 const PRIVATE_SCRAPE: &str = "private tracker: scrape over HTTP with your passkey";
 
+/// What a reply is (counters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyKind {
+    /// A connection id.
     Connect,
+    /// An announce's peers.
     Announce,
+    /// A scrape's counts.
     Scrape,
+    /// An error packet, and why.
     Error(UdpError),
 }
 
@@ -57,6 +63,7 @@ pub enum UdpError {
 /// Why a datagram got no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UdpDrop {
+    /// Not a BEP 15 request (the parser's reason).
     Malformed(DropReason),
     /// Unknown, expired or issued to another address.
     BadConnectionId,
@@ -68,16 +75,20 @@ pub enum UdpDrop {
     Oversized,
 }
 
+/// What became of one datagram.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UdpOutcome {
     /// Send `out[..len]` back to the source, from the address it came to.
     Reply {
+        /// The reply's length.
         len: usize,
+        /// What it is (counters).
         kind: ReplyKind,
         /// What cluster mode publishes of an announce.
         published: Option<SwarmChange>,
     },
+    /// No reply, and why.
     Drop(UdpDrop),
 }
 

@@ -9,23 +9,30 @@ pub const STEP: u64 = 10;
 /// Samples kept: one hour.
 pub const KEPT: usize = 360;
 
+/// One sample of the stats page's charts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
+    /// When it was taken (unix seconds).
     pub unix: u64,
     /// Announces answered since the start (a counter: the page draws its
     /// rate between samples).
     pub announces: u64,
+    /// Torrents with peers.
     pub torrents: u64,
+    /// Seeders.
     pub seeders: u64,
+    /// Leechers.
     pub leechers: u64,
 }
 
+/// The last `KEPT` samples, oldest first.
 #[derive(Default)]
 pub struct History {
     samples: VecDeque<Sample>,
 }
 
 impl History {
+    /// Add a sample, dropping the oldest past `KEPT`.
     pub fn push(&mut self, s: Sample) {
         if self.samples.len() == KEPT {
             self.samples.pop_front();
@@ -33,10 +40,12 @@ impl History {
         self.samples.push_back(s);
     }
 
+    /// How many samples are kept.
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
+    /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }

@@ -22,10 +22,13 @@ pub const STATS_PAGE: &str = include_str!("page.html");
 
 /// Everything the metrics endpoints read, shared with main and the workers.
 pub struct MetricsState {
+    /// Every worker's counters.
     pub stats: Arc<[WorkerStats]>,
     /// UDP worker i counts in `stats[i]`, HTTP worker i in `stats[workers + i]`.
     pub workers: usize,
+    /// The tracker (table totals, ledger).
     pub tracker: Arc<Tracker>,
+    /// The snapshot writer's status (none without snapshots).
     pub snapshot: Option<Arc<SnapshotStatus>>,
     /// Cluster mode's sync counters (none without it).
     pub cluster: Option<Arc<ClusterStats>>,
@@ -35,10 +38,13 @@ pub struct MetricsState {
     pub healthy: AtomicBool,
     /// Unix time at start.
     pub started: u64,
+    /// The last hour of samples for the stats page.
     pub history: Mutex<History>,
 }
 
 impl MetricsState {
+    /// The state of a process with `workers` workers per frontend, started at
+    /// unix time `now`.
     pub fn new(
         stats: Arc<[WorkerStats]>,
         workers: usize,
@@ -90,6 +96,7 @@ impl MetricsState {
             .push(s);
     }
 
+    /// Whether every worker runs (`/health`).
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -128,10 +135,15 @@ fn cluster_json(c: &ClusterStats) -> String {
     )
 }
 
+/// An answer of the metrics listener.
 pub struct Response {
+    /// The HTTP status.
     pub status: u16,
+    /// Its reason phrase.
     pub reason: &'static str,
+    /// The body's Content-Type.
     pub content_type: &'static str,
+    /// The body.
     pub body: Vec<u8>,
 }
 

@@ -94,6 +94,7 @@ fn help(name: &str) -> &'static str {
     }
 }
 
+/// Every metric in the Prometheus text format, at unix time `unix`.
 pub fn render(state: &MetricsState, unix: u64) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let (udp, http) = state.counters();

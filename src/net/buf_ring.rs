@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::Submitter;
 use io_uring::types::BufRingEntry;
 
+/// A provided-buffer ring: receive buffers the kernel picks from, handed
+/// back once their datagram is answered.
 pub struct BufRing {
     /// `entries` ring slots, from mmap (page aligned, zeroed).
     ring: *mut BufRingEntry,
@@ -90,10 +92,12 @@ impl BufRing {
         Ok(ring)
     }
 
+    /// The buffer group id the receives name.
     pub fn group(&self) -> u16 {
         self.group
     }
 
+    /// Each buffer's length.
     pub fn buf_len(&self) -> usize {
         self.buf_len
     }

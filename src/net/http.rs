@@ -40,16 +40,24 @@ const TAG_TICK: u64 = 4 << 56;
 const TAG_CANCEL: u64 = 5 << 56;
 const TAG_MASK: u64 = 0xff << 56;
 
+/// What an HTTP worker thread is given: its listeners (HTTP, then HTTPS),
+/// its engine, and its connection limits.
 pub struct HttpWorkerSetup {
+    /// Its number (thread `http-N`).
     pub index: usize,
+    /// One SO_REUSEPORT listener per address.
     pub listeners: Vec<socket2::Socket>,
+    /// Its engine.
     pub engine: EngineSetup,
+    /// Set at shutdown.
     pub stop: Arc<AtomicBool>,
+    /// Connections it may hold.
     pub max_connections: usize,
     /// Tests only: fail as a broken ring would, once accepts are armed.
     pub forced_failure: bool,
     /// Connections per client address, shared by the HTTP workers.
     pub address_cap: Arc<AddressCap>,
+    /// Seconds a connection may idle or take to send a head.
     pub idle_timeout: u32,
     /// HTTPS: listeners from this index on speak TLS with this config.
     pub tls: Option<(usize, TlsConfig)>,

@@ -21,9 +21,13 @@ pub const FD_RESERVE: u64 = 1024;
      raise it (LimitNOFILE= in the unit, ulimit -Hn) or lower http.max_connections"
 )]
 pub struct FdLimitError {
+    /// `http.max_connections`.
     pub max_connections: u64,
+    /// HTTP workers.
     pub workers: u64,
+    /// Descriptors that needs.
     pub need: u64,
+    /// The hard limit.
     pub hard: u64,
 }
 

@@ -12,8 +12,11 @@ use crate::config::Config;
 #[derive(Debug, thiserror::Error)]
 #[error("cannot bind {proto} {addr}: {source}")]
 pub struct BindError {
+    /// `udp` or `http`.
     pub proto: &'static str,
+    /// The address.
     pub addr: SocketAddr,
+    /// What the OS said.
     pub source: io::Error,
 }
 
@@ -23,7 +26,9 @@ pub struct Listeners {
     pub udp_addrs: Vec<SocketAddr>,
     /// Per UDP worker, its sockets (none when nothing serves UDP).
     pub udp_sockets: Vec<Vec<socket2::Socket>>,
+    /// The HTTP addresses, with ephemeral ports resolved.
     pub http_addrs: Vec<SocketAddr>,
+    /// The HTTPS addresses, with ephemeral ports resolved.
     pub https_addrs: Vec<SocketAddr>,
     /// Per HTTP worker, its HTTP listeners and then its HTTPS ones.
     pub http_sockets: Vec<Vec<socket2::Socket>>,

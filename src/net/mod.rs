@@ -44,11 +44,17 @@ use crate::tracker::Tracker;
 /// What a UDP worker thread is given: its sockets (one per listening
 /// address), its engine, and the knobs of its buffers.
 pub struct WorkerSetup {
+    /// Its number (thread `udp-N`).
     pub index: usize,
+    /// One SO_REUSEPORT socket per address.
     pub sockets: Vec<socket2::Socket>,
+    /// Its engine.
     pub engine: EngineSetup,
+    /// Set at shutdown.
     pub stop: Arc<AtomicBool>,
+    /// Provided receive buffers.
     pub recv_buffers: u16,
+    /// Reply slots.
     pub send_slots: usize,
     /// Tests only: fail as a broken ring would, right after set-up.
     pub forced_failure: bool,
@@ -57,8 +63,11 @@ pub struct WorkerSetup {
 /// The addresses a server answers on, with ephemeral ports resolved.
 #[derive(Clone, Debug, Default)]
 pub struct Addresses {
+    /// UDP.
     pub udp: Vec<SocketAddr>,
+    /// HTTP.
     pub http: Vec<SocketAddr>,
+    /// HTTPS.
     pub https: Vec<SocketAddr>,
 }
 
@@ -206,6 +215,7 @@ impl Server {
         &self.stats
     }
 
+    /// The tracker the workers serve.
     pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker
     }

@@ -17,13 +17,22 @@ const CMSG_HEADER_LEN: usize = std::mem::size_of::<libc::cmsghdr>();
 /// The local address a datagram arrived on, from its packet-info message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocalAddr {
+    /// An IPv4 address.
     V4([u8; 4]),
-    V6 { addr: [u8; 16], ifindex: u32 },
+    /// An IPv6 address and the interface it came in on.
+    V6 {
+        /// The address.
+        addr: [u8; 16],
+        /// The interface index (a reply names it, for link-local addresses).
+        ifindex: u32,
+    },
 }
 
+/// Room for a control message (packet info), aligned as the kernel wants.
 #[repr(C, align(8))]
 pub struct Control(pub [u8; CONTROL_LEN]);
 
+/// Room for a socket address.
 #[repr(C, align(4))]
 pub struct Name(pub [u8; NAME_LEN]);
 
@@ -32,10 +41,15 @@ pub struct Name(pub [u8; NAME_LEN]);
 /// called once they are in place.
 #[repr(C)]
 pub struct ReplySlot {
+    /// The header a `SendMsg` / `sendmmsg` reads (points into this slot).
     pub msg: libc::msghdr,
+    /// The one buffer: `buf`, up to the reply's length.
     pub iov: libc::iovec,
+    /// The destination.
     pub name: Name,
+    /// The source address's packet info.
     pub control: Control,
+    /// The reply.
     pub buf: [u8; REPLY_BUFFER_LEN],
 }
 
@@ -46,6 +60,7 @@ impl Default for ReplySlot {
 }
 
 impl ReplySlot {
+    /// An empty slot (call `link` once it is in place).
     pub fn new() -> ReplySlot {
         ReplySlot {
             // SAFETY: msghdr and iovec are plain C structs for which all

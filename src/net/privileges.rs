@@ -8,16 +8,25 @@
 use std::ffi::CString;
 use std::io;
 
+/// Why the process could not become `process.user`.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
+    /// The user does not exist.
     #[error("process.user {user:?}: no such user")]
-    NoSuchUser { user: String },
+    NoSuchUser {
+        /// The name configured.
+        user: String,
+    },
+    /// A step of the switch failed.
     #[error(
         "process.user {user:?}: cannot switch to it ({step}): {source}; refusing to keep running as root"
     )]
     Switch {
+        /// The name configured.
         user: String,
+        /// The call that failed.
         step: &'static str,
+        /// What the OS said.
         source: io::Error,
     },
 }
@@ -26,9 +35,17 @@ pub enum PrivilegeError {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dropped {
     /// Now running as this uid/gid.
-    To { uid: u32, gid: u32 },
+    To {
+        /// The user id now.
+        uid: u32,
+        /// The group id now.
+        gid: u32,
+    },
     /// Not root to begin with: nothing to drop (and nothing could be done).
-    NotRoot { uid: u32 },
+    NotRoot {
+        /// The user id it runs as.
+        uid: u32,
+    },
 }
 
 /// Switch the whole process to `user` (its uid, primary gid, no

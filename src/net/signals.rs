@@ -41,4 +41,5 @@ pub fn wait_for_signal(timeout: Duration) -> Option<i32> {
     (rc > 0).then_some(rc)
 }
 
+/// The signal that asks for a reload.
 pub const SIGHUP: i32 = libc::SIGHUP;

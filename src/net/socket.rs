@@ -108,6 +108,7 @@ pub enum AcceptError {
     Failed,
 }
 
+/// What a failed accept means for the listener.
 pub fn accept_error(e: &io::Error) -> AcceptError {
     match e.kind() {
         io::ErrorKind::WouldBlock => AcceptError::Drained,

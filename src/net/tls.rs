@@ -20,12 +20,26 @@ use crate::storage::operator_file::{SMALL_FILE_LIMIT, read_bounded};
 /// The certificate in force, shared by every HTTP worker.
 pub type TlsConfig = Arc<ArcSwap<rustls::ServerConfig>>;
 
+/// Why the certificate or key cannot be used; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The certificate chain cannot be read or parsed.
     #[error("tls.cert {path}: {reason}")]
-    Cert { path: PathBuf, reason: String },
+    Cert {
+        /// `tls.cert`.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The private key cannot be read or parsed.
     #[error("tls.key {path}: {reason}")]
-    Key { path: PathBuf, reason: String },
+    Key {
+        /// `tls.key`.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refuses the pair.
     #[error("tls: the certificate and key do not go together: {0}")]
     Mismatch(rustls::Error),
 }

@@ -24,7 +24,9 @@ fn bytes(out: &mut Vec<u8>, b: &[u8]) {
 /// BEP 31: when (if ever) a refused client should try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryIn {
+    /// After this many minutes.
     Minutes(u32),
+    /// Never (`retry in: never`).
     Never,
 }
 
@@ -50,10 +52,15 @@ pub fn write_failure(out: &mut Vec<u8>, reason: &str, retry: Option<RetryIn>) {
 /// Everything an announce reply carries besides the peers themselves.
 #[derive(Debug, Clone, Copy)]
 pub struct AnnounceReplyHead {
+    /// Seeders.
     pub complete: u32,
+    /// Leechers.
     pub incomplete: u32,
+    /// Completed downloads.
     pub downloaded: u32,
+    /// Seconds until the next announce.
     pub interval: u32,
+    /// `min interval`.
     pub min_interval: u32,
     /// BEP 24: the address the tracker saw.
     pub external_ip: Option<IpAddr>,
@@ -137,8 +144,11 @@ fn peer_dict(out: &mut Vec<u8>, ip: &str, port: u16) {
 /// One torrent's line in a scrape reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScrapeEntry {
+    /// Seeders.
     pub complete: u32,
+    /// Completed downloads.
     pub downloaded: u32,
+    /// Leechers.
     pub incomplete: u32,
 }
 

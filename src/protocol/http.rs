@@ -37,6 +37,7 @@ pub struct RequestHead<'a> {
     /// `X-Forwarded-For` and `X-Real-IP`, only to be believed from a
     /// configured proxy.
     pub forwarded_for: Option<&'a [u8]>,
+    /// `X-Real-IP`, likewise.
     pub real_ip: Option<&'a [u8]>,
 }
 
@@ -54,6 +55,7 @@ pub enum HeadError {
 }
 
 impl HeadError {
+    /// The status code and reason phrase this error is answered with.
     pub fn status(self) -> (u16, &'static str) {
         match self {
             HeadError::NotHttp => (400, "Bad Request"),
@@ -128,12 +130,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
 /// What a request target asks for.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Endpoint<'a> {
+    /// `[/<passkey>]/announce?<query>`.
     Announce {
+        /// The path's first segment, if the URL has one.
         passkey: Option<&'a [u8]>,
+        /// The query string (after `?`).
         query: &'a [u8],
     },
+    /// `[/<passkey>]/scrape?<query>`.
     Scrape {
+        /// The path's first segment, if the URL has one.
         passkey: Option<&'a [u8]>,
+        /// The query string (after `?`).
         query: &'a [u8],
     },
     /// Anything else: 404.
@@ -167,9 +175,13 @@ pub fn endpoint(target: &[u8]) -> Endpoint<'_> {
 /// A client's mistake in the query: answered with a `failure reason`.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum QueryError {
+    /// A required parameter is absent.
     Missing(&'static str),
+    /// A parameter's value cannot be decoded.
     Invalid(&'static str),
+    /// A parameter is given twice.
     Duplicate(&'static str),
+    /// A scrape names more than `MAX_SCRAPE_HASHES` torrents.
     TooManyHashes,
 }
 
@@ -186,17 +198,26 @@ impl fmt::Display for QueryError {
     }
 }
 
+/// An announce's query, decoded (BEP 3, BEP 7, BEP 23).
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub struct AnnounceQuery {
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// The client's peer id.
     pub peer_id: PeerId,
+    /// The port it listens on.
     pub port: u16,
+    /// Bytes uploaded this session.
     pub uploaded: u64,
+    /// Bytes downloaded this session.
     pub downloaded: u64,
+    /// Bytes left (0: a seeder).
     pub left: u64,
+    /// The event, if any.
     pub event: Event,
     /// BEP 23: compact unless the client sent `compact=0`.
     pub compact: bool,
+    /// `no_peer_id=1`: the client wants no peer ids in a dictionary reply.
     pub no_peer_id: bool,
     /// As sent (negative or 0: the default); clamped to the i32 range.
     pub numwant: i32,

@@ -31,8 +31,12 @@ pub struct PeerId(pub [u8; 20]);
 /// names and another order; each frontend maps to this).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Event {
+    /// A regular re-announce.
     None,
+    /// The download finished.
     Completed,
+    /// The first announce of a session.
     Started,
+    /// The client leaves the swarm.
     Stopped,
 }

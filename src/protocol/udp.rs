@@ -15,9 +15,13 @@ use super::{Event, InfoHash, PeerId};
 /// The magic constant a connect request starts with.
 pub const PROTOCOL_ID: u64 = 0x0417_2710_1980;
 
+/// BEP 15 action: connect.
 pub const ACTION_CONNECT: u32 = 0;
+/// BEP 15 action: announce.
 pub const ACTION_ANNOUNCE: u32 = 1;
+/// BEP 15 action: scrape.
 pub const ACTION_SCRAPE: u32 = 2;
+/// BEP 15 action: error (replies only).
 pub const ACTION_ERROR: u32 = 3;
 
 /// Every request starts with connection id, action and transaction id.
@@ -43,40 +47,62 @@ pub const MAX_URL_DATA: usize = 1024;
 /// One parsed request, borrowing from the datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    Connect { transaction_id: u32 },
+    /// A connect: asks for a connection id.
+    Connect {
+        /// Echoed in the reply.
+        transaction_id: u32,
+    },
+    /// An announce.
     Announce(AnnounceRequest<'a>),
+    /// A scrape of up to `MAX_SCRAPE_HASHES` torrents.
     Scrape(ScrapeRequest<'a>),
 }
 
+/// A BEP 15 announce, as sent (the fields in wire order).
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub struct AnnounceRequest<'a> {
+    /// The id a connect issued (checked against the source address).
     pub connection_id: u64,
+    /// Echoed in the reply.
     pub transaction_id: u32,
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// The client's peer id.
     pub peer_id: PeerId,
+    /// Bytes downloaded this session.
     pub downloaded: u64,
+    /// Bytes left to download (0: a seeder).
     pub left: u64,
+    /// Bytes uploaded this session.
     pub uploaded: u64,
+    /// The announce's event.
     pub event: Event,
     /// The `ip` field as sent (0 = use the source address). Only honoured
     /// when the operator allows it: see `TrackerConfig::allow_ip_param`.
     pub ip: u32,
+    /// The client's key (unused: peers are identified by address).
     pub key: u32,
+    /// Peers wanted (-1: the default).
     pub num_want: i32,
+    /// The port the client listens on.
     pub port: u16,
     /// Everything after byte 98: BEP 41 options, parsed on demand.
     pub options: &'a [u8],
 }
 
+/// A BEP 15 scrape: its ids and the info hashes it names.
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub struct ScrapeRequest<'a> {
+    /// The id a connect issued (checked against the source address).
     pub connection_id: u64,
+    /// Echoed in the reply.
     pub transaction_id: u32,
     /// A whole number of 20-byte hashes, 1 to `MAX_SCRAPE_HASHES` of them.
     hashes: &'a [u8],
 }
 
 impl<'a> ScrapeRequest<'a> {
+    /// The info hashes, in the order sent.
     pub fn info_hashes(&self) -> impl ExactSizeIterator<Item = InfoHash> + 'a {
         self.hashes.chunks_exact(20).map(|c| {
             let mut h = [0u8; 20];
@@ -85,10 +111,12 @@ impl<'a> ScrapeRequest<'a> {
         })
     }
 
+    /// How many info hashes.
     pub fn len(&self) -> usize {
         self.hashes.len() / 20
     }
 
+    /// Whether it names none (never, once parsed).
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
@@ -102,8 +130,11 @@ pub enum RequestError {
     /// A request with a connection id and transaction id but a bad body: it
     /// gets an error packet if (and only if) its connection id is valid.
     Answerable {
+        /// The request's connection id (checked before any reply).
         connection_id: u64,
+        /// Echoed in the error packet.
         transaction_id: u32,
+        /// What the error packet says.
         message: &'static str,
     },
 }
@@ -158,9 +189,13 @@ pub fn peek_announce(packet: &[u8]) -> Option<AnnouncePeek> {
 /// the length and the action, so it only ever guides a prefetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnnouncePeek {
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// Bytes left (0: a seeder: which set the peer sits in).
     pub left: u64,
+    /// Peers wanted (which reply windows).
     pub num_want: i32,
+    /// The port the client listens on.
     pub port: u16,
 }
 

@@ -53,7 +53,9 @@ pub const COMPACT_BYTES: u64 = 64 << 20;
 /// A batch the journal holds, by where its record starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JournaledBatch {
+    /// The batch's number.
     pub id: u64,
+    /// Where its record starts in the file.
     pub offset: u64,
 }
 
@@ -63,6 +65,7 @@ pub struct Replay {
     /// Every batch in the journal, oldest first (the database says which
     /// it has applied).
     pub batches: Vec<JournaledBatch>,
+    /// The number the next batch gets.
     pub next_batch: u64,
     /// The journal's epoch (0: made before epochs).
     pub epoch: u64,
@@ -72,6 +75,8 @@ pub struct Replay {
     pub cut_off: u64,
 }
 
+/// The credit journal of database mode: appended and synced before each
+/// flush, replayed at start, compacted once long.
 pub struct DatabaseJournal {
     path: PathBuf,
     file: File,

@@ -21,11 +21,13 @@ use crate::tracker::ledger::{Credit, Passkey, SessionState, Transfer};
 /// The smallest transfer record: an empty passkey.
 pub const MIN_TRANSFER_LEN: usize = 1 + 20 + 8 * 8 + 4;
 
+/// Append a passkey: its length, then its bytes.
 pub fn put_key(buf: &mut Vec<u8>, key: &Passkey) {
     buf.push(key.len() as u8);
     buf.extend_from_slice(key);
 }
 
+/// Append a transfer: passkey, info hash, the credit's fields.
 pub fn put_transfer(buf: &mut Vec<u8>, t: &Transfer) {
     put_key(buf, &t.passkey);
     buf.extend_from_slice(&t.info_hash.0);
@@ -56,22 +58,29 @@ pub fn put_session(buf: &mut Vec<u8>, s: &SessionState, time: u32) {
     buf.push(u8::from(s.seeder));
 }
 
+/// Where a read failed (offset) and what was expected there.
 pub type ReadError = (usize, &'static str);
 
+/// Reads the layout above from a byte slice, checking every length.
 pub struct Reader<'a> {
+    /// The bytes.
     pub bytes: &'a [u8],
+    /// Where the next read starts.
     pub at: usize,
 }
 
 impl<'a> Reader<'a> {
+    /// A reader of `bytes` from offset `at`.
     pub fn new(bytes: &'a [u8], at: usize) -> Self {
         Reader { bytes, at }
     }
 
+    /// Bytes left after `at`.
     pub fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
 
+    /// The next `n` bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         let end = self
             .at
@@ -83,22 +92,27 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// The next `N` bytes as an array.
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], ReadError> {
         Ok(self.take(N)?.try_into().expect("N bytes"))
     }
 
+    /// The next byte.
     pub fn u8(&mut self) -> Result<u8, ReadError> {
         Ok(self.take(1)?[0])
     }
 
+    /// The next big-endian u32.
     pub fn u32(&mut self) -> Result<u32, ReadError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
+    /// The next big-endian u64.
     pub fn u64(&mut self) -> Result<u64, ReadError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    /// The next passkey (`put_key`).
     pub fn key(&mut self) -> Result<Passkey, ReadError> {
         let at = self.at;
         let n = usize::from(self.u8()?);
@@ -125,6 +139,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The next transfer (`put_transfer`).
     pub fn transfer(&mut self) -> Result<Transfer, ReadError> {
         let passkey = self.key()?;
         let info_hash = InfoHash(self.array()?);

@@ -22,16 +22,20 @@ use std::path::{Path, PathBuf};
 
 use crate::tracker::ledger::{Batch, TransferLedger};
 
+/// The ledger journal of passkey-file mode, by its path (opened for each
+/// append).
 #[derive(Debug, Clone)]
 pub struct PasskeyJournal {
     path: PathBuf,
 }
 
 impl PasskeyJournal {
+    /// The journal at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         PasskeyJournal { path: path.into() }
     }
 
+    /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
     }

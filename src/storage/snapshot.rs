@@ -71,26 +71,55 @@ const TAG_END: u8 = 255;
 const ROLE_SEEDER: u8 = 1;
 const ROLE_REMOTE: u8 = 2;
 
+/// Why a snapshot cannot be read or written; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The file system refused.
     #[error("snapshot {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The snapshot's path.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Not a snapshot at all.
     #[error("snapshot {path} is not a ringtracker snapshot (no RTSNAPSH header)")]
-    Foreign { path: PathBuf },
+    Foreign {
+        /// The snapshot's path.
+        path: PathBuf,
+    },
+    /// Written by a build with another format.
     #[error("snapshot {path} has format version {found}; this ringtracker reads version {VERSION}")]
-    Version { path: PathBuf, found: u32 },
+    Version {
+        /// The snapshot's path.
+        path: PathBuf,
+        /// The version it has.
+        found: u32,
+    },
+    /// Shorter than its header says.
     #[error("snapshot {path} is truncated ({len} bytes; it says {expected})")]
     Truncated {
+        /// The snapshot's path.
         path: PathBuf,
+        /// Its length.
         len: usize,
+        /// The length its header names.
         expected: u64,
     },
+    /// The CRC does not match.
     #[error("snapshot {path} is corrupt (checksum mismatch)")]
-    Checksum { path: PathBuf },
+    Checksum {
+        /// The snapshot's path.
+        path: PathBuf,
+    },
+    /// A record is out of bounds or inconsistent.
     #[error("snapshot {path} is corrupt at byte {offset}: {what}")]
     Corrupt {
+        /// The snapshot's path.
         path: PathBuf,
+        /// Where the bad record starts.
         offset: usize,
+        /// What is wrong with it.
         what: &'static str,
     },
 }
@@ -98,14 +127,18 @@ pub enum SnapshotError {
 /// What a write or a load covered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotStats {
+    /// Torrents written or loaded.
     pub torrents: u64,
+    /// Peers written or loaded.
     pub peers: u64,
+    /// Bytes of the file.
     pub bytes: u64,
     /// Peers dropped at load: their lifetime ran out while the tracker was
     /// down.
     pub expired: u64,
     /// Remote peers left out (`Scope::LocalPeers`).
     pub remote_left_out: u64,
+    /// How long it took, in microseconds.
     pub micros: u64,
 }
 
@@ -371,8 +404,11 @@ fn encode_peer(buf: &mut Vec<u8>, addr: &[u8], age: u32, seeder: bool, origin: O
 /// A snapshot read from disk whose trailer and structure checked out.
 pub struct Snapshot {
     bytes: Vec<u8>,
+    /// Unix time it was written.
     pub saved_at: u64,
+    /// Torrents it holds.
     pub torrents: u64,
+    /// Peers it holds.
     pub peers: u64,
 }
 

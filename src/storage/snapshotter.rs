@@ -19,12 +19,18 @@ use crate::tracker::Tracker;
 pub struct SnapshotStatus {
     /// Unix time of the last complete write.
     pub written_at: AtomicU64,
+    /// How long the last write took, in microseconds.
     pub micros: AtomicU64,
+    /// Its size.
     pub bytes: AtomicU64,
+    /// Peers it held.
     pub peers: AtomicU64,
+    /// Writes that failed.
     pub failures: AtomicU64,
 }
 
+/// Writes snapshots on a thread of its own (one at a time; one due while
+/// another runs is skipped) and the final one at stop.
 pub struct Snapshotter {
     path: PathBuf,
     running: Option<JoinHandle<()>>,
@@ -36,10 +42,12 @@ pub struct Snapshotter {
     /// Run first on each writer thread (the I/O layer lowers its priority:
     /// `net::background::yield_cpu_to_workers`).
     thread_start: fn(),
+    /// What the metrics show of it.
     pub status: Arc<SnapshotStatus>,
 }
 
 impl Snapshotter {
+    /// A writer to `path`, feeding `journal` after each snapshot.
     pub fn new(
         path: PathBuf,
         stall_write: Option<u64>,

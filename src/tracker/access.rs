@@ -17,6 +17,7 @@ use super::refusal::Refusal;
 use super::site::SiteDirectory;
 use crate::protocol::{Event, InfoHash, PeerId};
 
+/// What a list does: nothing, let only its entries in, or keep them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessMode {
@@ -33,12 +34,18 @@ pub enum AccessMode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
 pub struct ListError {
+    /// The line, from 1.
     pub line: usize,
+    /// What is wrong with it.
     pub message: String,
 }
 
+/// Who and what is served: the info-hash list, bans, the client filter and
+/// private mode's passkeys or site directory. Built aside and swapped in
+/// whole (`Tracker::set_access`).
 #[derive(Debug, Clone, Default)]
 pub struct AccessRules {
+    /// What the info-hash list does.
     pub mode: AccessMode,
     hashes: HashSet<InfoHash, DefaultHashBuilder>,
     bans: IpBans,
@@ -53,11 +60,14 @@ pub struct AccessRules {
 /// Clients (by peer_id prefix, e.g. `-TR`, `-qB`) that are served.
 #[derive(Debug, Clone, Default)]
 pub struct ClientFilter {
+    /// What the prefixes do.
     pub mode: AccessMode,
+    /// peer_id prefixes, as bytes.
     pub prefixes: Vec<Vec<u8>>,
 }
 
 impl ClientFilter {
+    /// Whether a client with `peer_id` is served.
     pub fn permits(&self, peer_id: &PeerId) -> bool {
         let listed = || self.prefixes.iter().any(|p| peer_id.0.starts_with(p));
         match self.mode {
@@ -69,6 +79,7 @@ impl ClientFilter {
 }
 
 impl AccessRules {
+    /// Rules with an info-hash list in `mode` and nothing else.
     pub fn new(mode: AccessMode, hashes: HashSet<InfoHash, DefaultHashBuilder>) -> Self {
         AccessRules {
             mode,
@@ -77,11 +88,13 @@ impl AccessRules {
         }
     }
 
+    /// The same rules with these bans.
     pub fn with_bans(mut self, bans: IpBans) -> Self {
         self.bans = bans;
         self
     }
 
+    /// The same rules with this client filter.
     pub fn with_clients(mut self, clients: ClientFilter) -> Self {
         self.clients = clients;
         self
@@ -104,6 +117,7 @@ impl AccessRules {
         self.site.as_ref()
     }
 
+    /// Private mode: every announce needs a passkey.
     pub fn private(&self) -> bool {
         self.passkeys.is_some() || self.site.is_some()
     }
@@ -148,6 +162,7 @@ impl AccessRules {
         self.clients.permits(peer_id)
     }
 
+    /// How many ban entries (addresses and ranges).
     pub fn ban_count(&self) -> usize {
         self.bans.len()
     }
@@ -161,10 +176,12 @@ impl AccessRules {
         }
     }
 
+    /// How many info hashes the list holds.
     pub fn len(&self) -> usize {
         self.hashes.len()
     }
 
+    /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
@@ -196,15 +213,18 @@ fn mask6(ip: u128, prefix: u8) -> u128 {
 }
 
 impl IpBans {
+    /// Whether nothing is banned.
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }
 
+    /// How many entries (addresses and ranges).
     pub fn len(&self) -> usize {
         self.v4.iter().map(|(_, s)| s.len()).sum::<usize>()
             + self.v6.iter().map(|(_, s)| s.len()).sum::<usize>()
     }
 
+    /// Whether `ip` is banned (by address or range).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip.to_canonical() {
             IpAddr::V4(a) => {

@@ -18,6 +18,8 @@ use super::peer_set::AddrHasher;
 /// Counters in the table (4 bytes each: 256 KiB).
 pub const SLOTS: usize = 65536;
 
+/// HTTP connections per client address over all workers: a fixed table of
+/// atomic counters an address hashes to (IPv6 by its /64).
 pub struct AddressCap {
     counts: Box<[AtomicU32]>,
     hasher: AddrHasher,

@@ -67,17 +67,24 @@ impl AnnouncePolicy {
 /// it: its torrent, where its peer sits, and which reply windows it reads.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerPrefetch {
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// The address the peer is listed under.
     pub ip: IpAddr,
+    /// Its port.
     pub port: u16,
+    /// In the seeders' set (left = 0).
     pub seeder: bool,
+    /// Peers wanted (which reply windows).
     pub numwant: i32,
+    /// Where the reply's peers will be taken from.
     pub picks: Picks,
 }
 
 /// Everything the swarm logic needs from an announce, whatever the wire.
 #[derive(Debug, Clone)]
 pub struct AnnounceParams {
+    /// The torrent.
     pub info_hash: InfoHash,
     /// For the client filter only: peers are identified by address.
     pub peer_id: PeerId,
@@ -87,11 +94,15 @@ pub struct AnnounceParams {
     /// The port the peer listens on. 0 (sent by clients behind a proxy) is
     /// served but never stored: nobody could connect to it.
     pub port: u16,
+    /// The announce's event.
     pub event: Event,
+    /// Bytes left to download (0: a seeder).
     pub left: u64,
     /// Running totals of the client's session, for private mode's ledger.
     pub uploaded: u64,
+    /// Downloaded total of the session (with `uploaded`).
     pub downloaded: u64,
+    /// Peers wanted (-1 or absent: the policy's default).
     pub numwant: i32,
     /// Where the reply's peers are taken from (random, drawn by the
     /// frontend: `Picks::draw`).
@@ -115,9 +126,12 @@ impl AnnounceParams {
     }
 }
 
+/// What an announce got: the torrent's counts and the peers written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnnounceAnswer {
+    /// Seeders of the torrent (the announcer's family).
     pub seeders: u32,
+    /// Leechers of the torrent (the announcer's family).
     pub leechers: u32,
     /// Completed downloads of the torrent (scrape's `downloaded`).
     pub downloaded: u32,
@@ -129,10 +143,14 @@ pub struct AnnounceAnswer {
     pub change: Option<SwarmChange>,
 }
 
+/// One torrent's counts, as a scrape reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScrapeCounts {
+    /// Seeders.
     pub seeders: u32,
+    /// Completed downloads.
     pub completed: u32,
+    /// Leechers.
     pub leechers: u32,
 }
 
@@ -159,7 +177,9 @@ pub fn check_passkey(rules: &AccessRules, passkey: Option<&[u8]>) -> Result<(), 
 /// Per-address request limits (none by default).
 #[derive(Default)]
 pub struct Limits {
+    /// UDP connects per address, if limited.
     pub connects: Option<RateLimiter>,
+    /// Announces per address (UDP and HTTP), if limited.
     pub announces: Option<RateLimiter>,
 }
 
@@ -180,6 +200,8 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker with `policy`, an empty `table` and `connection_ids`' key; no
+    /// rate limits, ledger, cluster publishing or access rules until given.
     pub fn new(
         policy: AnnouncePolicy,
         table: SwarmTable,

@@ -34,8 +34,11 @@ pub enum ChangeKind {
 /// One change, as it travels: 21 to 39 bytes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SwarmChange {
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// The peer.
     pub addr: PeerAddr,
+    /// What happened to it.
     pub kind: ChangeKind,
     /// The change counted a completed download at its node.
     pub completed: bool,

@@ -20,6 +20,8 @@ pub const CONNECTION_ID_LIFETIME: u32 = 120;
 /// mode): an id it issued "in the future" by up to this is accepted.
 pub const MAX_CLOCK_SKEW: u32 = 60;
 
+/// Issues and checks BEP 15 connection ids without state: each is its issue
+/// time and a MAC over it and the client's address.
 pub struct ConnectionIdIssuer {
     key: [u8; 16],
     /// Added to tracker time for the ids' clock: 0 alone (a per-process

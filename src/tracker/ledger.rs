@@ -58,12 +58,15 @@ pub type Passkey = ArrayVec<u8, 64>;
 pub struct Credit {
     /// The site's ids (database mode; 0 with a passkey file).
     pub user_id: u64,
+    /// The site's torrent id (0 with a passkey file).
     pub torrent_id: u64,
     /// Credited bytes: reported bytes × the torrent's factor × the user's.
     pub uploaded: u64,
+    /// Credited download.
     pub downloaded: u64,
     /// Reported bytes.
     pub raw_uploaded: u64,
+    /// Reported download.
     pub raw_downloaded: u64,
     /// Seconds a peer of the user seeded the torrent.
     pub seed_seconds: u64,
@@ -97,15 +100,20 @@ impl Credit {
 /// Credits of one passkey on one torrent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
+    /// Whose credit.
     pub passkey: Passkey,
+    /// On which torrent.
     pub info_hash: InfoHash,
+    /// What was earned.
     pub credit: Credit,
 }
 
 /// Bytes credited to one passkey, over all torrents, since the start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Credited upload.
     pub uploaded: u64,
+    /// Credited download.
     pub downloaded: u64,
 }
 
@@ -121,9 +129,13 @@ impl Totals {
 /// double upload: upload factor 2).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Account {
+    /// The site's user id (0 with a passkey file).
     pub user_id: u64,
+    /// The site's torrent id (0 with a passkey file).
     pub torrent_id: u64,
+    /// Upload multiplier (user's × torrent's; 2: double upload).
     pub upload_factor: f64,
+    /// Download multiplier (user's × torrent's; 0: freeleech).
     pub download_factor: f64,
 }
 
@@ -140,23 +152,36 @@ impl Account {
 /// What one announce reports, for the ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct Report<'a> {
+    /// The passkey the announce carried.
     pub passkey: &'a [u8],
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// The client's peer id (a session is a passkey, torrent and peer id).
     pub peer_id: PeerId,
+    /// The announce's event.
     pub event: Event,
+    /// The client's running upload total for this session.
     pub uploaded: u64,
+    /// The client's running download total for this session.
     pub downloaded: u64,
+    /// Bytes left to download (0: a seeder).
     pub left: u64,
+    /// Whom it credits and at what rate.
     pub account: Account,
 }
 
 /// One client session as a snapshot keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionState {
+    /// Whose session.
     pub passkey: Passkey,
+    /// On which torrent.
     pub info_hash: InfoHash,
+    /// Of which client.
     pub peer_id: PeerId,
+    /// The last upload total credited against.
     pub uploaded: u64,
+    /// The last download total credited against.
     pub downloaded: u64,
     /// Seconds since its last announce.
     pub age: u32,
@@ -167,18 +192,26 @@ pub struct SessionState {
 /// The whole ledger, for a snapshot.
 #[derive(Debug, Default)]
 pub struct LedgerState {
+    /// Every live session.
     pub sessions: Vec<SessionState>,
+    /// Credits not yet sealed into a batch.
     pub pending: Vec<Transfer>,
+    /// Credited bytes per passkey since the start.
     pub totals: Vec<(Passkey, Totals)>,
+    /// Sealed batches not yet confirmed stored.
     pub batches: Vec<Batch>,
+    /// The number the next batch gets.
     pub next_batch: u64,
 }
 
 /// One client session: a peer id of a passkey in a torrent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey {
+    /// Whose session.
     pub passkey: Passkey,
+    /// On which torrent.
     pub info_hash: InfoHash,
+    /// Of which client.
     pub peer_id: PeerId,
 }
 
@@ -213,8 +246,11 @@ impl Session {
 /// since the last cut (or all of them), and those that ended.
 #[derive(Debug, Default)]
 pub struct Cut {
+    /// The credits pending at the cut.
     pub transfers: Vec<Transfer>,
+    /// The baselines they were measured against.
     pub sessions: Vec<SessionState>,
+    /// Sessions that ended since the last cut.
     pub removed: Vec<SessionKey>,
 }
 
@@ -330,10 +366,14 @@ struct PasskeyBudget {
 pub struct Implausible {
     /// Reported bytes not credited, both directions.
     pub bytes: AtomicU64,
+    /// Reports not fully credited.
     pub reports: AtomicU64,
     warned: Mutex<HashSet<Passkey>>,
 }
 
+/// Private mode's credits: per passkey and torrent what its sessions'
+/// reports earned, sealed into numbered batches for export (a journal file
+/// or the site's database), with the per-session and per-passkey rate caps.
 pub struct TransferLedger {
     rules: LedgerRules,
     shards: Box<[Mutex<Shard>]>,
@@ -341,13 +381,16 @@ pub struct TransferLedger {
     /// Per passkey, over all its sessions (taken inside a ledger shard's
     /// lock, never the other way round).
     budgets: Box<[Mutex<HashMap<Passkey, PasskeyBudget, DefaultHashBuilder>>]>,
+    /// What was refused as more than a session could have moved.
     pub implausible: Implausible,
 }
 
 /// Credits sealed for export, numbered from 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
+    /// Its number, from 1 (exported exactly once by it).
     pub id: u64,
+    /// Its credits.
     pub transfers: Vec<Transfer>,
 }
 
@@ -365,6 +408,7 @@ impl Default for TransferLedger {
 }
 
 impl TransferLedger {
+    /// A ledger that credits by `rules`.
     pub fn new(rules: LedgerRules) -> Self {
         TransferLedger {
             rules,

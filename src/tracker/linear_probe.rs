@@ -8,6 +8,7 @@
 
 /// A slot of an open-addressing table.
 pub trait Slot {
+    /// Whether the slot holds nothing.
     fn is_vacant(&self) -> bool;
 }
 

@@ -50,6 +50,8 @@ pub enum Origin {
     Remote,
 }
 
+/// One stored peer: its compact address and its stamp (last seen, and
+/// whether it is another node's).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(C)]
 pub struct PeerRecord<const N: usize> {
@@ -65,7 +67,12 @@ pub enum Upsert {
     /// The peer was not in the set; it is now.
     New,
     /// It was, `age` seconds old (before this announce), from `was`.
-    Found { age: u32, was: Origin },
+    Found {
+        /// Seconds since it was last seen.
+        age: u32,
+        /// Its origin before this announce.
+        was: Origin,
+    },
 }
 
 impl<const N: usize> PeerRecord<N> {
@@ -83,6 +90,7 @@ impl<const N: usize> PeerRecord<N> {
         }
     }
 
+    /// This node's peer, or another node's.
     pub fn origin(&self) -> Origin {
         if self.stamp & REMOTE != 0 {
             Origin::Remote
@@ -124,10 +132,12 @@ pub struct AddrHasher {
 }
 
 impl AddrHasher {
+    /// A hasher keyed with `k0`, `k1` (drawn at random per process).
     pub fn new(k0: u64, k1: u64) -> Self {
         AddrHasher { k0, k1: k1 | 1 }
     }
 
+    /// The keyed hash of `addr`.
     pub fn hash(&self, addr: &[u8]) -> u64 {
         let mut h = self.k0;
         for chunk in addr.chunks(8) {
@@ -144,6 +154,8 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// The seeders or the leechers of one swarm: up to two records inline,
+/// beyond that an open-addressing table whose slots are the records.
 pub struct PeerSet<const N: usize> {
     repr: Repr<N>,
 }
@@ -168,6 +180,7 @@ impl<const N: usize> Default for PeerSet<N> {
 }
 
 impl<const N: usize> PeerSet<N> {
+    /// An empty set.
     pub const fn new() -> Self {
         PeerSet {
             repr: Repr::Inline {
@@ -177,6 +190,7 @@ impl<const N: usize> PeerSet<N> {
         }
     }
 
+    /// How many peers.
     pub fn len(&self) -> usize {
         match &self.repr {
             Repr::Inline { len, .. } => *len as usize,
@@ -184,6 +198,7 @@ impl<const N: usize> PeerSet<N> {
         }
     }
 
+    /// Whether it has none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -196,6 +211,7 @@ impl<const N: usize> PeerSet<N> {
         }
     }
 
+    /// Whether `addr` is in the set.
     pub fn contains(&self, addr: &[u8; N], hasher: &AddrHasher) -> bool {
         match &self.repr {
             Repr::Inline { len, recs } => recs[..*len as usize].iter().any(|r| r.addr == *addr),

@@ -18,6 +18,8 @@ use super::peer_set::AddrHasher;
 
 const MILLI: u64 = 1000;
 
+/// Token buckets per client address in a fixed table of atomics (addresses
+/// hash to slots with a random key; IPv6 by its /64).
 pub struct RateLimiter {
     slots: Box<[AtomicU64]>,
     hasher: AddrHasher,

@@ -27,6 +27,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// What the client is told (error packet or `failure reason`).
     pub fn message(self) -> &'static str {
         match self {
             Refusal::TorrentNotAllowed => "torrent not allowed on this tracker",

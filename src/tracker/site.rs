@@ -25,38 +25,56 @@ pub const MAX_FACTOR: f64 = 100.0;
 /// One row of `rt_users`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRow {
+    /// `rt_users.id`.
     pub id: u64,
+    /// The passkey clients put in their announce URL.
     pub passkey: Vec<u8>,
+    /// False: refused (a ban), the key withdrawn.
     pub enabled: bool,
+    /// False: served only as a seeder.
     pub can_leech: bool,
+    /// Download multiplier (0: personal freeleech).
     pub download_factor: f64,
+    /// Upload multiplier.
     pub upload_factor: f64,
 }
 
 /// One row of `rt_torrents`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TorrentRow {
+    /// `rt_torrents.id`.
     pub id: u64,
+    /// The info hash (20 bytes when valid).
     pub info_hash: Vec<u8>,
+    /// False: refused (deleted, not yet approved).
     pub enabled: bool,
+    /// Download multiplier (0: freeleech).
     pub download_factor: f64,
+    /// Upload multiplier (2: double upload).
     pub upload_factor: f64,
 }
 
 /// A served user, as the announce path needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct User {
+    /// `rt_users.id`.
     pub id: u64,
+    /// False: served only as a seeder.
     pub can_leech: bool,
+    /// Download multiplier.
     pub download_factor: f64,
+    /// Upload multiplier.
     pub upload_factor: f64,
 }
 
 /// A served torrent, as the announce path needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Torrent {
+    /// `rt_torrents.id`.
     pub id: u64,
+    /// Download multiplier.
     pub download_factor: f64,
+    /// Upload multiplier.
     pub upload_factor: f64,
 }
 
@@ -64,10 +82,18 @@ pub struct Torrent {
 /// that read it; the row is skipped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RowError {
+    /// A user's passkey is not one a client could send.
     #[error("rt_users id {id}: a passkey is 16 to 64 letters and digits")]
-    Passkey { id: u64 },
+    Passkey {
+        /// The row's id.
+        id: u64,
+    },
+    /// A torrent's info hash is not 20 bytes.
     #[error("rt_torrents id {id}: info_hash is not 20 bytes")]
-    InfoHash { id: u64 },
+    InfoHash {
+        /// The row's id.
+        id: u64,
+    },
 }
 
 /// A factor as the directory keeps it: finite, 0 to `MAX_FACTOR`.
@@ -177,14 +203,18 @@ impl std::fmt::Debug for SiteDirectory {
 }
 
 impl SiteDirectory {
+    /// The user `passkey` names, if served.
     pub fn user(&self, passkey: &[u8]) -> Option<User> {
         self.users.get(passkey)
     }
 
+    /// The torrent `info_hash` names, if served.
     pub fn torrent(&self, info_hash: &InfoHash) -> Option<Torrent> {
         self.torrents.get(&info_hash.0)
     }
 
+    /// Whether the first read of the site's tables has completed (until then
+    /// announces are told to retry).
     pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
@@ -336,14 +366,16 @@ impl SiteDirectory {
     }
 }
 
-/// A passkey as the site may register it: 16 to 64 letters and digits.
 /// A row of `rt_users` or `rt_torrents`, by its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Member {
+    /// A user, by `rt_users.id`.
     User(u64),
+    /// A torrent, by `rt_torrents.id`.
     Torrent(u64),
 }
 
+/// A passkey as the site may register it: 16 to 64 letters and digits.
 pub fn valid_passkey(key: &[u8]) -> Option<Passkey> {
     let ok = (16..=64).contains(&key.len()) && key.iter().all(u8::is_ascii_alphanumeric);
     ok.then(|| Passkey::try_from(key).ok()).flatten()

@@ -19,11 +19,14 @@ use super::peer_set::{AddrHasher, INLINE, Origin, PeerRecord, PeerSet, Upsert, V
 /// before the announce runs and can prefetch them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Picks {
+    /// Where the leechers' window starts.
     pub leechers: u32,
+    /// Where the seeders' window starts.
     pub seeders: u32,
 }
 
 impl Picks {
+    /// Fresh picks from `rng`.
     pub fn draw(rng: &mut impl Rng) -> Picks {
         Picks {
             leechers: rng.next_u32(),
@@ -75,7 +78,12 @@ pub enum PeerEffect {
     RoleChanged,
     /// It was, in the same role, last seen `age` seconds before, from
     /// `was` (its stamp was refreshed unless too young: `min_age`).
-    Refreshed { age: u32, was: Origin },
+    Refreshed {
+        /// Seconds since it was last seen.
+        age: u32,
+        /// Its origin before this change.
+        was: Origin,
+    },
     /// It was, and is gone (`stopped`).
     Removed,
     /// Nothing changed: removing a peer that was not there, or port 0.
@@ -121,6 +129,7 @@ impl<const N: usize> Default for Swarm<N> {
 }
 
 impl<const N: usize> Swarm<N> {
+    /// Seeders in the swarm.
     pub fn seeders(&self) -> usize {
         match &self.repr {
             Repr::Inline { seeder_bits, .. } => seeder_bits.count_ones() as usize,
@@ -128,6 +137,7 @@ impl<const N: usize> Swarm<N> {
         }
     }
 
+    /// Leechers in the swarm.
     pub fn leechers(&self) -> usize {
         match &self.repr {
             Repr::Inline {
@@ -137,6 +147,7 @@ impl<const N: usize> Swarm<N> {
         }
     }
 
+    /// Whether it has no peer.
     pub fn is_empty(&self) -> bool {
         self.seeders() + self.leechers() == 0
     }
@@ -451,27 +462,35 @@ impl<const N: usize> Swarm<N> {
     }
 }
 
+/// One torrent's peers (an IPv4 swarm, an IPv6 one once it has an IPv6
+/// peer) and its completed count.
 #[derive(Default)]
 pub struct Torrent {
+    /// IPv4 peers.
     pub v4: Swarm<V4>,
+    /// IPv6 peers (boxed: most torrents have none).
     pub v6: Option<Box<Swarm<V6>>>,
     /// Completed downloads reported (`completed` events), for scrape.
     pub downloaded: u32,
 }
 
 impl Torrent {
+    /// Seeders of both families.
     pub fn seeders(&self) -> usize {
         self.v4.seeders() + self.v6.as_ref().map_or(0, |s| s.seeders())
     }
 
+    /// Leechers of both families.
     pub fn leechers(&self) -> usize {
         self.v4.leechers() + self.v6.as_ref().map_or(0, |s| s.leechers())
     }
 
+    /// Whether it has no peer.
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.as_ref().is_none_or(|s| s.is_empty())
     }
 
+    /// The IPv6 swarm, created if absent.
     pub fn v6_mut(&mut self) -> &mut Swarm<V6> {
         self.v6.get_or_insert_with(Box::default)
     }

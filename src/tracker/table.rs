@@ -71,6 +71,8 @@ struct ShardGauge {
     leechers6: AtomicU64,
 }
 
+/// Every torrent's swarms: info hash → `Torrent`, in shards each behind its
+/// own lock, with incremental expiry and lock-free prefetch.
 pub struct SwarmTable {
     shards: Box<[ShardCell]>,
     gauges: Box<[ShardGauge]>,
@@ -83,14 +85,20 @@ pub struct SwarmTable {
 /// Totals as of the last sweep of each shard.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TableTotals {
+    /// Torrents with peers.
     pub torrents: u64,
+    /// Seeders, both families.
     pub seeders: u64,
+    /// Leechers, both families.
     pub leechers: u64,
     /// Torrents with IPv4 peers; torrents with IPv6 peers and the IPv6
     /// peers (a torrent with both counts in both).
     pub torrents4: u64,
+    /// Torrents with IPv6 peers.
     pub torrents6: u64,
+    /// IPv6 seeders.
     pub seeders6: u64,
+    /// IPv6 leechers.
     pub leechers6: u64,
 }
 
@@ -98,11 +106,14 @@ pub struct TableTotals {
 /// family.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PeerAddr {
+    /// IPv4: 4 address bytes, 2 port bytes.
     V4([u8; V4]),
+    /// IPv6: 16 address bytes, 2 port bytes.
     V6([u8; V6]),
 }
 
 impl PeerAddr {
+    /// The compact form of `ip`:`port` (IPv4-mapped IPv6 must already be IPv4).
     pub fn new(ip: std::net::IpAddr, port: u16) -> PeerAddr {
         let port = port.to_be_bytes();
         match ip {
@@ -130,6 +141,7 @@ impl PeerAddr {
         }
     }
 
+    /// The compact bytes (6 or 18).
     pub fn bytes(&self) -> &[u8] {
         match self {
             PeerAddr::V4(a) => a,
@@ -141,6 +153,7 @@ impl PeerAddr {
 /// When a change counts a completed download (scrape's `downloaded`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Download {
+    /// Never (a plain announce, a stop).
     Never,
     /// If the change makes the peer a seeder it was not (a local
     /// `completed`: a retransmission counts once).
@@ -154,32 +167,42 @@ pub enum Download {
 /// are written, by announces, snapshot restore and cluster sync alike.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerChange {
+    /// Whose peer.
     pub addr: PeerAddr,
+    /// What to do to it.
     pub update: PeerUpdate,
     /// Tracker time of the change (a restored peer: now minus its age).
     pub now: u32,
     /// A peer that keeps its role and origin keeps its stamp unless it is
     /// this old (`min interval`).
     pub min_age: u32,
+    /// Where it comes from (this node, or another: cluster mode).
     pub origin: Origin,
+    /// Whether it counts a completed download.
     pub download: Download,
 }
 
 /// What `ShardGuard::apply` did, and the torrent's counts after it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Applied {
+    /// What happened to the peer.
     pub effect: PeerEffect,
     /// Whether a completed download was counted.
     pub counted_download: bool,
+    /// Seeders after it.
     pub seeders: u32,
+    /// Leechers after it.
     pub leechers: u32,
+    /// Completed downloads after it.
     pub downloaded: u32,
 }
 
 /// A stored peer, as `ShardGuard::peer` finds it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PeerInfo {
+    /// In the seeders' set.
     pub seeder: bool,
+    /// This node's or another's.
     pub origin: Origin,
     /// Seconds since its last announce.
     pub age: u32,
@@ -193,6 +216,7 @@ pub struct ShardGuard<'a> {
 }
 
 impl ShardGuard<'_> {
+    /// The torrent `info_hash` names, if it has peers.
     pub fn get(&self, info_hash: &InfoHash) -> Option<&Torrent> {
         self.guard.torrents.get(info_hash, self.tags.tag(info_hash))
     }
@@ -324,10 +348,12 @@ impl SwarmTable {
         }
     }
 
+    /// The keyed hash of peer addresses (per process, random).
     pub fn addr_hasher(&self) -> &AddrHasher {
         &self.addr_hasher
     }
 
+    /// How many shards.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
     }

@@ -34,6 +34,7 @@ use super::peer_set::AddrHasher;
 use super::swarm::Torrent;
 use crate::protocol::InfoHash;
 
+/// One slot: an info hash, its tag (0: empty) and its torrent: 64 bytes.
 #[repr(C)]
 pub struct Entry {
     key: InfoHash,
@@ -63,6 +64,7 @@ impl Slot for Entry {
 pub struct TagHasher(AddrHasher);
 
 impl TagHasher {
+    /// A hasher keyed with `k0`, `k1`.
     pub fn new(k0: u64, k1: u64) -> Self {
         TagHasher(AddrHasher::new(k0, k1))
     }
@@ -78,6 +80,8 @@ pub fn home(tag: u32, cap: usize) -> usize {
     linear_probe::home(u64::from(tag) << 32, cap)
 }
 
+/// One shard's torrents: an open-addressing table of `Entry`s, placed by
+/// tag, linear probing, backward-shift deletion.
 pub struct TorrentMap {
     slots: Box<[Entry]>,
     len: usize,
@@ -93,10 +97,12 @@ impl Default for TorrentMap {
 }
 
 impl TorrentMap {
+    /// How many torrents.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether it has none.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -119,6 +125,7 @@ impl TorrentMap {
         linear_probe::find(&self.slots, start, |e| e.tag == tag && e.key == *key)
     }
 
+    /// The torrent `key` (whose tag is `tag`), if present.
     pub fn get(&self, key: &InfoHash, tag: u32) -> Option<&Torrent> {
         if self.len == 0 {
             return None;
@@ -127,6 +134,7 @@ impl TorrentMap {
         Some(&self.slots[i].torrent)
     }
 
+    /// The same, to change.
     pub fn get_mut(&mut self, key: &InfoHash, tag: u32) -> Option<&mut Torrent> {
         if self.len == 0 {
             return None;

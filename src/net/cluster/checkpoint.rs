@@ -165,15 +165,19 @@ pub fn delete(link: &mut Link, node: &str, generation: u64, parts: usize) -> Red
 /// no checkpoint to load (none written yet, expired, or refused).
 #[derive(Default)]
 pub struct LoadedAll {
+    /// The checkpoints loaded.
     pub loaded: Vec<Loaded>,
+    /// Nodes without one.
     pub missing: usize,
 }
 
 /// A node's checkpoint as loaded.
 pub struct Loaded {
+    /// Whose checkpoint.
     pub node: String,
     /// The stream id it is current to.
     pub stream_id: StreamId,
+    /// What it held.
     pub stats: SnapshotStats,
 }
 

@@ -32,8 +32,11 @@ pub fn checkpoint_part(node: &str, generation: u64, part: usize) -> String {
     format!("ringtracker:checkpoint:{{{node}}}:{generation}:{part}")
 }
 
+/// The connection to Redis: one server, or a Redis Cluster.
 pub enum Link {
+    /// One server.
     Single(redis::Connection),
+    /// A Redis Cluster (its client routes by key).
     Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
@@ -65,6 +68,7 @@ impl Link {
         Err(last.expect("cluster.redis is not empty (checked at load)"))
     }
 
+    /// Run `cmd` and return its reply.
     pub fn query(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Link::Single(c) => cmd.query(c),
@@ -92,7 +96,9 @@ pub fn xadd(link: &mut Link, message: &[u8], keep: u64) -> RedisResult<String> {
 
 /// One stream entry: its id and its `m` field (None if it has none).
 pub struct Entry {
+    /// Its id.
     pub id: StreamId,
+    /// Its `m` field, if it has one.
     pub message: Option<Vec<u8>>,
 }
 

@@ -62,10 +62,13 @@ pub(crate) use crate::cluster::follow::MAX_NODES;
 
 /// What the sync thread is built from.
 pub struct SyncSetup {
+    /// `[cluster]`.
     pub config: ClusterConfig,
     /// This node's name (the config's, or the host name).
     pub node: String,
+    /// The tracker remote changes are applied to.
     pub tracker: Arc<Tracker>,
+    /// The workers' outboxes (one per worker).
     pub outboxes: Vec<OutboxReader>,
     /// Tracker time zero.
     pub started: Instant,
@@ -77,10 +80,12 @@ pub struct SyncSetup {
 pub struct ClusterSync {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Its counters.
     pub stats: Arc<ClusterStats>,
 }
 
 impl ClusterSync {
+    /// Start the sync thread (and the checkpoint writer).
     pub fn spawn(setup: SyncSetup) -> io::Result<ClusterSync> {
         let stats = Arc::new(ClusterStats::default());
         let stop = Arc::new(AtomicBool::new(false));

@@ -40,11 +40,15 @@ const ROW_CHUNK: usize = 10_000;
 pub struct DatabaseSetup {
     /// `mysql://user:password@host:port/db` (checked by the config).
     pub url: String,
+    /// Between reads of changed rows.
     pub sync_interval: Duration,
+    /// Between flushes of credits.
     pub flush_interval: Duration,
     /// This tracker's name in `rt_batches`.
     pub node: String,
+    /// The tracker whose ledger is flushed.
     pub tracker: Arc<Tracker>,
+    /// The directory the reads fill.
     pub site: Arc<SiteDirectory>,
     /// The credit journal, replayed into the ledger, and what it held.
     pub journal: (DatabaseJournal, Replay),
@@ -66,6 +70,7 @@ enum Command {
 pub struct ReadAll(mpsc::Sender<Command>);
 
 impl ReadAll {
+    /// Ask for a read of every row (SIGHUP).
     pub fn request(&self) {
         let _ = self.0.send(Command::ReadAll);
     }
@@ -75,10 +80,12 @@ impl ReadAll {
 pub struct SiteDatabase {
     commands: mpsc::Sender<Command>,
     handle: Option<JoinHandle<()>>,
+    /// Its counters.
     pub stats: Arc<DatabaseStats>,
 }
 
 impl SiteDatabase {
+    /// Start the database thread.
     pub fn spawn(setup: DatabaseSetup) -> io::Result<SiteDatabase> {
         let (commands, rx) = mpsc::channel();
         let stats = Arc::new(DatabaseStats::default());

@@ -27,19 +27,24 @@ pub fn watermark_query() -> String {
 /// protocol's 65,535).
 pub const CREDIT_ROWS_PER_STATEMENT: usize = 500;
 
+/// The columns read of `rt_users`.
 pub const USER_COLUMNS: &str =
     "SELECT id, passkey, enabled, can_leech, download_factor, upload_factor FROM rt_users";
+/// The columns read of `rt_torrents`.
 pub const TORRENT_COLUMNS: &str =
     "SELECT id, info_hash, enabled, download_factor, upload_factor FROM rt_torrents";
 
 /// The two member tables, read alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
+    /// `rt_users`.
     Users,
+    /// `rt_torrents`.
     Torrents,
 }
 
 impl Table {
+    /// The table's name.
     pub fn name(self) -> &'static str {
         match self {
             Table::Users => "rt_users",
@@ -68,7 +73,9 @@ impl Table {
 /// served before is then withdrawn), and the first column that did not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndecodedRow {
+    /// Its id, if that column decoded.
     pub id: Option<u64>,
+    /// The first column that did not.
     pub column: &'static str,
 }
 
