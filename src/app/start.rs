@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::backends;
 use super::compose::{self, OperatorFiles};
 use crate::clock::unix_now;
-use crate::config::Config;
+use crate::config::{Config, HttpBackend, UdpBackend};
 use crate::engine::EngineSetup;
 use crate::engine::http::HttpPolicy;
 use crate::engine::outbox::{OUTBOX_CAPACITY, Outbox, OutboxReader};
@@ -119,7 +119,45 @@ pub fn start_with(
         server.attach_database(database);
     }
     let mut engines = Engines::new(config, &listeners, tracker.clone(), stats, started);
-    let stop = server.stop_flag();
+    let backends = (udp_backend, http_backend);
+    start_workers(
+        config,
+        &mut server,
+        listeners,
+        &mut engines,
+        backends,
+        max_connections,
+        tls,
+    )?;
+    if config.cluster.enabled
+        && let Some(mac) = cluster_mac
+    {
+        let setup = cluster::SyncSetup {
+            config: config.cluster.clone(),
+            node: cluster::node_name(&config.cluster),
+            tracker,
+            outboxes: engines.outboxes,
+            started,
+            mac,
+        };
+        server
+            .attach_cluster(cluster::ClusterSync::spawn(setup).map_err(StartError::ClusterThread)?);
+    }
+    Ok(server)
+}
+
+/// Start every worker on its sockets, each with its engine setup: UDP
+/// worker i counts in `stats[i]`, HTTP worker i in `stats[workers + i]`.
+fn start_workers(
+    config: &Config,
+    server: &mut Server,
+    listeners: Listeners,
+    engines: &mut Engines,
+    (udp_backend, http_backend): (UdpBackend, HttpBackend),
+    max_connections: usize,
+    tls: Option<tls::TlsConfig>,
+) -> Result<(), StartError> {
+    let (workers, stop) = (config.worker_count(), server.stop_flag());
     for (index, sockets) in listeners.udp_sockets.into_iter().enumerate() {
         let setup = WorkerSetup {
             index,
@@ -152,21 +190,7 @@ pub fn start_with(
         (server.start_http(setup, http_backend))
             .map_err(|source| StartError::HttpWorker { index, source })?;
     }
-    if config.cluster.enabled
-        && let Some(mac) = cluster_mac
-    {
-        let setup = cluster::SyncSetup {
-            config: config.cluster.clone(),
-            node: cluster::node_name(&config.cluster),
-            tracker,
-            outboxes: engines.outboxes,
-            started,
-            mac,
-        };
-        server
-            .attach_cluster(cluster::ClusterSync::spawn(setup).map_err(StartError::ClusterThread)?);
-    }
-    Ok(server)
+    Ok(())
 }
 
 /// How many HTTP connections each worker may hold: the configured cap,

@@ -184,46 +184,7 @@ pub fn handle_datagram(
             if !tracker.connection_ids().is_valid(a.connection_id, ip, now) {
                 return UdpOutcome::Drop(UdpDrop::BadConnectionId);
             }
-            // The passkey travels in BEP 41 URLData: the path of the
-            // tracker URL, `/<passkey>/announce`.
-            let mut url = ArrayVec::new();
-            let mut passkey = None;
-            if rules.private() {
-                udp::url_data(a.options, &mut url);
-                passkey = passkey_in_path(&url);
-            }
-            let who = Announcer {
-                seen: ip,
-                passkey,
-                claimed: (ip.is_ipv4() && a.ip != 0).then(|| IpAddr::V4(Ipv4Addr::from(a.ip))),
-            };
-            let params = announce_params(&a, policy::peer_ip(tracker, &who), picks);
-            let limit = if ip.is_ipv4() {
-                MAX_REPLY_V4
-            } else {
-                MAX_REPLY_V6
-            };
-            let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
-            let answer = match policy::announce(tracker, rules, &who, &params, now, room) {
-                Ok(answer) => answer,
-                Err(Denied::RateLimited) => return UdpOutcome::Drop(UdpDrop::RateLimited),
-                Err(Denied::Refused(refusal)) => {
-                    let len = udp::write_error(out, a.transaction_id, refusal.message());
-                    return reply(len, ReplyKind::Error(UdpError::Refused(refusal)));
-                }
-            };
-            udp::write_announce_header(
-                out,
-                a.transaction_id,
-                tracker.policy().interval,
-                answer.leechers,
-                answer.seeders,
-            );
-            UdpOutcome::Reply {
-                len: udp::ANNOUNCE_REPLY_HEADER_LEN + answer.peers * answer.peer_len,
-                kind: ReplyKind::Announce,
-                published: answer.change,
-            }
+            announce(tracker, rules, &a, ip, now, picks, out)
         }
         Request::Scrape(s) => {
             if !tracker.connection_ids().is_valid(s.connection_id, ip, now) {
@@ -243,6 +204,61 @@ pub fn handle_datagram(
             }
             reply(len, ReplyKind::Scrape)
         }
+    }
+}
+
+/// Run an announce whose connection id checked out, from `ip` (the
+/// source, canonical), through the policy chain, writing the reply into
+/// `out`.
+#[inline]
+fn announce(
+    tracker: &Tracker,
+    rules: &AccessRules,
+    a: &AnnounceRequest<'_>,
+    ip: IpAddr,
+    now: u32,
+    picks: Picks,
+    out: &mut [u8],
+) -> UdpOutcome {
+    // The passkey travels in BEP 41 URLData: the path of the tracker URL,
+    // `/<passkey>/announce`.
+    let mut url = ArrayVec::new();
+    let mut passkey = None;
+    if rules.private() {
+        udp::url_data(a.options, &mut url);
+        passkey = passkey_in_path(&url);
+    }
+    let who = Announcer {
+        seen: ip,
+        passkey,
+        claimed: (ip.is_ipv4() && a.ip != 0).then(|| IpAddr::V4(Ipv4Addr::from(a.ip))),
+    };
+    let params = announce_params(a, policy::peer_ip(tracker, &who), picks);
+    let limit = if ip.is_ipv4() {
+        MAX_REPLY_V4
+    } else {
+        MAX_REPLY_V6
+    };
+    let room = &mut out[udp::ANNOUNCE_REPLY_HEADER_LEN..limit];
+    let answer = match policy::announce(tracker, rules, &who, &params, now, room) {
+        Ok(answer) => answer,
+        Err(Denied::RateLimited) => return UdpOutcome::Drop(UdpDrop::RateLimited),
+        Err(Denied::Refused(refusal)) => {
+            let len = udp::write_error(out, a.transaction_id, refusal.message());
+            return reply(len, ReplyKind::Error(UdpError::Refused(refusal)));
+        }
+    };
+    udp::write_announce_header(
+        out,
+        a.transaction_id,
+        tracker.policy().interval,
+        answer.leechers,
+        answer.seeders,
+    );
+    UdpOutcome::Reply {
+        len: udp::ANNOUNCE_REPLY_HEADER_LEN + answer.peers * answer.peer_len,
+        kind: ReplyKind::Announce,
+        published: answer.change,
     }
 }
 
