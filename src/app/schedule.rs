@@ -1,5 +1,5 @@
 //! The process's own timers (not a worker's): which periodic jobs run and
-//! how often. What each job does is `process::Jobs`.
+//! how often. What each job does is `Process::run_job`.
 
 use std::time::{Duration, Instant};
 

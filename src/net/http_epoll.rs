@@ -30,7 +30,6 @@ use crate::engine::http_conn::Step;
 use crate::engine::http_endpoint::HttpEndpoint;
 use crate::engine::{Engine, TICK};
 
-/// How often idle connections are looked for (as the io_uring worker).
 /// Steps one connection may take per pass.
 const TURNS: usize = 16;
 /// Tokens from here on are listeners; below, connection slots.
