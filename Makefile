@@ -91,8 +91,10 @@ deb: build
 	./target/release/ringtracker --print-completions fish > target/deb/ringtracker.fish
 	./target/release/ringtracker --print-config | \
 		sed -e 's|^# snapshot = "/var/lib/ringtracker/swarms.snap"|snapshot = "/var/lib/ringtracker/swarms.snap"|' \
+		    -e 's|^# state_dir = "/var/lib/ringtracker"|state_dir = "/var/lib/ringtracker"|' \
 		> target/deb/ringtracker.toml
 	grep -q '^snapshot = "/var/lib/ringtracker/swarms.snap"' target/deb/ringtracker.toml
+	grep -q '^state_dir = "/var/lib/ringtracker"' target/deb/ringtracker.toml
 	sed -e 's|/usr/local/bin/ringtracker|/usr/bin/ringtracker|g' contrib/ringtracker.service \
 		> target/deb/ringtracker.service
 	command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked

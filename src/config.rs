@@ -169,6 +169,9 @@ pub struct StorageConfig {
     pub snapshot: Option<std::path::PathBuf>,
     /// Seconds between snapshots (one is also written at stop).
     pub snapshot_interval: u64,
+    /// The tracker's own directory: where files it keeps go by default
+    /// (the credit journal of database mode, `credits.journal`).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -176,6 +179,7 @@ impl Default for StorageConfig {
         StorageConfig {
             snapshot: None,
             snapshot_interval: 300,
+            state_dir: None,
         }
     }
 }
@@ -501,6 +505,9 @@ fn invalid(key: &'static str, value: String, problem: &str) -> ConfigError {
     }
 }
 
+/// The credit journal's file name in `storage.state_dir`.
+pub const CREDIT_JOURNAL_NAME: &str = "credits.journal";
+
 impl Config {
     /// Read and check a config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -738,11 +745,12 @@ impl Config {
             (Some(_), None) => return Ok(()),
             (None, Some(url)) => url,
         };
-        if p.ledger.is_none() {
+        if self.credit_journal().is_none() {
             return Err(invalid(
                 "private.database",
                 "(set)".into(),
-                "needs private.ledger, the credit journal that makes every flush exactly-once",
+                "needs the credit journal that makes every flush exactly-once: set \
+                 private.ledger, or [storage] state_dir (it is then state_dir/credits.journal)",
             ));
         }
         // The URL holds a password: errors never repeat it.
@@ -856,6 +864,14 @@ impl Config {
             connection_ids: crate::tracker::connection_id::key_from_secret(&bytes),
             mac: crate::cluster::mac::ClusterMac::from_secret(&bytes),
         }))
+    }
+
+    /// Private mode on a database: its credit journal, `private.ledger` or
+    /// else `credits.journal` in `storage.state_dir` (none: neither is set).
+    pub fn credit_journal(&self) -> Option<std::path::PathBuf> {
+        let in_state_dir =
+            || (self.storage.state_dir.as_ref()).map(|d| d.join(CREDIT_JOURNAL_NAME));
+        self.private.ledger.clone().or_else(in_state_dir)
     }
 
     /// The announce policy `[tracker]` describes.
@@ -1146,6 +1162,11 @@ slots = {limit_slots}
 # snapshot = "/var/lib/ringtracker/swarms.snap"
 # Seconds between snapshots (1 to 86400).
 snapshot_interval = {snapshot_interval}
+# The tracker's own directory (the Debian package: its StateDirectory,
+# /var/lib/ringtracker). Files it keeps go there unless their own key says
+# otherwise: with [private] database, the credit journal is
+# state_dir/credits.journal when private.ledger is not set.
+# state_dir = "/var/lib/ringtracker"
 
 [metrics]
 # An operator's listener: GET /metrics (Prometheus text format), /health
@@ -1409,6 +1430,27 @@ mod tests {
         .unwrap();
         let e = c.access_rules().unwrap_err().to_string();
         assert!(e.contains("/nonexistent/list"), "{e}");
+    }
+
+    /// A database config needs its credit journal: `private.ledger`, or
+    /// `credits.journal` in `storage.state_dir` (what the package sets).
+    #[test]
+    fn the_credit_journal_defaults_to_the_state_directory() {
+        let private = "[private]\nenabled = true\ndatabase = \"mysql://u:p@127.0.0.1:3306/site\"\n";
+        let e = Config::from_toml(private, "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("private.ledger") && e.contains("state_dir"),
+            "{e}"
+        );
+        let text = format!("{private}[storage]\nstate_dir = \"/var/lib/ringtracker\"\n");
+        let c = Config::from_toml(&text, "c.toml").unwrap();
+        let default = std::path::PathBuf::from("/var/lib/ringtracker/credits.journal");
+        assert_eq!(c.credit_journal(), Some(default));
+        let text = format!("{private}ledger = \"/srv/j\"\n[storage]\nstate_dir = \"/var/lib/x\"\n");
+        let c = Config::from_toml(&text, "c.toml").unwrap();
+        assert_eq!(c.credit_journal(), Some("/srv/j".into()), "the key wins");
     }
 
     #[test]

@@ -342,6 +342,40 @@ fn credits_reach_rt_credits_with_factors_seed_time_and_snatches() {
     assert!(metric(&t, "ringtracker_database_last_flush_age_seconds") >= 0.0);
 }
 
+/// With no `private.ledger`, the credit journal lives in `[storage]
+/// state_dir` (the Debian package's /var/lib/ringtracker): the database
+/// config needs no journal line, and credits flow through it.
+#[test]
+fn a_config_without_a_ledger_keeps_its_credit_journal_in_the_state_directory() {
+    let site = Site::start("db-state-dir");
+    site.user(1, SEEDER_KEY, "");
+    site.torrent(10, hash(10), "");
+    let state = site.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let path = site.dir.join("no-ledger.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[private]\nenabled = true\ndatabase = \"{}\"\nsync_interval = 1\n\
+             flush_interval = 1\nnode = \"test-node\"\n[storage]\nstate_dir = \"{}\"\n",
+            site.db.url(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let t = start_with_config(&path, &["--http", "127.0.0.1:0"], None);
+    let seeder = peer(&t, SEEDER_KEY, hash(10), 1);
+    assert!(served(&seeder.http("started", 0, 0, 0)));
+    assert!(served(&seeder.http("", 700, 0, 0)));
+    until("the credit is flushed", || site.credits(1, 10)[0] == 700);
+    let journal = state.join("credits.journal");
+    assert!(
+        std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0),
+        "{} holds the journal",
+        journal.display()
+    );
+}
+
 #[test]
 fn the_database_killed_mid_run_gets_every_credit_once() {
     let mut site = Site::start("db-outage");

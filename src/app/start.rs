@@ -50,7 +50,7 @@ pub enum StartError {
     #[error("database thread could not start: {0}")]
     DatabaseThread(io::Error),
     /// The credit journal of database mode cannot be opened.
-    #[error("credit journal {path}: {source} (private.ledger)")]
+    #[error("credit journal {path}: {source} (private.ledger, or storage.state_dir)")]
     DatabaseJournal {
         /// Its path.
         path: PathBuf,
@@ -290,10 +290,9 @@ fn start_database(
     };
     // The credit journal holds the ledger on a database: it replaces what
     // a snapshot may have brought.
-    let path = p
-        .ledger
-        .clone()
-        .expect("the config requires private.ledger");
+    let path = config
+        .credit_journal()
+        .expect("the config requires private.ledger or storage.state_dir");
     let unix = unix_now();
     let now = started.elapsed().as_secs() as u32;
     let (journal, replay) =
