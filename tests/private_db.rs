@@ -83,14 +83,19 @@ impl Site {
     }
 
     fn config(&self, extra: &str) -> PathBuf {
+        let ledger = self.dir.join("credits.journal");
+        self.config_with(&format!("ledger = \"{}\"\n{extra}", ledger.display()))
+    }
+
+    /// The test's config: `[private]` on its database, then `more`.
+    fn config_with(&self, more: &str) -> PathBuf {
         let path = self.dir.join("tracker.toml");
         std::fs::write(
             &path,
             format!(
                 "[private]\nenabled = true\ndatabase = \"{}\"\nsync_interval = 1\n\
-                 flush_interval = 1\nnode = \"test-node\"\nledger = \"{}\"\n{extra}",
+                 flush_interval = 1\nnode = \"test-node\"\n{more}",
                 self.db.url(),
-                self.dir.join("credits.journal").display()
             ),
         )
         .unwrap();
@@ -352,17 +357,8 @@ fn a_config_without_a_ledger_keeps_its_credit_journal_in_the_state_directory() {
     site.torrent(10, hash(10), "");
     let state = site.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let path = site.dir.join("no-ledger.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[private]\nenabled = true\ndatabase = \"{}\"\nsync_interval = 1\n\
-             flush_interval = 1\nnode = \"test-node\"\n[storage]\nstate_dir = \"{}\"\n",
-            site.db.url(),
-            state.display()
-        ),
-    )
-    .unwrap();
+    let path = site.config_with(&format!("[storage]\nstate_dir = \"{}\"\n", state.display()));
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("ledger"));
     let t = start_with_config(&path, &["--http", "127.0.0.1:0"], None);
     let seeder = peer(&t, SEEDER_KEY, hash(10), 1);
     assert!(served(&seeder.http("started", 0, 0, 0)));

@@ -16,7 +16,7 @@ use crate::engine::http::HttpPolicy;
 use crate::engine::outbox::{OUTBOX_CAPACITY, Outbox, OutboxReader};
 use crate::net::http::HttpWorkerSetup;
 use crate::net::listeners::{BindError, Listeners};
-use crate::net::{Addresses, Server, WorkerSetup, cluster, database, limits, tls};
+use crate::net::{Server, WorkerSetup, cluster, database, limits, tls};
 use crate::stats::WorkerStats;
 use crate::storage::database_journal::DatabaseJournal;
 use crate::tracker::Tracker;
@@ -95,7 +95,7 @@ pub fn start_with(
     }
     let workers = config.worker_count();
     let max_connections = http_connection_cap(config, workers)?;
-    let listeners = Listeners::bind(config, workers)?;
+    let mut listeners = Listeners::bind(config, workers)?;
     let tls = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) if !config.tls.listen.is_empty() => Some(Arc::new(
             arc_swap::ArcSwap::from_pointee(tls::load(cert, key)?),
@@ -109,11 +109,7 @@ pub fn start_with(
     let tracker = Arc::new(compose::build_tracker(config, files, unix_now()));
     prepare(&tracker);
     let stats: Arc<[WorkerStats]> = (0..2 * workers).map(|_| WorkerStats::default()).collect();
-    let addrs = Addresses {
-        udp: listeners.udp_addrs.clone(),
-        http: listeners.http_addrs.clone(),
-        https: listeners.https_addrs.clone(),
-    };
+    let addrs = std::mem::take(&mut listeners.addrs);
     let mut server = Server::new(tracker.clone(), stats.clone(), started, addrs, tls.clone());
     if let Some(database) = start_database(config, &tracker, started)? {
         server.attach_database(database);

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use super::{limits, socket};
+use super::{Addresses, limits, socket};
 use crate::config::Config;
 
 /// A bind that failed, naming the address.
@@ -22,14 +22,11 @@ pub struct BindError {
 
 /// Every configured address bound, per worker.
 pub struct Listeners {
-    /// The UDP addresses, with ephemeral ports resolved.
-    pub udp_addrs: Vec<SocketAddr>,
+    /// The addresses bound, with ephemeral ports resolved (the server's
+    /// `Addresses` once taken).
+    pub addrs: Addresses,
     /// Per UDP worker, its sockets (none when nothing serves UDP).
     pub udp_sockets: Vec<Vec<socket2::Socket>>,
-    /// The HTTP addresses, with ephemeral ports resolved.
-    pub http_addrs: Vec<SocketAddr>,
-    /// The HTTPS addresses, with ephemeral ports resolved.
-    pub https_addrs: Vec<SocketAddr>,
     /// Per HTTP worker, its HTTP listeners and then its HTTPS ones.
     pub http_sockets: Vec<Vec<socket2::Socket>>,
     /// Per HTTP worker, the index of its first HTTPS listener.
@@ -39,12 +36,12 @@ pub struct Listeners {
 impl Listeners {
     /// Bind `config`'s UDP, HTTP and HTTPS addresses for `workers` workers.
     pub fn bind(config: &Config, workers: usize) -> Result<Listeners, BindError> {
-        let (udp_addrs, udp_sockets) = bind_all(&config.udp.listen, workers, Proto::Udp, |a| {
+        let (udp, udp_sockets) = bind_all(&config.udp.listen, workers, Proto::Udp, |a| {
             socket::bind_udp(a, config.udp.socket_recv_buffer)
         })?;
-        let (http_addrs, mut http_sockets) =
+        let (http, mut http_sockets) =
             bind_all(&config.http.listen, workers, Proto::Tcp, socket::bind_tcp)?;
-        let (https_addrs, https_sockets) =
+        let (https, https_sockets) =
             bind_all(&config.tls.listen, workers, Proto::Tcp, socket::bind_tcp)?;
         // Each HTTP worker serves its HTTPS sockets too, after its HTTP ones.
         let tls_from = http_sockets.iter().map(Vec::len).collect();
@@ -57,10 +54,8 @@ impl Listeners {
             udp_sockets
         };
         Ok(Listeners {
-            udp_addrs,
+            addrs: Addresses { udp, http, https },
             udp_sockets,
-            http_addrs,
-            https_addrs,
             http_sockets,
             tls_from,
         })
