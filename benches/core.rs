@@ -62,6 +62,7 @@ fn fill(t: &Tracker, hash: [u8; 20], n: u32, rng: &mut SmallRng) {
             seen: p.ip,
             passkey: None,
             claimed: None,
+            agent: b"",
         };
         policy::announce(t, &t.rules(), &who, &p, 0, &mut out)
             .expect("no access rules in the bench");

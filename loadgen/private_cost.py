@@ -3,9 +3,12 @@
 workload (every announce with a passkey and growing byte totals) against
 the tracker with its users in a passkey file (no database) and with its
 users, torrents and credits in MariaDB (flushing every 3 s), alternated
-run by run (A B A B ...).
+run by run (A B A B ...). With `--compare write-back`, the database with
+private.write_back off (A) and on (B): what rt_peers, rt_torrent_stats and
+the history columns cost.
 
   /usr/bin/python3 loadgen/private_cost.py [ROUNDS] [--torrents N --peers N --users N]
+      [--compare file|write-back]
 
 Starts its own mariadbd (as tests/private_db.rs does) with every torrent
 of the workload in rt_torrents and every user in rt_users. Each run: the
@@ -113,7 +116,8 @@ def run(mode, db, keys, work, args):
     config = work / f"{mode}.toml"
     private = (f'database = "mysql://tracker:bench@127.0.0.1:{db.port}/site"\n'
                f'ledger = "{work}/credits.journal"\nflush_interval = 3\nsync_interval = 10\n'
-               if mode == "database" else f'passkeys = "{keys}"\n')
+               f'write_back = {"false" if mode == "no-write-back" else "true"}\n'
+               if mode != "file" else f'passkeys = "{keys}"\n')
     config.write_text("[http]\nlisten = []\n[access]\nmax_list_entries = 100000000\n"
                       "[private]\nenabled = true\nmax_peers_per_user_torrent = 0\n" + private)
     journal = work / "credits.journal"
@@ -128,7 +132,7 @@ def run(mode, db, keys, work, args):
                 str(args.peers), "--passkeys", str(args.users)]
         subprocess.run([*base, "--mode", "once", "--duration", "1200", "--inflight", "256",
                         "--timeout-ms", "3000"], capture_output=True, check=True)
-        if mode == "database":
+        if mode != "file":
             # The fill's credits (one per peer) are written first: the
             # steady phase measures flushes of its own credits only.
             done = metric("ringtracker_database_flushes_total") + 2
@@ -173,14 +177,17 @@ def main():
     p.add_argument("--rate", type=int, default=20_000,
                    help="the steady phase's announces/s (a large private tracker sees a few thousand)")
     p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--compare", choices=["file", "write-back"], default="file",
+                   help="A: a passkey file (file) or the database without write-back")
     args = p.parse_args()
+    base = "file" if args.compare == "file" else "no-write-back"
     work = Path(tempfile.mkdtemp(prefix="rt-private-cost-"))
     db = MariaDb(work)
     try:
         keys = setup_site(db, work, args)
-        results = {"file": [], "database": []}
+        results = {base: [], "database": []}
         for r in range(args.rounds):
-            for mode in ("file", "database"):
+            for mode in (base, "database"):
                 res = run(mode, db, keys, work, args)
                 results[mode].append(res)
                 print(f"round {r + 1} {mode}: {res['replies']:.0f} replies/s closed loop "
@@ -189,10 +196,12 @@ def main():
                       f"{res['flushes']:.0f} flushes of {res['flush_ms']:.1f} ms", flush=True)
         med = {m: {k: statistics.median(x[k] for x in v) for k in v[0]} for m, v in results.items()}
         credits = db.sql("SELECT COUNT(*), SUM(raw_uploaded) FROM rt_credits").split()
-        print(f"medians: file {med['file']['replies']:.0f}/s {med['file']['cpu_us']:.2f} µs; "
-              f"database {med['database']['replies']:.0f}/s {med['database']['cpu_us']:.2f} µs; "
-              f"ratio {med['database']['replies'] / med['file']['replies']:.3f}; "
-              f"flush {med['database']['flush_ms']:.1f} ms; rt_credits rows {credits[0]}")
+        peers = db.sql("SELECT COUNT(*) FROM rt_peers").split()
+        a, b = med[base], med["database"]
+        print(f"medians: {base} {a['replies']:.0f}/s {a['cpu_us']:.2f} µs, flush {a['flush_ms']:.1f} ms; "
+              f"database {b['replies']:.0f}/s {b['cpu_us']:.2f} µs, flush {b['flush_ms']:.1f} ms; "
+              f"ratio {b['replies'] / a['replies']:.3f}; rt_credits rows {credits[0]}; "
+              f"rt_peers rows {peers[0]}")
     finally:
         db.stop()
         shutil.rmtree(work, ignore_errors=True)

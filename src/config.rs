@@ -212,6 +212,9 @@ pub struct PrivateConfig {
     pub ledger: Option<std::path::PathBuf>,
     /// Seconds between appends to the journal.
     pub ledger_interval: u64,
+    /// With a database, also write `rt_peers`, `rt_torrent_stats` and
+    /// the history columns of `rt_credits`.
+    pub write_back: bool,
 }
 
 impl Default for PrivateConfig {
@@ -228,6 +231,7 @@ impl Default for PrivateConfig {
             max_rate: crate::tracker::ledger::DEFAULT_MAX_RATE,
             ledger: None,
             ledger_interval: 60,
+            write_back: true,
         }
     }
 }
@@ -1116,6 +1120,15 @@ max_pending_credits = {max_pending_credits}
 # passkey. Clients lie: a total of 2^64-1 or a jump of a petabyte earns
 # what a fast client could have moved.
 max_rate = {max_rate}
+# With a database, also keep the site's tables of live peers and counts
+# filled (docs/PRIVATE.md, tables of contrib/schema/mysql.sql; older
+# tables: contrib/schema/mysql-writeback.sql), in the credits' flush:
+# rt_peers (one row per live peer: ids, address, port, User-Agent, totals,
+# left, seeder), rt_torrent_stats (seeders, leechers, times_completed) and
+# the history columns of rt_credits (first_announce, completed_at, active,
+# seeding, left). Until those tables exist, credits still flow and one
+# ERROR line names the migration.
+write_back = {write_back}
 # Journal of the bytes each passkey's announces report, for the site to
 # credit its users: in numbered batches, one line per passkey and torrent
 # that moved, tab-separated:
@@ -1255,6 +1268,7 @@ refresh_interval = {refresh_interval}
             max_peers_per_user_torrent = d.private.max_peers_per_user_torrent,
             max_pending_credits = d.private.max_pending_credits,
             max_rate = d.private.max_rate,
+            write_back = d.private.write_back,
             snapshot_interval = d.storage.snapshot_interval,
             metrics_enabled = d.metrics.enabled,
             metrics_listen = d.metrics.listen,

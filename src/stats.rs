@@ -146,6 +146,12 @@ pub struct DatabaseStats {
     pub failures: AtomicU64,
     /// Site rows skipped as undecodable or invalid.
     pub bad_rows: AtomicU64,
+    /// Write-back rows sent (rt_peers upserts and deletes, history, counts).
+    pub write_back_rows: AtomicU64,
+    /// Write-backs the database refused (dropped; the next one rewrites).
+    pub write_back_refused: AtomicU64,
+    /// Times the write-back rows waiting outgrew their bound.
+    pub write_back_overflows: AtomicU64,
 }
 
 /// Sum of every worker's counters.

@@ -563,7 +563,19 @@ fn libtorrent_swarms_through_passkey_urls_and_both_users_are_credited() {
         until("the new torrent is served", || {
             served(&peer(&t, SEEDER_KEY, info_hash, 99).http("stopped", 0, 0, 0))
         });
-        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        let ports = live_ports(&mut out);
+        written_back(&site, &t, torrent, info_hash, ports);
+        stdin.write_all(b"leave\n").unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "stopped", "{scheme}");
+        until("the leecher's row is gone", || {
+            peer_rows(&site, torrent).len() == 1 && history(&site, 2, torrent).starts_with("0 0 ")
+        });
+        assert!(peer_rows(&site, torrent)[0].starts_with(&format!("1 {} 1 ", ports.0)));
+        stdin.write_all(b"end\n").unwrap();
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
         assert!(child.wait().unwrap().success(), "{scheme}: {rest}");
@@ -577,6 +589,53 @@ fn libtorrent_swarms_through_passkey_urls_and_both_users_are_credited() {
             "factor 1"
         );
     }
+}
+
+/// The script's `live SEEDER_PORT LEECHER_PORT` line (after its download
+/// lines).
+fn live_ports(out: &mut impl BufRead) -> (u16, u16) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the script ended");
+        if let Some(ports) = line.strip_prefix("live ") {
+            let (s, l) = ports.trim().split_once(' ').unwrap();
+            return (s.parse().unwrap(), l.parse().unwrap());
+        }
+    }
+}
+
+/// With both libtorrent clients live: their rows, the torrent's counts as
+/// a scrape gives them, the snatch and the leecher's completion.
+fn written_back(site: &Site, t: &Started, torrent: u64, info_hash: [u8; 20], ports: (u16, u16)) {
+    until("both clients are in rt_peers as seeders", || {
+        let rows = peer_rows(site, torrent);
+        rows.len() == 2
+            && rows[0].starts_with(&format!("1 {} 1 ", ports.0))
+            && rows[1].starts_with(&format!("2 {} 1 ", ports.1))
+    });
+    // (UDP scrapes are refused in private mode: they carry no passkey.)
+    let scrape = http_get(
+        t.http,
+        &format!(
+            "/{SEEDER_KEY}/scrape?info_hash={}",
+            info_hash
+                .iter()
+                .map(|b| format!("%{b:02X}"))
+                .collect::<String>()
+        ),
+    );
+    assert!(
+        scrape.contains("8:completei2e") && scrape.contains("10:incompletei0e"),
+        "{scrape}"
+    );
+    until("rt_torrent_stats matches the scrape", || {
+        torrent_stats(site, torrent) == "2 0 1"
+    });
+    assert!(
+        history(site, 2, torrent).ends_with(" 1 1"),
+        "first announce and completion set"
+    );
 }
 
 /// The worked example of docs/PRIVATE.md, as written there: a site's own
@@ -788,4 +847,190 @@ fn an_old_rt_batches_waits_for_its_migration_and_a_lost_journal_s_successor_is_c
         .db
         .sql("SELECT COUNT(DISTINCT epoch) FROM rt_batches WHERE node = 'test-node'");
     assert_eq!(epochs.trim(), "3", "the old rows' and two journals'");
+}
+
+/// rt_peers rows of one torrent: user, port, seeder, agent, hex ip.
+fn peer_rows(site: &Site, torrent: u64) -> Vec<String> {
+    site.db
+        .sql(&format!(
+            "SELECT user_id, port, seeder, agent, HEX(ip), node FROM rt_peers \
+             WHERE torrent_id = {torrent} ORDER BY user_id, port"
+        ))
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// active, seeding, left, first_announce set, completed_at set.
+fn history(site: &Site, user: u64, torrent: u64) -> String {
+    site.db
+        .sql(&format!(
+            "SELECT active, seeding, `left`, first_announce IS NOT NULL, completed_at IS NOT NULL \
+             FROM rt_credits WHERE user_id = {user} AND torrent_id = {torrent}"
+        ))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn torrent_stats(site: &Site, torrent: u64) -> String {
+    site.db
+        .sql(&format!(
+            "SELECT seeders, leechers, times_completed FROM rt_torrent_stats WHERE torrent_id = {torrent}"
+        ))
+        .trim()
+        .replace('\t', " ")
+}
+
+/// An HTTP announce with a User-Agent header.
+fn announce_as(t: &Started, key: &str, info_hash: [u8; 20], id: u8, agent: &str, left: u64) {
+    use std::io::Read;
+    let escaped: String = info_hash.iter().map(|b| format!("%{b:02X}")).collect();
+    let mut s = std::net::TcpStream::connect(t.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /{key}/announce?info_hash={escaped}&peer_id=-RT0001-{id:012}&port={}&uploaded=0\
+         &downloaded=0&left={left}&compact=1&event=started HTTP/1.1\r\nHost: t\r\n\
+         User-Agent: {agent}\r\nConnection: close\r\n\r\n",
+        6000 + u16::from(id)
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(served(&reply), "{reply}");
+}
+
+#[test]
+fn peers_counts_and_history_are_written_back_and_a_restart_rewrites_this_node_s_rows() {
+    let site = Site::start("db-write-back");
+    site.user(1, SEEDER_KEY, "");
+    site.user(2, LEECHER_KEY, "");
+    site.torrent(10, hash(10), "");
+    let mut t = site.tracker("");
+    // The seeder over HTTP with its client's agent (a byte outside
+    // printable ASCII becomes '?'), the leecher over UDP.
+    announce_as(&t, SEEDER_KEY, hash(10), 1, "qBittorrent/5.0.1é", 0);
+    let leecher = peer(&t, LEECHER_KEY, hash(10), 2);
+    assert!(udp_error(&leecher.udp(UDP_STARTED, 0, 0, 1000)).is_none());
+    until("both peers are in rt_peers", || {
+        peer_rows(&site, 10).len() == 2
+    });
+    assert_eq!(
+        peer_rows(&site, 10),
+        [
+            "1 6001 1 qBittorrent/5.0.1?? 7F000001 test-node",
+            "2 7002 0  7F000001 test-node"
+        ]
+    );
+    until("the counts are written", || {
+        torrent_stats(&site, 10) == "1 1 0"
+    });
+    assert_eq!(history(&site, 1, 10), "1 1 0 1 0");
+    assert_eq!(history(&site, 2, 10), "1 0 1000 1 0");
+
+    // The leecher completes: a snatch, and a second seeder.
+    assert!(udp_error(&leecher.udp(1, 0, 1000, 0)).is_none());
+    until("the snatch is counted", || {
+        torrent_stats(&site, 10) == "2 0 1"
+    });
+    assert_eq!(history(&site, 2, 10), "1 1 0 1 1");
+    assert_eq!(peer_rows(&site, 10)[1], "2 7002 1  7F000001 test-node");
+    // And stops: its row goes, its history stays, inactive.
+    assert!(udp_error(&leecher.udp(3, 0, 1000, 0)).is_none());
+    until("the stopped peer's row is gone", || {
+        peer_rows(&site, 10).len() == 1
+    });
+    until("its user is inactive", || {
+        history(&site, 2, 10) == "0 0 0 1 1"
+    });
+    assert_eq!(torrent_stats(&site, 10), "1 0 1");
+    // A cheat loops completed → stopped under fresh peer ids: its user
+    // completed before, so the torrent's snatches stay one.
+    for id in 20..23 {
+        let cheat = peer(&t, LEECHER_KEY, hash(10), id);
+        assert!(udp_error(&cheat.udp(1, 0, 0, 0)).is_none());
+        assert!(udp_error(&cheat.udp(3, 0, 0, 0)).is_none());
+    }
+    until("the loops are credited", || site.credits(2, 10)[5] >= 2);
+    let flushes = metric(&t, "ringtracker_database_flushes_total");
+    until("two more flushes", || {
+        metric(&t, "ringtracker_database_flushes_total") >= flushes + 2.0
+    });
+    assert_eq!(torrent_stats(&site, 10), "1 0 1", "one snatch per user");
+
+    // Rows this node wrote before a crash that no live peer backs, and
+    // another tracker's row.
+    site.db.sql(
+        "INSERT INTO rt_peers (torrent_id, user_id, peer_id, ip, port, node) VALUES \
+         (10, 2, 'stale-peer-id-000000', UNHEX('7F000001'), 9, 'test-node'), \
+         (10, 2, 'other-node-peer-0000', UNHEX('7F000001'), 9, 'other-node')",
+    );
+    t.child.kill().unwrap();
+    t.child.wait().unwrap();
+    drop(t);
+    site.user(3, "thirdKey0123456789", "");
+    let t = site.tracker("");
+    // A snatch right after the start, most likely in the first flush
+    // (whose connection is new): counted all the same.
+    let third = peer(&t, "thirdKey0123456789", hash(10), 3);
+    assert!(served(&third.http("completed", 0, 100, 0)));
+    until("the third user's snatch is counted", || {
+        torrent_stats(&site, 10).ends_with(" 2") && history(&site, 3, 10).ends_with(" 1 1")
+    });
+    assert!(served(&third.http("stopped", 0, 100, 0)));
+    until(
+        "the restart's first flush rewrites this node's rows",
+        || !peer_rows(&site, 10).iter().any(|r| r.contains("test-node")),
+    );
+    assert_eq!(peer_rows(&site, 10), ["2 9 0  7F000001 other-node"]);
+    // The seeder's next announce brings its row back, once.
+    announce_as(&t, SEEDER_KEY, hash(10), 1, "qBittorrent/5.0.1", 0);
+    until("the seeder's row is back", || {
+        peer_rows(&site, 10).len() == 2
+    });
+    let flushes = metric(&t, "ringtracker_database_flushes_total");
+    until("two more flushes", || {
+        metric(&t, "ringtracker_database_flushes_total") >= flushes + 2.0
+    });
+    let rows = site
+        .db
+        .sql("SELECT COUNT(*) FROM rt_peers WHERE node = 'test-node'");
+    assert_eq!(rows.trim(), "1", "no duplicate, no stale row");
+    assert_eq!(torrent_stats(&site, 10), "1 0 2");
+    assert!(metric(&t, "ringtracker_database_write_back_rows_total") > 0.0);
+}
+
+#[test]
+fn credits_flow_while_the_write_back_tables_are_missing_and_rows_follow_the_migration() {
+    let site = Site::start("db-write-back-migration");
+    site.db.sql(
+        "DROP TABLE rt_peers, rt_torrent_stats; ALTER TABLE rt_credits DROP COLUMN first_announce, \
+         DROP COLUMN completed_at, DROP COLUMN active, DROP COLUMN seeding, DROP COLUMN `left`",
+    );
+    site.user(1, SEEDER_KEY, "");
+    site.torrent(10, hash(10), "");
+    let mut t = site.tracker("");
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("started", 0, 0, 0)
+    ));
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 100, 0, 0)
+    ));
+    until("credits arrive without write-back's tables", || {
+        site.credits(1, 10)[0] == 100
+    });
+    wait_for_line(&mut t.stderr, "contrib/schema/mysql-writeback.sql");
+    let migration =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/schema/mysql-writeback.sql");
+    site.db.sql(&std::fs::read_to_string(migration).unwrap());
+    // Taken at the next flush, without a restart.
+    wait_for_line(&mut t.stderr, "write-back's tables are there");
+    assert!(served(
+        &peer(&t, SEEDER_KEY, hash(10), 1).http("", 200, 0, 0)
+    ));
+    until("the seeder's row after the migration", || {
+        peer_rows(&site, 10).len() == 1
+    });
+    until("and its credits", || site.credits(1, 10)[0] == 200);
 }

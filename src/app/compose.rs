@@ -80,6 +80,9 @@ pub fn build_tracker(config: &Config, files: OperatorFiles, unix_start: u64) -> 
         unix_start,
         cuts: config.private.enabled && config.private.database.is_some(),
         max_rate: config.private.max_rate,
+        write_back: config.private.enabled
+            && config.private.database.is_some()
+            && config.private.write_back,
     });
     let mut tracker = Tracker::new(config.announce_policy(), table, connection_ids)
         .with_limits(limits)

@@ -321,6 +321,7 @@ fn start_database(
         journal: (journal, replay),
         max_pending: p.max_pending_credits as usize,
         started,
+        write_back: p.write_back,
     };
     let database = database::SiteDatabase::spawn(setup).map_err(StartError::DatabaseThread)?;
     let deadline = Instant::now() + FIRST_READ_WAIT;

@@ -175,7 +175,13 @@ pub fn handle_request(
         }
         Endpoint::Announce { passkey, query } => {
             outcome.kind = RequestKind::Announce;
-            match announce(tracker, &rules, seen, passkey, query, now, rng, buffers) {
+            let who = Announcer {
+                seen,
+                passkey,
+                claimed: None,
+                agent: head.user_agent.unwrap_or_default(),
+            };
+            match announce(tracker, &rules, who, query, now, rng, buffers) {
                 Ok(published) => outcome.published = published,
                 Err(why) => outcome.failure = Some(why),
             }
@@ -243,8 +249,7 @@ fn respond_head(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, len: usiz
 fn announce(
     tracker: &Tracker,
     rules: &AccessRules,
-    seen: IpAddr,
-    passkey: Option<&[u8]>,
+    who: Announcer<'_>,
     query: &[u8],
     now: u32,
     rng: &mut impl Rng,
@@ -253,10 +258,10 @@ fn announce(
     let body = &mut buffers.body;
     let q = http::parse_announce(query)
         .map_err(|e| fail(body, HttpFailure::BadRequest, &e.to_string(), None))?;
+    // The `ip` parameter is known once the query is parsed.
     let who = Announcer {
-        seen,
-        passkey,
         claimed: q.ip,
+        ..who
     };
     let ip = policy::peer_ip(tracker, &who);
     let params = AnnounceParams {
@@ -296,7 +301,7 @@ fn announce(
         downloaded: a.downloaded,
         interval: tracker.policy().interval,
         min_interval: tracker.policy().min_interval,
-        external_ip: Some(seen),
+        external_ip: Some(who.seen),
     };
     let format = if q.compact {
         PeerFormat::Compact

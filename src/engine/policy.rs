@@ -30,6 +30,8 @@ pub struct Announcer<'a> {
     /// The address the client asked to be listed under (the `ip` field or
     /// parameter): used only with `tracker.allow_ip_param`.
     pub claimed: Option<IpAddr>,
+    /// Its HTTP User-Agent (empty over UDP): private mode's `rt_peers`.
+    pub agent: &'a [u8],
 }
 
 /// Why an announce was not served: the one vocabulary of "no" the chain
@@ -76,7 +78,7 @@ pub fn announce(
     // The ledger comes last before the swarm: the peer cap may still
     // refuse, and credits are taken only for announces that are served.
     if let (Some(key), Some(account)) = (who.passkey, account) {
-        let report = params.report(key, account);
+        let report = params.report(key, who.agent, account);
         tracker
             .ledger()
             .record(&report, now)

@@ -232,6 +232,7 @@ fn announce(
         seen: ip,
         passkey,
         claimed: (ip.is_ipv4() && a.ip != 0).then(|| IpAddr::V4(Ipv4Addr::from(a.ip))),
+        agent: b"",
     };
     let params = announce_params(a, policy::peer_ip(tracker, &who), picks);
     let limit = if ip.is_ipv4() {

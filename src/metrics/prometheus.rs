@@ -279,6 +279,12 @@ fn database(out: &mut String, state: &MetricsState, d: &crate::stats::DatabaseSt
             "Torrents served (enabled rows of rt_torrents).",
             torrents as f64,
         );
+        gauge(
+            out,
+            "database_user_agents",
+            "Distinct User-Agents kept for rt_peers (at most 4096; further ones are written empty).",
+            state.tracker.ledger().agents.count() as f64,
+        );
     }
     gauge(
         out,
@@ -338,6 +344,21 @@ fn database(out: &mut String, state: &MetricsState, d: &crate::stats::DatabaseSt
             "database_bad_rows_total",
             "Rows of rt_users or rt_torrents skipped as malformed.",
             count(&d.bad_rows),
+        ),
+        (
+            "database_write_back_rows_total",
+            "Write-back rows sent: rt_peers upserts and deletes, rt_credits history, rt_torrent_stats counts.",
+            count(&d.write_back_rows),
+        ),
+        (
+            "database_write_back_refused_total",
+            "Write-backs the database refused (dropped; the next one rewrites this node's rows).",
+            count(&d.write_back_refused),
+        ),
+        (
+            "database_write_back_overflows_total",
+            "Times the write-back rows waiting outgrew private.max_pending_credits (dropped; rewritten from the live sessions).",
+            count(&d.write_back_overflows),
         ),
     ];
     for (name, help, v) in counters {

@@ -39,6 +39,8 @@ pub struct RequestHead<'a> {
     pub forwarded_for: Option<&'a [u8]>,
     /// `X-Real-IP`, likewise.
     pub real_ip: Option<&'a [u8]>,
+    /// `User-Agent` (private mode's `rt_peers.agent`).
+    pub user_agent: Option<&'a [u8]>,
 }
 
 /// Why a request head was refused; each maps to a status code and a close.
@@ -93,7 +95,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         return Err(HeadError::MethodNotAllowed);
     }
     let mut keep_alive = minor_version >= 1;
-    let (mut forwarded_for, mut real_ip) = (None, None);
+    let (mut forwarded_for, mut real_ip, mut user_agent) = (None, None, None);
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
@@ -115,6 +117,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
             forwarded_for = Some(h.value);
         } else if name.eq_ignore_ascii_case("x-real-ip") {
             real_ip = Some(h.value);
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            user_agent = Some(h.value);
         }
     }
     Ok(Some(RequestHead {
@@ -124,6 +128,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         len,
         forwarded_for,
         real_ip,
+        user_agent,
     }))
 }
 

@@ -503,6 +503,9 @@ mod tests {
                 upload_factor: 1.0,
                 download_factor: 1.0,
             },
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 6881,
+            agent: b"",
         }
     }
 

@@ -141,6 +141,9 @@ mod tests {
                     downloaded: 3,
                     left: 1,
                     account: Account::UNIT,
+                    ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    port: 6881,
+                    agent: b"",
                 },
                 0,
             )

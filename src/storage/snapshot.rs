@@ -793,6 +793,9 @@ mod tests {
             downloaded: 20,
             left: 0,
             account: Account::UNIT,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 6881,
+            agent: b"",
         };
         t.ledger().record(&report, 1000).unwrap();
     }

@@ -110,9 +110,9 @@ pub struct AnnounceParams {
 }
 
 impl AnnounceParams {
-    /// What the ledger needs from this announce, made under `passkey`
-    /// and credited to `account`.
-    pub fn report<'a>(&self, passkey: &'a [u8], account: Account) -> Report<'a> {
+    /// What the ledger needs from this announce, made under `passkey` by
+    /// a client whose User-Agent is `agent`, and credited to `account`.
+    pub fn report<'a>(&self, passkey: &'a [u8], agent: &'a [u8], account: Account) -> Report<'a> {
         Report {
             passkey,
             info_hash: self.info_hash,
@@ -122,6 +122,9 @@ impl AnnounceParams {
             downloaded: self.downloaded,
             left: self.left,
             account,
+            ip: self.ip,
+            port: self.port,
+            agent,
         }
     }
 }

@@ -40,7 +40,10 @@
 //! snapshot's) and nothing sealed before it is lost (the exporter skips
 //! batches the journal already has, by number).
 
+mod site_rows;
+
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,6 +52,10 @@ use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::refusal::Refusal;
 use crate::protocol::{Event, InfoHash, PeerId};
+use site_rows::GoneRow;
+pub use site_rows::{
+    Agent, AgentId, Agents, HistoryRow, MAX_AGENTS, PeerDetail, PeerRow, PeerRowKey, SiteRows,
+};
 
 /// A passkey as registered: 16 to 64 letters and digits.
 pub type Passkey = ArrayVec<u8, 64>;
@@ -168,6 +175,12 @@ pub struct Report<'a> {
     pub left: u64,
     /// Whom it credits and at what rate.
     pub account: Account,
+    /// The address the peer is listed under.
+    pub ip: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Its HTTP User-Agent (empty over UDP).
+    pub agent: &'a [u8],
 }
 
 /// One client session as a snapshot keeps it.
@@ -224,6 +237,14 @@ struct Session {
     seeder: bool,
     /// Reported since the last `cut` (the credit journal writes it then).
     changed: bool,
+    /// Reported since the last `site_rows` (write-back).
+    row_changed: bool,
+    /// Began, or its seeder flag or bytes left moved, since the last
+    /// `site_rows`: its user × torrent's history and its torrent's counts
+    /// may have changed (a seeder's re-announce changes neither).
+    pair_changed: bool,
+    /// What its `rt_peers` row says besides the totals.
+    detail: PeerDetail,
 }
 
 impl Session {
@@ -263,6 +284,9 @@ struct Shard {
     totals: HashMap<Passkey, Totals, DefaultHashBuilder>,
     /// Sessions ended since the last cut (only with `LedgerRules::cuts`).
     removed: Vec<SessionKey>,
+    /// Rows of sessions ended since the last `site_rows` (only with
+    /// `LedgerRules::write_back`).
+    gone: Vec<GoneRow>,
 }
 
 impl Shard {
@@ -284,13 +308,25 @@ impl Shard {
             })
     }
 
-    fn remove_session(&mut self, key: &SessionKey, cuts: bool) {
-        if self.sessions.remove(key).is_some() {
+    fn remove_session(&mut self, key: &SessionKey, rules: &LedgerRules) {
+        if let Some(s) = self.sessions.remove(key) {
             forget_peer(&mut self.peers, key);
-            if cuts {
+            if rules.cuts {
                 self.removed.push(key.clone());
             }
+            gone_row(&mut self.gone, key, &s, rules);
         }
+    }
+}
+
+/// With write-back, remember the row of an ended session `s` for its
+/// delete.
+fn gone_row(gone: &mut Vec<GoneRow>, key: &SessionKey, s: &Session, rules: &LedgerRules) {
+    if rules.write_back && s.detail.user_id != 0 && s.detail.torrent_id != 0 {
+        gone.push(GoneRow {
+            info_hash: key.info_hash,
+            key: site_rows::row_key(key, s),
+        });
     }
 }
 
@@ -326,6 +362,9 @@ pub struct LedgerRules {
     pub cuts: bool,
     /// Bytes a second a session may plausibly move each way.
     pub max_rate: u64,
+    /// Whether sessions' rows are kept for the site's `rt_peers`
+    /// (`private.write_back`, on a database).
+    pub write_back: bool,
 }
 
 /// The default `max_rate`: 1 GiB/s (past a 10 Gbit/s link).
@@ -343,6 +382,7 @@ impl Default for LedgerRules {
             unix_start: 0,
             cuts: false,
             max_rate: DEFAULT_MAX_RATE,
+            write_back: false,
         }
     }
 }
@@ -383,6 +423,8 @@ pub struct TransferLedger {
     budgets: Box<[Mutex<HashMap<Passkey, PasskeyBudget, DefaultHashBuilder>>]>,
     /// What was refused as more than a session could have moved.
     pub implausible: Implausible,
+    /// The User-Agents of sessions (write-back).
+    pub agents: Agents,
 }
 
 /// Credits sealed for export, numbered from 1.
@@ -419,6 +461,7 @@ impl TransferLedger {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             budgets: (0..BUDGET_SHARDS).map(|_| Mutex::default()).collect(),
             implausible: Implausible::default(),
+            agents: Agents::default(),
         }
     }
 
@@ -452,7 +495,7 @@ impl TransferLedger {
         }
         let credit = self.credit(r, last, now);
         if r.event == Event::Stopped {
-            shard.remove_session(&key, self.rules.cuts);
+            shard.remove_session(&key, &self.rules);
         } else {
             let session = Session {
                 uploaded: r.uploaded,
@@ -460,6 +503,10 @@ impl TransferLedger {
                 last_seen: now,
                 seeder: r.left == 0,
                 changed: true,
+                row_changed: true,
+                pair_changed: last
+                    .is_none_or(|l| l.pair_changed || l.detail.left != r.left || !l.detail.known()),
+                detail: self.detail(r, last, now),
             };
             shard.insert_session(key.clone(), session);
         }
@@ -477,6 +524,26 @@ impl TransferLedger {
             .or_default()
             .add(credit.uploaded, credit.downloaded);
         Ok(())
+    }
+
+    /// What the session's row will say after `r` (write-back only).
+    fn detail(&self, r: &Report<'_>, last: Option<Session>, now: u32) -> PeerDetail {
+        if !self.rules.write_back {
+            return PeerDetail::UNKNOWN;
+        }
+        let since = match last {
+            Some(l) if l.detail.known() => l.detail.since,
+            _ => now,
+        };
+        PeerDetail {
+            user_id: r.account.user_id,
+            torrent_id: r.account.torrent_id,
+            ip: r.ip,
+            port: r.port,
+            agent: self.agents.intern(r.agent),
+            left: r.left,
+            since,
+        }
     }
 
     /// What a report earns after the session's `last` one.
@@ -675,6 +742,7 @@ impl TransferLedger {
                 sessions,
                 peers,
                 removed,
+                gone: gone_rows,
                 ..
             } = &mut *shard;
             sessions.retain(|k, s| {
@@ -684,6 +752,7 @@ impl TransferLedger {
                     if self.rules.cuts {
                         removed.push(k.clone());
                     }
+                    gone_row(gone_rows, k, s, &self.rules);
                     gone += 1;
                 }
                 keep
@@ -737,13 +806,21 @@ impl TransferLedger {
             last_seen: now.saturating_sub(s.age),
             seeder: s.seeder,
             changed: false,
+            row_changed: false,
+            pair_changed: false,
+            detail: PeerDetail::UNKNOWN,
         };
         self.shard(&s.info_hash).insert_session(key, session);
     }
 
     /// Forget a session that ended (replaying the credit journal).
     pub fn forget_session(&self, key: &SessionKey) {
-        self.shard(&key.info_hash).remove_session(key, false);
+        let rules = LedgerRules {
+            cuts: false,
+            write_back: false,
+            ..self.rules
+        };
+        self.shard(&key.info_hash).remove_session(key, &rules);
     }
 
     /// Forget every session and credit (before the credit journal, which
@@ -863,6 +940,9 @@ mod tests {
             downloaded,
             left: 100,
             account: Account::UNIT,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 6881,
+            agent: b"",
         }
     }
 

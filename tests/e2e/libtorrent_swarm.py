@@ -16,7 +16,10 @@ refused. With `db`, a private tracker on a site's database: the seeder
 announces to TRACKER_URL and the leecher to LEECHER_URL (two users); the
 script prints `info_hash <hex>` and waits for a line on stdin (the caller
 registers the torrent meanwhile), and after the download both announce
-once more, so the tracker has their final totals.)
+once more, so the tracker has their final totals; it then prints
+`live SEEDER_PORT LEECHER_PORT` and waits for a line, removes the
+leecher's torrent (libtorrent then announces `stopped`), prints `stopped`
+and waits for another line before it ends.)
 """
 
 import hashlib
@@ -190,6 +193,15 @@ def main():
     # tracker has it, then scrape.
     if db:
         final_announces(seeder_ses, seeder, leecher_ses, leecher, deadline, log)
+        # Both stay live while the caller reads the site's tables; then the
+        # leecher leaves (its `stopped` answered) and the seeder stays.
+        print("live", seeder_ses.listen_port(), leecher_ses.listen_port(), flush=True)
+        sys.stdin.readline()
+        # libtorrent sends the `stopped` announce as the torrent goes (it
+        # posts no reply alert for it): the caller watches the tables.
+        leecher_ses.remove_torrent(leecher)
+        print("stopped", flush=True)
+        sys.stdin.readline()
         print("PASS")
         return
     leecher.force_reannounce()

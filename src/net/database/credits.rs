@@ -18,12 +18,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, TxOpts};
 
-use super::{DatabaseStats, sql};
+use super::write_back::WriteBack;
+use super::{DatabaseStats, rows_sql, sql};
 use crate::clock::unix_now;
 use crate::storage::database_journal::{DatabaseJournal, JournaledBatch, Replay};
 use crate::tracker::Tracker;
@@ -60,10 +61,21 @@ pub struct CreditWriter {
     max_pending: usize,
     /// Test hook: lose the answer to the first commit that got through.
     lose_commit: bool,
+    /// Peers, counts and history for the site (`private.write_back`).
+    write_back: WriteBack,
+    /// How long a flush goes on writing write-back's rows (the flush
+    /// interval).
+    flush_budget: Duration,
 }
 
 impl CreditWriter {
-    pub fn new(journal: DatabaseJournal, replay: Replay, node: String, max_pending: usize) -> Self {
+    pub fn new(
+        journal: DatabaseJournal,
+        replay: Replay,
+        node: String,
+        max_pending: usize,
+        (write_back, flush_budget): (bool, Duration),
+    ) -> Self {
         let queue = replay
             .batches
             .iter()
@@ -86,12 +98,15 @@ impl CreditWriter {
             node,
             max_pending,
             lose_commit: std::env::var_os("RINGTRACKER_TEST_LOSE_COMMIT").is_some(),
+            write_back: WriteBack::new(write_back, max_pending),
+            flush_budget,
         }
     }
 
     /// A new connection: learn again which batches the database has.
     pub fn reconnected(&mut self) {
         self.reconciled = false;
+        self.write_back.reconnected();
     }
 
     /// Cut the ledger into a journaled batch: always while the database
@@ -105,6 +120,7 @@ impl CreditWriter {
         stopping: bool,
         stats: &DatabaseStats,
     ) {
+        self.write_back.collect(tracker, stats);
         let pending = tracker.ledger().pending_len();
         if !up && !stopping && pending <= self.max_pending {
             return;
@@ -184,14 +200,32 @@ impl CreditWriter {
         if !self.reconciled && !self.reconcile(conn, stats)? {
             return Ok(());
         }
+        // Asked first: whether the batches carry write-back's columns
+        // depends on the tables the probe finds.
+        let rows_due = self.write_back.prepare(conn)?;
+        let history = self.write_back.history_columns();
         while let Some(front) = self.queue.front() {
+            // The rows go in the last batch's transaction.
+            let last = self.queue.len() == 1;
+            let rows = (rows_due && last).then_some(&mut self.write_back);
+            let journal = (self.node.as_str(), self.journal.epoch());
+            let with = Extra {
+                history,
+                rows,
+                stats,
+            };
             let applied = match &front.batch {
-                Some(b) => apply(conn, (&self.node, self.journal.epoch()), b),
+                Some(b) => apply(conn, journal, b, with),
                 None => match self.journal.read_batch(front.at.offset) {
-                    Ok(spilled) => apply(conn, (&self.node, self.journal.epoch()), &spilled),
+                    Ok(spilled) => apply(conn, journal, &spilled, with),
                     Err(e) => Err(mysql::Error::IoError(e)),
                 },
             };
+            if matches!(applied, Ok(true)) {
+                self.write_back.committed();
+            } else {
+                self.write_back.put_back();
+            }
             if std::mem::take(&mut self.lose_commit) && applied.is_ok() {
                 return Err(mysql::Error::IoError(std::io::Error::other(
                     "the answer to a commit was lost (test hook)",
@@ -217,6 +251,11 @@ impl CreditWriter {
                 Err(e) => return Err(e),
             }
         }
+        // Write-back's rest for as long as a flush interval, so a large
+        // rewrite never holds the next batches of credits back for long.
+        let deadline = started + self.flush_budget;
+        self.write_back
+            .write_rest(conn, &self.node, stats, deadline)?;
         stats.queued_batches.store(0, Ordering::Relaxed);
         stats.last_flush.store(unix_now(), Ordering::Relaxed);
         stats.flushes.fetch_add(1, Ordering::Relaxed);
@@ -316,16 +355,30 @@ impl CreditWriter {
 /// Whether the server refused a statement for what it carries (kept
 /// aside), rather than for a passing state of its own (a deadlock, a lock
 /// wait, a read-only moment: tried again after the backoff).
-fn refused(e: &mysql::Error) -> bool {
+pub(super) fn refused(e: &mysql::Error) -> bool {
     // Lock wait timeout, deadlock, read-only, read-only mode, and the
     // server going down or killing the query/connection.
     const PASSING: [u16; 7] = [1205, 1213, 1290, 1836, 1053, 1317, 1927];
     matches!(e, mysql::Error::MySqlError(e) if !PASSING.contains(&e.code))
 }
 
-/// One batch of a journal (`node`, its epoch) in one transaction. False:
-/// `rt_batches` already had it.
-fn apply(conn: &mut Conn, (node, epoch): (&str, u64), batch: &Batch) -> Result<bool, mysql::Error> {
+/// What a batch's transaction carries besides its credits.
+struct Extra<'a> {
+    /// `completed_at` and `times_completed` (write-back's columns exist).
+    history: bool,
+    /// Write-back's rows, in this transaction.
+    rows: Option<&'a mut WriteBack>,
+    stats: &'a DatabaseStats,
+}
+
+/// One batch of a journal (`node`, its epoch) in one transaction, with
+/// `extra`. False: `rt_batches` already had it.
+fn apply(
+    conn: &mut Conn,
+    (node, epoch): (&str, u64),
+    batch: &Batch,
+    extra: Extra<'_>,
+) -> Result<bool, mysql::Error> {
     let mut tx = conn.start_transaction(TxOpts::default())?;
     tx.exec_drop(sql::CLAIM_BATCH, (node, epoch, batch.id))?;
     if tx.affected_rows() == 0 {
@@ -333,9 +386,23 @@ fn apply(conn: &mut Conn, (node, epoch): (&str, u64), batch: &Batch) -> Result<b
         return Ok(false);
     }
     for chunk in batch.transfers.chunks(sql::CREDIT_ROWS_PER_STATEMENT) {
-        if let Some((statement, params)) = sql::add_credits(chunk) {
+        // A user's first completion of a torrent counts toward its
+        // `times_completed` once: asked before this chunk sets
+        // `completed_at`.
+        if extra.history
+            && let Some((query, params)) = rows_sql::completed_before(chunk)
+        {
+            let done: Vec<(u64, u64)> = tx.exec(query, params)?;
+            if let Some((statement, params)) = rows_sql::add_first_completions(chunk, &done) {
+                tx.exec_drop(statement, params)?;
+            }
+        }
+        if let Some((statement, params)) = sql::add_credits(chunk, extra.history) {
             tx.exec_drop(statement, params)?;
         }
+    }
+    if let Some(rows) = extra.rows {
+        rows.write(&mut tx, node, extra.stats)?;
     }
     tx.commit()?;
     Ok(true)

@@ -12,7 +12,10 @@
 
 mod credits;
 mod members;
+mod row_batch;
+pub mod rows_sql;
 pub mod sql;
+mod write_back;
 
 use std::io;
 use std::sync::Arc;
@@ -57,6 +60,8 @@ pub struct DatabaseSetup {
     pub max_pending: usize,
     /// Tracker time zero.
     pub started: Instant,
+    /// Write `rt_peers`, `rt_torrent_stats` and history too.
+    pub write_back: bool,
 }
 
 enum Command {
@@ -92,7 +97,13 @@ impl SiteDatabase {
         let (journal, replay) = setup.journal;
         let node = setup.node.clone();
         let mut worker = Worker {
-            credits: CreditWriter::new(journal, replay, node, setup.max_pending),
+            credits: CreditWriter::new(
+                journal,
+                replay,
+                node,
+                setup.max_pending,
+                (setup.write_back, setup.flush_interval),
+            ),
             setup: Settings {
                 url: setup.url,
                 sync_interval: setup.sync_interval,

@@ -213,7 +213,7 @@ pub const APPLIED_BATCHES: &str =
 
 /// One statement adding `transfers` to `rt_credits`, with its parameters.
 /// Credits without the site's ids (from a passkey file) are left out.
-pub fn add_credits(transfers: &[Transfer]) -> Option<(String, Vec<Value>)> {
+pub fn add_credits(transfers: &[Transfer], history: bool) -> Option<(String, Vec<Value>)> {
     let rows: Vec<&Transfer> = transfers
         .iter()
         .filter(|t| t.credit.user_id != 0 && t.credit.torrent_id != 0)
@@ -223,14 +223,20 @@ pub fn add_credits(transfers: &[Transfer]) -> Option<(String, Vec<Value>)> {
     }
     let mut sql = String::from(
         "INSERT INTO rt_credits (user_id, torrent_id, uploaded, downloaded, raw_uploaded, \
-         raw_downloaded, seed_seconds, completed, last_announce) VALUES ",
+         raw_downloaded, seed_seconds, completed, last_announce",
     );
-    let mut params = Vec::with_capacity(rows.len() * 9);
+    sql.push_str(if history {
+        ", completed_at) VALUES "
+    } else {
+        ") VALUES "
+    });
+    let mut params = Vec::with_capacity(rows.len() * 10);
     for (i, t) in rows.iter().enumerate() {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?,?,FROM_UNIXTIME(?))");
+        sql.push_str("(?,?,?,?,?,?,?,?,FROM_UNIXTIME(?)");
+        sql.push_str(if history { ",FROM_UNIXTIME(?))" } else { ")" });
         let c = &t.credit;
         params.extend([
             Value::from(c.user_id),
@@ -243,6 +249,11 @@ pub fn add_credits(transfers: &[Transfer]) -> Option<(String, Vec<Value>)> {
             Value::from(c.completed),
             Value::from(c.last_announce),
         ]);
+        if history {
+            // The first completion's time; NULL leaves it as it was.
+            let first = (c.completed > 0).then_some(c.last_announce);
+            params.push(first.map_or(Value::NULL, Value::from));
+        }
     }
     // Sums saturate at the column's top (BIGINT / INT UNSIGNED) instead of
     // failing the statement, and with it the batch.
@@ -254,6 +265,9 @@ pub fn add_credits(transfers: &[Transfer]) -> Option<(String, Vec<Value>)> {
         );
     }
     sql.push_str("last_announce = GREATEST(last_announce, VALUES(last_announce))");
+    if history {
+        sql.push_str(", completed_at = COALESCE(completed_at, VALUES(completed_at))");
+    }
     Some((sql, params))
 }
 
@@ -280,8 +294,14 @@ mod tests {
 
     #[test]
     fn credits_become_one_statement_without_rows_lacking_ids() {
-        assert!(add_credits(&[transfer(0, 3)]).is_none());
-        let (sql, params) = add_credits(&[transfer(1, 3), transfer(0, 3), transfer(2, 4)]).unwrap();
+        assert!(add_credits(&[transfer(0, 3)], false).is_none());
+        let three = [transfer(1, 3), transfer(0, 3), transfer(2, 4)];
+        let (with_history, params) = add_credits(&three, true).unwrap();
+        assert_eq!(params.len(), 20);
+        assert!(
+            with_history.ends_with("completed_at = COALESCE(completed_at, VALUES(completed_at))")
+        );
+        let (sql, params) = add_credits(&three, false).unwrap();
         assert_eq!(sql.matches("FROM_UNIXTIME").count(), 2);
         assert_eq!(params.len(), 18);
         assert_eq!(params[9], Value::from(2u64));
