@@ -1034,3 +1034,99 @@ fn credits_flow_while_the_write_back_tables_are_missing_and_rows_follow_the_migr
     });
     until("and its credits", || site.credits(1, 10)[0] == 200);
 }
+
+/// docs/PRIVATE.md's UNIT3D block, as written there, on UNIT3D-shaped
+/// tables: `peers`, the counters of `torrents` and `history` fill through
+/// the triggers on write-back's tables.
+#[test]
+fn a_unit3d_site_s_peers_torrents_and_history_fill_through_the_documented_triggers() {
+    let site = Site::start("db-unit3d");
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/PRIVATE.md"))
+            .unwrap();
+    let section = &doc[doc.find("### A UNIT3D site").unwrap()..];
+    let block = section
+        .split("```sql\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let (views, triggers) = block.split_once("DELIMITER //").unwrap();
+    site.db.sql(
+        "DROP TABLE rt_users, rt_torrents;\
+         CREATE TABLE users (id BIGINT UNSIGNED PRIMARY KEY, passkey CHAR(32) NOT NULL UNIQUE, \
+           can_download BOOL NOT NULL DEFAULT 1, uploaded BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+           downloaded BIGINT UNSIGNED NOT NULL DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL \
+           DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), KEY (updated_at));\
+         CREATE TABLE torrents (id BIGINT UNSIGNED PRIMARY KEY, info_hash BINARY(20) NOT NULL UNIQUE, \
+           status TINYINT NOT NULL DEFAULT 1, free SMALLINT NOT NULL DEFAULT 0, \
+           doubleup BOOL NOT NULL DEFAULT 0, seeders INT UNSIGNED NOT NULL DEFAULT 0, \
+           leechers INT UNSIGNED NOT NULL DEFAULT 0, times_completed INT UNSIGNED NOT NULL DEFAULT 0, \
+           updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) \
+           ON UPDATE CURRENT_TIMESTAMP(6), KEY (updated_at));\
+         CREATE TABLE peers (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, peer_id BINARY(20) NOT NULL, \
+           ip VARBINARY(16) NOT NULL, port SMALLINT UNSIGNED NOT NULL, agent VARCHAR(64) NOT NULL, \
+           uploaded BIGINT UNSIGNED NOT NULL, downloaded BIGINT UNSIGNED NOT NULL, \
+           `left` BIGINT UNSIGNED NOT NULL, seeder BOOL NOT NULL, torrent_id BIGINT UNSIGNED NOT NULL, \
+           user_id BIGINT UNSIGNED NOT NULL, created_at TIMESTAMP(6) NULL, updated_at TIMESTAMP(6) NULL, \
+           active BOOL NOT NULL DEFAULT 1, connectable BOOL NOT NULL DEFAULT 0, \
+           UNIQUE KEY (user_id, torrent_id, peer_id));\
+         CREATE TABLE history (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, \
+           user_id BIGINT UNSIGNED NOT NULL, torrent_id BIGINT UNSIGNED NOT NULL, \
+           uploaded BIGINT UNSIGNED NOT NULL DEFAULT 0, actual_uploaded BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+           downloaded BIGINT UNSIGNED NOT NULL DEFAULT 0, actual_downloaded BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+           seedtime BIGINT UNSIGNED NOT NULL DEFAULT 0, seeder BOOL NOT NULL DEFAULT 0, \
+           active BOOL NOT NULL DEFAULT 0, completed_at TIMESTAMP NULL, created_at TIMESTAMP NULL, \
+           updated_at TIMESTAMP NULL, UNIQUE KEY (user_id, torrent_id));",
+    );
+    site.db.sql(views);
+    site.db.sql(&format!("DELIMITER //{triggers}"));
+    let (seeder_key, leecher_key) = (
+        "unit3dSeeder0123456789abcdefghij",
+        "unit3dLeecher123456789abcdefghij",
+    );
+    for (id, key) in [(1, seeder_key), (2, leecher_key)] {
+        site.db.sql(&format!(
+            "INSERT INTO users SET id = {id}, passkey = '{key}'"
+        ));
+    }
+    site.db.sql(&format!(
+        "INSERT INTO torrents SET id = 7, info_hash = UNHEX('{}'), free = 50",
+        hex(&hash(7))
+    ));
+    let t = site.tracker("");
+    let seeder = peer(&t, seeder_key, hash(7), 1);
+    let leecher = peer(&t, leecher_key, hash(7), 2);
+    assert!(served(&seeder.http("started", 0, 0, 0)));
+    assert!(served(&leecher.http("started", 0, 0, 1000)));
+    let unit3d = |q: &str| {
+        site.db
+            .sql(q)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    until("UNIT3D's peers and counters", || {
+        unit3d("SELECT COUNT(*) FROM peers") == "2"
+            && unit3d("SELECT seeders, leechers FROM torrents WHERE id = 7") == "1 1"
+    });
+    assert_eq!(
+        unit3d("SELECT user_id, port, seeder, HEX(ip) FROM peers ORDER BY user_id"),
+        "1 6001 1 7F000001 2 6002 0 7F000001"
+    );
+    // The leecher completes (half freeleech) and leaves.
+    assert!(served(&leecher.http("completed", 0, 1000, 0)));
+    assert!(served(&leecher.http("stopped", 0, 1000, 0)));
+    until("the snatch, the history and the peer gone", || {
+        unit3d("SELECT seeders, leechers, times_completed FROM torrents WHERE id = 7") == "1 0 1"
+            && unit3d("SELECT COUNT(*) FROM peers") == "1"
+            && unit3d(
+                "SELECT downloaded, actual_downloaded, active, completed_at IS NOT NULL \
+                 FROM history WHERE user_id = 2",
+            ) == "500 1000 0 1"
+    });
+    assert_eq!(unit3d("SELECT downloaded FROM users WHERE id = 2"), "500");
+    assert_eq!(
+        unit3d("SELECT seeder, active FROM history WHERE user_id = 1"),
+        "1 1"
+    );
+}
