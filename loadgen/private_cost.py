@@ -139,6 +139,10 @@ def run(mode, db, keys, work, args):
             wait_for("the fill's credits to be written", lambda: (
                 metric("ringtracker_database_flushes_total") >= done
                 and metric("ringtracker_ledger_pending_credits") == 0), seconds=600)
+            # And its write-back rows (a rewrite at start, then 2M peers):
+            # the steady phase measures its own rows only.
+            wait_for("the fill's write-back rows to be written", lambda: (
+                metric("ringtracker_database_write_back_waiting") == 0), seconds=1800)
         before = (metric("ringtracker_database_flushes_total"),
                   metric("ringtracker_database_flush_seconds_total"))
         out = subprocess.run([*base, "--mode", "open", "--rate", str(args.rate), "--server-pid",

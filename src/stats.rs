@@ -152,6 +152,9 @@ pub struct DatabaseStats {
     pub write_back_refused: AtomicU64,
     /// Times the write-back rows waiting outgrew their bound.
     pub write_back_overflows: AtomicU64,
+    /// Write-back entries waiting (peers, history, counts), after the
+    /// last collect or write.
+    pub write_back_waiting: AtomicU64,
 }
 
 /// Sum of every worker's counters.

@@ -294,6 +294,12 @@ fn database(out: &mut String, state: &MetricsState, d: &crate::stats::DatabaseSt
     );
     gauge(
         out,
+        "database_write_back_waiting",
+        "Write-back entries (peer rows, history, counts) waiting for the database.",
+        count_of(&d.write_back_waiting),
+    );
+    gauge(
+        out,
         "database_set_aside_batches",
         "Credit batches refused by the database and kept aside now.",
         get(&d.refused_batches) as f64,

@@ -138,6 +138,9 @@ impl WriteBack {
         // the ledger; the bound is on what piles up beyond them while the
         // database is away (rows of peers that left).
         let live = tracker.ledger().sessions();
+        stats
+            .write_back_waiting
+            .store(self.waiting() as u64, Ordering::Relaxed);
         if self.waiting() > self.bound.saturating_add(live.saturating_mul(3)) {
             // Too much to keep: forget it all and rewrite from the live
             // sessions once the database takes writes again.
@@ -269,6 +272,9 @@ impl WriteBack {
             }
             self.committed();
         }
+        stats
+            .write_back_waiting
+            .store(self.waiting() as u64, Ordering::Relaxed);
         Ok(())
     }
 
