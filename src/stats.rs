@@ -148,7 +148,7 @@ pub struct DatabaseStats {
     pub bad_rows: AtomicU64,
     /// Write-back rows sent (rt_peers upserts and deletes, history, counts).
     pub write_back_rows: AtomicU64,
-    /// Write-backs the database refused (dropped; the next one rewrites).
+    /// Write-back transactions whose rows the database refused (dropped).
     pub write_back_refused: AtomicU64,
     /// Times the write-back rows waiting outgrew their bound.
     pub write_back_overflows: AtomicU64,

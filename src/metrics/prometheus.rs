@@ -358,12 +358,12 @@ fn database(out: &mut String, state: &MetricsState, d: &crate::stats::DatabaseSt
         ),
         (
             "database_write_back_refused_total",
-            "Write-backs the database refused (dropped; the next one rewrites this node's rows).",
+            "Write-back transactions whose rows the database refused (those rows dropped; later ones go on).",
             count(&d.write_back_refused),
         ),
         (
             "database_write_back_overflows_total",
-            "Times the write-back rows waiting outgrew private.max_pending_credits (dropped; rewritten from the live sessions).",
+            "Times the write-back rows waiting outgrew three per live session plus private.max_pending_credits (dropped; rewritten from the live sessions).",
             count(&d.write_back_overflows),
         ),
     ];

@@ -392,7 +392,12 @@ fn apply(
         if extra.history
             && let Some((query, params)) = rows_sql::completed_before(chunk)
         {
-            let done: Vec<(u64, u64)> = tx.exec(query, params)?;
+            // Read as values: a row of a site's view that does not decode
+            // counts as not completed before, never as a panic.
+            let rows: Vec<mysql::Row> = tx.exec(query, params)?;
+            let done: Vec<(u64, u64)> = (rows.into_iter())
+                .filter_map(|r| mysql::from_row_opt(r).ok())
+                .collect();
             if let Some((statement, params)) = rows_sql::add_first_completions(chunk, &done) {
                 tx.exec_drop(statement, params)?;
             }

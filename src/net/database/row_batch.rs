@@ -10,7 +10,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Transaction, TxOpts};
 
 use super::rows_sql;
-use crate::protocol::{InfoHash, PeerId};
+use crate::protocol::InfoHash;
 use crate::tracker::ledger::{HistoryRow, PeerRow, PeerRowKey};
 
 /// Entries (peer rows, deletes, history rows, counts) one transaction
@@ -61,24 +61,29 @@ impl RowBatch {
 
 /// Before a rewrite: take back what a chunk of this node's `rt_peers` rows
 /// said (its users' `active`/`seeding`, its torrents' counts) and delete
-/// them, in one bounded transaction. False once none is left.
+/// the node's rows of those users × torrents, in one bounded transaction.
+/// False once none is left. Rows are read as values: a row whose ids do
+/// not decode (a site's altered column) is deleted without being read,
+/// so it cannot hold the clear in a loop.
 pub fn clear_chunk(conn: &mut Conn, node: &str) -> Result<bool, mysql::Error> {
-    let keys: Vec<(u64, u64, Vec<u8>)> =
+    let rows: Vec<mysql::Row> =
         conn.exec(rows_sql::NODE_ROWS, (node, CLEARED_PER_TRANSACTION as u64))?;
-    if keys.is_empty() {
+    if rows.is_empty() {
         return Ok(false);
     }
-    let keys: Vec<PeerRowKey> = keys
+    let pairs: Vec<(u64, u64)> = rows
         .into_iter()
-        .map(|(torrent_id, user_id, peer_id)| PeerRowKey {
-            torrent_id,
-            user_id,
-            peer_id: PeerId(<[u8; 20]>::try_from(peer_id.as_slice()).unwrap_or([0; 20])),
-        })
+        .filter_map(|r| mysql::from_row_opt::<(u64, u64)>(r).ok())
         .collect();
     let mut tx = conn.start_transaction(TxOpts::default())?;
-    for chunk in keys.chunks(rows_sql::ROWS_PER_STATEMENT) {
-        for (sql, params) in rows_sql::forget_node_rows(chunk, node) {
+    if pairs.is_empty() {
+        tx.exec_drop(
+            rows_sql::FORGET_UNREADABLE_NODE_ROWS,
+            (node, CLEARED_PER_TRANSACTION as u64),
+        )?;
+    }
+    for chunk in pairs.chunks(rows_sql::ROWS_PER_STATEMENT) {
+        for (sql, params) in rows_sql::forget_node_pairs(chunk, node) {
             tx.exec_drop(sql, params)?;
         }
     }

@@ -27,34 +27,38 @@ pub const PROBES: [&str; 6] = [
      ON DUPLICATE KEY UPDATE times_completed = times_completed",
 ];
 
-/// A chunk of this node's `rt_peers` keys, for a rewrite to clear (the
-/// node index).
-pub const NODE_ROWS: &str =
-    "SELECT torrent_id, user_id, peer_id FROM rt_peers WHERE node = ? LIMIT ?";
+/// A chunk of this node's `rt_peers` users × torrents, for a rewrite to
+/// clear (the node index).
+pub const NODE_ROWS: &str = "SELECT user_id, torrent_id FROM rt_peers WHERE node = ? LIMIT ?";
+
+/// A chunk of this node's rows none of whose ids decode: deleted unread.
+pub const FORGET_UNREADABLE_NODE_ROWS: &str = "DELETE FROM rt_peers WHERE node = ? LIMIT ?";
 
 /// A rewrite (at start, or after the rows waiting outgrew their bound)
-/// first takes back what these rows of this node said — their users'
-/// `active` and `seeding`, their torrents' counts (the rewrite says them
-/// again for those still live) — and deletes them.
-pub fn forget_node_rows(keys: &[PeerRowKey], node: &str) -> Vec<(String, Vec<Value>)> {
-    if keys.is_empty() {
-        return Vec::new();
-    }
-    let mut pairs: Vec<(u64, u64)> = keys.iter().map(|k| (k.user_id, k.torrent_id)).collect();
+/// first takes back what this node's rows of these users × torrents said —
+/// the users' `active` and `seeding`, the torrents' counts (the rewrite
+/// says them again for those still live) — and deletes those rows.
+pub fn forget_node_pairs(pairs: &[(u64, u64)], node: &str) -> Vec<(String, Vec<Value>)> {
+    let mut pairs = pairs.to_vec();
     pairs.sort_unstable();
     pairs.dedup();
-    let mut torrents: Vec<u64> = keys.iter().map(|k| k.torrent_id).collect();
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let mut torrents: Vec<u64> = pairs.iter().map(|&(_, t)| t).collect();
     torrents.sort_unstable();
     torrents.dedup();
-    let active = (
-        format!(
-            "UPDATE rt_credits SET active = 0, seeding = 0 WHERE (user_id, torrent_id) IN ({})",
-            tuples("(?,?)", pairs.len())
-        ),
+    let pair_values = || {
         pairs
             .iter()
             .flat_map(|&(u, t)| [Value::from(u), Value::from(t)])
-            .collect(),
+    };
+    let in_pairs = tuples("(?,?)", pairs.len());
+    let active = (
+        format!(
+            "UPDATE rt_credits SET active = 0, seeding = 0 WHERE (user_id, torrent_id) IN ({in_pairs})"
+        ),
+        pair_values().collect(),
     );
     let counts = (
         format!(
@@ -63,9 +67,13 @@ pub fn forget_node_rows(keys: &[PeerRowKey], node: &str) -> Vec<(String, Vec<Val
         ),
         torrents.iter().map(|&t| Value::from(t)).collect(),
     );
-    let mut out = vec![active, counts];
-    out.extend(delete_peers(keys, node));
-    out
+    let delete = (
+        format!("DELETE FROM rt_peers WHERE node = ? AND (user_id, torrent_id) IN ({in_pairs})"),
+        std::iter::once(Value::from(node))
+            .chain(pair_values())
+            .collect(),
+    );
+    vec![active, counts, delete]
 }
 
 /// An address as `rt_peers.ip` keeps it: 4 or 16 bytes.
@@ -310,24 +318,15 @@ mod tests {
 
     #[test]
     fn a_rewrite_clears_what_a_chunk_of_this_node_s_rows_said_then_deletes_them() {
-        assert!(forget_node_rows(&[], "n").is_empty());
-        let rows = [
-            row(1, IpAddr::V4([10, 0, 0, 1].into())),
-            row(1, v6_ip()),
-            row(2, v6_ip()),
-        ];
-        let keys: Vec<PeerRowKey> = rows.iter().map(|r| r.key).collect();
-        let out = forget_node_rows(&keys, "node-a");
+        assert!(forget_node_pairs(&[], "n").is_empty());
+        let out = forget_node_pairs(&[(2, 9), (1, 9), (2, 9)], "node-a");
         assert_eq!(out.len(), 3);
         assert!(out[0].0.ends_with("(user_id, torrent_id) IN ((?,?),(?,?))"));
         assert_eq!(out[0].1, [1u64, 9, 2, 9].map(Value::from).to_vec());
         assert!(out[1].0.ends_with("torrent_id IN (?)"));
         assert!(out[2].0.starts_with("DELETE FROM rt_peers WHERE node = ?"));
-        assert_eq!(out[2].1.len(), 1 + 3 * 3);
-    }
-
-    fn v6_ip() -> IpAddr {
-        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        assert_eq!(out[2].1.len(), 1 + 2 * 2);
+        assert_eq!(out[2].1[0], Value::from("node-a"));
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //! Until the tables exist (an older schema), nothing is written, credits
 //! flow, and one ERROR names the migration; a statement the server refuses
 //! for its data rolls back to the savepoint before the rows (the credits
-//! in the same transaction still commit), is counted, logged once, and
-//! the next write is a rewrite.
+//! in the same transaction still commit): that transaction's rows are
+//! dropped, counted and logged once, and the rest go on.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -138,9 +138,6 @@ impl WriteBack {
         // the ledger; the bound is on what piles up beyond them while the
         // database is away (rows of peers that left).
         let live = tracker.ledger().sessions();
-        stats
-            .write_back_waiting
-            .store(self.waiting() as u64, Ordering::Relaxed);
         if self.waiting() > self.bound.saturating_add(live.saturating_mul(3)) {
             // Too much to keep: forget it all and rewrite from the live
             // sessions once the database takes writes again.
@@ -155,6 +152,9 @@ impl WriteBack {
             self.clear();
             (self.need_all, self.rewrite) = (true, true);
         }
+        stats
+            .write_back_waiting
+            .store(self.waiting() as u64, Ordering::Relaxed);
     }
 
     /// Merge one `site_rows` into what waits (newest wins per key);
@@ -386,14 +386,16 @@ impl WriteBack {
                 // are tried again, not set aside.
                 tx.query_drop("ROLLBACK TO SAVEPOINT write_back")
                     .map_err(|r| mysql::Error::IoError(std::io::Error::other(r.to_string())))?;
+                // This transaction's rows are dropped, not retried: one
+                // row the server will never take (a site's trigger, say)
+                // must not hold back or re-send the others. A peer's next
+                // announce writes its row again.
                 stats.write_back_refused.fetch_add(1, Ordering::Relaxed);
                 if !std::mem::replace(&mut self.refusing, true) {
                     tracing::warn!(
-                        "database: write-back rows refused ({e}); dropped, the next write rewrites this node's rows"
+                        "database: write-back rows refused ({e}); those of this transaction dropped, later ones go on"
                     );
                 }
-                self.clear();
-                (self.need_all, self.rewrite) = (true, true);
                 Ok(())
             }
             Err(e) => {
@@ -428,5 +430,77 @@ impl WriteBack {
         if self.waiting() == 0 {
             self.overflowing = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::protocol::{Event, PeerId};
+    use crate::tracker::announce::AnnouncePolicy;
+    use crate::tracker::connection_id::ConnectionIdIssuer;
+    use crate::tracker::ledger::{Account, LedgerRules, Report, TransferLedger};
+    use crate::tracker::table::SwarmTable;
+
+    fn tracker() -> Tracker {
+        let ledger = TransferLedger::new(LedgerRules {
+            write_back: true,
+            ..LedgerRules::default()
+        });
+        Tracker::new(
+            AnnouncePolicy::default(),
+            SwarmTable::new(16, [1, 2]),
+            ConnectionIdIssuer::new([3; 16]),
+        )
+        .with_ledger(ledger)
+    }
+
+    fn session(t: &Tracker, peer: u8, event: Event) {
+        let report = Report {
+            passkey: b"abcdef0123456789",
+            info_hash: InfoHash([peer; 20]),
+            peer_id: PeerId([peer; 20]),
+            event,
+            uploaded: 0,
+            downloaded: 0,
+            left: 1,
+            account: Account {
+                user_id: 1,
+                torrent_id: u64::from(peer) + 1,
+                ..Account::UNIT
+            },
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 6881,
+            agent: b"",
+        };
+        t.ledger().record(&report, 10).unwrap();
+    }
+
+    #[test]
+    fn rows_of_peers_that_left_past_the_bound_are_dropped_for_a_rewrite() {
+        let (t, stats) = (tracker(), DatabaseStats::default());
+        let mut w = WriteBack::new(true, 10);
+        w.schema = Schema::Ready;
+        // Live sessions' rows never count against the bound.
+        for peer in 0..20 {
+            session(&t, peer, Event::Started);
+        }
+        w.collect(&t, &stats);
+        assert_eq!(w.peers.len(), 20);
+        assert_eq!(stats.write_back_waiting.load(Ordering::Relaxed), 60);
+        assert_eq!(stats.write_back_overflows.load(Ordering::Relaxed), 0);
+        w.need_all = false;
+        // While the database is away, the peers leave: 20 deletes and 20
+        // histories wait beyond the live sessions' (none) and the bound.
+        for peer in 0..20 {
+            session(&t, peer, Event::Stopped);
+        }
+        w.collect(&t, &stats);
+        assert_eq!(stats.write_back_overflows.load(Ordering::Relaxed), 1);
+        assert_eq!(w.waiting(), 0);
+        assert!(w.need_all && w.rewrite, "rewritten from the live sessions");
+        assert_eq!(stats.write_back_waiting.load(Ordering::Relaxed), 0);
     }
 }
