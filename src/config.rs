@@ -16,6 +16,9 @@ use crate::tracker::access::{
 };
 use crate::tracker::peer_set::MAX_PEER_TIMEOUT;
 
+mod admin;
+pub use admin::{AdminConfig, AdminToken, MIN_ADMIN_TOKEN};
+
 /// The whole configuration: one section per TOML table (`--print-config`
 /// shows every key with its default and a comment).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -45,6 +48,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[cluster]`: cluster mode over Redis.
     pub cluster: ClusterConfig,
+    /// `[admin]`: the management API.
+    pub admin: AdminConfig,
 }
 
 /// `[cluster]`: several nodes serving one set of swarms through Redis.
@@ -432,6 +437,7 @@ impl Default for Config {
             process: ProcessConfig::default(),
             tls: TlsConfig::default(),
             cluster: ClusterConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -714,6 +720,7 @@ impl Config {
         }
         self.check_private()?;
         self.check_cluster()?;
+        self.admin.check()?;
         if !self.tls.listen.is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none()) {
             return Err(invalid(
                 "tls.listen",
@@ -1226,6 +1233,18 @@ flush_interval_ms = {flush_interval_ms}
 # Seconds: a peer that announces unchanged is re-published at most once
 # per this, so other nodes keep it alive (at most peer_timeout - interval).
 refresh_interval = {refresh_interval}
+
+[admin]
+# The management API (docs/API.md): JSON over HTTP/1.1 for a site's hooks
+# and an operator's scripts. Users, torrents, freeleech and the allow or
+# deny list change at once, without a sync or SIGHUP; reads show a
+# torrent's peers and the busiest torrents. Off unless listen is set;
+# keep it on loopback or a private network.
+# listen = "127.0.0.1:9001"
+# A file holding the bearer token (at least 32 bytes; trailing newline
+# ignored; mode 600: a file others may read is refused). Every request
+# carries `Authorization: Bearer <token>`. Read at start.
+# token_file = "/etc/ringtracker/admin.token"
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,

@@ -29,6 +29,7 @@
     clippy::implicit_clone
 )]
 
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod cluster;

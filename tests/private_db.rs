@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::admin;
 use common::mariadb::MariaDb;
 use common::tracker::{Started, http_get, metrics_addr, signal, start_with_config, wait_for_line};
 use common::{Client, fresh_dir};
@@ -1129,4 +1130,155 @@ fn a_unit3d_site_s_peers_torrents_and_history_fill_through_the_documented_trigge
         unit3d("SELECT seeder, active FROM history WHERE user_id = 1"),
         "1 1"
     );
+}
+
+/// `[private]` on the site's database with `sync_interval = 600` (only the
+/// API or a SIGHUP changes what is served during a test), and `[admin]`.
+fn api_config(site: &Site) -> PathBuf {
+    let path = site.dir.join("tracker.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[private]\nenabled = true\ndatabase = \"{}\"\nsync_interval = 600\n\
+             flush_interval = 1\nnode = \"test-node\"\nledger = \"{}\"\n{}",
+            site.db.url(),
+            site.dir.join("credits.journal").display(),
+            admin::section(&site.dir),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A full read of the site's tables (SIGHUP), waited for.
+fn read_again(t: &mut Started) {
+    signal(&t.child, "-HUP");
+    wait_for_line(&mut t.stderr, "torrents served");
+}
+
+#[test]
+fn the_management_api_changes_users_torrents_and_freeleech_at_once() {
+    let site = Site::start("admin-db");
+    site.user(1, SEEDER_KEY, "");
+    site.user(2, LEECHER_KEY, "");
+    site.torrent(10, hash(1), "");
+    let mut t = start_with_config(&api_config(&site), &["--http", "127.0.0.1:0"], None);
+    let api = admin::addr(&t);
+    let new = hash(2);
+    // The peers (re-made after each read: a read borrows the log).
+    let seeder = |t: &Started, event: &str| peer(t, SEEDER_KEY, new, 1).http(event, 0, 0, 0);
+    let on_new =
+        |t: &Started, event: &str, down| peer(t, LEECHER_KEY, new, 2).http(event, 0, down, 100);
+    let on_old =
+        |t: &Started, event: &str, down| peer(t, LEECHER_KEY, hash(1), 3).http(event, 0, down, 100);
+    let user1 =
+        |t: &Started, event: &str, down| peer(t, SEEDER_KEY, hash(1), 4).http(event, 0, down, 100);
+    assert!(
+        !served(&seeder(&t, "started")),
+        "torrent 20 is not registered"
+    );
+    let body = format!(r#"{{"info_hash": "{}"}}"#, hex(&new));
+    assert_eq!(admin::call(api, "PUT", "/api/torrents/20", &body).0, 200);
+    assert!(served(&seeder(&t, "started")), "served without a sync");
+
+    // A token frees user 2's download on torrent 20 only; the site's
+    // table frees all of user 1's (personal freeleech).
+    assert!(served(&on_new(&t, "started", 0)));
+    assert!(served(&on_old(&t, "started", 0)));
+    assert!(served(&user1(&t, "started", 0)));
+    let (status, body) = admin::call(
+        api,
+        "PUT",
+        "/api/freeleech-tokens/2/20",
+        r#"{"until": null}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin::call(
+        api,
+        "PUT",
+        "/api/freeleech-tokens/2/999",
+        r#"{"until": null}"#,
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = admin::call(api, "PUT", "/api/freeleech-tokens/2/10", r#"{"until": 5}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("until:"),
+        "{body}"
+    );
+    site.db
+        .sql("INSERT INTO rt_freeleech_tokens (user_id, torrent_id) VALUES (1, 0)");
+    read_again(&mut t);
+    assert!(
+        served(&seeder(&t, "")),
+        "the API's torrent outlives a full read"
+    );
+    on_new(&t, "", 1000);
+    on_old(&t, "", 500);
+    user1(&t, "", 700);
+    until("credits of the three sessions", || {
+        site.credits(2, 20)[3] == 1000
+            && site.credits(2, 10)[3] == 500
+            && site.credits(1, 10)[3] == 700
+    });
+    assert_eq!(
+        site.credits(2, 20)[1],
+        0,
+        "the token zeroes the credited download"
+    );
+    assert_eq!(site.credits(2, 10)[1], 500, "on that torrent only");
+    assert_eq!(
+        site.credits(1, 10)[1],
+        0,
+        "personal freeleech from rt_freeleech_tokens"
+    );
+
+    let (status, body) = admin::call(api, "GET", &format!("/api/torrents/{}", hex(&new)), "");
+    assert_eq!(
+        (status, body["id"].as_u64(), body["seeders"].as_u64()),
+        (200, Some(20), Some(1))
+    );
+    let mut users: Vec<u64> = (body["peers"].as_array().unwrap().iter())
+        .map(|p| p["user_id"].as_u64().unwrap())
+        .collect();
+    users.sort_unstable();
+    assert_eq!(users, [1, 2], "{body}");
+    let (status, body) = admin::call(api, "GET", "/api/users/2", "");
+    assert_eq!(
+        (status, body["peers"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{body}"
+    );
+
+    // A ban: refused on the next announce, its peers gone from the swarms;
+    // the site's older row does not bring it back at a full read, a newer
+    // one does.
+    let (status, body) = admin::call(api, "DELETE", "/api/users/2", "");
+    assert_eq!(
+        (status, body["peers_removed"].as_u64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    assert!(on_new(&t, "", 1000).contains("failure reason"));
+    let (_, body) = admin::call(api, "GET", &format!("/api/torrents/{}", hex(&new)), "");
+    assert_eq!(body["peers"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(admin::call(api, "DELETE", "/api/users/2", "").0, 404);
+    read_again(&mut t);
+    assert!(!served(&on_new(&t, "", 1000)), "the API's change is newer");
+    site.db
+        .sql("UPDATE rt_users SET download_factor = 1.5 WHERE id = 2");
+    read_again(&mut t);
+    assert!(
+        served(&on_new(&t, "started", 1000)),
+        "the site's newer row wins"
+    );
+
+    let (status, body) = admin::call(api, "DELETE", "/api/torrents/20", "");
+    assert_eq!(
+        (status, body["peers_removed"].as_u64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    assert!(!served(&seeder(&t, "")), "refused on the next announce");
+    assert_eq!(admin::call(api, "DELETE", "/api/torrents/20", "").0, 404);
 }

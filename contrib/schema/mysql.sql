@@ -98,6 +98,18 @@ CREATE TABLE IF NOT EXISTS rt_torrent_stats (
         ON UPDATE CURRENT_TIMESTAMP(6)
 ) ENGINE = InnoDB;
 
+-- Freeleech the site grants: a user's download on one torrent
+-- (torrent_id 0: on every torrent, personal freeleech) is credited x 0
+-- until `until` (unix seconds; NULL: for good). Read whole every
+-- sync_interval; rows past their time are ignored. The management API
+-- grants at once besides (docs/API.md).
+CREATE TABLE IF NOT EXISTS rt_freeleech_tokens (
+    user_id BIGINT UNSIGNED NOT NULL,
+    torrent_id BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    until BIGINT UNSIGNED NULL DEFAULT NULL,
+    PRIMARY KEY (user_id, torrent_id)
+) ENGINE = InnoDB;
+
 -- The exactly-once record: a batch is applied in the transaction that
 -- inserts its row here, so a batch sent again (its commit's outcome was
 -- unknown, or the tracker restarted) finds its row and changes nothing.

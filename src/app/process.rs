@@ -12,8 +12,9 @@ use super::reload::{Reloader, Reloads};
 use super::restore::{read_snapshot, restore};
 use super::schedule::{self, MainTimer};
 use super::start::start_with;
+use crate::admin::AdminApi;
 use crate::clock::unix_now;
-use crate::config::Config;
+use crate::config::{AdminToken, Config};
 use crate::metrics::MetricsState;
 use crate::net::privileges::Dropped;
 use crate::net::{self, Server, signals};
@@ -53,6 +54,8 @@ struct Process {
     /// Private mode on a journal file: where the credits go.
     journal: Option<PasskeyJournal>,
     snapshotter: Option<Snapshotter>,
+    /// The management API's token (`[admin]`), read before the start.
+    admin_token: Option<AdminToken>,
 }
 
 impl Process {
@@ -62,6 +65,7 @@ impl Process {
     fn start(config: Config, discard_bad_snapshot: bool) -> Result<Process, String> {
         let snapshot = read_snapshot(&config, discard_bad_snapshot)?;
         let files = OperatorFiles::read(&config).map_err(|e| e.to_string())?;
+        let admin_token = config.admin.token().map_err(|e| e.to_string())?;
         signals::block_termination_signals();
         let server = start_with(&config, files, |tracker| {
             if let (Some(s), Some(path)) = (&snapshot, &config.storage.snapshot) {
@@ -100,6 +104,7 @@ impl Process {
             metrics: Arc::new(metrics),
             journal,
             snapshotter,
+            admin_token,
         };
         if let Err(e) = process.open_doors() {
             process.server.shutdown();
@@ -121,6 +126,12 @@ impl Process {
                     )
                 })?;
             tracing::info!("metrics on http://{addr}/ (/metrics, /health)");
+        }
+        if let (Some(listen), Some(token)) = (config.admin.listen, &self.admin_token) {
+            let api = AdminApi::new(Arc::clone(self.server.tracker()), token.clone());
+            let addr = net::admin::spawn(listen, api, self.server.started())
+                .map_err(|e| format!("cannot bind admin {listen}: {e} (set [admin] listen)"))?;
+            tracing::info!("management API on http://{addr}/api/");
         }
         if let Some(user) = &config.process.user {
             match net::privileges::drop_to(user).map_err(|e| e.to_string())? {

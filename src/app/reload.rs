@@ -26,14 +26,20 @@ impl Reloader {
     }
 
     /// Read the lists again and put the new rules in force (keeping the
-    /// site directory); returns how many info hashes the list holds. In
+    /// site directory and the API's changes); returns how many info hashes the list holds. In
     /// database mode the database thread reads every row again too.
     fn reload_access(&self, config: &Config) -> Result<usize, ConfigError> {
         if let Some(database) = &self.database {
             database.request();
         }
-        let site = self.tracker.access().site().cloned();
-        let rules = config.access_rules()?.with_site(site);
+        let old = self.tracker.access();
+        let fresh = config.access_rules()?.with_site(old.site().cloned());
+        let (rules, gone) = fresh.carry_api_changes(&old);
+        if gone > 0 {
+            tracing::info!(
+                "reload: {gone} management API changes to the lists dropped, their files now say otherwise"
+            );
+        }
         let n = rules.len();
         self.tracker.set_access(rules);
         Ok(n)

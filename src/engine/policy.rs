@@ -71,7 +71,13 @@ pub fn announce(
         return Err(Denied::RateLimited);
     }
     let account = rules
-        .admit(who.passkey, &params.info_hash, params.left, params.event)
+        .admit(
+            who.passkey,
+            &params.info_hash,
+            params.left,
+            params.event,
+            tracker.ledger().unix_at(now),
+        )
         .map_err(Denied::Refused)?;
     debug_assert_eq!(params.ip, peer_ip(tracker, who));
     check_access(rules, params).map_err(Denied::Refused)?;

@@ -10,6 +10,7 @@
 //! `Tracker` (and so one swarm table); there is no channel between
 //! receiving a packet and answering it.
 
+pub mod admin;
 pub mod background;
 pub mod buf_ring;
 pub mod cluster;
@@ -21,6 +22,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod mmsg;
 pub mod msg;
+pub mod operator_listener;
 pub mod privileges;
 pub mod ring;
 pub mod signals;
@@ -218,6 +220,11 @@ impl Server {
     /// The tracker the workers serve.
     pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker
+    }
+
+    /// Tracker time zero.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Tracker time (seconds since start), as the workers see it.

@@ -14,6 +14,9 @@
 //!   7 pending  transfer
 //!   8 batch    id u64 | n u32 | n x transfer
 //!   9 session  session (its time: age in seconds)
+//!   10 freeleech user_id u64 | torrent_id u64 (0: every torrent)
+//!              | until u64 (unix s; u64::MAX: no end) — database mode:
+//!              the grants the management API made
 //!   255 end    torrents u64 | peers u64
 //! trailer  length of everything before u64 | CRC-32 of it u32
 //! ```
@@ -47,6 +50,7 @@ use crate::tracker::Tracker;
 use crate::tracker::ledger::{Batch, LedgerState, Passkey, SessionState, Totals, Transfer};
 use crate::tracker::peer_set::Origin;
 use crate::tracker::peer_set::{V4, V6};
+use crate::tracker::site::Grant;
 use crate::tracker::swarm::PeerUpdate;
 use crate::tracker::table::{Download, PeerAddr, PeerChange};
 
@@ -64,6 +68,7 @@ const TAG_NEXT_BATCH: u8 = 6;
 const TAG_PENDING: u8 = 7;
 const TAG_BATCH: u8 = 8;
 const TAG_SESSION: u8 = 9;
+const TAG_FREELEECH: u8 = 10;
 const TAG_END: u8 = 255;
 
 /// A peer entry's role byte: bit 0 seeder, bit 1 learned from another
@@ -268,8 +273,17 @@ pub fn encode<W: Write>(
 
     buf.clear();
     // On a site's database the credit journal holds the ledger instead.
-    if scope == Scope::Everything && tracker.rules().site().is_none() {
-        encode_ledger(&mut buf, &tracker.ledger().export(now));
+    match tracker.rules().site() {
+        _ if scope != Scope::Everything => {}
+        None => encode_ledger(&mut buf, &tracker.ledger().export(now)),
+        Some(site) => {
+            for g in site.freeleech().api_grants() {
+                buf.push(TAG_FREELEECH);
+                for v in [g.user_id, g.torrent_id, g.until] {
+                    buf.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
     }
     buf.push(TAG_END);
     buf.extend_from_slice(&stats.torrents.to_le_bytes());
@@ -425,6 +439,7 @@ enum Record<'a> {
     Session(SessionState),
     Batch(Batch),
     NextBatch(u64),
+    Freeleech(Grant),
 }
 
 /// Largest snapshot file read.
@@ -563,6 +578,11 @@ impl Snapshot {
                     visit(Record::Batch(Batch { id, transfers }));
                 }
                 TAG_NEXT_BATCH => visit(Record::NextBatch(r.u64()?)),
+                TAG_FREELEECH => visit(Record::Freeleech(Grant {
+                    user_id: r.u64()?,
+                    torrent_id: r.u64()?,
+                    until: r.u64()?,
+                })),
                 TAG_SESSION => visit(Record::Session(r.session()?)),
                 TAG_BYTES_SESSION => {
                     let passkey = r.key()?;
@@ -687,6 +707,12 @@ impl Snapshot {
             Record::Session(s) => tracker.ledger().import_session(s, now),
             Record::Batch(b) => tracker.ledger().import_batches(vec![b], 0),
             Record::NextBatch(next) => tracker.ledger().import_batches(Vec::new(), next),
+            Record::Freeleech(g) => {
+                if let Some(site) = tracker.rules().site() {
+                    // Past the bound: the rest are the table's or lost.
+                    let _ = site.freeleech().grant(g);
+                }
+            }
         });
         debug_assert!(walked.is_ok(), "checked at read");
         stats.micros = started.elapsed().as_micros() as u64;
@@ -868,6 +894,57 @@ mod tests {
         assert!(!sibling(&path, "tmp").exists());
         write(&a, &path, 1001, 1_700_000_001, None).unwrap();
         assert!(Snapshot::read(&sibling(&path, "prev")).unwrap().is_some());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn database_mode_keeps_the_api_s_freeleech_grants_and_not_the_table_s() {
+        use crate::tracker::access::AccessRules;
+        use crate::tracker::site::{Grant, NO_END, SiteDirectory};
+        let d = dir("freeleech");
+        let path = d.join("swarms.snap");
+        let with_site = |seed| {
+            let t = tracker(seed);
+            let site = Some(std::sync::Arc::new(SiteDirectory::default()));
+            t.set_access(AccessRules::default().with_site(site));
+            t
+        };
+        let a = with_site(1);
+        let rules = a.access();
+        let f = rules.site().unwrap().freeleech();
+        let token = Grant {
+            user_id: 3,
+            torrent_id: 9,
+            until: 1_800_000_000,
+        };
+        let personal = Grant {
+            user_id: 4,
+            torrent_id: 0,
+            until: NO_END,
+        };
+        f.grant(token).unwrap();
+        f.grant(personal).unwrap();
+        f.apply_rows(
+            &[Grant {
+                user_id: 5,
+                torrent_id: 9,
+                until: NO_END,
+            }],
+            true,
+        );
+        write(&a, &path, 10, 1_700_000_000, None).unwrap();
+        let b = with_site(2);
+        Snapshot::read(&path)
+            .unwrap()
+            .unwrap()
+            .restore(&b, 0, 1_700_000_001);
+        let rules = b.access();
+        let f = rules.site().unwrap().freeleech();
+        assert!(f.free(3, 9, 1_700_000_001) && f.free(4, 1, 1_700_000_001));
+        assert!(
+            !f.free(5, 9, 0),
+            "the table's rows come back from the table"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use hashbrown::DefaultHashBuilder;
 use serde::Deserialize;
 
-use super::ledger::Account;
+use super::ledger::{Account, Passkey};
+use super::list_overlay::ListOverlay;
 use super::refusal::Refusal;
 use super::site::SiteDirectory;
 use crate::protocol::{Event, InfoHash, PeerId};
@@ -55,6 +56,21 @@ pub struct AccessRules {
     /// Private mode on a site's database: its users and torrents (kept
     /// across reloads of the files; the database thread updates it).
     site: Option<Arc<SiteDirectory>>,
+    /// The management API's changes to the list files (kept across
+    /// reloads: `carry_api_changes`).
+    api: Arc<ApiChanges>,
+}
+
+/// What the management API changed in the list files, over them.
+#[derive(Debug, Default)]
+pub struct ApiChanges {
+    /// Info hashes put on or taken off `access.list`.
+    pub hashes: ListOverlay<[u8; 20]>,
+    /// Passkeys put in or taken out of `private.passkeys`.
+    pub passkeys: ListOverlay<Passkey>,
+    /// Passkey-file mode: the passkey the API gave each user id (a file
+    /// has no ids), so `DELETE /api/users/{id}` knows which to take out.
+    pub user_keys: std::sync::Mutex<hashbrown::HashMap<u64, Passkey>>,
 }
 
 /// Clients (by peer_id prefix, e.g. `-TR`, `-qB`) that are served.
@@ -117,6 +133,49 @@ impl AccessRules {
         self.site.as_ref()
     }
 
+    /// The management API's changes to the lists.
+    pub fn api_changes(&self) -> &Arc<ApiChanges> {
+        &self.api
+    }
+
+    /// Whether private mode reads a passkey file (not a database).
+    pub fn passkey_file(&self) -> bool {
+        self.site.is_none() && self.passkeys.is_some()
+    }
+
+    /// These rules, freshly read from the files, with the API's changes of
+    /// `old`: each change stays in force until the file changes its mind
+    /// about that entry (its membership differs between the two reads), and
+    /// every list change goes when `access.mode` changed. Returns the rules
+    /// and how many changes went.
+    pub fn carry_api_changes(mut self, old: &AccessRules) -> (Self, usize) {
+        self.api = old.api.clone();
+        let mode_changed = self.mode != old.mode;
+        let mut gone = self.api.hashes.prune(|h| {
+            let h = InfoHash(*h);
+            mode_changed || old.hashes.contains(&h) != self.hashes.contains(&h)
+        });
+        let in_file = |keys: &Option<HashSet<Vec<u8>, DefaultHashBuilder>>, k: &Passkey| {
+            keys.as_ref()
+                .is_some_and(|keys| keys.contains(k.as_slice()))
+        };
+        gone += self
+            .api
+            .passkeys
+            .prune(|k| in_file(&old.passkeys, k) != in_file(&self.passkeys, k));
+        (self, gone)
+    }
+
+    /// Whether `info_hash` is on the list: the API's word, else the file's.
+    fn listed(&self, info_hash: &InfoHash) -> bool {
+        (self.api.hashes.listed(&info_hash.0)).unwrap_or_else(|| self.hashes.contains(info_hash))
+    }
+
+    /// Passkey-file mode: whether `passkey` is served.
+    fn key_listed(&self, keys: &HashSet<Vec<u8>, DefaultHashBuilder>, passkey: &[u8]) -> bool {
+        (self.api.passkeys.listed(passkey)).unwrap_or_else(|| keys.contains(passkey))
+    }
+
     /// Private mode: every announce needs a passkey.
     pub fn private(&self) -> bool {
         self.passkeys.is_some() || self.site.is_some()
@@ -129,24 +188,26 @@ impl AccessRules {
         match (&self.site, &self.passkeys) {
             (Some(site), _) => passkey.is_some_and(|k| site.user(k).is_some()),
             (None, None) => true,
-            (None, Some(keys)) => passkey.is_some_and(|k| keys.contains(k)),
+            (None, Some(keys)) => passkey.is_some_and(|k| self.key_listed(keys, k)),
         }
     }
 
-    /// Private mode's admission of an announce by `passkey`: who it
-    /// credits (None when private mode is off), or why it is refused.
+    /// Private mode's admission of an announce by `passkey` at unix second
+    /// `unix`: who it credits (None when private mode is off), or why it is
+    /// refused.
     pub fn admit(
         &self,
         passkey: Option<&[u8]>,
         info_hash: &InfoHash,
         left: u64,
         event: Event,
+        unix: u64,
     ) -> Result<Option<Account>, Refusal> {
         match (&self.site, &self.passkeys) {
-            (Some(site), _) => site.admit(passkey, info_hash, left, event).map(Some),
+            (Some(site), _) => site.admit(passkey, info_hash, left, event, unix).map(Some),
             (None, None) => Ok(None),
             (None, Some(keys)) => match passkey {
-                Some(k) if keys.contains(k) => Ok(Some(Account::UNIT)),
+                Some(k) if self.key_listed(keys, k) => Ok(Some(Account::UNIT)),
                 _ => Err(Refusal::UnknownPasskey),
             },
         }
@@ -171,8 +232,8 @@ impl AccessRules {
     pub fn permits(&self, info_hash: &InfoHash) -> bool {
         match self.mode {
             AccessMode::Off => true,
-            AccessMode::Allow => self.hashes.contains(info_hash),
-            AccessMode::Deny => !self.hashes.contains(info_hash),
+            AccessMode::Allow => self.listed(info_hash),
+            AccessMode::Deny => !self.listed(info_hash),
         }
     }
 

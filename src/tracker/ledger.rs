@@ -40,6 +40,7 @@
 //! snapshot's) and nothing sealed before it is lost (the exporter skips
 //! batches the journal already has, by number).
 
+mod live_sessions;
 mod site_rows;
 
 use std::collections::HashSet;
@@ -52,6 +53,7 @@ use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::refusal::Refusal;
 use crate::protocol::{Event, InfoHash, PeerId};
+pub use live_sessions::{LiveSession, MAX_LISTED, PendingBytes};
 use site_rows::GoneRow;
 pub use site_rows::{
     Agent, AgentId, Agents, HistoryRow, MAX_AGENTS, PeerDetail, PeerRow, PeerRowKey, SiteRows,
@@ -472,6 +474,11 @@ impl TransferLedger {
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The unix second tracker second `now` stands for.
+    pub fn unix_at(&self, now: u32) -> u64 {
+        self.rules.unix_start.saturating_add(u64::from(now))
+    }
+
     /// Credit one announce at tracker time `now`, before the swarm sees
     /// it: a new session beyond the peer cap is refused (and changes
     /// nothing). A passkey that is not 16–64 bytes never passed the
@@ -526,11 +533,9 @@ impl TransferLedger {
         Ok(())
     }
 
-    /// What the session's row will say after `r` (write-back only).
+    /// What the session's row says after `r` (write-back writes it; the
+    /// management API shows where its peer is listed).
     fn detail(&self, r: &Report<'_>, last: Option<Session>, now: u32) -> PeerDetail {
-        if !self.rules.write_back {
-            return PeerDetail::UNKNOWN;
-        }
         let since = match last {
             Some(l) if l.detail.known() => l.detail.since,
             _ => now,
@@ -540,7 +545,12 @@ impl TransferLedger {
             torrent_id: r.account.torrent_id,
             ip: r.ip,
             port: r.port,
-            agent: self.agents.intern(r.agent),
+            // Only write-back shows agents: without it none is interned.
+            agent: if self.rules.write_back {
+                self.agents.intern(r.agent)
+            } else {
+                0
+            },
             left: r.left,
             since,
         }

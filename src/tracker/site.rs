@@ -10,14 +10,20 @@
 //! means "not served".
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::ledger::{Account, Passkey};
 use super::refusal::Refusal;
+use super::sharded_map::ShardedMap;
+
+mod api;
+mod freeleech;
 use crate::protocol::{Event, InfoHash};
+pub use api::ApiRefusal;
+pub use freeleech::{Freeleech, Grant, NO_END, RowsApplied};
 
 /// Factors above this are taken as this (a typo must not mint terabytes).
 pub const MAX_FACTOR: f64 = 100.0;
@@ -37,6 +43,9 @@ pub struct UserRow {
     pub download_factor: f64,
     /// Upload multiplier.
     pub upload_factor: f64,
+    /// When the row last changed, unix seconds (`updated_at`; 0: unknown,
+    /// older than any change the management API made).
+    pub updated: f64,
 }
 
 /// One row of `rt_torrents`.
@@ -52,6 +61,8 @@ pub struct TorrentRow {
     pub download_factor: f64,
     /// Upload multiplier (2: double upload).
     pub upload_factor: f64,
+    /// When the row last changed, as `UserRow::updated`.
+    pub updated: f64,
 }
 
 /// A served user, as the announce path needs it.
@@ -105,62 +116,6 @@ fn factor(f: f64) -> f64 {
     }
 }
 
-const SHARDS: usize = 64;
-
-struct Shards<K, V> {
-    maps: Box<[RwLock<HashMap<K, V, DefaultHashBuilder>>]>,
-}
-
-impl<K: std::hash::Hash + Eq + AsRef<[u8]>, V: Copy> Shards<K, V> {
-    fn new() -> Self {
-        Shards {
-            maps: (0..SHARDS).map(|_| RwLock::default()).collect(),
-        }
-    }
-
-    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<K, V, DefaultHashBuilder>> {
-        // Passkeys and info hashes are random enough: the last byte spreads.
-        let b = key.last().copied().unwrap_or(0);
-        &self.maps[usize::from(b) % SHARDS]
-    }
-
-    fn get(&self, key: &[u8]) -> Option<V>
-    where
-        K: std::borrow::Borrow<[u8]>,
-    {
-        // A poisoned lock still holds consistent maps (single inserts).
-        let map = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
-        map.get(key).copied()
-    }
-
-    fn insert(&self, key: K, value: V) {
-        let mut map = self
-            .shard(key.as_ref())
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        map.insert(key, value);
-    }
-
-    /// Remove `key` if its value is `owner`'s (another row may have taken
-    /// the key over in the same read).
-    fn remove_if(&self, key: &[u8], owner: impl Fn(&V) -> bool)
-    where
-        K: std::borrow::Borrow<[u8]>,
-    {
-        let mut map = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
-        if map.get(key).is_some_and(owner) {
-            map.remove(key);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.maps
-            .iter()
-            .map(|m| m.read().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
-    }
-}
-
 /// Which key each served row is under, so a row whose passkey or info hash
 /// changed leaves its old key, and a full re-read drops rows that are gone.
 /// Only the database thread touches it.
@@ -168,25 +123,46 @@ impl<K: std::hash::Hash + Eq + AsRef<[u8]>, V: Copy> Shards<K, V> {
 struct Keys {
     users: HashMap<u64, Passkey, DefaultHashBuilder>,
     torrents: HashMap<u64, [u8; 20], DefaultHashBuilder>,
+    /// When the management API last changed each member (unix seconds): a
+    /// row the site changed before that is not applied over it.
+    api: HashMap<Member, f64, DefaultHashBuilder>,
+}
+
+impl Keys {
+    /// Whether the API changed `member` after `updated` (the row is then
+    /// older than what is in force); a row as new forgets the API's change.
+    fn superseded(&mut self, member: Member, updated: f64) -> bool {
+        match self.api.get(&member) {
+            Some(&t) if updated < t => true,
+            Some(&t) if updated > t => {
+                self.api.remove(&member);
+                false
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The users and torrents a private site serves.
 pub struct SiteDirectory {
-    users: Shards<Passkey, User>,
-    torrents: Shards<[u8; 20], Torrent>,
+    users: ShardedMap<Passkey, User>,
+    torrents: ShardedMap<[u8; 20], Torrent>,
     keys: Mutex<Keys>,
     /// Set once the first full read is in: until then every announce is
     /// told to come back soon rather than refused for good.
     loaded: AtomicBool,
+    /// Freeleech tokens and personal freeleech.
+    freeleech: Freeleech,
 }
 
 impl Default for SiteDirectory {
     fn default() -> Self {
         SiteDirectory {
-            users: Shards::new(),
-            torrents: Shards::new(),
+            users: ShardedMap::default(),
+            torrents: ShardedMap::default(),
             keys: Mutex::default(),
             loaded: AtomicBool::new(false),
+            freeleech: Freeleech::default(),
         }
     }
 }
@@ -219,6 +195,11 @@ impl SiteDirectory {
         self.loaded.load(Ordering::Acquire)
     }
 
+    /// Freeleech tokens and personal freeleech.
+    pub fn freeleech(&self) -> &Freeleech {
+        &self.freeleech
+    }
+
     /// Served users and torrents.
     pub fn counts(&self) -> (usize, usize) {
         (self.users.len(), self.torrents.len())
@@ -234,6 +215,9 @@ impl SiteDirectory {
         let mut errors = Vec::new();
         let mut keys = self.keys();
         for row in rows {
+            if keys.superseded(Member::User(row.id), row.updated) {
+                continue;
+            }
             let Some(passkey) = valid_passkey(&row.passkey) else {
                 // Whatever key the id served before is withdrawn: a site
                 // that blanks a passkey means to revoke it.
@@ -290,6 +274,9 @@ impl SiteDirectory {
         let mut errors = Vec::new();
         let mut keys = self.keys();
         for row in rows {
+            if keys.superseded(Member::Torrent(row.id), row.updated) {
+                continue;
+            }
             let Ok(hash) = <[u8; 20]>::try_from(row.info_hash.as_slice()) else {
                 self.withdraw(&mut keys, Member::Torrent(row.id));
                 errors.push(RowError::InfoHash { id: row.id });
@@ -315,18 +302,24 @@ impl SiteDirectory {
     }
 
     /// After a full read of both tables: stop serving every row the read
-    /// did not return (deleted, or disabled), and count as loaded.
+    /// did not return (deleted, or disabled) unless the management API put
+    /// it there, and count as loaded.
     pub fn retain_only(&self, users: &HashSet<u64>, torrents: &HashSet<u64>) {
         let mut keys = self.keys();
-        keys.users.retain(|id, k| {
-            let keep = users.contains(id);
+        let Keys {
+            users: user_keys,
+            torrents: torrent_keys,
+            api,
+        } = &mut *keys;
+        user_keys.retain(|id, k| {
+            let keep = users.contains(id) || api.contains_key(&Member::User(*id));
             if !keep {
                 self.users.remove_if(k, |u| u.id == *id);
             }
             keep
         });
-        keys.torrents.retain(|id, h| {
-            let keep = torrents.contains(id);
+        torrent_keys.retain(|id, h| {
+            let keep = torrents.contains(id) || api.contains_key(&Member::Torrent(*id));
             if !keep {
                 self.torrents.remove_if(h, |t| t.id == *id);
             }
@@ -335,15 +328,17 @@ impl SiteDirectory {
         self.loaded.store(true, Ordering::Release);
     }
 
-    /// Private mode's admission of an announce: a served user, a served
-    /// torrent, and leeching only for users who may. Returns who is
-    /// credited, at which factors.
+    /// Private mode's admission of an announce at unix second `unix`: a
+    /// served user, a served torrent, and leeching only for users who may.
+    /// Returns who is credited, at which factors (download × 0 under a
+    /// freeleech grant).
     pub fn admit(
         &self,
         passkey: Option<&[u8]>,
         info_hash: &InfoHash,
         left: u64,
         event: Event,
+        unix: u64,
     ) -> Result<Account, Refusal> {
         if !self.loaded() {
             return Err(Refusal::SiteUnavailable);
@@ -357,17 +352,22 @@ impl SiteDirectory {
         if left > 0 && !user.can_leech && event != Event::Stopped {
             return Err(Refusal::LeechingNotAllowed);
         }
+        let free = self.freeleech.free(user.id, torrent.id, unix);
         Ok(Account {
             user_id: user.id,
             torrent_id: torrent.id,
             upload_factor: user.upload_factor * torrent.upload_factor,
-            download_factor: user.download_factor * torrent.download_factor,
+            download_factor: if free {
+                0.0
+            } else {
+                user.download_factor * torrent.download_factor
+            },
         })
     }
 }
 
 /// A row of `rt_users` or `rt_torrents`, by its id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Member {
     /// A user, by `rt_users.id`.
     User(u64),
@@ -395,6 +395,7 @@ mod tests {
             can_leech: true,
             download_factor: 1.0,
             upload_factor: 1.0,
+            updated: 0.0,
         }
     }
 
@@ -405,6 +406,7 @@ mod tests {
             enabled,
             download_factor: 0.0,
             upload_factor: 2.0,
+            updated: 0.0,
         }
     }
 
@@ -426,26 +428,26 @@ mod tests {
         let d = SiteDirectory::default();
         let h = InfoHash([7; 20]);
         assert_eq!(
-            d.admit(Some(KEY), &h, 0, Event::None),
+            d.admit(Some(KEY), &h, 0, Event::None, 0),
             Err(Refusal::SiteUnavailable),
             "nothing is refused for good before the first read"
         );
         let mut u = user(1, KEY, true);
         u.upload_factor = 1.5;
         let d = loaded(vec![u], vec![torrent(9, 7, true)]);
-        let a = d.admit(Some(KEY), &h, 10, Event::Started).unwrap();
+        let a = d.admit(Some(KEY), &h, 10, Event::Started, 0).unwrap();
         assert_eq!((a.user_id, a.torrent_id), (1, 9));
         assert_eq!((a.upload_factor, a.download_factor), (3.0, 0.0));
         assert_eq!(
-            d.admit(Some(b"0000000000000000"), &h, 0, Event::None),
+            d.admit(Some(b"0000000000000000"), &h, 0, Event::None, 0),
             Err(Refusal::UnknownPasskey)
         );
         assert_eq!(
-            d.admit(None, &h, 0, Event::None),
+            d.admit(None, &h, 0, Event::None, 0),
             Err(Refusal::UnknownPasskey)
         );
         assert_eq!(
-            d.admit(Some(KEY), &InfoHash([8; 20]), 0, Event::None),
+            d.admit(Some(KEY), &InfoHash([8; 20]), 0, Event::None, 0),
             Err(Refusal::UnregisteredTorrent)
         );
     }
@@ -457,11 +459,11 @@ mod tests {
         let d = loaded(vec![u], vec![torrent(9, 7, true)]);
         let h = InfoHash([7; 20]);
         assert_eq!(
-            d.admit(Some(KEY), &h, 5, Event::Started),
+            d.admit(Some(KEY), &h, 5, Event::Started, 0),
             Err(Refusal::LeechingNotAllowed)
         );
-        assert!(d.admit(Some(KEY), &h, 0, Event::None).is_ok());
-        assert!(d.admit(Some(KEY), &h, 5, Event::Stopped).is_ok());
+        assert!(d.admit(Some(KEY), &h, 0, Event::None, 0).is_ok());
+        assert!(d.admit(Some(KEY), &h, 5, Event::Stopped, 0).is_ok());
     }
 
     #[test]
@@ -516,7 +518,7 @@ mod tests {
         t.upload_factor = 1e9;
         let d = loaded(vec![u], vec![t]);
         let a = d
-            .admit(Some(KEY), &InfoHash([7; 20]), 0, Event::None)
+            .admit(Some(KEY), &InfoHash([7; 20]), 0, Event::None, 0)
             .unwrap();
         assert_eq!((a.upload_factor, a.download_factor), (MAX_FACTOR, 0.0));
     }

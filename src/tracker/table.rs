@@ -287,6 +287,19 @@ impl ShardGuard<'_> {
         (applied, R::default())
     }
 
+    /// Drop the torrent's swarm whole (the site withdrew it); returns how
+    /// many peers it had.
+    pub fn drop_torrent(&mut self, info_hash: &InfoHash) -> usize {
+        let tag = self.tags.tag(info_hash);
+        let map = &mut self.guard.torrents;
+        let peers = map
+            .get(info_hash, tag)
+            .map_or(0, |t| t.seeders() + t.leechers());
+        map.remove(info_hash, tag);
+        self.cell.publish(map);
+        peers
+    }
+
     /// Raise a torrent's completed count to `n` if it has peers and fewer
     /// (a restored snapshot's or another node's checkpoint's count).
     pub fn raise_downloads(&mut self, info_hash: &InfoHash, n: u32) {

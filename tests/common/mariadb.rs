@@ -75,7 +75,8 @@ impl MariaDb {
              GRANT SELECT, INSERT, UPDATE ON {DATABASE}.rt_credits TO '{USER}'@'127.0.0.1';\
              GRANT SELECT, INSERT ON {DATABASE}.rt_batches TO '{USER}'@'127.0.0.1';\
              GRANT SELECT, INSERT, UPDATE, DELETE ON {DATABASE}.rt_peers TO '{USER}'@'127.0.0.1';\
-             GRANT SELECT, INSERT, UPDATE ON {DATABASE}.rt_torrent_stats TO '{USER}'@'127.0.0.1';"
+             GRANT SELECT, INSERT, UPDATE ON {DATABASE}.rt_torrent_stats TO '{USER}'@'127.0.0.1';\
+             GRANT SELECT ON {DATABASE}.rt_freeleech_tokens TO '{USER}'@'127.0.0.1';"
         ));
         db
     }

@@ -1,6 +1,7 @@
 //! A small BEP 15 client for the integration tests.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod mariadb;
 pub mod redis;
 pub mod tracker;

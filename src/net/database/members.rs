@@ -27,6 +27,7 @@ impl Worker {
             seen[i] = self.read_table(table, since.as_deref())?;
         }
         self.watermark = mark;
+        self.read_freeleech()?;
         if all {
             self.setup.site.retain_only(&seen[0], &seen[1]);
             let (users, torrents) = self.setup.site.counts();
@@ -78,6 +79,56 @@ impl Worker {
         bad += apply_rows(&site, &mut users, &mut torrents, &mut ids);
         self.stats.bad_rows.fetch_add(bad as u64, Ordering::Relaxed);
         Ok(ids)
+    }
+}
+
+impl Worker {
+    /// Read `rt_freeleech_tokens` whole and apply what changed; drop
+    /// grants whose time is up. A missing table or grant leaves freeleech
+    /// to the API (logged once per change), never fails the sync.
+    fn read_freeleech(&mut self) -> Result<(), mysql::Error> {
+        let site = self.setup.site.clone();
+        site.freeleech().expire(unix_now());
+        let conn = self.connected()?;
+        let rows: Vec<mysql::Row> = match conn.query(sql::freeleech_query()) {
+            Ok(rows) => rows,
+            Err(e) if super::credits::refused(&e) => {
+                if !self.freeleech_missing {
+                    tracing::warn!(
+                        "database: rt_freeleech_tokens cannot be read ({e}); freeleech comes from \
+                         the API only until it can (contrib/schema/mysql-freeleech.sql)"
+                    );
+                    self.freeleech_missing = true;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if std::mem::take(&mut self.freeleech_missing) {
+            tracing::info!("database: rt_freeleech_tokens is read again");
+        }
+        if rows.len() > sql::MAX_FREELEECH_ROWS {
+            tracing::warn!(
+                "database: rt_freeleech_tokens has more than {} grants in force; the rest are left out",
+                sql::MAX_FREELEECH_ROWS
+            );
+        }
+        let mut grants = Vec::with_capacity(rows.len().min(sql::MAX_FREELEECH_ROWS));
+        let mut bad = 0u64;
+        for row in rows.into_iter().take(sql::MAX_FREELEECH_ROWS) {
+            match sql::grant_row(&row.unwrap()) {
+                Ok(g) => grants.push(g),
+                Err(e) if bad < LOGGED_ROWS as u64 => {
+                    tracing::warn!("database: rt_freeleech_tokens row skipped: {e}");
+                    bad += 1;
+                }
+                Err(_) => bad += 1,
+            }
+        }
+        self.stats.bad_rows.fetch_add(bad, Ordering::Relaxed);
+        let first = !std::mem::replace(&mut self.freeleech_read, true);
+        site.freeleech().apply_rows(&grants, first);
+        Ok(())
     }
 }
 

@@ -117,6 +117,8 @@ impl SiteDatabase {
             watermark: None,
             logged_up: None,
             read_failing: false,
+            freeleech_missing: false,
+            freeleech_read: false,
             stopping: false,
         };
         let handle = std::thread::Builder::new()
@@ -163,6 +165,10 @@ struct Worker {
     logged_up: Option<bool>,
     /// The last read of the member tables was refused (logged once).
     read_failing: bool,
+    /// `rt_freeleech_tokens` was last refused (logged once per change).
+    freeleech_missing: bool,
+    /// It was read once (rows then stop standing over the API's grants).
+    freeleech_read: bool,
     stopping: bool,
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use mysql::Value;
 
 use crate::tracker::ledger::Transfer;
-use crate::tracker::site::{TorrentRow, UserRow};
+use crate::tracker::site::{Grant, NO_END, TorrentRow, UserRow};
 
 /// How far before the previous read an incremental read starts: a site
 /// transaction that took longer than this between setting `updated_at`
@@ -28,11 +28,53 @@ pub fn watermark_query() -> String {
 pub const CREDIT_ROWS_PER_STATEMENT: usize = 500;
 
 /// The columns read of `rt_users`.
-pub const USER_COLUMNS: &str =
-    "SELECT id, passkey, enabled, can_leech, download_factor, upload_factor FROM rt_users";
+pub const USER_COLUMNS: &str = "SELECT id, passkey, enabled, can_leech, download_factor, \
+     upload_factor, UNIX_TIMESTAMP(updated_at) FROM rt_users";
 /// The columns read of `rt_torrents`.
-pub const TORRENT_COLUMNS: &str =
-    "SELECT id, info_hash, enabled, download_factor, upload_factor FROM rt_torrents";
+pub const TORRENT_COLUMNS: &str = "SELECT id, info_hash, enabled, download_factor, \
+     upload_factor, UNIX_TIMESTAMP(updated_at) FROM rt_torrents";
+
+/// Most `rt_freeleech_tokens` rows taken per read (the grants' bound).
+pub const MAX_FREELEECH_ROWS: usize = crate::tracker::list_overlay::MAX_API_ENTRIES;
+
+/// The freeleech grants in force: `until` in unix seconds, NULL for good;
+/// one row past the bound tells that rows were left out.
+pub fn freeleech_query() -> String {
+    format!(
+        "SELECT user_id, torrent_id, until FROM rt_freeleech_tokens \
+         WHERE until IS NULL OR until > UNIX_TIMESTAMP() LIMIT {}",
+        MAX_FREELEECH_ROWS + 1
+    )
+}
+
+/// A row of `freeleech_query`: a user id, a torrent id (0: every torrent)
+/// and NULL or unix seconds.
+pub fn grant_row(values: &[Value]) -> Result<Grant, UndecodedRow> {
+    let c = Columns::new(values)?;
+    let until = match values.get(2) {
+        Some(Value::NULL) => Some(NO_END),
+        Some(v) => count(v),
+        None => None,
+    };
+    Ok(Grant {
+        user_id: c.id,
+        torrent_id: c.get(1, "torrent_id", count)?,
+        until: until.ok_or(UndecodedRow {
+            id: Some(c.id),
+            column: "until",
+        })?,
+    })
+}
+
+/// A non-negative integer.
+fn count(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::UInt(u) => Some(*u),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
 
 /// The two member tables, read alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +148,12 @@ impl<'a> Columns<'a> {
         Ok(Columns { values, id })
     }
 
+    /// `updated_at` in unix seconds; a view's NULL or junk reads as 0
+    /// (older than any change the management API made), never a skip.
+    fn updated(&self, i: usize) -> f64 {
+        self.values.get(i).and_then(number).unwrap_or(0.0)
+    }
+
     fn get<T>(
         &self,
         i: usize,
@@ -129,6 +177,7 @@ pub fn user_row(values: &[Value]) -> Result<UserRow, UndecodedRow> {
         can_leech: c.get(3, "can_leech", flag)?,
         download_factor: c.get(4, "download_factor", number)?,
         upload_factor: c.get(5, "upload_factor", number)?,
+        updated: c.updated(6),
     })
 }
 
@@ -141,6 +190,7 @@ pub fn torrent_row(values: &[Value]) -> Result<TorrentRow, UndecodedRow> {
         enabled: c.get(2, "enabled", flag)?,
         download_factor: c.get(3, "download_factor", number)?,
         upload_factor: c.get(4, "upload_factor", number)?,
+        updated: c.updated(5),
     })
 }
 

@@ -1,0 +1,38 @@
+//! The management API's listener (`[admin] listen`): the operator
+//! listener's poll loop (bounded connections, request size and deadline)
+//! around `admin::AdminApi`, on a thread of its own. It reads the clocks
+//! and moves bytes; what a request does is `admin`'s.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::operator_listener::{self, Service};
+use crate::admin::{AdminApi, Clock, MAX_REQUEST};
+
+struct Admin {
+    api: AdminApi,
+    /// Tracker time zero.
+    started: Instant,
+}
+
+impl Service for Admin {
+    const NAME: &'static str = "admin";
+    const MAX_REQUEST: usize = MAX_REQUEST;
+    // A site's hooks come in bursts (a batch of uploads, a mass ban): room
+    // for a few hundred at once, each at most 64 KiB.
+    const MAX_CLIENTS: usize = 256;
+
+    fn answer(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let clock = Clock {
+            unix: crate::clock::unix_ms() as f64 / 1000.0,
+            now: self.started.elapsed().as_secs() as u32,
+        };
+        self.api.answer(request, clock)
+    }
+}
+
+/// Bind `addr` and serve `api` there; returns the bound address.
+pub fn spawn(addr: SocketAddr, api: AdminApi, started: Instant) -> io::Result<SocketAddr> {
+    operator_listener::spawn(addr, Admin { api, started })
+}
