@@ -1245,6 +1245,11 @@ refresh_interval = {refresh_interval}
 # ignored; mode 600: a file others may read is refused). Every request
 # carries `Authorization: Bearer <token>`. Read at start.
 # token_file = "/etc/ringtracker/admin.token"
+# HTTPS for the API: PEM certificate chain and key (both or neither; read
+# at start). Without them the API is plain HTTP: keep it on loopback or a
+# private network.
+# tls_cert = "/etc/ringtracker/tls/admin.pem"
+# tls_key = "/etc/ringtracker/tls/admin.key"
 "#,
             workers = d.server.workers,
             stats_interval = d.server.stats_interval,

@@ -49,10 +49,10 @@ impl Body {
         }
     }
 
-    /// A factor, 0 to `MAX_FACTOR`; 1 when absent.
-    pub fn factor(&self, field: &str) -> Result<f64, FieldError> {
+    /// A factor, 0 to `MAX_FACTOR`; `default` when absent.
+    pub fn factor(&self, field: &str, default: f64) -> Result<f64, FieldError> {
         match self.fields.get(field) {
-            None => Ok(1.0),
+            None => Ok(default),
             Some(v) => v
                 .as_f64()
                 .filter(|f| (0.0..=MAX_FACTOR).contains(f))
@@ -131,7 +131,7 @@ mod tests {
                 .starts_with("enabled:")
         );
         assert!(
-            b.factor("download_factor")
+            b.factor("download_factor", 1.0)
                 .unwrap_err()
                 .0
                 .starts_with("download_factor:")
@@ -140,8 +140,8 @@ mod tests {
         assert!(b.text("info_hash").unwrap_err().0.contains("required"));
         let empty = Body::parse(b"", allowed).unwrap();
         assert_eq!(
-            (empty.flag("enabled", true), empty.factor("x")),
-            (Ok(true), Ok(1.0))
+            (empty.flag("enabled", true), empty.factor("x", 2.0)),
+            (Ok(true), Ok(2.0))
         );
         assert_eq!(
             Body::parse(br#"{"until": null}"#, allowed)

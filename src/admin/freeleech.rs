@@ -65,7 +65,7 @@ impl AdminApi {
             until: until.unwrap_or(NO_END),
         };
         if let Err(e) = site.freeleech().grant(grant) {
-            return Reply::error(507, e);
+            return Reply::full(e);
         }
         let shown = until.map_or("for good".to_string(), |u| format!("until {u}"));
         tracing::info!("admin: {what} granted {shown}");

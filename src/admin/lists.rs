@@ -34,7 +34,7 @@ impl AdminApi {
             return Reply::error(404, format!("{} is not on the {list} list", hex(&h)));
         }
         if let Err(e) = rules.api_changes().hashes.set(h, put) {
-            return Reply::error(507, e);
+            return Reply::full(e);
         }
         let refused_now = put == (wanted == AccessMode::Deny);
         let removed = if refused_now {

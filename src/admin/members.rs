@@ -12,7 +12,7 @@ use super::{AdminApi, Clock, Reply, path_id};
 use crate::tracker::ledger::{LiveSession, Passkey};
 use crate::tracker::list_overlay::MAX_API_ENTRIES;
 use crate::tracker::peer_set::Origin;
-use crate::tracker::site::{ApiRefusal, TorrentRow, UserRow, valid_passkey};
+use crate::tracker::site::{ApiRefusal, Torrent, TorrentRow, User, UserRow, valid_passkey};
 use crate::tracker::swarm::PeerUpdate;
 use crate::tracker::table::{Download, PeerAddr, PeerChange};
 
@@ -29,7 +29,7 @@ const TORRENT_FIELDS: &[&str] = &["info_hash", "enabled", "download_factor", "up
 fn refused(e: ApiRefusal, field: &str) -> Reply {
     match e {
         ApiRefusal::Row(e) => Reply::error(400, format!("{field}: {e}")),
-        ApiRefusal::Full(e) => Reply::error(507, e),
+        ApiRefusal::Full(e) => Reply::full(e),
     }
 }
 
@@ -53,11 +53,12 @@ impl AdminApi {
         let Some(site) = rules.site() else {
             return no_users();
         };
-        let row = match user_row(id, raw, clock) {
+        let old = site.passkey_of(id);
+        let current = old.as_ref().and_then(|k| site.user(k));
+        let row = match user_row(id, raw, clock, current) {
             Ok(row) => row,
             Err(e) => return Reply::error(400, e.0),
         };
-        let old = site.passkey_of(id);
         let (enabled, passkey) = (row.enabled, row.passkey.clone());
         if let Err(e) = site.put_user(row) {
             return refused(e, "passkey");
@@ -84,15 +85,16 @@ impl AdminApi {
         };
         let api = self.tracker.access().api_changes().clone();
         let old = {
+            // The passkey first: a full overlay changes nothing at all.
             let mut ids = api.user_keys.lock().unwrap_or_else(|e| e.into_inner());
             if !ids.contains_key(&id) && ids.len() >= MAX_API_ENTRIES {
-                return Reply::error(507, "the API holds its most passkey-file users");
+                return Reply::full("the API holds its most passkey-file users");
+            }
+            if let Err(e) = api.passkeys.set(passkey.clone(), enabled) {
+                return Reply::full(e);
             }
             ids.insert(id, passkey.clone())
         };
-        if let Err(e) = api.passkeys.set(passkey.clone(), enabled) {
-            return Reply::error(507, e);
-        }
         let mut removed = 0;
         if let Some(old) = old.filter(|old| *old != passkey) {
             let _ = api.passkeys.set(old.clone(), false);
@@ -116,7 +118,7 @@ impl AdminApi {
         let passkey = if let Some(site) = rules.site() {
             match site.delete_user(id, clock.unix) {
                 Ok(key) => key,
-                Err(e) => return Reply::error(507, e),
+                Err(e) => return Reply::full(e),
             }
         } else if rules.passkey_file() {
             let api = rules.api_changes();
@@ -145,11 +147,12 @@ impl AdminApi {
         let Some(site) = rules.site() else {
             return no_torrents();
         };
-        let row = match torrent_row(id, raw, clock) {
+        let old = site.info_hash_of(id);
+        let current = old.and_then(|h| site.torrent(&crate::protocol::InfoHash(h)));
+        let row = match torrent_row(id, raw, clock, current) {
             Ok(row) => row,
             Err(e) => return Reply::error(400, e.0),
         };
-        let old = site.info_hash_of(id);
         let (enabled, hash) = (row.enabled, row.info_hash.clone());
         if let Err(e) = site.put_torrent(row) {
             return refused(e, "info_hash");
@@ -175,7 +178,7 @@ impl AdminApi {
         let hash = match site.delete_torrent(id, clock.unix) {
             Ok(Some(hash)) => hash,
             Ok(None) => return Reply::error(404, format!("torrent {id} is not served")),
-            Err(e) => return Reply::error(507, e),
+            Err(e) => return Reply::full(e),
         };
         let removed = self.drop_swarm(&hash, clock);
         tracing::info!("admin: torrent {id} deleted; its swarm of {removed} peers dropped");
@@ -223,27 +226,47 @@ fn no_torrents() -> Reply {
     )
 }
 
-fn user_row(id: u64, raw: &[u8], clock: Clock) -> Result<UserRow, body::FieldError> {
+/// The user a PUT makes: a field left out keeps the value served now
+/// (`current`), or its default for a user not served.
+fn user_row(
+    id: u64,
+    raw: &[u8],
+    clock: Clock,
+    current: Option<User>,
+) -> Result<UserRow, body::FieldError> {
     let b = Body::parse(raw, USER_FIELDS)?;
+    let c = current.unwrap_or(User {
+        id,
+        can_leech: true,
+        download_factor: 1.0,
+        upload_factor: 1.0,
+    });
     Ok(UserRow {
         id,
         passkey: b.text("passkey")?.as_bytes().to_vec(),
         enabled: b.flag("enabled", true)?,
-        can_leech: b.flag("can_leech", true)?,
-        download_factor: b.factor("download_factor")?,
-        upload_factor: b.factor("upload_factor")?,
+        can_leech: b.flag("can_leech", c.can_leech)?,
+        download_factor: b.factor("download_factor", c.download_factor)?,
+        upload_factor: b.factor("upload_factor", c.upload_factor)?,
         updated: clock.unix,
     })
 }
 
-fn torrent_row(id: u64, raw: &[u8], clock: Clock) -> Result<TorrentRow, body::FieldError> {
+/// The torrent a PUT makes, as `user_row`.
+fn torrent_row(
+    id: u64,
+    raw: &[u8],
+    clock: Clock,
+    current: Option<Torrent>,
+) -> Result<TorrentRow, body::FieldError> {
     let b = Body::parse(raw, TORRENT_FIELDS)?;
+    let (down, up) = current.map_or((1.0, 1.0), |t| (t.download_factor, t.upload_factor));
     Ok(TorrentRow {
         id,
         info_hash: body::info_hash("info_hash", b.text("info_hash")?)?.to_vec(),
         enabled: b.flag("enabled", true)?,
-        download_factor: b.factor("download_factor")?,
-        upload_factor: b.factor("upload_factor")?,
+        download_factor: b.factor("download_factor", down)?,
+        upload_factor: b.factor("upload_factor", up)?,
         updated: clock.unix,
     })
 }

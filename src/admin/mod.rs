@@ -15,6 +15,7 @@ mod reads;
 pub mod request;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
@@ -22,8 +23,20 @@ use crate::config::AdminToken;
 use crate::tracker::Tracker;
 use request::{Frame, Request};
 
+/// The most a request's head may be.
+pub const MAX_HEAD: usize = 8 * 1024;
+
 /// The most a request may be, head and body.
 pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// What the API says to a request's bytes so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The whole HTTP response.
+    Response(Vec<u8>),
+    /// Ask again once the request holds this many bytes.
+    NeedBytes(usize),
+}
 
 /// The two clocks a request is served at.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +67,16 @@ impl Reply {
             body: json!({ "error": message.to_string() }),
         }
     }
+
+    /// 507: one of the API's bounds is reached. Logged the first time
+    /// (the caller sees every one).
+    fn full(message: impl std::fmt::Display) -> Reply {
+        static LOGGED: AtomicBool = AtomicBool::new(false);
+        if !LOGGED.swap(true, Ordering::Relaxed) {
+            tracing::warn!("admin: {message} (logged once; each request gets 507)");
+        }
+        Reply::error(507, message)
+    }
 }
 
 /// The API over one tracker.
@@ -68,18 +91,19 @@ impl AdminApi {
         AdminApi { tracker, token }
     }
 
-    /// The whole response to the request in `buf`, or `None` while it is
-    /// incomplete.
-    pub fn answer(&self, buf: &[u8], clock: Clock) -> Option<Vec<u8>> {
-        let reply = match request::frame(buf, MAX_REQUEST) {
-            Frame::Partial => return None,
+    /// The whole response to the request in `buf`, or how many bytes it
+    /// needs first.
+    pub fn answer(&self, buf: &[u8], clock: Clock) -> Outcome {
+        let reply = match request::frame(buf, MAX_HEAD, MAX_REQUEST) {
+            Frame::Partial => return Outcome::NeedBytes(buf.len() + 1),
+            Frame::Body(n) => return Outcome::NeedBytes(n),
             Frame::Bad(status, why) => Reply::error(status, why),
             Frame::Complete(r) if !r.bearer.is_some_and(|t| self.token.matches(t)) => {
                 Reply::error(401, "send Authorization: Bearer <admin.token_file's token>")
             }
             Frame::Complete(r) => self.route(&r, clock),
         };
-        Some(response(&reply))
+        Outcome::Response(response(&reply))
     }
 
     fn route(&self, r: &Request<'_>, clock: Clock) -> Reply {

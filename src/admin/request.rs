@@ -21,45 +21,47 @@ pub struct Request<'a> {
 /// What the bytes so far make.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// More bytes are needed (and may still come within the bound).
+    /// The head has not ended yet (and may still, within its bound).
     Partial,
+    /// The head is in; the body needs the request to hold this many bytes.
+    Body(usize),
     /// A whole request.
     Complete(Request<'a>),
     /// A request that cannot be served: status and why.
     Bad(u16, &'static str),
 }
 
-/// Frame the request in `buf`, which the listener holds to `max` bytes.
-pub fn frame(buf: &[u8], max: usize) -> Frame<'_> {
+/// Frame the request in `buf`: a head of at most `max_head` bytes, head
+/// and body at most `max` (the listener holds no more).
+pub fn frame(buf: &[u8], max_head: usize, max: usize) -> Frame<'_> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() < max => return Frame::Partial,
-        Ok(httparse::Status::Partial) => return Frame::Bad(431, "request head too large"),
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Partial) if buf.len() < max_head => return Frame::Partial,
+        Ok(_) => return Frame::Bad(431, "request head too large"),
         Err(_) => return Frame::Bad(400, "malformed HTTP request"),
     };
-    let (mut length, mut bearer) = (0usize, None);
+    let (mut length, mut bearer) = (None, None);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let parsed = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok());
-            match parsed {
-                Some(n) => length = n,
+            match content_length(h.value) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                Some(_) => return Frame::Bad(400, "two different Content-Length headers"),
                 None => return Frame::Bad(400, "Content-Length is not a number"),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Frame::Bad(411, "send the body with a Content-Length");
         } else if h.name.eq_ignore_ascii_case("authorization") {
-            bearer = h.value.strip_prefix(b"Bearer ").map(<[u8]>::trim_ascii);
+            bearer = bearer_token(h.value);
         }
     }
+    let length = length.unwrap_or(0);
     if length > max.saturating_sub(head_len) {
         return Frame::Bad(413, "request body too large");
     }
     let Some(body) = buf.get(head_len..head_len + length) else {
-        return Frame::Partial;
+        return Frame::Body(head_len + length);
     };
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -72,17 +74,35 @@ pub fn frame(buf: &[u8], max: usize) -> Frame<'_> {
     })
 }
 
+/// A Content-Length value: digits only (no sign, no spaces inside).
+fn content_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme's
+/// case does not matter).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| token.trim_ascii())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_request_is_whole_once_its_body_is_in() {
-        let raw = b"PUT /api/allow/ab?x=1 HTTP/1.1\r\nAuthorization: Bearer  tok \r\nContent-Length: 4\r\n\r\n{}";
-        assert_eq!(frame(raw, 1024), Frame::Partial);
+        let raw = b"PUT /api/allow/ab?x=1 HTTP/1.1\r\nAuthorization: bearer  tok \r\nContent-Length: 4\r\n\r\n{}";
+        assert_eq!(frame(raw, 512, 1024), Frame::Body(raw.len() + 2));
         let mut whole = raw.to_vec();
         whole.extend_from_slice(b"  ");
-        let Frame::Complete(r) = frame(&whole, 1024) else {
+        let Frame::Complete(r) = frame(&whole, 512, 1024) else {
             panic!("complete")
         };
         assert_eq!((r.method, r.path, r.query), ("PUT", "/api/allow/ab", "x=1"));
@@ -91,20 +111,29 @@ mod tests {
 
     #[test]
     fn bounds_and_junk_are_refused() {
-        assert_eq!(frame(b"GET / HTTP/1.1\r\n", 1024), Frame::Partial);
-        assert_eq!(
-            frame(b"GET / HTTP/1.1\r\nX: y", 20),
-            Frame::Bad(431, "request head too large")
+        fn f(raw: &[u8]) -> Frame<'_> {
+            frame(raw, 64, 1024)
+        }
+        assert_eq!(f(b"GET / HTTP/1.1\r\n"), Frame::Partial);
+        let stuck = frame(b"GET / HTTP/1.1\r\nX: y", 20, 20);
+        assert_eq!(stuck, Frame::Bad(431, "request head too large"));
+        let long = [&b"GET / HTTP/1.1\r\nX: "[..], &[b'y'; 60], b"\r\n\r\n"].concat();
+        assert!(
+            matches!(f(&long), Frame::Bad(431, _)),
+            "a whole head past its bound"
         );
         let big = b"PUT / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n";
-        assert!(matches!(frame(big, 1024), Frame::Bad(413, _)));
+        assert!(matches!(f(big), Frame::Bad(413, _)));
         let huge = b"PUT / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n";
-        assert!(matches!(frame(huge, 1024), Frame::Bad(400, _)));
+        assert!(matches!(f(huge), Frame::Bad(400, _)));
+        let signed = b"PUT / HTTP/1.1\r\nContent-Length: +5\r\n\r\n";
+        assert!(matches!(f(signed), Frame::Bad(400, _)));
+        let two = b"PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert!(matches!(f(two), Frame::Bad(400, _)));
         let chunked = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(frame(chunked, 1024), Frame::Bad(411, _)));
-        assert!(matches!(
-            frame(b"\x00\x01junk\r\n\r\n", 1024),
-            Frame::Bad(400, _)
-        ));
+        assert!(matches!(f(chunked), Frame::Bad(411, _)));
+        assert!(matches!(f(b"\x00\x01junk\r\n\r\n"), Frame::Bad(400, _)));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"BEARER abc"), Some(&b"abc"[..]));
     }
 }

@@ -54,8 +54,10 @@ struct Process {
     /// Private mode on a journal file: where the credits go.
     journal: Option<PasskeyJournal>,
     snapshotter: Option<Snapshotter>,
-    /// The management API's token (`[admin]`), read before the start.
+    /// The management API's token and certificate (`[admin]`), read
+    /// before the start.
     admin_token: Option<AdminToken>,
+    admin_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Process {
@@ -66,6 +68,14 @@ impl Process {
         let snapshot = read_snapshot(&config, discard_bad_snapshot)?;
         let files = OperatorFiles::read(&config).map_err(|e| e.to_string())?;
         let admin_token = config.admin.token().map_err(|e| e.to_string())?;
+        let admin_tls = match (&config.admin.tls_cert, &config.admin.tls_key) {
+            (Some(cert), Some(key)) if admin_token.is_some() => {
+                let names = ("admin.tls_cert", "admin.tls_key");
+                let tls = net::tls::load_as(cert, key, names).map_err(|e| e.to_string())?;
+                Some(Arc::new(tls))
+            }
+            _ => None,
+        };
         signals::block_termination_signals();
         let server = start_with(&config, files, |tracker| {
             if let (Some(s), Some(path)) = (&snapshot, &config.storage.snapshot) {
@@ -105,6 +115,7 @@ impl Process {
             journal,
             snapshotter,
             admin_token,
+            admin_tls,
         };
         if let Err(e) = process.open_doors() {
             process.server.shutdown();
@@ -129,9 +140,11 @@ impl Process {
         }
         if let (Some(listen), Some(token)) = (config.admin.listen, &self.admin_token) {
             let api = AdminApi::new(Arc::clone(self.server.tracker()), token.clone());
-            let addr = net::admin::spawn(listen, api, self.server.started())
+            let tls = self.admin_tls.clone();
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let addr = net::admin::spawn(listen, api, self.server.started(), tls)
                 .map_err(|e| format!("cannot bind admin {listen}: {e} (set [admin] listen)"))?;
-            tracing::info!("management API on http://{addr}/api/");
+            tracing::info!("management API on {scheme}://{addr}/api/");
         }
         if let Some(user) = &config.process.user {
             match net::privileges::drop_to(user).map_err(|e| e.to_string())? {

@@ -19,6 +19,10 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// The file holding the bearer token.
     pub token_file: Option<PathBuf>,
+    /// HTTPS: PEM certificate chain (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: PEM private key (with `tls_cert`).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The bearer token every API request must carry.
@@ -58,6 +62,18 @@ impl AdminConfig {
                 "needs admin.token_file, the file of the bearer token",
             ));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            let (key, path) = match (&self.tls_cert, &self.tls_key) {
+                (Some(p), None) => ("admin.tls_cert", p),
+                (None, Some(p)) => ("admin.tls_key", p),
+                _ => unreachable!("exactly one is set"),
+            };
+            return Err(invalid(
+                key,
+                format!("{path:?}"),
+                "needs both admin.tls_cert and admin.tls_key (PEM files)",
+            ));
+        }
         Ok(())
     }
 
@@ -89,7 +105,15 @@ impl AdminConfig {
                 "holds {end} bytes; it needs at least {MIN_ADMIN_TOKEN} (e.g. head -c 32 /dev/urandom | base64)"
             )));
         }
-        Ok(Some(AdminToken(bytes[..end].to_vec())))
+        let token = &bytes[..end];
+        if !token.iter().all(|b| (0x21..=0x7e).contains(b)) {
+            return Err(bad(
+                "must be printable ASCII without spaces, as an HTTP header carries it \
+                 (e.g. head -c 32 /dev/urandom | base64)"
+                    .into(),
+            ));
+        }
+        Ok(Some(AdminToken(token.to_vec())))
     }
 }
 
@@ -128,6 +152,7 @@ mod tests {
         let config = AdminConfig {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             token_file: Some(path.clone()),
+            ..AdminConfig::default()
         };
         std::fs::write(&path, "x".repeat(40) + "\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -144,6 +169,9 @@ mod tests {
                 .unwrap()
                 .matches("x".repeat(40).as_bytes())
         );
+        std::fs::write(&path, [&[0xffu8; 40][..], b"\n"].concat()).unwrap();
+        let e = config.token().unwrap_err().to_string();
+        assert!(e.contains("printable ASCII"), "{e}");
         std::fs::write(&path, "short\n").unwrap();
         let e = config.token().unwrap_err().to_string();
         assert!(e.contains("holds 5 bytes"), "{e}");

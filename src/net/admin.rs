@@ -5,10 +5,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::operator_listener::{self, Service};
-use crate::admin::{AdminApi, Clock, MAX_REQUEST};
+use super::operator_listener::{self, Answer, Service};
+use crate::admin::{AdminApi, Clock, MAX_HEAD, MAX_REQUEST, Outcome};
 
 struct Admin {
     api: AdminApi,
@@ -18,21 +19,31 @@ struct Admin {
 
 impl Service for Admin {
     const NAME: &'static str = "admin";
+    const MAX_HEAD: usize = MAX_HEAD;
     const MAX_REQUEST: usize = MAX_REQUEST;
     // A site's hooks come in bursts (a batch of uploads, a mass ban): room
     // for a few hundred at once, each at most 64 KiB.
     const MAX_CLIENTS: usize = 256;
 
-    fn answer(&self, request: &[u8]) -> Option<Vec<u8>> {
+    fn answer(&self, request: &[u8]) -> Answer {
         let clock = Clock {
             unix: crate::clock::unix_ms() as f64 / 1000.0,
             now: self.started.elapsed().as_secs() as u32,
         };
-        self.api.answer(request, clock)
+        match self.api.answer(request, clock) {
+            Outcome::Response(out) => Answer::Done(out),
+            Outcome::NeedBytes(n) => Answer::Wait(n),
+        }
     }
 }
 
-/// Bind `addr` and serve `api` there; returns the bound address.
-pub fn spawn(addr: SocketAddr, api: AdminApi, started: Instant) -> io::Result<SocketAddr> {
-    operator_listener::spawn(addr, Admin { api, started })
+/// Bind `addr` and serve `api` there (over TLS with `tls`); returns the
+/// bound address.
+pub fn spawn(
+    addr: SocketAddr,
+    api: AdminApi,
+    started: Instant,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> io::Result<SocketAddr> {
+    operator_listener::spawn(addr, Admin { api, started }, tls)
 }

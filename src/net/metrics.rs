@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::operator_listener::{self, Service};
+use super::operator_listener::{self, Answer, Service};
 use crate::clock::unix_now;
 use crate::metrics::{MetricsState, respond};
 
@@ -17,18 +17,21 @@ struct Metrics(Arc<MetricsState>);
 
 impl Service for Metrics {
     const NAME: &'static str = "metrics";
+    const MAX_HEAD: usize = MAX_HEAD;
     const MAX_REQUEST: usize = MAX_HEAD;
     const MAX_CLIENTS: usize = 64;
 
-    fn answer(&self, request: &[u8]) -> Option<Vec<u8>> {
-        answer(request, &self.0)
+    fn answer(&self, request: &[u8]) -> Answer {
+        // Asked once the head ended, or stopped short of its end.
+        let bad = || response(400, "Bad Request", "text/plain", b"bad request\n", true);
+        Answer::Done(answer(request, &self.0).unwrap_or_else(bad))
     }
 }
 
 /// Bind `addr` and serve it on a thread of its own; returns the bound
 /// address (port 0 resolved).
 pub fn spawn(addr: SocketAddr, state: Arc<MetricsState>) -> io::Result<SocketAddr> {
-    operator_listener::spawn(addr, Metrics(state))
+    operator_listener::spawn(addr, Metrics(state), None)
 }
 
 /// The whole answer to the request head in `head`, or `None` while it is

@@ -5,54 +5,66 @@
 //! trickles. When every slot is taken the oldest connection makes room, so
 //! a load balancer's health check or a site's hook never waits behind a
 //! slow client. What a request gets is the `Service`'s business: this
-//! only moves bytes, at most `Service::MAX_REQUEST` of them in.
+//! only moves bytes (`operator_conn`), at most `Service::MAX_REQUEST` of
+//! them in, over TLS when given a certificate (a handshake that trickles
+//! is bounded by the same deadline).
 #![allow(unsafe_code)] // the kernel interface; each block says why it holds
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection};
+
+use super::operator_conn::Conn;
+
+/// What a service says to a request's bytes.
+pub enum Answer {
+    /// The whole response.
+    Done(Vec<u8>),
+    /// Ask again once the request holds this many bytes (its body).
+    Wait(usize),
+}
 
 /// What a listener answers.
 pub trait Service: Send + 'static {
     /// The thread's name, and the log's.
     const NAME: &'static str;
-    /// The most a request may be (head and body); a service answers (or
-    /// refuses) a request that reached it.
+    /// The most a request's head may be.
+    const MAX_HEAD: usize;
+    /// The most a request may be, head and body.
     const MAX_REQUEST: usize;
     /// Connections served at once.
     const MAX_CLIENTS: usize;
-    /// The whole answer to `request`, or `None` while it is incomplete
-    /// (and shorter than `MAX_REQUEST`).
-    fn answer(&self, request: &[u8]) -> Option<Vec<u8>>;
+    /// The answer to `request`, asked once its head has ended (or
+    /// `MAX_HEAD` bytes came without an end, or the client closed), then
+    /// again once it holds the bytes a `Wait` asked for.
+    fn answer(&self, request: &[u8]) -> Answer;
 }
 
 /// From accept to the last byte of the answer.
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
-struct Client {
-    stream: TcpStream,
-    head: Vec<u8>,
-    /// The answer, once the request is complete.
-    out: Vec<u8>,
-    sent: usize,
-    deadline: Instant,
-}
-
-/// Bind `addr` and serve `service` on a thread of its own; returns the
-/// bound address (port 0 resolved).
-pub fn spawn<S: Service>(addr: SocketAddr, service: S) -> io::Result<SocketAddr> {
+/// Bind `addr` and serve `service` on a thread of its own, over TLS with
+/// `tls`; returns the bound address (port 0 resolved).
+pub fn spawn<S: Service>(
+    addr: SocketAddr,
+    service: S,
+    tls: Option<Arc<ServerConfig>>,
+) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name(S::NAME.into())
-        .spawn(move || serve(&listener, &service))?;
+        .spawn(move || serve(&listener, &service, tls.as_ref()))?;
     Ok(bound)
 }
 
-fn serve<S: Service>(listener: &TcpListener, service: &S) {
-    let mut clients: Vec<Client> = Vec::with_capacity(S::MAX_CLIENTS);
+fn serve<S: Service>(listener: &TcpListener, service: &S, tls: Option<&Arc<ServerConfig>>) {
+    let mut clients: Vec<Conn> = Vec::with_capacity(S::MAX_CLIENTS);
     let mut fds: Vec<libc::pollfd> = Vec::with_capacity(S::MAX_CLIENTS + 1);
     // After a failed accept (EMFILE) the listener stays readable: it is
     // left out of the poll for a while instead of failing in a loop.
@@ -69,12 +81,7 @@ fn serve<S: Service>(listener: &TcpListener, service: &S) {
         };
         fds.push(pollfd(listener.as_raw_fd(), listening));
         for c in &clients {
-            let wants = if c.out.is_empty() {
-                libc::POLLIN
-            } else {
-                libc::POLLOUT
-            };
-            fds.push(pollfd(c.stream.as_raw_fd(), wants));
+            fds.push(pollfd(c.fd(), c.interest()));
         }
         let next = clients.iter().map(|c| c.deadline).chain(paused_until).min();
         let wait = next.map_or(1000, |d| d.saturating_duration_since(now).as_millis() + 1);
@@ -87,9 +94,9 @@ fn serve<S: Service>(listener: &TcpListener, service: &S) {
         let mut i = 0;
         clients.retain_mut(|c| {
             i += 1;
-            fds[i].revents == 0 || step(c, service)
+            fds[i].revents == 0 || c.step(service)
         });
-        if fds[0].revents != 0 && !accept::<S>(listener, &mut clients) {
+        if fds[0].revents != 0 && !accept::<S>(listener, &mut clients, tls) {
             paused_until = Some(Instant::now() + ACCEPT_PAUSE);
         }
     }
@@ -108,7 +115,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 
 /// Take every waiting connection; at `S::MAX_CLIENTS` the oldest one goes.
 /// False if an accept failed (not for want of connections).
-fn accept<S: Service>(listener: &TcpListener, clients: &mut Vec<Client>) -> bool {
+fn accept<S: Service>(
+    listener: &TcpListener,
+    clients: &mut Vec<Conn>,
+    tls: Option<&Arc<ServerConfig>>,
+) -> bool {
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -121,13 +132,17 @@ fn accept<S: Service>(listener: &TcpListener, clients: &mut Vec<Client>) -> bool
         if stream.set_nonblocking(true).is_err() {
             continue;
         }
-        let client = Client {
-            stream,
-            head: Vec::new(),
-            out: Vec::new(),
-            sent: 0,
-            deadline: Instant::now() + DEADLINE,
+        let tls = match tls.map(|config| ServerConnection::new(Arc::clone(config))) {
+            Some(Ok(mut conn)) => {
+                // The answer is bounded by the service (10,000 peers at
+                // most), and goes to rustls whole.
+                conn.set_buffer_limit(None);
+                Some(Box::new(conn))
+            }
+            Some(Err(_)) => continue,
+            None => None,
         };
+        let client = Conn::new(stream, tls, Instant::now() + DEADLINE);
         if admit(clients, client, S::MAX_CLIENTS) {
             tracing::debug!(
                 "{}: {} connections open, the oldest closed",
@@ -147,42 +162,6 @@ fn admit<T>(list: &mut Vec<T>, new: T, cap: usize) -> bool {
     }
     list.push(new);
     full
-}
-
-/// Move what the socket allows; false once the connection is done (the
-/// answer written, the peer gone, or an error).
-fn step<S: Service>(c: &mut Client, service: &S) -> bool {
-    if c.out.is_empty() {
-        let mut buf = [0u8; 2048];
-        loop {
-            match c.stream.read(&mut buf) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    let room = S::MAX_REQUEST.saturating_sub(c.head.len());
-                    c.head.extend_from_slice(&buf[..n.min(room)]);
-                    if c.head.len() == S::MAX_REQUEST {
-                        break; // enough to answer (or refuse)
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return false,
-            }
-        }
-        match service.answer(&c.head) {
-            Some(out) => c.out = out,
-            None => return true,
-        }
-    }
-    while c.sent < c.out.len() {
-        match c.stream.write(&c.out[c.sent..]) {
-            Ok(n) => c.sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-    false
 }
 
 #[cfg(test)]

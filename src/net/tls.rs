@@ -24,17 +24,21 @@ pub type TlsConfig = Arc<ArcSwap<rustls::ServerConfig>>;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The certificate chain cannot be read or parsed.
-    #[error("tls.cert {path}: {reason}")]
+    #[error("{key} {path}: {reason}")]
     Cert {
-        /// `tls.cert`.
+        /// The config key that names it (`tls.cert`, `admin.tls_cert`).
+        key: &'static str,
+        /// The file.
         path: PathBuf,
         /// Why.
         reason: String,
     },
     /// The private key cannot be read or parsed.
-    #[error("tls.key {path}: {reason}")]
+    #[error("{key} {path}: {reason}")]
     Key {
-        /// `tls.key`.
+        /// The config key that names it (`tls.key`, `admin.tls_key`).
+        key: &'static str,
+        /// The file.
         path: PathBuf,
         /// Why.
         reason: String,
@@ -44,9 +48,20 @@ pub enum TlsError {
     Mismatch(rustls::Error),
 }
 
-/// Read a PEM certificate chain and private key into a server config.
+/// Read `[tls]`'s PEM certificate chain and private key into a server
+/// config.
 pub fn load(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
+    load_as(cert, key, ("tls.cert", "tls.key"))
+}
+
+/// `load`, errors naming the config keys `names` (certificate, key).
+pub fn load_as(
+    cert: &Path,
+    key: &Path,
+    names: (&'static str, &'static str),
+) -> Result<rustls::ServerConfig, TlsError> {
     let cert_err = |reason: String| TlsError::Cert {
+        key: names.0,
         path: cert.to_path_buf(),
         reason,
     };
@@ -60,6 +75,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
         return Err(cert_err("no CERTIFICATE block in the file".into()));
     }
     let key_err = |reason: String| TlsError::Key {
+        key: names.1,
         path: key.to_path_buf(),
         reason,
     };

@@ -145,24 +145,26 @@ impl AccessRules {
 
     /// These rules, freshly read from the files, with the API's changes of
     /// `old`: each change stays in force until the file changes its mind
-    /// about that entry (its membership differs between the two reads), and
-    /// every list change goes when `access.mode` changed. Returns the rules
-    /// and how many changes went.
+    /// about that entry (its membership differs between the two reads) or
+    /// says the same as the change (which then has nothing left to say),
+    /// and every list change goes when `access.mode` changed. Returns the
+    /// rules and how many changes went.
     pub fn carry_api_changes(mut self, old: &AccessRules) -> (Self, usize) {
         self.api = old.api.clone();
         let mode_changed = self.mode != old.mode;
-        let mut gone = self.api.hashes.prune(|h| {
+        let mut gone = self.api.hashes.prune(|h, listed| {
             let h = InfoHash(*h);
-            mode_changed || old.hashes.contains(&h) != self.hashes.contains(&h)
+            let now = self.hashes.contains(&h);
+            mode_changed || old.hashes.contains(&h) != now || listed == now
         });
         let in_file = |keys: &Option<HashSet<Vec<u8>, DefaultHashBuilder>>, k: &Passkey| {
             keys.as_ref()
                 .is_some_and(|keys| keys.contains(k.as_slice()))
         };
-        gone += self
-            .api
-            .passkeys
-            .prune(|k| in_file(&old.passkeys, k) != in_file(&self.passkeys, k));
+        gone += self.api.passkeys.prune(|k, listed| {
+            let now = in_file(&self.passkeys, k);
+            in_file(&old.passkeys, k) != now || listed == now
+        });
         (self, gone)
     }
 

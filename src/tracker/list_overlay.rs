@@ -83,13 +83,14 @@ where
         Ok(())
     }
 
-    /// Drop the entries `stale` names (a reload whose file changed its
-    /// mind about them); returns how many went.
-    pub fn prune(&self, stale: impl Fn(&K) -> bool) -> usize {
+    /// Drop the entries `stale` names, given each one's word (a reload
+    /// whose file changed its mind about them, or now says the same);
+    /// returns how many went.
+    pub fn prune(&self, stale: impl Fn(&K, bool) -> bool) -> usize {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut gone = 0;
-        self.entries.retain(|k, _| {
-            let drop = stale(k);
+        self.entries.retain(|k, listed| {
+            let drop = stale(k, *listed);
             gone += usize::from(drop);
             !drop
         });
@@ -114,7 +115,7 @@ mod tests {
             (Some(false), Some(false))
         );
         assert_eq!(o.len(), 2);
-        assert_eq!(o.prune(|k| k[0] == 1), 1);
+        assert_eq!(o.prune(|k, _| k[0] == 1), 1);
         assert_eq!((o.listed(&[1; 20]), o.len()), (None, 1));
         o.len.store(MAX_API_ENTRIES, Ordering::Relaxed);
         assert_eq!(o.set([3; 20], true), Err(OverlayFull));

@@ -248,10 +248,13 @@ impl SiteDirectory {
     }
 
     /// A row of `member`'s id that did not decode or validate: the key it
-    /// served before is no longer served.
+    /// served before is no longer served (unless the management API
+    /// changed it since: the row is older than that).
     pub fn withdraw_member(&self, member: Member) {
         let mut keys = self.keys();
-        self.withdraw(&mut keys, member);
+        if !keys.api.contains_key(&member) {
+            self.withdraw(&mut keys, member);
+        }
     }
 
     fn withdraw(&self, keys: &mut Keys, member: Member) {

@@ -29,9 +29,29 @@ pub fn section(dir: &Path) -> String {
     )
 }
 
-/// The API's address, from the start-up log.
+/// The API's address, from the start-up log (HTTP or HTTPS).
 pub fn addr(t: &Started) -> SocketAddr {
-    addr_after(&t.early_log, "management API on http://").expect("admin address logged")
+    addr_after(&t.early_log, "management API on http://")
+        .or_else(|| addr_after(&t.early_log, "management API on https://"))
+        .expect("admin address logged")
+}
+
+/// The request `call_as` sends.
+pub fn request(token: Option<&str>, method: &str, path: &str, body: &str) -> String {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A whole response's status and JSON body.
+pub fn parse(reply: &[u8]) -> (u16, serde_json::Value) {
+    let text = String::from_utf8(reply.to_vec()).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).expect("a JSON body"))
 }
 
 /// One request with the test's token: (status, JSON body).
@@ -50,18 +70,9 @@ pub fn call_as(
     let mut s = TcpStream::connect(addr).unwrap();
     // Turns a missing reply into a failure instead of a hang.
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    s.write_all(request(token, method, path, body).as_bytes())
+        .unwrap();
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).unwrap();
-    let text = String::from_utf8(reply).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a whole response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).expect("a JSON body"))
+    parse(&reply)
 }

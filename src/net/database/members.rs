@@ -27,6 +27,13 @@ impl Worker {
             seen[i] = self.read_table(table, since.as_deref())?;
         }
         self.watermark = mark;
+        // An API change holds against rows older than it while a read can
+        // still return one: the lookback and two syncs, then it is the
+        // database's word again.
+        let window =
+            f64::from(sql::LOOKBACK_SECONDS) + 2.0 * self.setup.sync_interval.as_secs_f64();
+        let now = crate::clock::unix_ms() as f64 / 1000.0;
+        self.setup.site.forget_api_changes(now - window);
         self.read_freeleech()?;
         if all {
             self.setup.site.retain_only(&seen[0], &seen[1]);

@@ -42,7 +42,8 @@ pub const MAX_FREELEECH_ROWS: usize = crate::tracker::list_overlay::MAX_API_ENTR
 pub fn freeleech_query() -> String {
     format!(
         "SELECT user_id, torrent_id, until FROM rt_freeleech_tokens \
-         WHERE until IS NULL OR until > UNIX_TIMESTAMP() LIMIT {}",
+         WHERE until IS NULL OR until > UNIX_TIMESTAMP() \
+         ORDER BY user_id, torrent_id LIMIT {}",
         MAX_FREELEECH_ROWS + 1
     )
 }

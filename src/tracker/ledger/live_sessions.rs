@@ -4,6 +4,7 @@
 //! bounded: one shard for a torrent, and for a user every shard in turn,
 //! each locked only for its own walk.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::{Session, SessionKey, Shard, TransferLedger};
@@ -100,18 +101,31 @@ impl TransferLedger {
 
     /// End every session of `passkey` (a user the site withdrew), as if
     /// each had stopped: pending credits stay, to be written. Returns where
-    /// their peers are listed, to take them out of the swarms.
+    /// their peers are listed, to take them out of the swarms: not an
+    /// address another user's live session on that torrent announced from
+    /// too (a shared seedbox), whose peer that is as much.
     pub fn end_sessions_of(&self, passkey: &[u8], now: u32) -> Vec<LiveSession> {
         let mut ended = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut here = Vec::new();
             end_where(
                 &mut shard,
                 |k| k.passkey.as_slice() == passkey,
                 self,
                 now,
-                &mut ended,
+                &mut here,
             );
+            if here.is_empty() {
+                continue;
+            }
+            let at = |s: &LiveSession| (s.info_hash, s.ip, s.port);
+            let mine: HashSet<_> = here.iter().map(at).collect();
+            let shared: HashSet<_> = (shard.sessions.iter())
+                .map(|(k, s)| (k.info_hash, s.detail.ip, s.detail.port))
+                .filter(|a| mine.contains(a))
+                .collect();
+            ended.extend(here.into_iter().filter(|s| !shared.contains(&at(s))));
         }
         ended
     }

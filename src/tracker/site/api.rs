@@ -19,13 +19,14 @@ pub enum ApiRefusal {
 }
 
 impl Keys {
-    /// Remember that the API changed `member` at `at` (unix seconds).
+    /// Remember that the API changed `member` at `at` (unix seconds). The
+    /// latest change's time, even if the clock stepped back: the row the
+    /// API applies next carries it, and must not be skipped.
     fn api_changed(&mut self, member: Member, at: f64) -> Result<(), OverlayFull> {
         if !self.api.contains_key(&member) && self.api.len() >= MAX_API_ENTRIES {
             return Err(OverlayFull);
         }
-        let t = self.api.entry(member).or_insert(at);
-        *t = t.max(at);
+        self.api.insert(member, at);
         Ok(())
     }
 }
@@ -75,6 +76,17 @@ impl SiteDirectory {
         keys.api_changed(Member::Torrent(id), at)?;
         self.withdraw(&mut keys, Member::Torrent(id));
         Ok(Some(hash))
+    }
+
+    /// Forget the API's changes made before `before` (unix seconds): once
+    /// no incremental read can return a row older than a change, the
+    /// database is the truth again (a full read applies what it says).
+    /// Returns how many went.
+    pub fn forget_api_changes(&self, before: f64) -> usize {
+        let mut keys = self.keys();
+        let n = keys.api.len();
+        keys.api.retain(|_, t| *t >= before);
+        n - keys.api.len()
     }
 
     /// The passkey user `id` is served under.

@@ -155,7 +155,6 @@ impl Freeleech {
         let mut read: HashMap<Key, u64, DefaultHashBuilder> = HashMap::default();
         for g in rows {
             let k = key(g.user_id, g.torrent_id);
-            read.insert(k, g.until);
             let prev = last.get(&k).copied();
             let held = self.grants.get(&k);
             let api_stands = first && held.is_some_and(|h| h.api);
@@ -164,8 +163,12 @@ impl Freeleech {
                     until: g.until,
                     api: false,
                 };
-                done.set += usize::from(self.put(k, row).is_ok());
+                if self.put(k, row).is_err() {
+                    continue; // full: not remembered, so tried again next read
+                }
+                done.set += 1;
             }
+            read.insert(k, g.until);
         }
         for k in last.keys().filter(|k| !read.contains_key(*k)) {
             done.removed += usize::from(self.take(k, |h| !h.api));
