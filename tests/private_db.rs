@@ -1206,6 +1206,14 @@ fn the_management_api_changes_users_torrents_and_freeleech_at_once() {
         body["error"].as_str().unwrap().starts_with("until:"),
         "{body}"
     );
+    // Personal freeleech through the API, put and taken back.
+    let path = "/api/users/2/personal-freeleech";
+    assert_eq!(
+        admin::call(api, "PUT", path, r#"{"until": 4102444800}"#).0,
+        200
+    );
+    assert_eq!(admin::call(api, "DELETE", path, "").0, 200);
+    assert_eq!(admin::call(api, "DELETE", path, "").0, 404);
     site.db
         .sql("INSERT INTO rt_freeleech_tokens (user_id, torrent_id) VALUES (1, 0)");
     read_again(&mut t);

@@ -22,7 +22,6 @@ pub mod listeners;
 pub mod metrics;
 pub mod mmsg;
 pub mod msg;
-mod operator_conn;
 pub mod operator_listener;
 pub mod privileges;
 pub mod ring;

@@ -5,7 +5,7 @@
 //! trickles. When every slot is taken the oldest connection makes room, so
 //! a load balancer's health check or a site's hook never waits behind a
 //! slow client. What a request gets is the `Service`'s business: this
-//! only moves bytes (`operator_conn`), at most `Service::MAX_REQUEST` of
+//! only moves bytes (`conn`), at most `Service::MAX_REQUEST` of
 //! them in, over TLS when given a certificate (a handshake that trickles
 //! is bounded by the same deadline).
 #![allow(unsafe_code)] // the kernel interface; each block says why it holds
@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
 
-use super::operator_conn::Conn;
+mod conn;
+
+use conn::Conn;
 
 /// What a service says to a request's bytes.
 pub enum Answer {

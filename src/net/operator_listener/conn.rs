@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use rustls::ServerConnection;
 
-use super::operator_listener::{Answer, Service};
+use super::{Answer, Service};
 
 /// One connection, from accept to close.
 pub(super) struct Conn {
