@@ -3,7 +3,7 @@
 costs the announces.
 
   /usr/bin/python3 loadgen/admin_latency.py ROUNDS [--torrents N --peers N]
-      [--requests N] [--seconds S]
+      [--seconds S] [--api-rate CALLS_PER_SECOND]
 
 Each round starts target/release/ringtracker pinned to CPU 0 (one UDP
 worker, the admin thread beside it on the same core) with `access.mode =
@@ -11,12 +11,16 @@ worker, the admin thread beside it on the same core) with `access.mode =
 `[admin]` on loopback; every peer announces once (`loadgen --mode once`),
 then loadgen on CPU 1 runs a closed loop (128 in flight) twice for S
 seconds: once alone (A), once while this script (also on CPU 1) sends
-REQUESTS API calls one after the other (B): GET /api/torrents/{hot hash},
-PUT and DELETE /api/allow/{a hash outside the workload} (so the list's API
-entries are not empty while announces run), and every 50th call GET
-/api/torrents?top=10 (a walk of the whole table). Printed: announces/s
-A and B with their medians, and each endpoint's latency (p50, p99, max,
-over all rounds), measured from connect to the last byte.
+API calls at CALLS_PER_SECOND (default 100; a huge rate: back to back)
+the whole time (B), in rounds of four: GET
+/api/torrents/{h}?peers=10000 of the busiest torrent (10,000 peers listed),
+GET /api/torrents/{h} of one in the tail (the default 200 at most), PUT and DELETE /api/allow/{a hash outside the
+workload} (so the list's API entries are not empty while announces run),
+and every 25th round GET /api/torrents?top=10 (a walk of the whole table).
+Printed: announces/s A and B with their medians and the tracker's CPU per
+reply (the API's CPU counts in B's), and each endpoint's
+latency (p50, p99, max, over all rounds), from connect to the last byte;
+any status but 200 is counted under its own name.
 """
 
 import argparse
@@ -41,38 +45,39 @@ def port_bound(port):
     return any(int(line.split()[1].split(":")[1], 16) == port for line in lines)
 
 
-def call(method, path, timings):
+def call(name, method, path, timings):
     start = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", 9101, timeout=30)
     conn.request(method, path, headers={"Authorization": f"Bearer {TOKEN}", "Content-Length": "0"})
     reply = conn.getresponse()
     reply.read()
     conn.close()
-    timings.setdefault(f"{method} {path.split('/')[2].split('?')[0]}"
-                       + ("?top" if "?top" in path else ""), []).append(time.perf_counter() - start)
+    timings.setdefault(name, []).append(time.perf_counter() - start)
     if reply.status != 200:
-        raise SystemExit(f"{method} {path}: {reply.status}")
+        timings.setdefault(f"{name}: status {reply.status}", []).append(0.0)
 
 
-def api_traffic(n, hot, timings, done):
+def api_traffic(stop, rate, hot, tail, timings):
     outside = "ab" * 20
-    for i in range(n):
-        if i % 50 == 49:
-            call("GET", "/api/torrents?top=10", timings)
-        elif i % 3 == 0:
-            call("GET", f"/api/torrents/{hot}", timings)
-        elif i % 3 == 1:
-            call("PUT", f"/api/allow/{outside}", timings)
-        else:
-            call("DELETE", f"/api/allow/{outside}", timings)
-    done.set()
+    i, start = 0, time.monotonic()
+    while not stop.is_set():
+        # Four calls a round, rounds paced to `rate` calls a second.
+        stop.wait(max(0.0, start + i * 4 / rate - time.monotonic()))
+        i += 1
+        call("GET /api/torrents/{hot}?peers=10000", "GET", f"/api/torrents/{hot}?peers=10000", timings)
+        call("GET /api/torrents/{tail}", "GET", f"/api/torrents/{tail}", timings)
+        call("PUT /api/allow/{h}", "PUT", f"/api/allow/{outside}", timings)
+        call("DELETE /api/allow/{h}", "DELETE", f"/api/allow/{outside}", timings)
+        if i % 25 == 24:
+            call("GET /api/torrents?top=10", "GET", "/api/torrents?top=10", timings)
 
 
 def closed_loop(base, pid, seconds):
     out = subprocess.run([*base, "--mode", "closed", "--inflight", "128", "--server-pid", str(pid),
                           "--duration", str(seconds), "--warmup", "2"],
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)["goodput_per_second"]
+    d = json.loads(out.stdout)
+    return d["goodput_per_second"], d["server"]["cpu_us_per_reply"]
 
 
 def round_once(args, workdir, hashes, timings):
@@ -92,12 +97,14 @@ def round_once(args, workdir, hashes, timings):
         subprocess.run([*base, "--mode", "once", "--duration", "1200", "--inflight", "256",
                         "--timeout-ms", "3000"], capture_output=True, check=True)
         alone = closed_loop(base, proc.pid, args.seconds)
-        hot = Path(hashes).read_text().split("\n", 1)[0].strip()
-        done = threading.Event()
+        listed = Path(hashes).read_text().split()
+        hot, tail = listed[0], listed[len(listed) // 2]
         os.sched_setaffinity(0, {1})
-        t = threading.Thread(target=api_traffic, args=(args.requests, hot, timings, done))
+        stop = threading.Event()
+        t = threading.Thread(target=api_traffic, args=(stop, args.api_rate, hot, tail, timings))
         t.start()
         with_api = closed_loop(base, proc.pid, args.seconds)
+        stop.set()
         t.join()
         return alone, with_api
     finally:
@@ -110,8 +117,8 @@ def main():
     p.add_argument("rounds", type=int)
     p.add_argument("--torrents", type=int, default=1_000_000)
     p.add_argument("--peers", type=int, default=2_000_000)
-    p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--api-rate", type=float, default=100, help="API calls a second")
     args = p.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rt-admin-"))
     (workdir / "admin.token").write_text(TOKEN + "\n")
@@ -122,10 +129,12 @@ def main():
     timings, runs = {}, []
     for _ in range(args.rounds):
         runs.append(round_once(args, workdir, hashes, timings))
-    print("announces/s alone:    " + " ".join(f"{a / 1000:.0f}k" for a, _ in runs)
-          + f"; median {statistics.median(a for a, _ in runs):,.0f}")
-    print("announces/s with API: " + " ".join(f"{b / 1000:.0f}k" for _, b in runs)
-          + f"; median {statistics.median(b for _, b in runs):,.0f}")
+    for label, side in (("alone:   ", 0), ("with API:", 1)):
+        rates = [r[side][0] for r in runs]
+        cpus = [r[side][1] for r in runs]
+        print(f"announces/s {label} " + " ".join(f"{x / 1000:.0f}k" for x in rates)
+              + f"; median {statistics.median(rates):,.0f}, "
+              f"{statistics.median(cpus):.2f} µs tracker CPU per reply")
     for name, ts in sorted(timings.items()):
         ts = sorted(ts)
         p99 = ts[min(len(ts) - 1, int(len(ts) * 0.99))]

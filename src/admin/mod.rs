@@ -17,7 +17,7 @@ pub mod request;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::AdminToken;
 use crate::tracker::Tracker;
@@ -47,24 +47,30 @@ pub struct Clock {
     pub now: u32,
 }
 
-/// An answer before it is written: a status and a JSON body.
-#[derive(Debug, Clone, PartialEq)]
+/// An answer before it is written: a status and its JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// The HTTP status.
     pub status: u16,
-    /// The body.
-    pub body: Value,
+    /// The body, serialized.
+    pub body: Vec<u8>,
 }
 
 impl Reply {
-    fn ok(body: Value) -> Reply {
-        Reply { status: 200, body }
+    /// 200 with `body` (a `json!` value, or a serializable struct: a long
+    /// peer list is written straight, not built as a `Value` first).
+    fn ok(body: impl serde::Serialize) -> Reply {
+        Reply {
+            status: 200,
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
     }
 
     fn error(status: u16, message: impl std::fmt::Display) -> Reply {
+        let body = json!({ "error": message.to_string() });
         Reply {
             status,
-            body: json!({ "error": message.to_string() }),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
         }
     }
 
@@ -130,7 +136,7 @@ impl AdminApi {
                 self.freeleech(user, Some(torrent), None, clock)
             }
             ("GET", ["torrents", "", "", ""]) => self.top_torrents(r.query),
-            ("GET", ["torrents", hash, "", ""]) => self.get_torrent(hash, clock),
+            ("GET", ["torrents", hash, "", ""]) => self.get_torrent(hash, r.query, clock),
             ("PUT", ["torrents", id, "", ""]) => self.put_torrent(id, body, clock),
             ("DELETE", ["torrents", id, "", ""]) => self.delete_torrent(id, clock),
             ("PUT", [list @ ("allow" | "deny"), hash, "", ""]) => {
@@ -177,7 +183,7 @@ fn reason(status: u16) -> &'static str {
 
 /// The whole HTTP response for `reply`.
 fn response(reply: &Reply) -> Vec<u8> {
-    let body = serde_json::to_vec(&reply.body).unwrap_or_default();
+    let body = &reply.body;
     let challenge = if reply.status == 401 {
         "WWW-Authenticate: Bearer\r\n"
     } else {
@@ -191,7 +197,7 @@ fn response(reply: &Reply) -> Vec<u8> {
         body.len() + 1
     )
     .into_bytes();
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     out.push(b'\n');
     out
 }

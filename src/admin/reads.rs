@@ -8,6 +8,7 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::body::{self, hex};
@@ -33,13 +34,73 @@ fn split_addr(b: &[u8]) -> (IpAddr, u16) {
     (ip, u16::from_be_bytes([port[0], port[1]]))
 }
 
-/// A torrent's peers as the table lists them: address, port, seeder, age.
-fn listed_peers(t: &Torrent, now: u32) -> Vec<(IpAddr, u16, bool, u32)> {
-    let mut out = Vec::new();
+/// Peers a torrent's answer lists unless `?peers=N` asks for more.
+pub const DEFAULT_PEERS: usize = 200;
+
+/// A listed peer, as the answer writes it.
+#[derive(Serialize)]
+struct PeerOut {
+    ip: IpAddr,
+    port: u16,
+    seeder: bool,
+    age: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<u64>,
+}
+
+/// `GET /api/torrents/{info_hash}`.
+#[derive(Serialize)]
+struct TorrentOut {
+    info_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    seeders: usize,
+    leechers: usize,
+    completed: u32,
+    peers_truncated: bool,
+    peers: Vec<PeerOut>,
+}
+
+/// A user's live peer, as `GET /api/users/{id}` writes it.
+#[derive(Serialize)]
+struct SessionOut {
+    info_hash: String,
+    ip: IpAddr,
+    port: u16,
+    seeder: bool,
+    age: u32,
+    uploaded: u64,
+    downloaded: u64,
+}
+
+impl From<&LiveSession> for SessionOut {
+    fn from(s: &LiveSession) -> SessionOut {
+        SessionOut {
+            info_hash: hex(&s.info_hash.0),
+            ip: s.ip,
+            port: s.port,
+            seeder: s.seeder,
+            age: s.age,
+            uploaded: s.uploaded,
+            downloaded: s.downloaded,
+        }
+    }
+}
+
+/// Up to `most` of a torrent's peers as the table lists them.
+fn listed_peers(t: &Torrent, now: u32, most: usize) -> Vec<PeerOut> {
+    let mut out = Vec::with_capacity(most.min(t.seeders() + t.leechers()));
     let mut push = |addr: &[u8], seeder: bool, age: u32| {
-        if out.len() < MAX_LISTED {
+        if out.len() < most {
             let (ip, port) = split_addr(addr);
-            out.push((ip, port, seeder, age));
+            let user_id = None;
+            out.push(PeerOut {
+                ip,
+                port,
+                seeder,
+                age,
+                user_id,
+            });
         }
     };
     t.v4.for_each_peer(|r, s| push(&r.addr, s, r.age(now)));
@@ -49,80 +110,69 @@ fn listed_peers(t: &Torrent, now: u32) -> Vec<(IpAddr, u16, bool, u32)> {
     out
 }
 
-fn session_json(s: &LiveSession) -> Value {
-    json!({
-        "info_hash": hex(&s.info_hash.0),
-        "ip": s.ip.to_string(),
-        "port": s.port,
-        "seeder": s.seeder,
-        "age": s.age,
-        "uploaded": s.uploaded,
-        "downloaded": s.downloaded,
-    })
+/// `name=N` of a query, `default` when absent; None when malformed or
+/// past `most`.
+fn query_count(
+    query: &str,
+    name: &str,
+    default: usize,
+    least: usize,
+    most: usize,
+) -> Option<usize> {
+    let v = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+    v.map_or(Some(default), |v| v.parse().ok())
+        .filter(|n| (least..=most).contains(n))
 }
 
 impl AdminApi {
-    pub(super) fn get_torrent(&self, hash: &str, clock: Clock) -> Reply {
+    pub(super) fn get_torrent(&self, hash: &str, query: &str, clock: Clock) -> Reply {
         let h = match body::info_hash("info_hash", hash) {
             Ok(h) => InfoHash(h),
             Err(e) => return Reply::error(400, e.0),
         };
+        let Some(most) = query_count(query, "peers", DEFAULT_PEERS, 0, MAX_LISTED) else {
+            return Reply::error(400, format!("peers: must be 0 to {MAX_LISTED}"));
+        };
         let rules = self.tracker.access();
         let id = rules.site().and_then(|s| s.torrent_id(&h.0));
-        let (counts, peers) = {
+        let (counts, mut peers) = {
             let shard = self.tracker.table().lock(&h);
             match shard.get(&h) {
                 Some(t) => (
                     (t.seeders(), t.leechers(), t.downloaded),
-                    listed_peers(t, clock.now),
+                    listed_peers(t, clock.now, most),
                 ),
                 None => ((0, 0, 0), Vec::new()),
             }
         };
-        if peers.is_empty() && id.is_none() {
+        if counts.0 + counts.1 == 0 && id.is_none() {
             return Reply::error(404, format!("{} has no peers here", hex(&h.0)));
         }
-        let users: HashMap<(IpAddr, u16), u64> = if rules.private() {
+        if rules.site().is_some() && !peers.is_empty() {
             let sessions = self.tracker.ledger().sessions_on(&h, clock.now);
-            sessions
+            let users: HashMap<(IpAddr, u16), u64> = sessions
                 .iter()
                 .map(|s| ((s.ip, s.port), s.user_id))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        let peers: Vec<Value> = peers
-            .iter()
-            .map(|&(ip, port, seeder, age)| {
-                let mut p =
-                    json!({ "ip": ip.to_string(), "port": port, "seeder": seeder, "age": age });
-                if let Some(u) = users.get(&(ip, port)).filter(|&&u| u != 0) {
-                    p["user_id"] = json!(u);
-                }
-                p
-            })
-            .collect();
-        let mut out = json!({
-            "info_hash": hex(&h.0),
-            "seeders": counts.0,
-            "leechers": counts.1,
-            "completed": counts.2,
-            "peers_truncated": counts.0 + counts.1 > peers.len(),
-            "peers": peers,
-        });
-        if let Some(id) = id {
-            out["id"] = json!(id);
+                .collect();
+            for p in &mut peers {
+                p.user_id = users.get(&(p.ip, p.port)).copied().filter(|&u| u != 0);
+            }
         }
-        Reply::ok(out)
+        Reply::ok(TorrentOut {
+            info_hash: hex(&h.0),
+            id,
+            seeders: counts.0,
+            leechers: counts.1,
+            completed: counts.2,
+            peers_truncated: counts.0 + counts.1 > peers.len(),
+            peers,
+        })
     }
 
     pub(super) fn top_torrents(&self, query: &str) -> Reply {
-        let n = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("top="))
-            .map_or(Some(50), |v| v.parse::<usize>().ok())
-            .filter(|n| (1..=MAX_TOP).contains(n));
-        let Some(n) = n else {
+        let Some(n) = query_count(query, "top", 50, 1, MAX_TOP) else {
             return Reply::error(400, format!("top: must be 1 to {MAX_TOP}"));
         };
         // The n busiest so far, smallest on top to be pushed out.
@@ -169,7 +219,7 @@ impl AdminApi {
             return Reply::error(404, format!("user {id} is not served"));
         };
         let (sessions, more, pending) = self.tracker.ledger().sessions_of(&passkey, clock.now);
-        let peers: Vec<Value> = sessions.iter().map(session_json).collect();
+        let peers: Vec<SessionOut> = sessions.iter().map(SessionOut::from).collect();
         Reply::ok(json!({
             "id": id,
             "peers": peers,
