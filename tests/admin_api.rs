@@ -165,6 +165,22 @@ fn requests_without_the_token_or_with_bad_input_get_clear_errors() {
         .unwrap();
     let (head, _) = common::read_http_response(&mut s);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    // A head ending in bare LFs is answered as soon as it ends, and so is
+    // a request whose client half-closes right after it.
+    let timeout = Some(std::time::Duration::from_secs(30)); // a failure, not a hang
+    let mut s = TcpStream::connect(api).unwrap();
+    s.set_read_timeout(timeout).unwrap();
+    s.write_all(b"GET /api/torrents?top=1 HTTP/1.0\nAuthorization: Bearer x\n\n")
+        .unwrap();
+    let (head, _) = common::read_http_response(&mut s);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let mut s = TcpStream::connect(api).unwrap();
+    s.set_read_timeout(timeout).unwrap();
+    let request = admin::request(Some(admin::TOKEN), "GET", "/api/torrents?top=1", "");
+    s.write_all(request.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let (head, _) = common::read_http_response(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // Junk that is not HTTP at all gets a 400, never a hang or a crash.
     let mut s = TcpStream::connect(api).unwrap();
     s.write_all(b"\x00\x01\x02 nonsense\r\n\r\n").unwrap();

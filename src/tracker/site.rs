@@ -247,12 +247,12 @@ impl SiteDirectory {
         errors
     }
 
-    /// A row of `member`'s id that did not decode or validate: the key it
-    /// served before is no longer served (unless the management API
-    /// changed it since: the row is older than that).
-    pub fn withdraw_member(&self, member: Member) {
+    /// A row of `member`'s id, changed at `updated` (unix seconds), that
+    /// did not decode or validate: the key it served before is no longer
+    /// served, unless the management API changed it after that.
+    pub fn withdraw_member(&self, member: Member, updated: f64) {
         let mut keys = self.keys();
-        if !keys.api.contains_key(&member) {
+        if !keys.superseded(member, updated) {
             self.withdraw(&mut keys, member);
         }
     }
@@ -508,7 +508,7 @@ mod tests {
         assert!(d.torrent(&InfoHash([7; 20])).is_none());
         // A row that did not decode at all, known by its id only.
         d.apply_users([user(2, KEY, true)]);
-        d.withdraw_member(Member::User(2));
+        d.withdraw_member(Member::User(2), 0.0);
         assert!(d.user(KEY).is_none());
         assert_eq!(d.counts(), (0, 0));
     }

@@ -21,6 +21,9 @@ impl Worker {
     /// then drop what the read did not return).
     pub(super) fn read(&mut self, all: bool) -> Result<(), mysql::Error> {
         let mut seen = [Default::default(), Default::default()];
+        // Taken before the watermark: the next read returns rows from
+        // there, so a change is kept for a whole window past it.
+        let started = crate::clock::unix_ms() as f64 / 1000.0;
         let mark: Option<String> = self.connected()?.query_first(sql::watermark_query())?;
         let since = if all { None } else { self.watermark.clone() };
         for (i, table) in [Table::Users, Table::Torrents].into_iter().enumerate() {
@@ -32,8 +35,7 @@ impl Worker {
         // database's word again.
         let window =
             f64::from(sql::LOOKBACK_SECONDS) + 2.0 * self.setup.sync_interval.as_secs_f64();
-        let now = crate::clock::unix_ms() as f64 / 1000.0;
-        self.setup.site.forget_api_changes(now - window);
+        self.setup.site.forget_api_changes(started - window);
         self.read_freeleech()?;
         if all {
             self.setup.site.retain_only(&seen[0], &seen[1]);
@@ -72,10 +74,11 @@ impl Worker {
                 }
                 bad += 1;
                 if let Some(id) = undecoded.id {
-                    site.withdraw_member(match table {
+                    let member = match table {
                         Table::Users => Member::User(id),
                         Table::Torrents => Member::Torrent(id),
-                    });
+                    };
+                    site.withdraw_member(member, undecoded.updated);
                 }
             }
             if users.len() + torrents.len() >= ROW_CHUNK {

@@ -63,6 +63,7 @@ pub fn grant_row(values: &[Value]) -> Result<Grant, UndecodedRow> {
         until: until.ok_or(UndecodedRow {
             id: Some(c.id),
             column: "until",
+            updated: 0.0,
         })?,
     })
 }
@@ -114,12 +115,16 @@ impl Table {
 
 /// A row that did not decode: its id where that much did (the key it
 /// served before is then withdrawn), and the first column that did not.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UndecodedRow {
     /// Its id, if that column decoded.
     pub id: Option<u64>,
     /// The first column that did not.
     pub column: &'static str,
+    /// Its `updated_at` (the last column), unix seconds; 0 if that did not
+    /// decode either (the withdrawal then yields to a change the
+    /// management API made).
+    pub updated: f64,
 }
 
 impl std::fmt::Display for UndecodedRow {
@@ -145,6 +150,7 @@ impl<'a> Columns<'a> {
         let id = values.first().and_then(id).ok_or(UndecodedRow {
             id: None,
             column: "id",
+            updated: 0.0,
         })?;
         Ok(Columns { values, id })
     }
@@ -164,6 +170,7 @@ impl<'a> Columns<'a> {
         self.values.get(i).and_then(decode).ok_or(UndecodedRow {
             id: Some(self.id),
             column,
+            updated: self.values.last().and_then(number).unwrap_or(0.0),
         })
     }
 }
@@ -383,12 +390,14 @@ mod tests {
             Value::Int(1),
             Value::NULL,
             Value::Double(1.0),
+            Value::Bytes(b"1733490000.250000".to_vec()),
         ]);
         assert_eq!(
             null_factor.unwrap_err(),
             UndecodedRow {
                 id: Some(8),
-                column: "download_factor"
+                column: "download_factor",
+                updated: 1_733_490_000.25,
             }
         );
         let negative = row(vec![Value::Int(-3)]);

@@ -73,17 +73,22 @@ impl Conn {
 
     /// What the poll waits for.
     pub(super) fn interest(&self) -> i16 {
+        // At EOF the socket stays readable: only a write is waited for.
         match &self.tls {
+            _ if self.draining => libc::POLLIN,
+            Some(tls) if tls.wants_write() && self.eof => libc::POLLOUT,
             Some(tls) if tls.wants_write() => libc::POLLIN | libc::POLLOUT,
             Some(_) => libc::POLLIN,
-            None if self.answered && !self.draining => libc::POLLOUT,
+            None if self.answered => libc::POLLOUT,
             None => libc::POLLIN,
         }
     }
 
     /// Move what the socket allows; false once the connection is done.
     pub(super) fn step<S: Service>(&mut self, service: &S) -> bool {
-        let phase = if self.tls.is_some() {
+        let phase = if self.draining {
+            self.drain()
+        } else if self.tls.is_some() {
             self.step_tls(service)
         } else {
             self.step_plain(service)
@@ -92,9 +97,6 @@ impl Conn {
     }
 
     fn step_plain<S: Service>(&mut self, service: &S) -> io::Result<Phase> {
-        if self.draining {
-            return self.drain();
-        }
         if !self.answered {
             let mut buf = [0u8; 2048];
             while !self.eof {
@@ -120,6 +122,13 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        self.finish()
+    }
+
+    /// The answer is out: close, or if the client may still be sending,
+    /// shut down writing and drain (closing with unread bytes would reset
+    /// the connection, and the client could lose the answer).
+    fn finish(&mut self) -> io::Result<Phase> {
         if self.eof {
             return Ok(Phase::Done);
         }
@@ -152,13 +161,19 @@ impl Conn {
     /// The answer, if the service is to be asked now and has one.
     fn ask<S: Service>(&mut self, service: &S) -> Option<Vec<u8>> {
         if !self.head_done {
-            let from = self.scanned.saturating_sub(3);
-            self.head_done = self.request[from..].windows(4).any(|w| w == b"\r\n\r\n");
+            // The head ends at an empty line, CRLF or bare LF (httparse
+            // takes both): "\n\n" or "\n\r\n".
+            let from = self.scanned.saturating_sub(2);
+            let new = &self.request[from..];
+            let ended =
+                new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n");
             self.scanned = self.request.len();
             let stuck = self.request.len() >= S::MAX_HEAD || self.eof;
-            if !self.head_done && !stuck {
+            if !ended && !stuck {
                 return None;
             }
+            // Asked once for the head; from now on only for the body.
+            self.head_done = true;
         } else if self.request.len() < self.wait_for && !self.eof {
             return None;
         }
@@ -204,11 +219,17 @@ impl Conn {
             let mut buf = [0u8; 2048];
             loop {
                 match tls.reader().read(&mut buf) {
-                    Ok(0) => {
-                        self.eof = true; // close_notify: answer what came
+                    Ok(n) if n > 0 => self.keep::<S>(&buf[..n]),
+                    // close_notify (0), or a FIN without one: answer what
+                    // came.
+                    Ok(_) => {
+                        self.eof = true;
                         break;
                     }
-                    Ok(n) => self.keep::<S>(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        self.eof = true;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),
                 }
@@ -233,10 +254,10 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        Ok(if self.answered || self.eof {
-            Phase::Done
-        } else {
-            Phase::Open
-        })
+        match (self.answered, self.eof) {
+            (true, _) => self.finish(),
+            (false, true) => Ok(Phase::Done),
+            (false, false) => Ok(Phase::Open),
+        }
     }
 }
