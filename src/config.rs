@@ -347,6 +347,8 @@ pub struct UdpConfig {
     pub send_slots: u32,
     /// SO_RCVBUF of each socket, in bytes (0: the kernel's default).
     pub socket_recv_buffer: u32,
+    /// Seconds a connection id is accepted after it was issued.
+    pub connection_id_lifetime: u32,
 }
 
 /// `[http]`: the HTTP frontend (BEP 3).
@@ -387,6 +389,9 @@ pub struct TrackerConfig {
     pub allow_ip_param: bool,
     /// Shards of the swarm table (a power of two).
     pub shards: u32,
+    /// Each reply's interval is drawn from [interval × (1 − this),
+    /// interval] (0 to 0.5).
+    pub interval_jitter: f64,
 }
 
 fn default_addr() -> SocketAddr {
@@ -406,6 +411,7 @@ impl Default for Config {
                 recv_buffers: 256,
                 send_slots: 1024,
                 socket_recv_buffer: 1 << 20,
+                connection_id_lifetime: crate::tracker::connection_id::CONNECTION_ID_LIFETIME,
             },
             http: HttpConfig {
                 listen: vec![default_addr()],
@@ -427,6 +433,7 @@ impl Default for Config {
                     max_numwant: p.max_numwant as u32,
                     allow_ip_param: p.allow_ip_param,
                     shards: 1024,
+                    interval_jitter: p.interval_jitter,
                 }
             },
             access: AccessConfig::default(),
@@ -554,7 +561,14 @@ impl Config {
     fn check_ranges(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 86_400;
         let (t, u) = (&self.tracker, &self.udp);
-        let ranges: [(&'static str, u64, u64, u64, &str); 21] = [
+        let ranges: [(&'static str, u64, u64, u64, &str); 22] = [
+            (
+                "udp.connection_id_lifetime",
+                u.connection_id_lifetime.into(),
+                60,
+                3600,
+                " seconds",
+            ),
             ("server.workers", self.server.workers as u64, 0, 1024, ""),
             (
                 "server.stats_interval",
@@ -688,6 +702,15 @@ impl Config {
 
     /// Sizes that must be powers of two (tables indexed by a mask).
     fn check_shapes(&self) -> Result<(), ConfigError> {
+        let jitter = self.tracker.interval_jitter;
+        if !(0.0..=0.5).contains(&jitter) {
+            let problem = "must be a fraction from 0 to 0.5 (0.1: intervals 10% shorter at most)";
+            return Err(invalid(
+                "tracker.interval_jitter",
+                jitter.to_string(),
+                problem,
+            ));
+        }
         let shapes = [
             ("tracker.shards", self.tracker.shards, 65_536),
             ("udp.recv_buffers", self.udp.recv_buffers, 32_768),
@@ -895,6 +918,7 @@ impl Config {
             default_numwant: t.default_numwant as usize,
             max_numwant: t.max_numwant as usize,
             allow_ip_param: t.allow_ip_param,
+            interval_jitter: t.interval_jitter,
         }
     }
 
@@ -1002,6 +1026,13 @@ send_slots = {send_slots}
 # flooded, 1 MiB: 0.94-0.96, docs/PERFORMANCE.md); a burst deeper than
 # the buffer is dropped and counted, and clients retry.
 socket_recv_buffer = {socket_recv_buffer}
+# Seconds a connection id is accepted after the connect that issued it
+# (60 to 3600). BEP 15 has clients use one for a minute and trackers accept
+# it for two, but uTorrent and others keep using an id for minutes, and
+# each refused id costs them a connect round trip (and us a connect). Longer
+# accepts a stolen id longer: an id works only from the address it was
+# issued to, so that is a spoofer who can also read our replies to it.
+connection_id_lifetime = {connection_id_lifetime}
 
 [http]
 # Addresses for the HTTP announce and scrape frontend (BEP 3, 23, 7, 24, 48).
@@ -1053,6 +1084,11 @@ allow_ip_param = {allow_ip_param}
 # Shards of the swarm table (power of two). More shards, less contention
 # between workers.
 shards = {shards}
+# Clients that started together (after an outage, a restart) announce
+# together forever. Each reply's interval is drawn uniformly from
+# [interval x (1 - interval_jitter), interval], so the herd spreads out
+# within a few rounds; `min interval` is not changed. 0 to 0.5; 0: off.
+interval_jitter = {interval_jitter}
 
 [access]
 # Which torrents are served: "off" (all), "allow" (only those in `list`)
@@ -1257,6 +1293,8 @@ refresh_interval = {refresh_interval}
             backend = d.udp.backend,
             recv_buffers = d.udp.recv_buffers,
             send_slots = d.udp.send_slots,
+            connection_id_lifetime = d.udp.connection_id_lifetime,
+            interval_jitter = d.tracker.interval_jitter,
             socket_recv_buffer = d.udp.socket_recv_buffer,
             http_listen = list(&d.http.listen),
             http_backend = d.http.backend,

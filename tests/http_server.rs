@@ -347,6 +347,27 @@ fn a_full_scrape_of_megabytes_reaches_a_fast_reader(backend: HttpBackend) {
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
 }
 
+fn reply_intervals_spread_within_their_jitter_band(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |c| c.tracker.interval_jitter = 0.2);
+    let mut s = connect(server.http_addrs()[0]);
+    let mut intervals = std::collections::HashSet::new();
+    for i in 0..100u16 {
+        s.write_all(announce(b'j', 7000 + i, 0, "").as_bytes())
+            .unwrap();
+        let (_, _, body) = read_response(&mut s);
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let at = text.find("8:intervali").expect("an interval") + 11;
+        let interval: u32 = text[at..].split('e').next().unwrap().parse().unwrap();
+        assert!((1440..=1800).contains(&interval), "{interval}");
+        assert!(
+            text.contains("12:min intervali900e"),
+            "min interval is not jittered"
+        );
+        intervals.insert(interval);
+    }
+    assert!(intervals.len() > 10, "{intervals:?}");
+}
+
 /// Each scenario above, once per backend.
 macro_rules! per_backend {
     ($($name:ident),* $(,)?) => {
@@ -371,4 +392,5 @@ per_backend!(
     a_banned_address_gets_no_reply_at_all,
     thousands_of_pipelined_announces_are_all_answered,
     a_full_scrape_of_megabytes_reaches_a_fast_reader,
+    reply_intervals_spread_within_their_jitter_band,
 );

@@ -37,7 +37,11 @@ fn swarm_meets(bind: &str, server: &Server) {
     let cl = leecher.connect();
     let r = seeder.announce(cs, hash, 2, 0, -1, 50_001);
     assert_eq!((r.seeders, r.leechers, r.peers.len()), (1, 0, 0));
-    assert_eq!(r.interval, 1800);
+    assert!(
+        (1620..=1800).contains(&r.interval),
+        "interval {} within its jitter",
+        r.interval
+    );
     let r = leecher.announce(cl, hash, 2, 1000, -1, 50_002);
     assert_eq!((r.seeders, r.leechers), (1, 1));
     let seeder_ip = seeder.socket.local_addr().unwrap().ip();
@@ -337,6 +341,23 @@ fn private_mode_reads_the_passkey_from_url_data(backend: UdpBackend) {
     std::fs::remove_dir_all(keys.parent().unwrap()).unwrap();
 }
 
+fn reply_intervals_spread_within_their_jitter_band(backend: UdpBackend) {
+    let server = start(backend, &["127.0.0.1:0"], |c| {
+        c.tracker.interval_jitter = 0.2
+    });
+    let mut c = Client::new("127.0.0.1:0", server.udp_addrs()[0]);
+    let cid = c.connect();
+    let intervals: Vec<u32> = (0..100u16)
+        .map(|i| c.announce(cid, [9; 20], 0, 0, 0, 7000 + i).interval)
+        .collect();
+    assert!(
+        intervals.iter().all(|i| (1440..=1800).contains(i)),
+        "{intervals:?}"
+    );
+    let distinct: std::collections::HashSet<_> = intervals.iter().collect();
+    assert!(distinct.len() > 10, "{intervals:?}");
+}
+
 /// Each scenario above, once per backend.
 macro_rules! per_backend {
     ($($name:ident),* $(,)?) => {
@@ -362,4 +383,5 @@ per_backend!(
     workers_share_one_swarm_table,
     banned_addresses_get_nothing_and_filtered_clients_are_refused,
     private_mode_reads_the_passkey_from_url_data,
+    reply_intervals_spread_within_their_jitter_band,
 );

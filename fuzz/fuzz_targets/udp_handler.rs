@@ -46,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
         let picks = Picks {
             leechers: u32::from(*flags).wrapping_mul(0x9e37_79b9),
             seeders: u32::from(*source).wrapping_mul(0x85eb_ca6b),
+            interval: u32::from(*flags ^ *source).wrapping_mul(0xc2b2_ae35),
         };
         let outcome = handle_datagram(&tracker, &rules, &packet, src, now, picks, &mut out);
         if let UdpOutcome::Reply { len, .. } = outcome {

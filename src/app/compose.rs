@@ -54,7 +54,8 @@ pub fn build_tracker(config: &Config, files: OperatorFiles, unix_start: u64) -> 
     let connection_ids = match files.cluster_keys.as_ref().map(|k| k.connection_ids) {
         Some(shared) => ConnectionIdIssuer::new(shared).with_clock_base(unix_start as u32),
         None => ConnectionIdIssuer::new(key),
-    };
+    }
+    .with_lifetime(config.udp.connection_id_lifetime);
     let l = &config.limits;
     let mut limiter = |per_second: u32, burst: u32| {
         (per_second > 0).then(|| {

@@ -299,7 +299,7 @@ fn announce(
         complete: a.seeders,
         incomplete: a.leechers,
         downloaded: a.downloaded,
-        interval: tracker.policy().interval,
+        interval: tracker.policy().reply_interval(params.picks.interval),
         min_interval: tracker.policy().min_interval,
         external_ip: Some(who.seen),
     };

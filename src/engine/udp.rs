@@ -252,7 +252,7 @@ fn announce(
     udp::write_announce_header(
         out,
         a.transaction_id,
-        tracker.policy().interval,
+        tracker.policy().reply_interval(params.picks.interval),
         answer.leechers,
         answer.seeders,
     );
@@ -392,7 +392,11 @@ mod tests {
             .unwrap();
         assert_eq!(counts(r), (1, 1, 6));
         assert_eq!(r[20..26], [10, 0, 0, 1, 0x1a, 0xe1]);
-        assert_eq!(r[8..12], 1800u32.to_be_bytes());
+        let interval = u32::from_be_bytes(r[8..12].try_into().unwrap());
+        assert!(
+            (1620..=1800).contains(&interval),
+            "jittered by 10%: {interval}"
+        );
     }
 
     #[test]

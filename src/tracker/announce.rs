@@ -35,6 +35,10 @@ pub struct AnnouncePolicy {
     pub max_numwant: usize,
     /// Honour the client-supplied `ip` field / parameter.
     pub allow_ip_param: bool,
+    /// Each reply's interval is drawn from [interval × (1 − this),
+    /// interval] (`reply_interval`), so clients that started together
+    /// spread out.
+    pub interval_jitter: f64,
 }
 
 /// The defaults of `[tracker]` (`Config::default` takes them from here).
@@ -47,11 +51,21 @@ impl Default for AnnouncePolicy {
             default_numwant: 50,
             max_numwant: 200,
             allow_ip_param: false,
+            interval_jitter: 0.1,
         }
     }
 }
 
 impl AnnouncePolicy {
+    /// The interval a reply tells, for a random `draw`: uniform over
+    /// [interval × (1 − interval_jitter), interval] in whole seconds (the
+    /// draw scaled, not taken modulo: no value is favoured).
+    pub fn reply_interval(&self, draw: u32) -> u32 {
+        let span = (f64::from(self.interval) * self.interval_jitter) as u64;
+        let below = (u64::from(draw) * (span + 1)) >> 32;
+        self.interval - below as u32
+    }
+
     /// How many peers to send for a request's `numwant` (before the room in
     /// the reply caps it further).
     pub fn numwant(&self, requested: i32) -> usize {
@@ -442,5 +456,32 @@ impl Tracker {
                 completed: t.downloaded,
                 leechers: t.leechers() as u32,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AnnouncePolicy;
+
+    #[test]
+    fn reply_intervals_spread_over_their_band() {
+        let p = AnnouncePolicy {
+            interval: 1800,
+            interval_jitter: 0.1,
+            ..AnnouncePolicy::default()
+        };
+        assert_eq!(
+            (p.reply_interval(0), p.reply_interval(u32::MAX)),
+            (1800, 1620)
+        );
+        let seen: std::collections::HashSet<u32> = (0..1000u32)
+            .map(|i| p.reply_interval(i.wrapping_mul(0x9e37_79b9)))
+            .collect();
+        assert!(seen.iter().all(|i| (1620..=1800).contains(i)) && seen.len() > 150);
+        let off = AnnouncePolicy {
+            interval_jitter: 0.0,
+            ..p
+        };
+        assert_eq!(off.reply_interval(u32::MAX), 1800);
     }
 }

@@ -12,8 +12,9 @@ use std::net::IpAddr;
 
 use siphasher::sip::SipHasher13;
 
-/// How long an id is accepted. Clients use one for a minute (BEP 15) and
-/// trackers should accept it for two.
+/// How long an id is accepted by default (`udp.connection_id_lifetime`).
+/// Clients use one for a minute (BEP 15) and trackers should accept it for
+/// two.
 pub const CONNECTION_ID_LIFETIME: u32 = 120;
 
 /// How far ahead of this node's clock another node's may be (cluster
@@ -31,6 +32,8 @@ pub struct ConnectionIdIssuer {
     /// Seconds an id may seem issued in the future (another node's clock
     /// ahead of ours); 0 for a per-process clock.
     skew: u32,
+    /// Seconds an id is accepted after it was issued.
+    lifetime: u32,
 }
 
 /// A connection-id key from a secret shared by cluster nodes (at least 32
@@ -55,7 +58,14 @@ impl ConnectionIdIssuer {
             key,
             clock_base: 0,
             skew: 0,
+            lifetime: CONNECTION_ID_LIFETIME,
         }
+    }
+
+    /// Ids accepted for `seconds` after they were issued.
+    pub fn with_lifetime(mut self, seconds: u32) -> Self {
+        self.lifetime = seconds;
+        self
     }
 
     /// Ids on a clock shared with other nodes: tracker time plus
@@ -75,15 +85,13 @@ impl ConnectionIdIssuer {
     }
 
     /// Whether `connection_id` was issued to `ip` within the last
-    /// `CONNECTION_ID_LIFETIME` seconds.
+    /// `lifetime` seconds.
     pub fn is_valid(&self, connection_id: u64, ip: IpAddr, now: u32) -> bool {
         let now = now.wrapping_add(self.clock_base);
         let issued_at = (connection_id >> 32) as u32;
         // An id from the future (wrapping_sub huge) is as invalid as an
         // old one, unless another node's clock may be that far ahead.
-        if now.wrapping_sub(issued_at) > CONNECTION_ID_LIFETIME
-            && issued_at.wrapping_sub(now) > self.skew
-        {
+        if now.wrapping_sub(issued_at) > self.lifetime && issued_at.wrapping_sub(now) > self.skew {
             return false;
         }
         // One integer compare on the whole MAC: no early exit on the first
@@ -159,5 +167,14 @@ mod tests {
         let mut other = secret;
         other[31] ^= 1;
         assert_ne!(key_from_secret(&other), key_from_secret(&secret));
+    }
+
+    #[test]
+    fn the_lifetime_is_the_operator_s() {
+        let i = ConnectionIdIssuer::new([3; 16]).with_lifetime(600);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let id = i.issue(ip, 1000);
+        assert!(i.is_valid(id, ip, 1599) && i.is_valid(id, ip, 1600));
+        assert!(!i.is_valid(id, ip, 1601), "older than the lifetime");
     }
 }

@@ -13,16 +13,19 @@ use rand::Rng;
 
 use super::peer_set::{AddrHasher, INLINE, Origin, PeerRecord, PeerSet, Upsert, V4, V6};
 
-/// Where a reply's peers come from: one random number per set, each
-/// choosing where that set's window starts. Drawn by the caller (like time,
-/// randomness is an argument), so the batch pipeline knows the windows
-/// before the announce runs and can prefetch them.
+/// The random numbers a reply needs: one per set, each choosing where
+/// that set's window of peers starts, and one for the interval it tells.
+/// Drawn by the caller (like time, randomness is an argument), so the
+/// batch pipeline knows the windows before the announce runs and can
+/// prefetch them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Picks {
     /// Where the leechers' window starts.
     pub leechers: u32,
     /// Where the seeders' window starts.
     pub seeders: u32,
+    /// The interval's draw (`AnnouncePolicy::reply_interval`).
+    pub interval: u32,
 }
 
 impl Picks {
@@ -31,6 +34,7 @@ impl Picks {
         Picks {
             leechers: rng.next_u32(),
             seeders: rng.next_u32(),
+            interval: rng.next_u32(),
         }
     }
 }
