@@ -82,16 +82,23 @@ counters! {
     ClusterOutboxOverflow => "cluster_outbox_overflow",
 }
 
+/// Slots of the served-announces-by-client counters (the fixed table of
+/// client software is shorter: `protocol::client_software::CLIENTS`).
+pub const CLIENT_SLOTS: usize = 64;
+
 /// One worker's counters, on a cache line pair of its own.
 #[repr(align(128))]
 pub struct WorkerStats {
     counts: [AtomicU64; Counter::COUNT],
+    /// Served announces by client software slot.
+    clients: [AtomicU64; CLIENT_SLOTS],
 }
 
 impl Default for WorkerStats {
     fn default() -> Self {
         WorkerStats {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            clients: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -108,6 +115,26 @@ impl WorkerStats {
     pub fn get(&self, c: Counter) -> u64 {
         self.counts[c as usize].load(Ordering::Relaxed)
     }
+
+    /// A served announce of the client in `slot` (single writer; a slot
+    /// past the table is not counted).
+    #[inline]
+    pub fn add_client(&self, slot: usize) {
+        if let Some(a) = self.clients.get(slot) {
+            a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Served announces by client slot, summed over every worker.
+pub fn client_totals(workers: &[WorkerStats]) -> [u64; CLIENT_SLOTS] {
+    let mut t = [0u64; CLIENT_SLOTS];
+    for w in workers {
+        for (sum, a) in t.iter_mut().zip(&w.clients) {
+            *sum = sum.wrapping_add(a.load(Ordering::Relaxed));
+        }
+    }
+    t
 }
 
 /// Private mode's database thread's counters (the thread writes them,

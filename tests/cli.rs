@@ -597,6 +597,57 @@ fn metrics_health_and_stats_data_over_http() {
 }
 
 #[test]
+fn announces_are_counted_by_client_software() {
+    let mut t = start(
+        bin().args([
+            "--udp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+        ]),
+        true,
+    );
+    let mut c = common::Client::new("127.0.0.6:0", t.udp);
+    let id = c.connect();
+    let peer_ids: [&[u8; 20]; 5] = [
+        b"-TR4060-abcdefghijkl",
+        b"-TR3000-abcdefghijkl",
+        b"A2-1-37-0-abcdefghij",
+        b"-qB5010-abcdefghijkl",
+        b"\x00garbage-peer-id-xyz",
+    ];
+    for (i, peer_id) in peer_ids.iter().enumerate() {
+        let (_, mut p) = c.announce_packet(id, [7; 20], 2, 0, 0, 7000 + i as u16);
+        p[36..56].copy_from_slice(*peer_id);
+        c.send(&p);
+        assert_eq!(c.recv()[..4], 1u32.to_be_bytes(), "an announce reply");
+    }
+    let target = format!(
+        "/announce?info_hash={}&peer_id=-LT2090-abcdefghijkl&port=7100&left=0",
+        "%07".repeat(20)
+    );
+    assert!(http_get(t.http, &target).contains("8:intervali"));
+    let metrics = http_get(metrics_addr(&t), "/metrics");
+    for line in [
+        "ringtracker_announces_by_client_total{client=\"Transmission\"} 2",
+        "ringtracker_announces_by_client_total{client=\"aria2\"} 1",
+        "ringtracker_announces_by_client_total{client=\"qBittorrent\"} 1",
+        "ringtracker_announces_by_client_total{client=\"libtorrent\"} 1",
+        "ringtracker_announces_by_client_total{client=\"other\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    let stats = http_get(metrics_addr(&t), "/stats.json");
+    assert!(
+        stats.contains("\"clients\":[[\"Transmission\",2]"),
+        "{stats}"
+    );
+    stop_with(&mut t.child, "-TERM");
+}
+
+#[test]
 fn the_stats_page_renders_its_charts_in_a_real_browser() {
     let mut t = start(
         bin().args(["--udp", "127.0.0.1:0", "--workers", "1"]),
@@ -617,6 +668,11 @@ fn the_stats_page_renders_its_charts_in_a_real_browser() {
     }
     assert!(
         dom.contains("class=\"torrents series\"") && dom.contains("data-last=\"4\""),
+        "{dom}"
+    );
+    // The test client's peer ids name no client in the table.
+    assert!(
+        dom.contains("<td>other</td><td class=\"n\">4</td>"),
         "{dom}"
     );
     stop_with(&mut t.child, "-TERM");

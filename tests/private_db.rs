@@ -590,6 +590,12 @@ fn libtorrent_swarms_through_passkey_urls_and_both_users_are_credited() {
             "factor 1"
         );
     }
+    // A real client's peer id names it in the metrics.
+    let by_libtorrent = "ringtracker_announces_by_client_total{client=\"libtorrent\"}";
+    assert!(
+        metric(&t, by_libtorrent) >= 4.0,
+        "libtorrent's announces counted as its"
+    );
 }
 
 /// The script's `live SEEDER_PORT LEECHER_PORT` line (after its download

@@ -7,16 +7,24 @@
 use super::http::HttpFailure;
 use super::policy::Denied;
 use super::udp::{ReplyKind, UdpDrop, UdpError};
+use crate::protocol::client_software::CLIENTS;
 use crate::protocol::udp::DropReason;
-use crate::stats::{Counter, WorkerStats};
+use crate::stats::{CLIENT_SLOTS, Counter, WorkerStats};
 use crate::tracker::refusal::Refusal;
 
-/// A UDP reply, by kind (error replies by reason too).
+// Every client software has a counter slot.
+const _: () = assert!(CLIENTS <= CLIENT_SLOTS);
+
+/// A UDP reply, by kind (error replies by reason too; announces by client
+/// software too).
 pub fn count_reply(stats: &WorkerStats, kind: ReplyKind) {
     stats.add(
         match kind {
             ReplyKind::Connect => Counter::ReplyConnect,
-            ReplyKind::Announce => Counter::ReplyAnnounce,
+            ReplyKind::Announce(client) => {
+                stats.add_client(client.index());
+                Counter::ReplyAnnounce
+            }
             ReplyKind::Scrape => Counter::ReplyScrape,
             ReplyKind::Error(why) => {
                 count_udp_error(stats, why);

@@ -8,6 +8,7 @@
 //! any other status. Only requests that are not tracker requests at all get
 //! an HTTP error status (404 here; 400/405/413/431 from the head parser).
 
+use crate::protocol::client_software::{ClientSoftware, client_software};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct HttpOutcome {
     pub tail: Option<Arc<[u8]>>,
     /// What cluster mode publishes of an announce.
     pub published: Option<SwarmChange>,
+    /// A served announce's client software.
+    pub client: Option<ClientSoftware>,
 }
 
 /// Why a request got a `failure reason`: the policy chain's answers
@@ -182,7 +185,9 @@ pub fn handle_request(
                 agent: head.user_agent.unwrap_or_default(),
             };
             match announce(tracker, &rules, who, query, now, rng, buffers) {
-                Ok(published) => outcome.published = published,
+                Ok((published, client)) => {
+                    (outcome.published, outcome.client) = (published, Some(client));
+                }
                 Err(why) => outcome.failure = Some(why),
             }
         }
@@ -254,7 +259,7 @@ fn announce(
     now: u32,
     rng: &mut impl Rng,
     buffers: &mut Buffers,
-) -> Result<Option<SwarmChange>, HttpFailure> {
+) -> Result<(Option<SwarmChange>, ClientSoftware), HttpFailure> {
     let body = &mut buffers.body;
     let q = http::parse_announce(query)
         .map_err(|e| fail(body, HttpFailure::BadRequest, &e.to_string(), None))?;
@@ -309,7 +314,7 @@ fn announce(
         PeerFormat::Dictionaries
     };
     bencode::write_announce(body, &reply, peers4, peers6, format);
-    Ok(a.change)
+    Ok((a.change, client_software(&params.peer_id)))
 }
 
 /// Write the scrape's body into `buffers.body`, or return the shared body

@@ -197,6 +197,9 @@ impl Engine {
         if let Some(why) = outcome.failure {
             counting::count_http_failure(stats, why);
         }
+        if let Some(client) = outcome.client {
+            stats.add_client(client.index());
+        }
         HttpReply {
             keep_alive: outcome.keep_alive,
             tail: outcome.tail,

@@ -7,6 +7,7 @@
 //! replies at a victim, and a well-behaved client simply connects again
 //! when its request times out.
 
+use crate::protocol::client_software::{ClientSoftware, client_software};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use arrayvec::ArrayVec;
@@ -38,8 +39,8 @@ const PRIVATE_SCRAPE: &str = "private tracker: scrape over HTTP with your passke
 pub enum ReplyKind {
     /// A connection id.
     Connect,
-    /// An announce's peers.
-    Announce,
+    /// An announce's peers, to this client software.
+    Announce(ClientSoftware),
     /// A scrape's counts.
     Scrape,
     /// An error packet, and why.
@@ -258,7 +259,7 @@ fn announce(
     );
     UdpOutcome::Reply {
         len: udp::ANNOUNCE_REPLY_HEADER_LEN + answer.peers * answer.peer_len,
-        kind: ReplyKind::Announce,
+        kind: ReplyKind::Announce(client_software(&params.peer_id)),
         published: answer.change,
     }
 }

@@ -7,6 +7,7 @@
 pub mod history;
 pub mod prometheus;
 
+use crate::protocol::client_software::{CLIENTS, ClientSoftware};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -74,6 +75,18 @@ impl MetricsState {
         )
     }
 
+    /// Served announces by client software, busiest first, over every
+    /// worker and both protocols (clients never seen left out).
+    pub fn clients(&self) -> Vec<(&'static str, u64)> {
+        let totals = stats::client_totals(&self.stats);
+        let mut out: Vec<(&'static str, u64)> = (0..CLIENTS)
+            .map(|i| (ClientSoftware::from_index(i).name(), totals[i]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        out
+    }
+
     /// The state now, as one history sample.
     pub fn sample(&self, unix: u64) -> Sample {
         let (udp, http) = self.counters();
@@ -105,15 +118,24 @@ impl MetricsState {
     pub fn stats_json(&self, unix: u64) -> String {
         let now = self.sample(unix);
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let cluster = self
+        let mut extra = self
             .cluster
             .as_ref()
             .map_or(String::new(), |c| cluster_json(c));
-        history.to_json(&now, unix.saturating_sub(self.started), &cluster)
+        extra.push_str(&clients_json(&self.clients()));
+        history.to_json(&now, unix.saturating_sub(self.started), &extra)
     }
 }
 
-/// A response of the metrics listener.
+/// The top ten clients for the stats page: `,"clients":[["name",n],...]`
+/// (the names are the fixed table's: nothing to escape).
+fn clients_json(clients: &[(&str, u64)]) -> String {
+    let rows: Vec<String> = (clients.iter().take(10))
+        .map(|(name, n)| format!("[\"{name}\",{n}]"))
+        .collect();
+    format!(",\"clients\":[{}]", rows.join(","))
+}
+
 /// Cluster mode's figures for the stats page: `,"cluster":{...}`.
 fn cluster_json(c: &ClusterStats) -> String {
     let get = ClusterStats::get;

@@ -125,6 +125,19 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
         }
     }
 
+    let _ = writeln!(
+        out,
+        "# HELP ringtracker_announces_by_client_total Announces answered, by client software \
+         (from the peer id; a fixed table of common clients, the rest `other`)."
+    );
+    let _ = writeln!(out, "# TYPE ringtracker_announces_by_client_total counter");
+    for (name, n) in state.clients() {
+        let _ = writeln!(
+            out,
+            "ringtracker_announces_by_client_total{{client=\"{name}\"}} {n}"
+        );
+    }
+
     let t = state.tracker.table().totals();
     gauge_family(
         &mut out,

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bencode;
+pub mod client_software;
 pub mod http;
 pub mod udp;
 
