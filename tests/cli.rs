@@ -611,12 +611,14 @@ fn announces_are_counted_by_client_software() {
     );
     let mut c = common::Client::new("127.0.0.6:0", t.udp);
     let id = c.connect();
-    let peer_ids: [&[u8; 20]; 5] = [
+    let peer_ids: [&[u8; 20]; 7] = [
         b"-TR4060-abcdefghijkl",
         b"-TR3000-abcdefghijkl",
         b"A2-1-37-0-abcdefghij",
         b"-qB5010-abcdefghijkl",
         b"\x00garbage-peer-id-xyz",
+        b"-AG2000-abcdefghijkl",
+        b"-A~0100-abcdefghijkl",
     ];
     for (i, peer_id) in peer_ids.iter().enumerate() {
         let (_, mut p) = c.announce_packet(id, [7; 20], 2, 0, 0, 7000 + i as u16);
@@ -636,12 +638,16 @@ fn announces_are_counted_by_client_software() {
         "ringtracker_announces_by_client_total{client=\"qBittorrent\"} 1",
         "ringtracker_announces_by_client_total{client=\"libtorrent\"} 1",
         "ringtracker_announces_by_client_total{client=\"other\"} 1",
+        "ringtracker_announces_by_client_total{client=\"Ares\"} 2",
+        "ringtracker_announces_by_client_total{client=\"Vuze\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
+    // One series per name (Ares has two codes), every name always there.
+    assert_eq!(metrics.matches("{client=\"Ares\"}").count(), 1);
     let stats = http_get(metrics_addr(&t), "/stats.json");
     assert!(
-        stats.contains("\"clients\":[[\"Transmission\",2]"),
+        stats.contains("\"clients\":[[\"Ares\",2],[\"Transmission\",2],"),
         "{stats}"
     );
     stop_with(&mut t.child, "-TERM");

@@ -75,14 +75,19 @@ impl MetricsState {
         )
     }
 
-    /// Served announces by client software, busiest first, over every
-    /// worker and both protocols (clients never seen left out).
+    /// Served announces by client software, over every worker and both
+    /// protocols: every name of the table once (codes of one client
+    /// summed), busiest first.
     pub fn clients(&self) -> Vec<(&'static str, u64)> {
         let totals = stats::client_totals(&self.stats);
-        let mut out: Vec<(&'static str, u64)> = (0..CLIENTS)
-            .map(|i| (ClientSoftware::from_index(i).name(), totals[i]))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        let mut out: Vec<(&'static str, u64)> = Vec::with_capacity(CLIENTS);
+        for (i, n) in totals.iter().enumerate().take(CLIENTS) {
+            let name = ClientSoftware::from_index(i).name();
+            match out.iter_mut().find(|(seen, _)| *seen == name) {
+                Some((_, sum)) => *sum += n,
+                None => out.push((name, *n)),
+            }
+        }
         out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         out
     }
@@ -122,7 +127,8 @@ impl MetricsState {
             .cluster
             .as_ref()
             .map_or(String::new(), |c| cluster_json(c));
-        extra.push_str(&clients_json(&self.clients()));
+        let seen: Vec<_> = self.clients().into_iter().filter(|(_, n)| *n > 0).collect();
+        extra.push_str(&clients_json(&seen));
         history.to_json(&now, unix.saturating_sub(self.started), &extra)
     }
 }
