@@ -293,31 +293,6 @@ fn a_burst_of_api_clients_and_a_slow_one_do_not_stall_announces() {
     drop(slow);
 }
 
-/// A TLS client of `addr` that trusts exactly `cert_pem` ("localhost").
-fn tls_client(
-    addr: std::net::SocketAddr,
-    cert_pem: &str,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    // Turns a missing reply into a failure instead of a hang.
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    rustls::StreamOwned::new(conn, sock)
-}
-
 #[test]
 fn the_api_speaks_https_with_a_certificate() {
     use std::io::Read;
@@ -341,7 +316,7 @@ fn the_api_speaks_https_with_a_certificate() {
     );
     let api = admin::addr(&t);
     for (token, status) in [(Some(admin::TOKEN), 200), (None, 401)] {
-        let mut s = tls_client(api, &c.cert.pem());
+        let mut s = common::tls::tls_client(api, &c.cert.pem()).unwrap();
         let request = admin::request(token, "GET", "/api/torrents?top=1", "");
         s.write_all(request.as_bytes()).unwrap();
         let mut reply = Vec::new();
@@ -360,7 +335,7 @@ fn the_api_speaks_https_with_a_certificate() {
     let mut junk = Vec::new();
     let _ = plain.read_to_end(&mut junk);
     assert!(!junk.starts_with(b"HTTP/1.1 200"));
-    let mut s = tls_client(api, &c.cert.pem());
+    let mut s = common::tls::tls_client(api, &c.cert.pem()).unwrap();
     s.write_all(admin::request(Some(admin::TOKEN), "GET", "/api/torrents?top=1", "").as_bytes())
         .unwrap();
     let mut reply = Vec::new();

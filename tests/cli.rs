@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::tls::{TlsStream, tls_client};
+
 use std::net::{SocketAddr, UdpSocket};
 
 use common::tracker::*;
@@ -758,34 +760,6 @@ fn write_self_signed(dir: &std::path::Path) -> (String, std::path::PathBuf, std:
     std::fs::write(&key_path, &key).unwrap();
     (cert, cert_path, key_path)
 }
-
-/// A TLS client that trusts exactly `cert_pem`.
-fn tls_client(addr: SocketAddr, cert_pem: &str) -> std::io::Result<TlsStream> {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    let mut s = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(addr)?);
-    // Finish the handshake now, so a certificate problem shows here.
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
-    }
-    Ok(s)
-}
-
-type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
 /// One keep-alive announce over an open TLS stream; returns the body.
 fn https_announce(s: &mut TlsStream, port: u16) -> Vec<u8> {

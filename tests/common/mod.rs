@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod mariadb;
 pub mod redis;
+pub mod tls;
 pub mod tracker;
 
 use std::net::{SocketAddr, UdpSocket};
