@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: build run test browser redis seccomp mariadb libtorrent e2e bench bench-peers bench-cluster lint ci fuzz soak deb
+.PHONY: build run test browser redis seccomp mariadb libtorrent clients e2e bench bench-peers bench-cluster lint ci fuzz soak deb
 
 build:
 	$(CARGO) build --release --workspace
@@ -17,8 +17,9 @@ run: build
 # mode against real redis-server processes the tests start themselves;
 # the io_uring fallback under a seccomp filter (Debian's python3-seccomp);
 # private mode against real MariaDB servers the tests start themselves,
-# with real libtorrent clients (python3-libtorrent).
-test: browser redis seccomp mariadb libtorrent
+# with real libtorrent clients (python3-libtorrent); real Transmission
+# and aria2 clients and curl (gzip) against the tracker.
+test: browser redis seccomp mariadb libtorrent clients
 	$(CARGO) test --workspace --all-targets
 
 browser:
@@ -40,6 +41,10 @@ mariadb:
 libtorrent:
 	@/usr/bin/python3 -c "import libtorrent" 2>/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent)
+
+clients:
+	@(command -v curl >/dev/null && command -v transmission-cli >/dev/null && command -v aria2c >/dev/null) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl transmission-cli aria2)
 
 # A libtorrent seeder and leecher swarm through the release build.
 e2e: build

@@ -57,6 +57,7 @@ fn fill(t: &Tracker, hash: [u8; 20], n: u32, rng: &mut SmallRng) {
             downloaded: 0,
             numwant: 0,
             picks: Picks::draw(rng),
+            both_families: false,
         };
         let who = Announcer {
             seen: p.ip,

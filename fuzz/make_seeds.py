@@ -77,6 +77,12 @@ for i, r in enumerate(requests):
 seq = b"\x01" + b"".join(bytes([2 * i, len(r) >> 8, len(r) & 0xFF]) + r
                          for i, r in enumerate(requests))
 put("http_handler", "sequence", seq)
+# Settings 3: full scrape on, every scrape body gzipped for who asks.
+gz = [requests[0], get(f"/scrape?info_hash={HASH}", "Accept-Encoding: gzip\r\n"),
+      get("/scrape", "Accept-Encoding: gzip;q=0.5, br\r\n"),
+      get("/scrape", "Accept-Encoding: *;q=0, gzip;q=0\r\n")]
+put("http_handler", "sequence_gzip", b"\x03" + b"".join(
+    bytes([2 * i, len(r) >> 8, len(r) & 0xFF]) + r for i, r in enumerate(gz)))
 
 printed = subprocess.run(["./target/release/ringtracker", "--print-config"],
                          capture_output=True, check=True).stdout

@@ -77,6 +77,8 @@ counters! {
     HttpRefusedAddress => "http_refused_over_address_cap",
     HttpTimeouts => "http_timeouts",
     HttpAcceptPaused => "http_accept_paused",
+    HttpGzip => "http_gzip",
+    HttpGzipSaved => "http_gzip_bytes_saved",
     TlsFailed => "tls_failed",
     ClusterChanges => "cluster_changes_out",
     ClusterOutboxOverflow => "cluster_outbox_overflow",

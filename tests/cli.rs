@@ -818,6 +818,62 @@ fn https_answers_of_more_than_64_kib_arrive_whole() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A scrape of 40 torrents (about 2.8 KB) over HTTPS, on each HTTP
+/// backend, comes gzipped to a client that accepts it.
+#[test]
+fn https_scrapes_are_gzipped_on_both_backends() {
+    use std::io::{Read, Write};
+    for backend in ["io_uring", "epoll"] {
+        let dir = common::fresh_dir("tls-gzip");
+        let (cert, cert_path, key_path) = write_self_signed(&dir);
+        let config = dir.join("tls.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nlisten = []\nbackend = \"{backend}\"\n[tls]\ncert = {cert_path:?}\nkey = {key_path:?}\n"
+            ),
+        )
+        .unwrap();
+        let mut t = start_with_config(&config, &["--https", "127.0.0.1:0"], None);
+        let https = addr_after(&t.early_log, "listening on https ").expect("https address");
+        let mut c = common::Client::new("127.0.0.13:0", t.udp);
+        let id = c.connect();
+        let mut query = String::new();
+        for i in 0..40u8 {
+            let hash = [i.wrapping_mul(37) ^ 0x5a; 20];
+            c.announce(id, hash, 2, 0, -1, 6000);
+            let encoded: String = hash.iter().map(|b| format!("%{b:02x}")).collect();
+            query.push_str(&format!("info_hash={encoded}&"));
+        }
+        let mut s = tls_client(https, &cert).unwrap();
+        write!(
+            s,
+            "GET /scrape?{query} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n"
+        )
+        .unwrap();
+        s.flush().unwrap();
+        let (head, body) = common::read_http_response(&mut s);
+        assert!(
+            head.contains("Content-Encoding: gzip\r\n"),
+            "{backend}: {head}"
+        );
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut plain)
+            .expect("a valid gzip body");
+        let seeders = plain.windows(13).filter(|w| w == b"8:completei1e").count();
+        assert_eq!(
+            seeders,
+            40,
+            "{backend}: {}",
+            String::from_utf8_lossy(&plain)
+        );
+        assert!(body.len() < plain.len(), "{backend}");
+        stop_with(&mut t.child, "-TERM");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 #[test]
 fn https_serves_announces_and_reloads_its_certificate_on_sighup() {
     let dir = common::fresh_dir("tls");

@@ -115,6 +115,77 @@ fn ipv6_peers_come_in_peers6(backend: HttpBackend) {
     );
 }
 
+/// One torrent, a seeder over IPv6 and a leecher over IPv4 on one server:
+/// each is sent the other (BEP 7), the asker's own family first.
+fn ipv4_and_ipv6_peers_meet_over_http(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |c| {
+        c.http.listen.push("[::1]:0".parse().unwrap());
+    });
+    let (v4, v6) = (server.http_addrs()[0], server.http_addrs()[1]);
+    assert!(v4.is_ipv4() && v6.is_ipv6());
+    let mut seeder = connect(v6);
+    seeder
+        .write_all(announce(b'd', 7001, 0, "&event=started").as_bytes())
+        .unwrap();
+    read_response(&mut seeder);
+    let mut leecher = connect(v4);
+    leecher
+        .write_all(announce(b'd', 7002, 5, "&event=started").as_bytes())
+        .unwrap();
+    let (_, _, body) = read_response(&mut leecher);
+    let mut v6_seeder = b"5:peers0:6:peers618:".to_vec();
+    v6_seeder.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    v6_seeder.extend_from_slice(&7001u16.to_be_bytes());
+    assert!(
+        contains(&body, &v6_seeder),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(contains(&body, b"8:completei1e10:downloadedi0e"));
+    // The seeder's next announce lists the IPv4 leecher.
+    seeder
+        .write_all(announce(b'd', 7001, 0, "").as_bytes())
+        .unwrap();
+    let (_, _, body) = read_response(&mut seeder);
+    let v4_leecher = b"5:peers6:\x7f\x00\x00\x01\x1b\x5a";
+    assert!(
+        contains(&body, v4_leecher),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // compact=0: one list, own family first.
+    seeder
+        .write_all(announce(b'd', 7003, 5, "&compact=0").as_bytes())
+        .unwrap();
+    let (_, _, body) = read_response(&mut seeder);
+    let listed = b"5:peersld2:ip3:::14:porti7001eed2:ip9:127.0.0.14:porti7002eee";
+    assert!(
+        contains(&body, listed),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Off: each family alone again.
+    let server = start(backend, "127.0.0.1:0", |c| {
+        c.http.listen.push("[::1]:0".parse().unwrap());
+        c.tracker.dual_stack_replies = false;
+    });
+    let mut seeder = connect(server.http_addrs()[1]);
+    seeder
+        .write_all(announce(b'd', 7001, 0, "").as_bytes())
+        .unwrap();
+    read_response(&mut seeder);
+    let mut leecher = connect(server.http_addrs()[0]);
+    leecher
+        .write_all(announce(b'd', 7002, 5, "").as_bytes())
+        .unwrap();
+    let (_, _, body) = read_response(&mut leecher);
+    assert!(
+        contains(&body, b"5:peers0:e"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
 fn keep_alive_and_pipelining_answer_in_order(backend: HttpBackend) {
     let server = start(backend, "127.0.0.1:0", |_| {});
     let mut s = connect(server.http_addrs()[0]);
@@ -347,6 +418,127 @@ fn a_full_scrape_of_megabytes_reaches_a_fast_reader(backend: HttpBackend) {
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
 }
 
+/// `n` announces for torrents with random-looking info hashes (as real
+/// SHA-1 ones are: they do not compress), one peer each.
+fn announces_for_random_torrents(n: u64) -> (Vec<u8>, Vec<[u8; 20]>) {
+    let mut state = 0x853c_49e6_748f_ea9bu64;
+    let mut next = || {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut out = Vec::new();
+    let mut hashes = Vec::new();
+    for _ in 0..n {
+        let mut hash = [0u8; 20];
+        for chunk in hash.chunks_mut(8) {
+            chunk.copy_from_slice(&next().to_le_bytes()[..chunk.len()]);
+        }
+        let encoded: String = hash.iter().map(|b| format!("%{b:02x}")).collect();
+        out.extend_from_slice(
+            format!(
+                "GET /announce?info_hash={encoded}&peer_id=-XX0001-abcdefghijkl&port=7000&left=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        hashes.push(hash);
+    }
+    (out, hashes)
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut plain)
+        .expect("a valid gzip body");
+    plain
+}
+
+/// GET `target` with `headers` on a fresh connection: (head, body).
+fn get(addr: SocketAddr, target: &str, headers: &str) -> (String, Vec<u8>) {
+    let mut s = std::io::BufReader::new(connect(addr));
+    let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n");
+    s.get_mut().write_all(request.as_bytes()).unwrap();
+    common::read_http_response(&mut s)
+}
+
+/// Scrapes over 1 KiB go gzipped to clients that accept it: a 50,000
+/// torrent full scrape (compressed once per build), a many-hash scrape,
+/// and to curl --compressed; small ones and other clients get them plain.
+fn big_scrapes_are_gzipped_for_clients_that_accept_it(backend: HttpBackend) {
+    let server = start(backend, "127.0.0.1:0", |c| {
+        c.server.workers = 1;
+        c.http.full_scrape = true;
+    });
+    let addr = server.http_addrs()[0];
+    let (announces, hashes) = announces_for_random_torrents(50_000);
+    pipeline(addr, announces, hashes.len());
+    let (head, plain) = get(addr, "/scrape", "");
+    assert!(!head.contains("Content-Encoding") && head.contains("Vary: Accept-Encoding"));
+    let entries = plain.windows(10).filter(|w| w == b"8:complete").count();
+    assert_eq!(entries, 50_000);
+    let (head, gzipped) = get(addr, "/scrape", "Accept-Encoding: gzip, deflate\r\n");
+    assert!(head.contains("Content-Encoding: gzip\r\n"), "{head}");
+    assert_eq!(gunzip(&gzipped), plain);
+    assert!(
+        gzipped.len() * 3 <= plain.len(),
+        "{} bytes gzipped of {}",
+        gzipped.len(),
+        plain.len()
+    );
+    // The same build's gzip form, shared.
+    let (_, again) = get(addr, "/scrape", "Accept-Encoding: gzip\r\n");
+    assert_eq!(again, gzipped);
+    // curl decodes it.
+    let url = format!("http://{addr}/scrape");
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "--compressed", "-D", "-", &url])
+        .output()
+        .expect("curl (make test installs it)");
+    assert!(curl.status.success());
+    let text = curl.stdout;
+    let split = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&text[..split]).to_ascii_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert_eq!(&text[split..], &plain[..]);
+    // A scrape of 40 hashes (about 2.8 KB) too; one hash (under 1 KiB) not.
+    let query: String = hashes[..40]
+        .iter()
+        .map(|h| {
+            let e: String = h.iter().map(|b| format!("%{b:02x}")).collect();
+            format!("info_hash={e}&")
+        })
+        .collect();
+    let (head, body) = get(
+        addr,
+        &format!("/scrape?{query}"),
+        "Accept-Encoding: gzip\r\n",
+    );
+    assert!(head.contains("Content-Encoding: gzip"), "{head}");
+    let (_, plain40) = get(addr, &format!("/scrape?{query}"), "");
+    assert_eq!(gunzip(&body), plain40);
+    assert_eq!(
+        plain40.windows(10).filter(|w| w == b"8:complete").count(),
+        40
+    );
+    let one = query.split('&').next().unwrap();
+    let (head, body) = get(addr, &format!("/scrape?{one}"), "Accept-Encoding: gzip\r\n");
+    assert!(!head.contains("Content-Encoding") && body.starts_with(b"d5:files"));
+    // Announces stay plain.
+    let target = format!(
+        "/announce?info_hash={}&peer_id=-XX0001-abcdefghijkl&port=1&left=0",
+        hash(b'g')
+    );
+    let (head, _) = get(addr, &target, "Accept-Encoding: gzip\r\n");
+    assert!(
+        !head.contains("Content-Encoding") && !head.contains("Vary"),
+        "{head}"
+    );
+}
+
 fn reply_intervals_spread_within_their_jitter_band(backend: HttpBackend) {
     let server = start(backend, "127.0.0.1:0", |c| c.tracker.interval_jitter = 0.2);
     let mut s = connect(server.http_addrs()[0]);
@@ -383,6 +575,7 @@ macro_rules! per_backend {
 per_backend!(
     two_peers_meet_and_scrape_counts,
     ipv6_peers_come_in_peers6,
+    ipv4_and_ipv6_peers_meet_over_http,
     keep_alive_and_pipelining_answer_in_order,
     connection_close_and_http_1_0_close_after_the_reply,
     garbage_gets_400_and_long_requests_431,
@@ -393,4 +586,5 @@ per_backend!(
     thousands_of_pipelined_announces_are_all_answered,
     a_full_scrape_of_megabytes_reaches_a_fast_reader,
     reply_intervals_spread_within_their_jitter_band,
+    big_scrapes_are_gzipped_for_clients_that_accept_it,
 );

@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
     let policy = HttpPolicy {
         full_scrape: settings & 1 == 1,
         trusted_proxies: vec!["127.0.0.2".parse().unwrap()],
+        // Every scrape body gzipped (for a client that asks) or none.
+        gzip_min_bytes: (settings & 2 == 2).then_some(0),
     };
     let mut rng = SmallRng::seed_from_u64(u64::from(settings));
     let mut buffers = Buffers::default();
@@ -86,6 +88,12 @@ fn check_response(out: &[u8], tail: Option<&[u8]>) {
         body.extend_from_slice(t);
     }
     assert_eq!(declared, body.len(), "{head}");
+    if head.contains("Content-Encoding: gzip\r\n") {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+            .expect("a valid gzip body");
+        body = plain;
+    }
     if status == 200 {
         let rest = bencoded_value(&body).expect("a bencoded value");
         assert!(rest.is_empty() && body[0] == b'd', "one dictionary");

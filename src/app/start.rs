@@ -237,6 +237,7 @@ impl Engines {
             http: HttpPolicy {
                 full_scrape: config.http.full_scrape,
                 trusted_proxies: config.http.trusted_proxies.clone(),
+                gzip_min_bytes: (config.http.gzip).then_some(config.http.gzip_min_bytes as usize),
             },
             cluster: config.cluster.enabled,
             outboxes: Vec::new(),

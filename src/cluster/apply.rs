@@ -110,6 +110,7 @@ mod tests {
             downloaded: 0,
             numwant: 10,
             picks: Default::default(),
+            both_families: false,
         };
         t.announce(&p, now, &mut [0; 1200]).unwrap().change
     }

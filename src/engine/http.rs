@@ -19,6 +19,7 @@ use rand::Rng;
 use super::policy::{self, Announcer, Denied};
 use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
+use crate::protocol::gzip::{GzipEncoder, SHARED_LEVEL};
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 use crate::tracker::access::AccessRules;
 use crate::tracker::announce::{AnnounceParams, Tracker, check_passkey};
@@ -34,6 +35,9 @@ pub struct HttpPolicy {
     pub full_scrape: bool,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Scrape bodies of at least this many bytes are gzipped for clients
+    /// that accept it; `None`: never (`http.gzip`).
+    pub gzip_min_bytes: Option<usize>,
 }
 
 /// How long (tracker seconds) a worker reuses the full scrape it built:
@@ -52,8 +56,20 @@ pub struct Buffers {
     body: Vec<u8>,
     hashes: ArrayVec<InfoHash, { http::MAX_SCRAPE_HASHES }>,
     files: Vec<(InfoHash, ScrapeEntry)>,
-    /// The last full scrape's body and when it was built.
-    full_scrape: Option<(u32, Arc<[u8]>)>,
+    /// The last full scrape.
+    full_scrape: Option<FullScrape>,
+    /// The worker's gzip encoder and the compressed body it wrote last.
+    gzip: GzipEncoder,
+    gzipped: Vec<u8>,
+}
+
+/// A full scrape's body, shared by every request until it is
+/// `FULL_SCRAPE_MAX_AGE` old, and its gzip form, made for the first
+/// request that accepts it and shared likewise.
+struct FullScrape {
+    built: u32,
+    plain: Arc<[u8]>,
+    gzipped: Option<Arc<[u8]>>,
 }
 
 /// What a request asked for (counters).
@@ -85,6 +101,8 @@ pub struct HttpOutcome {
     pub published: Option<SwarmChange>,
     /// A served announce's client software.
     pub client: Option<ClientSoftware>,
+    /// A gzipped body's length plain and compressed.
+    pub gzipped: Option<(usize, usize)>,
 }
 
 /// Why a request got a `failure reason`: the policy chain's answers
@@ -193,8 +211,9 @@ pub fn handle_request(
         }
         Endpoint::Scrape { passkey, query } => {
             outcome.kind = RequestKind::Scrape;
+            let gzip_from = policy.gzip_min_bytes.filter(|_| head.accepts_gzip);
             let answered = match check_passkey(&rules, passkey) {
-                Ok(()) => scrape(tracker, policy, query, now, buffers),
+                Ok(()) => scrape(tracker, policy, query, now, gzip_from, buffers),
                 Err(r) => Err(fail(
                     &mut buffers.body,
                     HttpFailure::Denied(Denied::Refused(r)),
@@ -203,13 +222,18 @@ pub fn handle_request(
                 )),
             };
             match answered {
-                Ok(Some(body)) => {
-                    let minor = head.minor_version;
-                    respond_head(out, minor, 200, "OK", body.len(), keep_alive);
-                    outcome.tail = Some(body);
+                Ok(scraped) => {
+                    let (minor, keep) = (head.minor_version, keep_alive);
+                    send_scrape(
+                        out,
+                        (minor, keep),
+                        scraped,
+                        gzip_from,
+                        buffers,
+                        &mut outcome,
+                    );
                     return outcome;
                 }
-                Ok(None) => {}
                 Err(why) => outcome.failure = Some(why),
             }
         }
@@ -217,6 +241,52 @@ pub fn handle_request(
     let minor = head.minor_version;
     respond(out, minor, 200, "OK", &buffers.body, keep_alive);
     outcome
+}
+
+/// Append a scrape's answer, `(minor, keep_alive)`: the shared full
+/// scrape's head (its body is the outcome's tail) or the body in
+/// `buffers`, gzipped when the client accepts it and it has `gzip_from`
+/// bytes.
+fn send_scrape(
+    out: &mut Vec<u8>,
+    (minor, keep): (u8, bool),
+    scraped: Scraped,
+    gzip_from: Option<usize>,
+    buffers: &mut Buffers,
+    outcome: &mut HttpOutcome,
+) {
+    let (sent, gzip) = match scraped {
+        Scraped::Shared {
+            body,
+            gzipped,
+            plain_len,
+        } => {
+            respond_head(
+                out,
+                minor,
+                body.len(),
+                keep,
+                Coding::Negotiated { gzip: gzipped },
+            );
+            outcome.gzipped = gzipped.then_some((plain_len, body.len()));
+            outcome.tail = Some(body);
+            return;
+        }
+        Scraped::InBody => match gzip_from {
+            Some(min) if buffers.body.len() >= min => {
+                buffers.gzipped.clear();
+                if buffers.gzip.encode(&buffers.body, &mut buffers.gzipped) {
+                    outcome.gzipped = Some((buffers.body.len(), buffers.gzipped.len()));
+                    (&buffers.gzipped, true)
+                } else {
+                    (&buffers.body, false)
+                }
+            }
+            _ => (&buffers.body, false),
+        },
+    };
+    respond_head(out, minor, sent.len(), keep, Coding::Negotiated { gzip });
+    out.extend_from_slice(sent);
 }
 
 /// Append the response for a head that could not be parsed; the connection
@@ -227,15 +297,41 @@ pub fn reject(out: &mut Vec<u8>, error: HeadError) {
     respond(out, 1, code, reason, body.as_bytes(), false);
 }
 
+/// What a 200's body is coded with.
+#[derive(Clone, Copy)]
+enum Coding {
+    /// The same whatever the request accepts (announces, errors).
+    Fixed,
+    /// Chosen by `Accept-Encoding` (scrapes): `Vary` says so to caches.
+    Negotiated {
+        /// Sent gzipped.
+        gzip: bool,
+    },
+}
+
 fn respond(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, body: &[u8], keep_alive: bool) {
-    respond_head(out, minor, code, reason, body.len(), keep_alive);
+    let _ = write!(out, "HTTP/1.{minor} {code} {reason}\r\n");
+    headers(out, minor, body.len(), keep_alive, Coding::Fixed);
     out.extend_from_slice(body);
 }
 
-fn respond_head(out: &mut Vec<u8>, minor: u8, code: u16, reason: &str, len: usize, keep: bool) {
+/// A 200's status line and headers, for a body of `len` bytes.
+fn respond_head(out: &mut Vec<u8>, minor: u8, len: usize, keep: bool, coding: Coding) {
+    let _ = write!(out, "HTTP/1.{minor} 200 OK\r\n");
+    headers(out, minor, len, keep, coding);
+}
+
+fn headers(out: &mut Vec<u8>, minor: u8, len: usize, keep: bool, coding: Coding) {
     let _ = write!(
         out,
-        "HTTP/1.{minor} {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n{}\r\n",
+        "Content-Type: text/plain\r\nContent-Length: {len}\r\n{}{}\r\n",
+        match coding {
+            Coding::Fixed => "",
+            Coding::Negotiated { gzip: false } => "Vary: Accept-Encoding\r\n",
+            Coding::Negotiated { gzip: true } => {
+                "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
+            }
+        },
         if keep {
             if minor == 0 {
                 "Connection: keep-alive\r\n"
@@ -280,8 +376,10 @@ fn announce(
         downloaded: q.downloaded,
         numwant: q.numwant,
         picks: Picks::draw(rng),
+        both_families: tracker.policy().dual_stack_replies,
     };
-    let room = tracker.policy().max_numwant * if ip.is_ipv4() { V4 } else { V6 };
+    // Room for numwant peers of the longer family: dual-stack replies mix.
+    let room = tracker.policy().max_numwant * V6;
     buffers.peers.resize(room, 0);
     let a = policy::announce(tracker, rules, &who, &params, now, &mut buffers.peers).map_err(
         |denied| {
@@ -294,11 +392,11 @@ fn announce(
             fail(body, HttpFailure::Denied(denied), message, Some(retry))
         },
     )?;
-    let peers = &buffers.peers[..a.peers * a.peer_len];
+    let (own, rest) = buffers.peers.split_at(a.peers * a.peer_len);
     let (peers4, peers6) = if ip.is_ipv4() {
-        (peers, &[][..])
+        (own, &rest[..a.other_peers * V6])
     } else {
-        (&[][..], peers)
+        (&rest[..a.other_peers * V4], own)
     };
     let reply = AnnounceReplyHead {
         complete: a.seeders,
@@ -311,21 +409,37 @@ fn announce(
     let format = if q.compact {
         PeerFormat::Compact
     } else {
-        PeerFormat::Dictionaries
+        PeerFormat::Dictionaries {
+            v6_first: ip.is_ipv6(),
+        }
     };
     bencode::write_announce(body, &reply, peers4, peers6, format);
     Ok((a.change, client_software(&params.peer_id)))
 }
 
-/// Write the scrape's body into `buffers.body`, or return the shared body
-/// of a full scrape (no `info_hash`); `Err`: a failure was written.
+/// Where a scrape's answer is.
+enum Scraped {
+    /// In `Buffers::body`.
+    InBody,
+    /// A full scrape's shared body (gzipped: of `plain_len` bytes before).
+    Shared {
+        body: Arc<[u8]>,
+        gzipped: bool,
+        plain_len: usize,
+    },
+}
+
+/// Write the scrape's body into `buffers.body`, or take the shared body
+/// of a full scrape (no `info_hash`; gzipped if it has `gzip_from`
+/// bytes); `Err`: a failure was written.
 fn scrape(
     tracker: &Tracker,
     policy: &HttpPolicy,
     query: &[u8],
     now: u32,
+    gzip_from: Option<usize>,
     buffers: &mut Buffers,
-) -> Result<Option<Arc<[u8]>>, HttpFailure> {
+) -> Result<Scraped, HttpFailure> {
     let body = &mut buffers.body;
     http::parse_scrape(query, &mut buffers.hashes)
         .map_err(|e| fail(body, HttpFailure::BadRequest, &e.to_string(), None))?;
@@ -334,7 +448,24 @@ fn scrape(
             let message = "full scrape is disabled: name info_hash";
             return Err(fail(body, HttpFailure::FullScrapeDisabled, message, None));
         }
-        return Ok(Some(full_scrape(tracker, now, &mut buffers.full_scrape)));
+        let full = full_scrape(tracker, now, &mut buffers.full_scrape);
+        let plain_len = full.plain.len();
+        let body = match gzip_from {
+            Some(min) if plain_len >= min => full.gzipped(),
+            _ => None,
+        };
+        return Ok(match body {
+            Some(body) => Scraped::Shared {
+                body,
+                gzipped: true,
+                plain_len,
+            },
+            None => Scraped::Shared {
+                body: full.plain.clone(),
+                gzipped: false,
+                plain_len,
+            },
+        });
     }
     buffers.files.clear();
     for h in &buffers.hashes {
@@ -349,16 +480,36 @@ fn scrape(
         ));
     }
     bencode::write_scrape(body, &buffers.files);
-    Ok(None)
+    Ok(Scraped::InBody)
+}
+
+impl FullScrape {
+    /// The gzip form, made on first use (None if deflate failed).
+    fn gzipped(&mut self) -> Option<Arc<[u8]>> {
+        if self.gzipped.is_none() {
+            // An encoder and a buffer of its own, freed with the scrape:
+            // the per-request ones stay small; made once per build, at the
+            // better level.
+            let mut out = Vec::new();
+            if GzipEncoder::new(SHARED_LEVEL).encode(&self.plain, &mut out) {
+                self.gzipped = Some(out.into());
+            }
+        }
+        self.gzipped.clone()
+    }
 }
 
 /// Every torrent's counts, rebuilt when the worker's copy is older than
 /// `FULL_SCRAPE_MAX_AGE`.
-fn full_scrape(tracker: &Tracker, now: u32, cache: &mut Option<(u32, Arc<[u8]>)>) -> Arc<[u8]> {
-    if let Some((built, body)) = cache
-        && now.saturating_sub(*built) < FULL_SCRAPE_MAX_AGE
+fn full_scrape<'a>(
+    tracker: &Tracker,
+    now: u32,
+    cache: &'a mut Option<FullScrape>,
+) -> &'a mut FullScrape {
+    if let Some(full) = cache
+        && now.saturating_sub(full.built) < FULL_SCRAPE_MAX_AGE
     {
-        return body.clone();
+        return cache.as_mut().expect("just matched");
     }
     // Built in buffers of its own, freed after: the per-request buffers
     // stay small.
@@ -376,9 +527,11 @@ fn full_scrape(tracker: &Tracker, now: u32, cache: &mut Option<(u32, Arc<[u8]>)>
     files.sort_unstable_by_key(|f| f.0);
     let mut body = Vec::new();
     bencode::write_scrape(&mut body, &files);
-    let body: Arc<[u8]> = body.into();
-    *cache = Some((now, body.clone()));
-    body
+    cache.insert(FullScrape {
+        built: now,
+        plain: body.into(),
+        gzipped: None,
+    })
 }
 
 /// BEP 31 `retry in` for a refusal.
@@ -473,6 +626,70 @@ mod tests {
         assert!(body.windows(11).any(|w| w == b"6:peers618:"));
     }
 
+    /// A torrent with an IPv4 seeder (127.0.0.1:6881) and an IPv6 one
+    /// ([::1]:6882), asked by a leecher at `asker` with `extra` params.
+    fn mixed_swarm_reply(t: &Tracker, asker: &str, extra: &str) -> Vec<u8> {
+        let p = HttpPolicy::default();
+        get(t, &p, "127.0.0.1:5000", &announce_req('m', 6881, 0, ""));
+        get(t, &p, "[::1]:5000", &announce_req('m', 6882, 0, ""));
+        // Port 0: served, never stored, so each asker sees the two seeders.
+        get(t, &p, asker, &announce_req('m', 0, 10, extra)).1
+    }
+
+    fn has(body: &[u8], part: &[u8]) -> bool {
+        body.windows(part.len()).any(|w| w == part)
+    }
+
+    const V4_SEEDER: &[u8] = b"5:peers6:\x7f\x00\x00\x01\x1a\xe1";
+    const V6_SEEDER: &[u8] = b"6:peers618:\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\x1a\xe2";
+
+    #[test]
+    fn dual_stack_replies_list_both_families_own_first() {
+        let t = tracker();
+        let body = mixed_swarm_reply(&t, "127.0.0.2:5000", "");
+        assert!(has(&body, V4_SEEDER) && has(&body, V6_SEEDER), "{body:?}");
+        assert!(has(&body, b"completei2e"));
+        let body = mixed_swarm_reply(&t, "[::2]:5000", "");
+        assert!(has(&body, V4_SEEDER) && has(&body, V6_SEEDER), "{body:?}");
+        // One wanted: the asker's own family only.
+        let body = mixed_swarm_reply(&t, "[::3]:5000", "&numwant=1");
+        assert!(
+            has(&body, b"5:peers0:") && has(&body, V6_SEEDER),
+            "{body:?}"
+        );
+        let body = mixed_swarm_reply(&t, "127.0.0.3:5000", "&numwant=1");
+        assert!(
+            has(&body, V4_SEEDER) && !has(&body, b"6:peers6"),
+            "{body:?}"
+        );
+        // compact=0: one list, the asker's family first.
+        let body = mixed_swarm_reply(&t, "[::4]:5000", "&compact=0&numwant=2");
+        let listed = b"5:peersld2:ip3:::14:porti6882eed2:ip9:127.0.0.14:porti6881eee";
+        assert!(has(&body, listed), "{}", String::from_utf8_lossy(&body));
+    }
+
+    #[test]
+    fn dual_stack_replies_can_be_turned_off() {
+        let t = Tracker::new(
+            AnnouncePolicy {
+                dual_stack_replies: false,
+                ..AnnouncePolicy::default()
+            },
+            SwarmTable::new(16, [1, 2]),
+            ConnectionIdIssuer::new([9; 16]),
+        );
+        let body = mixed_swarm_reply(&t, "127.0.0.2:5000", "");
+        assert!(
+            has(&body, V4_SEEDER) && !has(&body, b"6:peers6"),
+            "{body:?}"
+        );
+        let body = mixed_swarm_reply(&t, "[::2]:5000", "");
+        assert!(
+            has(&body, b"5:peers0:") && has(&body, V6_SEEDER),
+            "{body:?}"
+        );
+    }
+
     #[test]
     fn client_errors_are_200_with_failure_reason() {
         let t = tracker();
@@ -541,7 +758,11 @@ mod tests {
         at(0, &announce_req('a', 1, 0, ""), &mut buffers);
         let (head, first) = at(10, full, &mut buffers);
         let first = first.expect("a full scrape's body is shared");
-        assert!(head.ends_with(&format!("Content-Length: {}\r\n\r\n", first.len())));
+        let length = format!(
+            "Content-Length: {}\r\nVary: Accept-Encoding\r\n\r\n",
+            first.len()
+        );
+        assert!(head.ends_with(&length), "{head}");
         at(11, &announce_req('b', 1, 0, ""), &mut buffers);
         let (_, again) = at(10 + FULL_SCRAPE_MAX_AGE - 1, full, &mut buffers);
         assert!(Arc::ptr_eq(&first, &again.unwrap()), "reused while young");
@@ -554,10 +775,55 @@ mod tests {
     }
 
     #[test]
+    fn a_full_scrape_is_gzipped_once_per_build_and_only_when_accepted() {
+        let t = tracker();
+        let p = HttpPolicy {
+            full_scrape: true,
+            gzip_min_bytes: Some(0),
+            ..HttpPolicy::default()
+        };
+        let mut buffers = Buffers::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut at = |now: u32, request: &str, buffers: &mut Buffers| {
+            let head = parse_head(request.as_bytes()).unwrap().unwrap();
+            let mut out = Vec::new();
+            let peer = "127.0.0.1:1".parse().unwrap();
+            let outcome = handle_request(&t, &p, &head, peer, now, &mut rng, buffers, &mut out);
+            (
+                String::from_utf8(out).unwrap(),
+                outcome.tail,
+                outcome.gzipped,
+            )
+        };
+        at(0, &announce_req('a', 1, 0, ""), &mut buffers);
+        let gz = "GET /scrape HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n";
+        let (head, first, counted) = at(10, gz, &mut buffers);
+        let first = first.unwrap();
+        assert!(head.contains("Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"));
+        assert_eq!(counted.map(|c| c.1), Some(first.len()));
+        let (_, again, _) = at(11, gz, &mut buffers);
+        assert!(Arc::ptr_eq(&first, &again.unwrap()), "compressed once");
+        let (head, plain, counted) = at(12, "GET /scrape HTTP/1.1\r\n\r\n", &mut buffers);
+        assert!(!head.contains("Content-Encoding") && counted.is_none());
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&first[..]), &mut decoded)
+            .unwrap();
+        assert_eq!(decoded, &plain.unwrap()[..]);
+        // gzip;q=0 is a refusal.
+        let refused = "GET /scrape HTTP/1.1\r\nAccept-Encoding: gzip;q=0\r\n\r\n";
+        let (head, _, _) = at(13, refused, &mut buffers);
+        assert!(!head.contains("Content-Encoding"));
+        // Failures stay plain whatever is accepted.
+        let bad = "GET /scrape?info_hash=x HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n";
+        let (text, _, _) = at(14, bad, &mut buffers);
+        assert!(!text.contains("Content-Encoding") && text.ends_with("invalid info_hashe"));
+    }
+
+    #[test]
     fn forwarded_for_only_from_trusted_proxies() {
         let policy = HttpPolicy {
-            full_scrape: false,
             trusted_proxies: vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+            ..HttpPolicy::default()
         };
         let head = parse_head(
             b"GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6, 1.2.3.4, 10.0.0.2\r\nX-Real-IP: 5.5.5.5\r\n\r\n",

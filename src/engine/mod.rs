@@ -200,6 +200,10 @@ impl Engine {
         if let Some(client) = outcome.client {
             stats.add_client(client.index());
         }
+        if let Some((plain, gzipped)) = outcome.gzipped {
+            stats.add(Counter::HttpGzip, 1);
+            stats.add(Counter::HttpGzipSaved, plain.saturating_sub(gzipped) as u64);
+        }
         HttpReply {
             keep_alive: outcome.keep_alive,
             tail: outcome.tail,
@@ -291,6 +295,7 @@ mod tests {
             downloaded: 0,
             numwant: 0,
             picks: Default::default(),
+            both_families: false,
         };
         tracker.announce(&p, 0, &mut [0; 64]).unwrap();
         // Past the peer timeout, but the timer is not due: nothing swept.

@@ -107,6 +107,7 @@ fn announce_params(a: &AnnounceRequest<'_>, ip: IpAddr, picks: Picks) -> Announc
         downloaded: a.downloaded,
         numwant: a.num_want,
         picks,
+        both_families: false,
     }
 }
 

@@ -64,6 +64,8 @@ fn family(c: Counter) -> (&'static str, &'static str) {
         InternalError => ("internal_errors_total", ""),
         HttpConnections => ("http_connections_total", ""),
         HttpAcceptPaused => ("http_accept_failures_total", ""),
+        HttpGzip => ("http_gzip_responses_total", ""),
+        HttpGzipSaved => ("http_gzip_saved_bytes_total", ""),
         ClusterChanges => ("cluster_outbox_changes_total", ""),
         ClusterOutboxOverflow => ("drops_total", "reason=\"cluster_outbox_overflow\""),
     }
@@ -87,6 +89,8 @@ fn help(name: &str) -> &'static str {
         "http_accept_failures_total" => {
             "HTTP accepts that failed (file descriptors exhausted, ...); the listener pauses until the next 250 ms tick."
         }
+        "http_gzip_responses_total" => "Scrape answers sent gzipped (Accept-Encoding: gzip).",
+        "http_gzip_saved_bytes_total" => "Body bytes gzip took off the scrape answers it sent.",
         "cluster_outbox_changes_total" => {
             "Cluster mode: swarm changes the workers put in their outboxes."
         }
@@ -541,6 +545,8 @@ fn applies(c: Counter, proto: &str) -> bool {
             | TlsFailed
             | HttpConnections
             | HttpAcceptPaused
+            | HttpGzip
+            | HttpGzipSaved
             | ErrorFullScrapeDisabled
     );
     let both = matches!(

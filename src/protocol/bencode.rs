@@ -73,8 +73,12 @@ pub enum PeerFormat {
     /// IPv6 entries.
     Compact,
     /// BEP 3's list of dictionaries with `ip` and `port` (no `peer id`: the
-    /// tracker does not keep peer ids).
-    Dictionaries,
+    /// tracker does not keep peer ids), the asker's family first (IPv6
+    /// first: `v6_first`).
+    Dictionaries {
+        /// The asker is listed under an IPv6 address.
+        v6_first: bool,
+    },
 }
 
 /// Write an announce reply. `peers4` is a run of 6-byte compact IPv4
@@ -114,22 +118,31 @@ pub fn write_announce(
                 bytes(out, peers6);
             }
         }
-        PeerFormat::Dictionaries => {
+        PeerFormat::Dictionaries { v6_first } => {
             bytes(out, b"peers");
             out.push(b'l');
-            for p in peers4.chunks_exact(6) {
-                let ip = std::net::Ipv4Addr::new(p[0], p[1], p[2], p[3]);
-                peer_dict(out, &ip.to_string(), u16::from_be_bytes([p[4], p[5]]));
+            if !v6_first {
+                v4_dicts(out, peers4);
             }
             for p in peers6.chunks_exact(18) {
                 let octets: [u8; 16] = p[..16].try_into().expect("16 bytes");
                 let ip = std::net::Ipv6Addr::from(octets);
                 peer_dict(out, &ip.to_string(), u16::from_be_bytes([p[16], p[17]]));
             }
+            if v6_first {
+                v4_dicts(out, peers4);
+            }
             out.push(b'e');
         }
     }
     out.push(b'e');
+}
+
+fn v4_dicts(out: &mut Vec<u8>, peers4: &[u8]) {
+    for p in peers4.chunks_exact(6) {
+        let ip = std::net::Ipv4Addr::new(p[0], p[1], p[2], p[3]);
+        peer_dict(out, &ip.to_string(), u16::from_be_bytes([p[4], p[5]]));
+    }
 }
 
 fn peer_dict(out: &mut Vec<u8>, ip: &str, port: u16) {
@@ -242,7 +255,7 @@ mod tests {
             &head(),
             &[10, 0, 0, 1, 0, 80],
             &v6,
-            PeerFormat::Dictionaries,
+            PeerFormat::Dictionaries { v6_first: false },
         );
         let s = String::from_utf8_lossy(&out);
         assert!(

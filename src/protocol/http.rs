@@ -41,6 +41,8 @@ pub struct RequestHead<'a> {
     pub real_ip: Option<&'a [u8]>,
     /// `User-Agent` (private mode's `rt_peers.agent`).
     pub user_agent: Option<&'a [u8]>,
+    /// `Accept-Encoding` accepts gzip (big scrapes are then compressed).
+    pub accepts_gzip: bool,
 }
 
 /// Why a request head was refused; each maps to a status code and a close.
@@ -96,6 +98,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
     }
     let mut keep_alive = minor_version >= 1;
     let (mut forwarded_for, mut real_ip, mut user_agent) = (None, None, None);
+    let mut accepts_gzip = false;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
@@ -119,6 +122,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
             real_ip = Some(h.value);
         } else if name.eq_ignore_ascii_case("user-agent") {
             user_agent = Some(h.value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            accepts_gzip |= super::gzip::accepts_gzip(h.value);
         }
     }
     Ok(Some(RequestHead {
@@ -129,6 +134,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         forwarded_for,
         real_ip,
         user_agent,
+        accepts_gzip,
     }))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod bencode;
 pub mod client_software;
+pub mod gzip;
 pub mod http;
 pub mod udp;
 

@@ -783,6 +783,7 @@ mod tests {
             downloaded: 0,
             numwant: 0,
             picks: Default::default(),
+            both_families: false,
         }
     }
 

@@ -39,6 +39,11 @@ pub struct AnnouncePolicy {
     /// interval] (`reply_interval`), so clients that started together
     /// spread out.
     pub interval_jitter: f64,
+    /// HTTP replies list peers of both families (`peers` and `peers6`,
+    /// the asker's own first), so an IPv4 client meets IPv6 seeders it may
+    /// well reach; the frontend asks for it (`AnnounceParams::
+    /// both_families`), UDP never can (BEP 15 has no field for it).
+    pub dual_stack_replies: bool,
 }
 
 /// The defaults of `[tracker]` (`Config::default` takes them from here).
@@ -52,6 +57,7 @@ impl Default for AnnouncePolicy {
             max_numwant: 200,
             allow_ip_param: false,
             interval_jitter: 0.1,
+            dual_stack_replies: true,
         }
     }
 }
@@ -121,6 +127,10 @@ pub struct AnnounceParams {
     /// Where the reply's peers are taken from (random, drawn by the
     /// frontend: `Picks::draw`).
     pub picks: Picks,
+    /// Also list peers of the other family, after the asker's own, while
+    /// fewer than numwant were found (HTTP's dual-stack replies; UDP
+    /// never: BEP 15 has no field for them).
+    pub both_families: bool,
 }
 
 impl AnnounceParams {
@@ -146,16 +156,20 @@ impl AnnounceParams {
 /// What an announce got: the torrent's counts and the peers written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnnounceAnswer {
-    /// Seeders of the torrent (the announcer's family).
+    /// Seeders of the torrent (both families).
     pub seeders: u32,
-    /// Leechers of the torrent (the announcer's family).
+    /// Leechers of the torrent (both families).
     pub leechers: u32,
     /// Completed downloads of the torrent (scrape's `downloaded`).
     pub downloaded: u32,
-    /// Peers written to the output, each `peer_len` bytes.
+    /// Peers of the announcer's family written to the output, each
+    /// `peer_len` bytes.
     pub peers: usize,
     /// 6 for IPv4 peers, 18 for IPv6.
     pub peer_len: usize,
+    /// Peers of the other family written after them (`both_families`
+    /// only), each of that family's length.
+    pub other_peers: usize,
     /// What cluster mode publishes of this announce (never without it).
     pub change: Option<SwarmChange>,
 }
@@ -375,7 +389,8 @@ impl Tracker {
 
     /// Apply an announce the policy chain let in (`engine::policy`, the
     /// only caller besides tests) and write the peers for it into `out`
-    /// (compact layout of the peer's family; as many as fit).
+    /// (compact layout of the peer's family; as many as fit), then, with
+    /// `both_families`, the other family's after them.
     pub(crate) fn announce_admitted(
         &self,
         p: &AnnounceParams,
@@ -414,15 +429,36 @@ impl Tracker {
             },
         };
         let h = *self.table.addr_hasher();
+        let both = p.both_families;
         let select = |t: &Torrent| match change.addr {
-            _ if numwant == 0 => 0,
-            PeerAddr::V4(a) => t.v4.select(is_seeder, out, numwant, &a, p.picks),
+            _ if numwant == 0 => (0, 0),
+            PeerAddr::V4(a) => {
+                let own = t.v4.select(is_seeder, out, numwant, &a, p.picks);
+                let other = match &t.v6 {
+                    Some(v6) if both && own < numwant => {
+                        // The asker's own IPv6 address is unknown; no
+                        // stored peer has port 0, so nothing is skipped.
+                        let rest = &mut out[own * V4..];
+                        v6.select(is_seeder, rest, numwant - own, &[0; V6], p.picks)
+                    }
+                    _ => 0,
+                };
+                (own, other)
+            }
             PeerAddr::V6(a) => {
-                t.v6.as_ref()
-                    .map_or(0, |v6| v6.select(is_seeder, out, numwant, &a, p.picks))
+                let own =
+                    t.v6.as_ref()
+                        .map_or(0, |v6| v6.select(is_seeder, out, numwant, &a, p.picks));
+                let other = if both && own < numwant {
+                    let rest = &mut out[own * V6..];
+                    t.v4.select(is_seeder, rest, numwant - own, &[0; V4], p.picks)
+                } else {
+                    0
+                };
+                (own, other)
             }
         };
-        let (applied, peers) =
+        let (applied, (peers, other_peers)) =
             self.table
                 .lock(&p.info_hash)
                 .apply(&p.info_hash, &change, &h, select);
@@ -442,6 +478,7 @@ impl Tracker {
             downloaded: applied.downloaded,
             peers,
             peer_len: if p.ip.is_ipv4() { V4 } else { V6 },
+            other_peers,
             change: published,
         }
     }

@@ -1,8 +1,8 @@
 //! One torrent: its IPv4 and IPv6 swarms and its completed count.
 //!
-//! IPv4 and IPv6 peers live in separate swarms: a reply carries peers of the
-//! family the request came in on, and each swarm's records have the exact
-//! compact layout of that family. Seeders and leechers are apart, so a
+//! IPv4 and IPv6 peers live in separate swarms, so each swarm's records
+//! have the exact compact layout of that family: a reply copies the
+//! asker's family, and an HTTP one then the other (dual-stack replies). Seeders and leechers are apart, so a
 //! seeder is sent leechers only without filtering. The IPv6 swarm is boxed
 //! and made on first use: most torrents never see an IPv6 peer, and the
 //! inline IPv4 swarm keeps a one- or two-peer torrent free of heap memory:

@@ -7,7 +7,7 @@ find each other. The leecher downloads a few MiB of random data through a
 udp:// tracker URL and the bytes must match. Afterwards a raw BEP 15 scrape
 must show the swarm and the completed download.
 
-Usage: libtorrent_swarm.py TRACKER_URL WORKDIR [private | db LEECHER_URL]
+Usage: libtorrent_swarm.py TRACKER_URL WORKDIR [private | db LEECHER_URL | dual LEECHER_URL]
 (TRACKER_URL is udp://127.0.0.1:PORT[/PASSKEY]/announce or
 http://127.0.0.1:PORT[/PASSKEY]/announce; over HTTP the scrape is libtorrent's
 own. With `private`, the tracker only serves the passkey in the URL: over UDP
@@ -19,7 +19,12 @@ registers the torrent meanwhile), and after the download both announce
 once more, so the tracker has their final totals; it then prints
 `live SEEDER_PORT LEECHER_PORT` and waits for a line, removes the
 leecher's torrent (libtorrent then announces `stopped`), prints `stopped`
-and waits for another line before it ends.)
+and waits for another line before it ends. With `dual`, TRACKER_URL is
+http://[::1]:PORT/announce and LEECHER_URL http://127.0.0.1:PORT/announce:
+the seeder announces over IPv6 only and the leecher over IPv4 only, so
+they meet only if the tracker sends each the other family's peers (BEP 7
+dual-stack replies): the leecher announces first, the seeder's reply
+must list it, and the leecher's next reply must list the seeder.)
 """
 
 import hashlib
@@ -35,9 +40,9 @@ DEADLINE_SECONDS = 180
 DATA_BYTES = 4 * 1024 * 1024 + 12345
 
 
-def session():
+def session(listen="127.0.0.1:0"):
     settings = {
-        "listen_interfaces": "127.0.0.1:0",
+        "listen_interfaces": listen,
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -55,10 +60,10 @@ def session():
     return lt.session(params)
 
 
-def make_torrent(data_dir, tracker_url):
+def make_torrent(data_dir, tracker_url, flags=0):
     fs = lt.file_storage()
     lt.add_files(fs, os.path.join(data_dir, "payload.bin"))
-    t = lt.create_torrent(fs, 64 * 1024)
+    t = lt.create_torrent(fs, 64 * 1024, flags=flags)
     if tracker_url:
         t.add_tracker(tracker_url)
     lt.set_piece_hashes(t, data_dir)
@@ -125,6 +130,48 @@ def udp_announce_without_passkey(host, port, info_hash):
     return struct.unpack(">I", reply[:4])[0], reply[8:]
 
 
+def next_reply_peers(ses, name, deadline, log):
+    """Wait for the session's next tracker reply; return how many peers it
+    listed."""
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(500)
+        for a in ses.pop_alerts():
+            if isinstance(a, (lt.tracker_error_alert, lt.tracker_warning_alert)):
+                log.append(f"{name}: {a.message()}")
+            if isinstance(a, lt.tracker_reply_alert):
+                log.append(f"{name}: {a.message()}")
+                return a.num_peers
+    print("\n".join(log))
+    sys.exit(f"FAIL: the {name}'s announce got no reply")
+
+
+def meet_across_families(info, seed_dir, leech_dir, seeder_url, leecher_url, log):
+    """The dual-stack swarm: a leecher known to the tracker over IPv4, then
+    a seeder known over IPv6; each must be sent the other."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    # Both listen on both families (libtorrent 2 connects out only from a
+    # family it listens on) but each announces to one family's URL only, so
+    # the tracker knows the seeder as IPv6 and the leecher as IPv4.
+    both = "127.0.0.1:0,[::1]:0"
+    leecher_ses, seeder_ses = session(both), session(both)
+    leecher = add(leecher_ses, info, leech_dir, leecher_url)
+    # Held to 1 KiB/s until both checks are done: a leecher that finished
+    # would announce as a seeder, and seeders are sent leechers only.
+    leecher.set_download_limit(1024)
+    next_reply_peers(leecher_ses, "leecher", deadline, log)
+    seeder = add(seeder_ses, info, seed_dir, seeder_url)
+    if next_reply_peers(seeder_ses, "seeder", deadline, log) < 1:
+        print("\n".join(log))
+        sys.exit("FAIL: the IPv6 seeder was not sent the IPv4 leecher")
+    leecher.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+    if next_reply_peers(leecher_ses, "leecher", deadline, log) < 1:
+        print("\n".join(log))
+        sys.exit("FAIL: the IPv4 leecher was not sent the IPv6 seeder")
+    print("dual stack: the IPv6 seeder and the IPv4 leecher were each sent the other")
+    leecher.set_download_limit(-1)
+    return seeder_ses, seeder, leecher_ses, leecher
+
+
 def final_announces(seeder_ses, seeder, leecher_ses, leecher, deadline, log):
     """Both announce now (the leecher's `completed`, the seeder's upload)
     and the tracker answers both."""
@@ -147,6 +194,7 @@ def main():
     url, work = sys.argv[1], sys.argv[2]
     private = len(sys.argv) > 3 and sys.argv[3] == "private"
     db = len(sys.argv) > 4 and sys.argv[3] == "db"
+    dual = len(sys.argv) > 4 and sys.argv[3] == "dual"
     scheme, rest = url.split("://", 1)
     hostport = rest.split("/", 1)[0]
     host, port = hostport.rsplit(":", 1)
@@ -159,18 +207,24 @@ def main():
     with open(os.path.join(seed_dir, "payload.bin"), "wb") as f:
         f.write(data)
 
-    info = make_torrent(seed_dir, None if db else url)
-    seeder_ses, leecher_ses = session(), session()
-    if db:
+    # Dual stack: v1 only, so each announce has one reply to count.
+    flags = lt.create_torrent.v1_only if dual else 0
+    info = make_torrent(seed_dir, None if db or dual else url, flags)
+    log = []
+    if dual:
+        seeder_ses, seeder, leecher_ses, leecher = meet_across_families(
+            info, seed_dir, leech_dir, url, sys.argv[4], log)
+    elif db:
+        seeder_ses, leecher_ses = session(), session()
         print("info_hash", info.info_hashes().v1.to_bytes().hex(), flush=True)
         sys.stdin.readline()
         seeder = add(seeder_ses, info, seed_dir, url)
         leecher = add(leecher_ses, info, leech_dir, sys.argv[4])
     else:
+        seeder_ses, leecher_ses = session(), session()
         seeder = add(seeder_ses, info, seed_dir)
         leecher = add(leecher_ses, info, leech_dir)
 
-    log = []
     deadline = time.monotonic() + DEADLINE_SECONDS
     while not leecher.status().is_seeding:
         if time.monotonic() > deadline:
