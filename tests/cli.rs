@@ -419,6 +419,127 @@ fn swarms_come_back_after_a_restart() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A torrent's completed count outlives its last peer, and a restart from
+/// the snapshot; its next peer takes it back and counts on.
+#[test]
+fn completed_counts_outlive_their_swarm_and_a_restart() {
+    let dir = common::fresh_dir("idle-counts");
+    let (_, config) = snapshot_config(&dir, 3600);
+    let mut t = start_with_config(&config, &[], None);
+    let (done, never) = ([0xc3; 20], [0xd4; 20]);
+    let mut c = common::Client::new("127.0.0.5:0", t.udp);
+    let id = c.connect();
+    c.announce(id, done, 2, 100, 0, 7001); // started
+    c.announce(id, done, 1, 0, 0, 7001); // completed
+    c.announce(id, never, 2, 0, 0, 7001);
+    assert_eq!(c.scrape(id, &[done, never]), vec![(1, 1, 0), (1, 0, 0)]);
+    c.announce(id, done, 3, 0, 0, 7001); // stopped: the swarm is gone
+    c.announce(id, never, 3, 0, 0, 7001);
+    assert_eq!(c.scrape(id, &[done, never]), vec![(0, 1, 0), (0, 0, 0)]);
+    stop_with(&mut t.child, "-TERM");
+
+    let mut t = start_with_config(&config, &[], None);
+    assert!(
+        t.early_log.contains(
+            "0 torrents, 0 peers (0 expired while down), 1 idle torrents' completed counts"
+        ),
+        "{}",
+        t.early_log
+    );
+    let mut c = common::Client::new("127.0.0.6:0", t.udp);
+    let id = c.connect();
+    assert_eq!(c.scrape(id, &[done, never]), vec![(0, 1, 0), (0, 0, 0)]);
+    c.announce(id, done, 2, 100, 0, 7002);
+    c.announce(id, done, 1, 0, 0, 7002);
+    assert_eq!(c.scrape(id, &[done]), vec![(1, 2, 0)]);
+    let metrics = common::tracker::http_get(common::tracker::metrics_addr(&t), "/metrics");
+    assert!(
+        metrics.contains("ringtracker_idle_torrents_evicted_total 0"),
+        "{metrics}"
+    );
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A .torrent of one 16 KiB file announcing to `url` (the piece hash is
+/// made up: the clients only need to announce).
+fn torrent_file(url: &str, name: &str) -> Vec<u8> {
+    let mut t = format!("d8:announce{}:{url}4:infod6:lengthi16384e", url.len()).into_bytes();
+    t.extend_from_slice(format!("4:name{}:{name}", name.len()).as_bytes());
+    t.extend_from_slice(b"12:piece lengthi16384e6:pieces20:");
+    t.extend_from_slice(&[0x5a; 20]);
+    t.extend_from_slice(b"ee");
+    t
+}
+
+/// Real Transmission (over UDP) and aria2 (over HTTP) clients announce,
+/// and each is counted under its own name.
+#[test]
+fn transmission_and_aria2_are_counted_by_client() {
+    use std::process::{Command, Stdio};
+    let dir = common::fresh_dir("real-clients");
+    let config = dir.join("c.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut t = start_with_config(&config, &["--http", "127.0.0.1:0"], None);
+    let udp_url = format!("udp://{}/announce", t.udp);
+    let http_url = format!("http://{}/announce", t.http);
+    std::fs::write(dir.join("tr.torrent"), torrent_file(&udp_url, "tr.bin")).unwrap();
+    std::fs::write(dir.join("a2.torrent"), torrent_file(&http_url, "a2.bin")).unwrap();
+    let spawn = |cmd: &mut Command| {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("make test installs transmission-cli and aria2")
+    };
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let mut transmission = spawn(Command::new("transmission-cli").args([
+        "-g",
+        &d("tr-config"),
+        "-w",
+        &d("tr-data"),
+        "-p",
+        &free_port().to_string(),
+        "-M",
+        &d("tr.torrent"),
+    ]));
+    let mut aria2 = spawn(Command::new("aria2c").args([
+        &format!("--dir={}", d("a2-data")),
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        &format!("--listen-port={}", free_port()),
+        "--seed-time=0",
+        &d("a2.torrent"),
+    ]));
+    let metrics = common::tracker::metrics_addr(&t);
+    let count = |client: &str| {
+        let text = common::tracker::http_get(metrics, "/metrics");
+        let series = format!("ringtracker_announces_by_client_total{{client=\"{client}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count("Transmission") == 0 || count("aria2") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Transmission {} aria2 {}",
+            count("Transmission"),
+            count("aria2")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(count("other"), 0, "nobody else announced");
+    for child in [&mut transmission, &mut aria2] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    stop_with(&mut t.child, "-TERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_snapshot_killed_mid_write_leaves_a_loadable_file() {
     use ringtracker::storage::snapshot::{Snapshot, sibling};

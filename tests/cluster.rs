@@ -356,6 +356,44 @@ fn a_restarted_node_serves_the_others_peers_before_anyone_reannounces() {
     drop((a, b));
 }
 
+/// A torrent's completed count outlives its swarm on every node, and a
+/// node that rejoins learns it from another's checkpoint alone.
+#[test]
+fn completed_counts_of_empty_swarms_survive_a_rejoin() {
+    let c = Cluster::start("cluster-idle", &[]);
+    // A checkpoints every second (a test hook; 60 s otherwise).
+    let a = c.node("a", Some(("RINGTRACKER_TEST_CHECKPOINT_SECS", "1")));
+    let b = c.node("b", None);
+    let scrape = |node: &Node| {
+        let mut client = Client::new("127.0.0.1:0", node.udp4());
+        let cid = client.connect();
+        client.scrape(cid, &[hash(13)])[0]
+    };
+    announce(a.udp4(), hash(13), STARTED, 10, 7901);
+    announce(a.udp4(), hash(13), COMPLETED, 0, 7901);
+    eventually("the download counted at B", || scrape(&b) == (1, 1, 0));
+    announce(a.udp4(), hash(13), STOPPED, 0, 7901);
+    eventually("the swarm gone at B, its count kept", || {
+        scrape(&b) == (0, 1, 0)
+    });
+    assert_eq!(scrape(&a), (0, 1, 0));
+    // Two checkpoints of A after the stop; then the stream is emptied, so
+    // B, restarted, has only A's checkpoint to learn from.
+    let written = a.metric("ringtracker_cluster_checkpoints_written_total");
+    eventually("A checkpoints twice", || {
+        a.metric("ringtracker_cluster_checkpoints_written_total") >= written + 2
+    });
+    let config = b.config.clone();
+    drop(b);
+    c.redis
+        .cli(&["XTRIM", "ringtracker:{changes}", "MAXLEN", "0"]);
+    let b = Node::start_from(config);
+    eventually("B knows the count again from A's checkpoint", || {
+        scrape(&b) == (0, 1, 0)
+    });
+    drop((a, b));
+}
+
 #[test]
 fn a_node_that_missed_trimmed_entries_catches_up_from_checkpoints() {
     let c = Cluster::start("cluster-trimmed", &[]);

@@ -74,7 +74,8 @@ pub fn build_tracker(config: &Config, files: OperatorFiles, unix_start: u64) -> 
     let table = SwarmTable::new(
         config.tracker.shards as usize,
         [rng.next_u64(), rng.next_u64()],
-    );
+    )
+    .with_max_idle(config.tracker.max_idle_torrents as usize);
     let ledger = TransferLedger::new(LedgerRules {
         max_peers: config.private.max_peers_per_user_torrent,
         seed_gap_cap: config.tracker.peer_timeout,

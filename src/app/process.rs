@@ -58,6 +58,9 @@ struct Process {
     /// before the start.
     admin_token: Option<AdminToken>,
     admin_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Idle completed counts evicted as of the last stats line, and
+    /// whether the last interval evicted any (logged when that changes).
+    idle_evicted: (u64, bool),
 }
 
 impl Process {
@@ -116,6 +119,7 @@ impl Process {
             snapshotter,
             admin_token,
             admin_tls,
+            idle_evicted: (0, false),
         };
         if let Err(e) = process.open_doors() {
             process.server.shutdown();
@@ -277,9 +281,32 @@ impl Process {
                     totals.seeders,
                     totals.leechers
                 );
+                self.log_idle_evictions();
             }
         }
         true
+    }
+}
+
+impl Process {
+    /// Say when the idle torrents' completed counts start or stop being
+    /// evicted for want of room (once per change, not per interval).
+    fn log_idle_evictions(&mut self) {
+        let now = self.server.tracker().table().idle_evicted();
+        let (before, was_evicting) = self.idle_evicted;
+        let evicting = now > before;
+        if evicting && !was_evicting {
+            tracing::warn!(
+                "tracker.max_idle_torrents = {} is full: the smallest completed counts of torrents without peers are being dropped",
+                self.config.tracker.max_idle_torrents
+            );
+        } else if was_evicting && !evicting {
+            tracing::info!(
+                "idle torrents' completed counts fit again ({} dropped so far)",
+                now
+            );
+        }
+        self.idle_evicted = (now, evicting);
     }
 }
 

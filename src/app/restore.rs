@@ -60,11 +60,12 @@ pub(super) fn read_snapshot(
 pub(super) fn restore(snapshot: &Snapshot, path: &Path, tracker: &Tracker) {
     let r = snapshot.restore(tracker, 0, unix_now());
     tracing::info!(
-        "snapshot loaded from {}: {} torrents, {} peers ({} expired while down) in {:.1} ms",
+        "snapshot loaded from {}: {} torrents, {} peers ({} expired while down), {} idle torrents' completed counts in {:.1} ms",
         path.display(),
         r.torrents,
         r.peers,
         r.expired,
+        r.idle,
         r.micros as f64 / 1000.0
     );
 }

@@ -27,6 +27,7 @@ use crate::tracker::change::SwarmChange;
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::refusal::Refusal;
 use crate::tracker::swarm::Picks;
+use crate::tracker::table::Listed;
 
 /// The operator's HTTP settings (from `[http]`).
 #[derive(Debug, Clone, Default)]
@@ -514,16 +515,25 @@ fn full_scrape<'a>(
     // Built in buffers of its own, freed after: the per-request buffers
     // stay small.
     let mut files = Vec::new();
-    tracker.table().for_each(|hash, t| {
-        files.push((
-            *hash,
-            ScrapeEntry {
-                complete: t.seeders() as u32,
-                downloaded: t.downloaded,
-                incomplete: t.leechers() as u32,
-            },
-        ));
-    });
+    let table = tracker.table();
+    for i in 0..table.shard_count() {
+        // Torrents without peers too: their completed counts are kept.
+        table.for_each_with_idle_in_shard(i, |hash, listed| {
+            let entry = match listed {
+                Listed::Swarm(t) => ScrapeEntry {
+                    complete: t.seeders() as u32,
+                    downloaded: t.downloaded,
+                    incomplete: t.leechers() as u32,
+                },
+                Listed::Idle(n) => ScrapeEntry {
+                    complete: 0,
+                    downloaded: n,
+                    incomplete: 0,
+                },
+            };
+            files.push((*hash, entry));
+        });
+    }
     files.sort_unstable_by_key(|f| f.0);
     let mut body = Vec::new();
     bencode::write_scrape(&mut body, &files);

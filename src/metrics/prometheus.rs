@@ -161,6 +161,19 @@ pub fn render(state: &MetricsState, unix: u64) -> String {
         "Leechers by address family (as of the last sweep).",
         [t.leechers - t.leechers6, t.leechers6],
     );
+    gauge(
+        &mut out,
+        "idle_torrents",
+        "Torrents without peers whose completed count is kept (as of the last sweep; at most tracker.max_idle_torrents).",
+        t.idle as f64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtracker_idle_torrents_evicted_total Idle torrents' completed counts dropped (the smallest) or refused because tracker.max_idle_torrents was full.\n\
+         # TYPE ringtracker_idle_torrents_evicted_total counter\n\
+         ringtracker_idle_torrents_evicted_total {}",
+        state.tracker.table().idle_evicted()
+    );
 
     if let Some(s) = &state.snapshot {
         let written = s.written_at.load(Ordering::Relaxed);

@@ -9,6 +9,8 @@
 //!   1 torrent  info_hash [20] | downloaded u32 | n4 u32 | n6 u32
 //!              | n4 x (addr [6]  | age u16 | role u8)
 //!              | n6 x (addr [18] | age u16 | role u8)
+//!              (n4 = n6 = 0: a torrent without peers whose completed
+//!              count is kept, `tracker.max_idle_torrents`)
 //!   2 totals   key_len u8 | passkey | uploaded u64 | downloaded u64
 //!   6 next     next batch number u64
 //!   7 pending  transfer
@@ -52,7 +54,7 @@ use crate::tracker::peer_set::Origin;
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::site::Grant;
 use crate::tracker::swarm::PeerUpdate;
-use crate::tracker::table::{Download, PeerAddr, PeerChange};
+use crate::tracker::table::{Download, Listed, PeerAddr, PeerChange};
 
 const MAGIC: &[u8; 8] = b"RTSNAPSH";
 const VERSION: u32 = 1;
@@ -134,6 +136,9 @@ pub enum SnapshotError {
 pub struct SnapshotStats {
     /// Torrents written or loaded.
     pub torrents: u64,
+    /// Completed counts of torrents without peers written or loaded
+    /// (torrent records with no peer).
+    pub idle: u64,
     /// Peers written or loaded.
     pub peers: u64,
     /// Bytes of the file.
@@ -265,8 +270,17 @@ pub fn encode<W: Write>(
             }
         }
         buf.clear();
-        table.for_each_in_shard(i, |hash, t| {
-            encode_torrent(&mut buf, hash, t, now, scope, &mut stats);
+        table.for_each_with_idle_in_shard(i, |hash, listed| match listed {
+            Listed::Swarm(t) => encode_torrent(&mut buf, hash, t, now, scope, &mut stats),
+            // A torrent record without peers: the count alone (builds
+            // before idle counts read it and keep nothing).
+            Listed::Idle(n) => {
+                buf.push(TAG_TORRENT);
+                buf.extend_from_slice(&hash.0);
+                buf.extend_from_slice(&n.to_le_bytes());
+                buf.extend_from_slice(&[0; 8]);
+                stats.idle += 1;
+            }
         });
         out.write_all(&buf)?;
     }
@@ -286,7 +300,8 @@ pub fn encode<W: Write>(
         }
     }
     buf.push(TAG_END);
-    buf.extend_from_slice(&stats.torrents.to_le_bytes());
+    // The end record counts every torrent record, idle ones too.
+    buf.extend_from_slice(&(stats.torrents + stats.idle).to_le_bytes());
     buf.extend_from_slice(&stats.peers.to_le_bytes());
     out.write_all(&buf)?;
 
@@ -420,7 +435,7 @@ pub struct Snapshot {
     bytes: Vec<u8>,
     /// Unix time it was written.
     pub saved_at: u64,
-    /// Torrents it holds.
+    /// Torrent records it holds (idle ones, without peers, too).
     pub torrents: u64,
     /// Peers it holds.
     pub peers: u64,
@@ -691,11 +706,14 @@ impl Snapshot {
                         None => stats.expired += 1,
                     }
                 }
-                // If every peer expired, the completed count goes with the
-                // swarm, as it would have had the tracker kept running.
+                // A torrent whose peers all expired (or that had none)
+                // keeps its completed count among the idle ones, as it
+                // would have had the tracker kept running.
+                shard.raise_downloads(&hash, downloaded);
                 if kept {
-                    shard.raise_downloads(&hash, downloaded);
                     stats.torrents += 1;
+                } else if downloaded > 0 {
+                    stats.idle += 1;
                 }
             }
             // Another node's checkpoint (`origin`) restores peers and
@@ -1014,12 +1032,38 @@ mod tests {
         let r = snap.restore(&b, 0, 1_700_003_595);
         assert_eq!(r.peers + r.expired, 42);
         assert_eq!(r.expired, 34);
-        // Down for two hours: nothing survives, not even the swarms.
+        // Down for two hours: no peer survives, no swarm; the completed
+        // count does, as it would have had the tracker kept running.
         let c = tracker(4);
         let r = snap.restore(&c, 0, 1_700_007_200);
-        assert_eq!((r.torrents, r.peers, r.expired), (0, 0, 42));
-        assert_eq!(c.scrape(&InfoHash([2; 20])).completed, 0);
+        assert_eq!((r.torrents, r.peers, r.expired, r.idle), (0, 0, 42, 1));
+        assert_eq!(c.scrape(&InfoHash([2; 20])).completed, 1);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A torrent without peers is a torrent record without peers: its
+    /// completed count comes back, in a snapshot and in a checkpoint.
+    #[test]
+    fn idle_torrents_keep_their_completed_counts() {
+        let a = filled();
+        announce(&a, 3, "10.0.0.3", 5, Event::Started, 1000);
+        announce(&a, 3, "10.0.0.3", 0, Event::Completed, 1000);
+        announce(&a, 3, "10.0.0.3", 0, Event::Stopped, 1000);
+        assert_eq!(a.scrape(&InfoHash([3; 20])).completed, 1);
+        for scope in [Scope::Everything, Scope::LocalPeers] {
+            let (bytes, w) = encode(&a, Vec::new(), 1000, 1_700_000_000, None, scope).unwrap();
+            assert_eq!((w.torrents, w.idle), (2, 1));
+            let snap = Snapshot::check(bytes, Path::new("s")).unwrap();
+            assert_eq!(snap.torrents, 3, "the end record counts every record");
+            let b = tracker(6);
+            let r = snap.restore(&b, 0, 1_700_000_010);
+            assert_eq!((r.torrents, r.idle), (2, 1));
+            let counts = b.scrape(&InfoHash([3; 20]));
+            assert_eq!(
+                (counts.seeders, counts.completed, counts.leechers),
+                (0, 1, 0)
+            );
+        }
     }
 
     /// Cluster mode's checkpoint: only local peers go in; loaded elsewhere

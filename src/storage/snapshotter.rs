@@ -129,6 +129,7 @@ fn write_logged(
     match snapshot::write(tracker, path, now, unix, stall) {
         Ok(SnapshotStats {
             torrents,
+            idle,
             peers,
             bytes,
             micros,
@@ -139,7 +140,7 @@ fn write_logged(
             status.bytes.store(bytes, Ordering::Relaxed);
             status.peers.store(peers, Ordering::Relaxed);
             tracing::info!(
-                "snapshot written to {}: {torrents} torrents, {peers} peers, {bytes} bytes in {:.1} ms",
+                "snapshot written to {}: {torrents} torrents, {peers} peers, {idle} idle torrents' completed counts, {bytes} bytes in {:.1} ms",
                 path.display(),
                 micros as f64 / 1000.0
             );

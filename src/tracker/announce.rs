@@ -483,16 +483,22 @@ impl Tracker {
         }
     }
 
-    /// Counts for one info hash; unknown torrents answer zeros.
+    /// Counts for one info hash: a torrent without peers still has its
+    /// completed count (while kept: `tracker.max_idle_torrents`); unknown
+    /// torrents answer zeros.
     pub fn scrape(&self, info_hash: &InfoHash) -> ScrapeCounts {
         let shard = self.table.lock(info_hash);
-        shard
-            .get(info_hash)
-            .map_or_else(ScrapeCounts::default, |t| ScrapeCounts {
+        match shard.get(info_hash) {
+            Some(t) => ScrapeCounts {
                 seeders: t.seeders() as u32,
                 completed: t.downloaded,
                 leechers: t.leechers() as u32,
-            })
+            },
+            None => ScrapeCounts {
+                completed: shard.idle_downloads(info_hash).unwrap_or(0),
+                ..ScrapeCounts::default()
+            },
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod address_cap;
 pub mod announce;
 pub mod change;
 pub mod connection_id;
+pub mod idle_counts;
 pub mod ledger;
 pub mod linear_probe;
 pub mod list_overlay;

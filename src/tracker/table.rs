@@ -22,10 +22,15 @@
 //! cursor, so workers split the work), drops peers not seen within the
 //! timeout and frees torrents left without peers. There is no pass over the
 //! whole table under one lock.
+//!
+//! A torrent freed for want of peers leaves its completed count in its
+//! shard's `IdleCounts` (bounded: `tracker.max_idle_torrents`), where
+//! scrape still finds it and the torrent's next peer takes it back.
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use super::idle_counts::IdleCounts;
 use super::peer_set::{AddrHasher, Origin, V4, V6};
 use super::swarm::{PeerEffect, PeerUpdate, Torrent, became_seeder};
 use super::torrent_map::{Entry, TagHasher, TorrentMap, home};
@@ -34,7 +39,13 @@ use crate::protocol::InfoHash;
 
 struct Shard {
     torrents: TorrentMap,
+    /// Completed counts of this shard's torrents that have no peers.
+    idle: IdleCounts,
 }
+
+/// `tracker.max_idle_torrents`' default: completed counts kept for
+/// torrents without peers (about 25 to 42 bytes each: 250 to 420 MB full).
+pub const DEFAULT_MAX_IDLE_TORRENTS: usize = 10_000_000;
 
 /// A shard: its lock, and where its slots are for lock-free prefetching.
 /// One cache line each, so workers locking neighbouring shards do not
@@ -69,6 +80,8 @@ struct ShardGauge {
     torrents6: AtomicU64,
     seeders6: AtomicU64,
     leechers6: AtomicU64,
+    /// Completed counts kept for torrents without peers.
+    idle: AtomicU64,
 }
 
 /// Every torrent's swarms: info hash → `Torrent`, in shards each behind its
@@ -80,6 +93,9 @@ pub struct SwarmTable {
     sweep_cursor: AtomicUsize,
     addr_hasher: AddrHasher,
     tags: TagHasher,
+    /// Idle completed counts dropped (or refused) because a shard's share
+    /// of `max_idle_torrents` was full.
+    idle_evicted: AtomicU64,
 }
 
 /// Totals as of the last sweep of each shard.
@@ -100,6 +116,8 @@ pub struct TableTotals {
     pub seeders6: u64,
     /// IPv6 leechers.
     pub leechers6: u64,
+    /// Torrents without peers whose completed count is kept.
+    pub idle: u64,
 }
 
 /// A peer's compact address (address then port, big-endian), of either
@@ -197,6 +215,15 @@ pub struct Applied {
     pub downloaded: u32,
 }
 
+/// A torrent as `SwarmTable::for_each_with_idle_in_shard` lists it.
+#[derive(Clone, Copy)]
+pub enum Listed<'a> {
+    /// It has peers.
+    Swarm(&'a Torrent),
+    /// It has none; its completed count is kept.
+    Idle(u32),
+}
+
 /// A stored peer, as `ShardGuard::peer` finds it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PeerInfo {
@@ -213,6 +240,7 @@ pub struct ShardGuard<'a> {
     guard: MutexGuard<'a, Shard>,
     cell: &'a ShardCell,
     tags: &'a TagHasher,
+    idle_evicted: &'a AtomicU64,
 }
 
 impl ShardGuard<'_> {
@@ -224,6 +252,11 @@ impl ShardGuard<'_> {
     fn get_mut(&mut self, info_hash: &InfoHash) -> Option<&mut Torrent> {
         let tag = self.tags.tag(info_hash);
         self.guard.torrents.get_mut(info_hash, tag)
+    }
+
+    /// The completed count kept for `info_hash` while it has no peers.
+    pub fn idle_downloads(&self, info_hash: &InfoHash) -> Option<u32> {
+        self.guard.idle.get(info_hash)
     }
 
     /// Apply `c` to the torrent `info_hash` (made by a change that stores
@@ -238,10 +271,20 @@ impl ShardGuard<'_> {
         then: impl FnOnce(&Torrent) -> R,
     ) -> (Applied, R) {
         let tag = self.tags.tag(info_hash);
-        let map = &mut self.guard.torrents;
+        let Shard {
+            torrents: map,
+            idle,
+        } = &mut *self.guard;
         let creates = matches!(c.update, PeerUpdate::Seeder | PeerUpdate::Leecher);
         if creates {
-            map.get_or_insert(*info_hash, tag);
+            let t = map.get_or_insert(*info_hash, tag);
+            // A torrent in the map has peers, so an empty one is new: it
+            // takes back the count it left when it last emptied.
+            if t.is_empty()
+                && let Some(n) = idle.take(info_hash)
+            {
+                t.downloaded = t.downloaded.max(n);
+            }
             self.cell.publish(map);
         }
         let mut applied = Applied {
@@ -278,11 +321,9 @@ impl ShardGuard<'_> {
         if !t.is_empty() {
             return (applied, then(t));
         }
-        if let Some(v6) = &t.v6
-            && v6.is_empty()
-        {
-            t.v6 = None;
-        }
+        let evicted = idle.keep(*info_hash, t.downloaded).evicted;
+        self.idle_evicted
+            .fetch_add(evicted as u64, Ordering::Relaxed);
         map.remove(info_hash, tag);
         (applied, R::default())
     }
@@ -291,21 +332,30 @@ impl ShardGuard<'_> {
     /// many peers it had.
     pub fn drop_torrent(&mut self, info_hash: &InfoHash) -> usize {
         let tag = self.tags.tag(info_hash);
-        let map = &mut self.guard.torrents;
+        let Shard {
+            torrents: map,
+            idle,
+        } = &mut *self.guard;
         let peers = map
             .get(info_hash, tag)
             .map_or(0, |t| t.seeders() + t.leechers());
         map.remove(info_hash, tag);
+        idle.take(info_hash);
         self.cell.publish(map);
         peers
     }
 
-    /// Raise a torrent's completed count to `n` if it has peers and fewer
-    /// (a restored snapshot's or another node's checkpoint's count).
+    /// Raise a torrent's completed count to `n` if it has fewer (a
+    /// restored snapshot's or another node's checkpoint's count): in its
+    /// swarm if it has peers, else among the idle counts.
     pub fn raise_downloads(&mut self, info_hash: &InfoHash, n: u32) {
         if let Some(t) = self.get_mut(info_hash) {
             t.downloaded = t.downloaded.max(n);
+            return;
         }
+        let evicted = self.guard.idle.keep(*info_hash, n).evicted;
+        self.idle_evicted
+            .fetch_add(evicted as u64, Ordering::Relaxed);
     }
 
     /// The stored peer `addr` of `info_hash` at tracker time `now`.
@@ -344,6 +394,7 @@ impl SwarmTable {
                 .map(|_| ShardCell {
                     lock: Mutex::new(Shard {
                         torrents: TorrentMap::default(),
+                        idle: IdleCounts::with_cap(DEFAULT_MAX_IDLE_TORRENTS.div_ceil(shards)),
                     }),
                     slots: AtomicPtr::new(std::ptr::null_mut()),
                     capacity: AtomicUsize::new(0),
@@ -358,7 +409,25 @@ impl SwarmTable {
                 seeds[0].rotate_left(29) ^ 0x243f_6a88_85a3_08d3,
                 seeds[1].rotate_left(17) ^ 0x1319_8a2e_0370_7344,
             ),
+            idle_evicted: AtomicU64::new(0),
         }
+    }
+
+    /// Keep at most `max` completed counts of torrents without peers
+    /// (`tracker.max_idle_torrents`; each shard an equal share, rounded
+    /// up). Counts kept already are forgotten: call before serving.
+    pub fn with_max_idle(self, max: usize) -> Self {
+        let per_shard = max.div_ceil(self.shards.len());
+        for cell in self.shards.iter() {
+            lock(&cell.lock).idle = IdleCounts::with_cap(per_shard);
+        }
+        self
+    }
+
+    /// Idle completed counts dropped or refused so far because their
+    /// shard's share of `max_idle_torrents` was full.
+    pub fn idle_evicted(&self) -> u64 {
+        self.idle_evicted.load(Ordering::Relaxed)
     }
 
     /// The keyed hash of peer addresses (per process, random).
@@ -382,6 +451,7 @@ impl SwarmTable {
             guard: lock(&cell.lock),
             cell,
             tags: &self.tags,
+            idle_evicted: &self.idle_evicted,
         }
     }
 
@@ -433,9 +503,10 @@ impl SwarmTable {
         mut gone: impl FnMut(&InfoHash, &[u8], Origin),
     ) -> usize {
         let cell = &self.shards[i];
-        let mut shard = lock(&cell.lock);
+        let mut guard = lock(&cell.lock);
+        let shard = &mut *guard;
         let h = &self.addr_hasher;
-        let (mut dropped, mut seeders, mut leechers) = (0, 0, 0);
+        let (mut dropped, mut seeders, mut leechers, mut evicted) = (0, 0, 0, 0);
         let (mut torrents4, mut torrents6, mut seeders6, mut leechers6) = (0, 0, 0, 0);
         shard.torrents.retain(|hash, t| {
             if !keep(hash) {
@@ -445,6 +516,10 @@ impl SwarmTable {
             dropped += t.retain_fresh(now, peer_timeout, h, |addr, origin| {
                 gone(hash, addr, origin);
             });
+            if t.is_empty() {
+                evicted += shard.idle.keep(*hash, t.downloaded).evicted;
+                return false;
+            }
             seeders += t.seeders() as u64;
             leechers += t.leechers() as u64;
             torrents4 += u64::from(!t.v4.is_empty());
@@ -453,10 +528,13 @@ impl SwarmTable {
                 seeders6 += v6.seeders() as u64;
                 leechers6 += v6.leechers() as u64;
             }
-            !t.is_empty()
+            true
         });
+        self.idle_evicted
+            .fetch_add(evicted as u64, Ordering::Relaxed);
         cell.publish(&shard.torrents);
         let g = &self.gauges[i];
+        g.idle.store(shard.idle.len() as u64, Ordering::Relaxed);
         g.torrents
             .store(shard.torrents.len() as u64, Ordering::Relaxed);
         g.seeders.store(seeders, Ordering::Relaxed);
@@ -484,6 +562,18 @@ impl SwarmTable {
         }
     }
 
+    /// Call `f` with every torrent of shard `i` (under its lock), then
+    /// with every idle completed count of it.
+    pub fn for_each_with_idle_in_shard(&self, i: usize, mut f: impl FnMut(&InfoHash, Listed<'_>)) {
+        let shard = lock(&self.shards[i].lock);
+        for (hash, torrent) in shard.torrents.iter() {
+            f(hash, Listed::Swarm(torrent));
+        }
+        for (hash, n) in shard.idle.iter() {
+            f(hash, Listed::Idle(n));
+        }
+    }
+
     /// Torrents in the table now (each shard locked in turn, briefly).
     pub fn torrent_count(&self) -> usize {
         self.shards
@@ -503,6 +593,7 @@ impl SwarmTable {
             t.torrents6 += g.torrents6.load(Ordering::Relaxed);
             t.seeders6 += g.seeders6.load(Ordering::Relaxed);
             t.leechers6 += g.leechers6.load(Ordering::Relaxed);
+            t.idle += g.idle.load(Ordering::Relaxed);
         }
         t
     }
@@ -606,5 +697,85 @@ mod tests {
             .map(|_| table.sweep_next(1, 10_000, 60, |_| true, never))
             .sum();
         assert_eq!(dropped, 1);
+    }
+
+    fn complete(table: &SwarmTable, hash: InfoHash, addr: PeerAddr, now: u32) {
+        let c = PeerChange {
+            addr,
+            update: PeerUpdate::Seeder,
+            now,
+            min_age: 0,
+            origin: Origin::Local,
+            download: Download::IfBecameSeeder,
+        };
+        let h = *table.addr_hasher();
+        table.lock(&hash).apply(&hash, &c, &h, |_| ());
+    }
+
+    fn downloads(table: &SwarmTable, hash: &InfoHash) -> (Option<u32>, Option<u32>) {
+        let shard = table.lock(hash);
+        (
+            shard.get(hash).map(|t| t.downloaded),
+            shard.idle_downloads(hash),
+        )
+    }
+
+    #[test]
+    fn completed_counts_outlive_their_swarm_and_come_back() {
+        let table = SwarmTable::new(4, [5, 6]);
+        let (a, b) = (InfoHash([0xa0; 20]), InfoHash([0xb0; 20]));
+        put(&table, a, addr(1), PeerUpdate::Leecher, 10);
+        complete(&table, a, addr(1), 11);
+        put(&table, a, addr(1), PeerUpdate::Remove, 12);
+        assert_eq!(downloads(&table, &a), (None, Some(1)));
+        // A torrent never completed leaves nothing behind.
+        put(&table, b, addr(1), PeerUpdate::Seeder, 10);
+        put(&table, b, addr(1), PeerUpdate::Remove, 12);
+        assert_eq!(downloads(&table, &b), (None, None));
+        // Its next peer takes the count back, and counts on.
+        put(&table, a, addr(2), PeerUpdate::Leecher, 20);
+        assert_eq!(downloads(&table, &a), (Some(1), None));
+        complete(&table, a, addr(2), 21);
+        // Expired by the sweep: kept again.
+        assert_eq!(table.sweep_next(4, 2000, 900, |_| true, never), 1);
+        assert_eq!(downloads(&table, &a), (None, Some(2)));
+        assert_eq!(table.totals().idle, 1);
+        // A restored count raises it; a withdrawn torrent forgets it.
+        table.lock(&a).raise_downloads(&a, 7);
+        assert_eq!(downloads(&table, &a), (None, Some(7)));
+        table.lock(&a).drop_torrent(&a);
+        assert_eq!(downloads(&table, &a), (None, None));
+        // Refused by the access rules at the sweep: not kept.
+        put(&table, b, addr(1), PeerUpdate::Leecher, 3000);
+        complete(&table, b, addr(1), 3000);
+        table.sweep_next(4, 3001, 900, |_| false, never);
+        assert_eq!(downloads(&table, &b), (None, None));
+    }
+
+    #[test]
+    fn idle_counts_are_bounded_smallest_first_and_counted() {
+        // Two shards of four.
+        let table = SwarmTable::new(2, [5, 6]).with_max_idle(8);
+        for i in 0..40u8 {
+            let hash = InfoHash([i; 20]);
+            complete(&table, hash, addr(1), 10);
+            for _ in 0..i {
+                table.lock(&hash).raise_downloads(&hash, u32::from(i));
+            }
+            put(&table, hash, addr(1), PeerUpdate::Remove, 11);
+        }
+        table.sweep_next(2, 12, 900, |_| true, never);
+        assert!(table.totals().idle <= 8, "{:?}", table.totals());
+        assert_eq!(table.idle_evicted() + table.totals().idle, 40);
+        // The biggest counts are the ones kept.
+        assert_eq!(downloads(&table, &InfoHash([39; 20])), (None, Some(39)));
+        assert_eq!(downloads(&table, &InfoHash([1; 20])), (None, None));
+        let none = SwarmTable::new(2, [5, 6]).with_max_idle(0);
+        complete(&none, InfoHash([1; 20]), addr(1), 10);
+        put(&none, InfoHash([1; 20]), addr(1), PeerUpdate::Remove, 11);
+        assert_eq!(
+            (none.idle_evicted(), downloads(&none, &InfoHash([1; 20]))),
+            (1, (None, None))
+        );
     }
 }
