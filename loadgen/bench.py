@@ -571,11 +571,16 @@ def write_markdown(res):
     L.append("\n`make bench` also runs the criterion benchmarks of the core (`cargo bench --bench core`); "
              "their output is in target/criterion.")
     doc = ROOT / "docs" / "BENCHMARKS.md"
-    # `make bench-cluster` owns the section after its marker: keep it.
+    # `make bench-cluster` owns the section after its marker, and the
+    # sections measured by their own commands sit after theirs: keep both.
     marker = "<!-- make bench-cluster -->"
-    kept = doc.read_text().split(marker, 1) if doc.exists() else [""]
-    tail = "\n" + marker + kept[1] if len(kept) == 2 else ""
-    doc.write_text("\n".join(L) + "\n" + tail)
+    by_hand = "<!-- measured by their own commands -->"
+    text = doc.read_text() if doc.exists() else ""
+    head, has_cluster, cluster = text.partition(marker)
+    _, has_by_hand, hand = head.partition(by_hand)
+    middle = "\n" + by_hand + hand if has_by_hand else ""
+    tail = "\n" + marker + cluster if has_cluster else ""
+    doc.write_text("\n".join(L) + "\n" + middle + tail)
 
 
 def write_svg(res):

@@ -19,7 +19,7 @@ use rand::Rng;
 use super::policy::{self, Announcer, Denied};
 use crate::protocol::InfoHash;
 use crate::protocol::bencode::{self, AnnounceReplyHead, PeerFormat, RetryIn, ScrapeEntry};
-use crate::protocol::gzip::{GzipEncoder, SHARED_LEVEL};
+use crate::protocol::gzip::{GzipEncoder, shared_level};
 use crate::protocol::http::{self, Endpoint, HeadError, RequestHead};
 use crate::tracker::access::AccessRules;
 use crate::tracker::announce::{AnnounceParams, Tracker, check_passkey};
@@ -27,7 +27,6 @@ use crate::tracker::change::SwarmChange;
 use crate::tracker::peer_set::{V4, V6};
 use crate::tracker::refusal::Refusal;
 use crate::tracker::swarm::Picks;
-use crate::tracker::table::Listed;
 
 /// The operator's HTTP settings (from `[http]`).
 #[derive(Debug, Clone, Default)]
@@ -59,8 +58,10 @@ pub struct Buffers {
     files: Vec<(InfoHash, ScrapeEntry)>,
     /// The last full scrape.
     full_scrape: Option<FullScrape>,
-    /// The worker's gzip encoder and the compressed body it wrote last.
-    gzip: GzipEncoder,
+    /// The worker's gzip encoder (made at its first use: UDP workers and
+    /// servers without gzip never need its ~300 KiB) and the compressed
+    /// body it wrote last.
+    gzip: Option<GzipEncoder>,
     gzipped: Vec<u8>,
 }
 
@@ -276,7 +277,8 @@ fn send_scrape(
         Scraped::InBody => match gzip_from {
             Some(min) if buffers.body.len() >= min => {
                 buffers.gzipped.clear();
-                if buffers.gzip.encode(&buffers.body, &mut buffers.gzipped) {
+                let encoder = buffers.gzip.get_or_insert_with(GzipEncoder::default);
+                if encoder.encode(&buffers.body, &mut buffers.gzipped) {
                     outcome.gzipped = Some((buffers.body.len(), buffers.gzipped.len()));
                     (&buffers.gzipped, true)
                 } else {
@@ -489,10 +491,10 @@ impl FullScrape {
     fn gzipped(&mut self) -> Option<Arc<[u8]>> {
         if self.gzipped.is_none() {
             // An encoder and a buffer of its own, freed with the scrape:
-            // the per-request ones stay small; made once per build, at the
-            // better level.
+            // the per-request ones stay small; made once per build.
             let mut out = Vec::new();
-            if GzipEncoder::new(SHARED_LEVEL).encode(&self.plain, &mut out) {
+            let level = shared_level(self.plain.len());
+            if GzipEncoder::new(level).encode(&self.plain, &mut out) {
                 self.gzipped = Some(out.into());
             }
         }
@@ -514,26 +516,20 @@ fn full_scrape<'a>(
     }
     // Built in buffers of its own, freed after: the per-request buffers
     // stay small.
+    // Torrents with peers only: the idle ones' counts (up to
+    // `tracker.max_idle_torrents`, which anyone can fill) are answered by
+    // a scrape that names them, not listed here.
     let mut files = Vec::new();
-    let table = tracker.table();
-    for i in 0..table.shard_count() {
-        // Torrents without peers too: their completed counts are kept.
-        table.for_each_with_idle_in_shard(i, |hash, listed| {
-            let entry = match listed {
-                Listed::Swarm(t) => ScrapeEntry {
-                    complete: t.seeders() as u32,
-                    downloaded: t.downloaded,
-                    incomplete: t.leechers() as u32,
-                },
-                Listed::Idle(n) => ScrapeEntry {
-                    complete: 0,
-                    downloaded: n,
-                    incomplete: 0,
-                },
-            };
-            files.push((*hash, entry));
-        });
-    }
+    tracker.table().for_each(|hash, t| {
+        files.push((
+            *hash,
+            ScrapeEntry {
+                complete: t.seeders() as u32,
+                downloaded: t.downloaded,
+                incomplete: t.leechers() as u32,
+            },
+        ));
+    });
     files.sort_unstable_by_key(|f| f.0);
     let mut body = Vec::new();
     bencode::write_scrape(&mut body, &files);

@@ -15,30 +15,60 @@ pub const GZIP_MIN_BYTES: usize = 1024;
 
 /// The level for a body compressed per request: 1 (fastest). Scrape
 /// bodies' 20-byte info hashes do not compress at all, so higher levels
-/// gain little (2.89x at 1, 3.07x at 6 on a 50,000-torrent full scrape)
-/// for about twice the CPU.
+/// gain little (2.87x at 1, 3.14x at 6 on the full scrape of loadgen's
+/// 50,000-torrent workload) for several times the CPU.
 pub const PER_REQUEST_LEVEL: u32 = 1;
 
-/// The level for a body compressed once and shared (a full scrape): the
-/// better ratio is paid for once per build, not per request.
-pub const SHARED_LEVEL: u32 = 6;
+/// The level for a body compressed once and shared (a full scrape) of
+/// `len` bytes: 6 up to 16 MiB (the better ratio paid once per build, at
+/// most about half a second of the worker's time), 1 beyond, so a
+/// full scrape of millions of torrents holds its worker for about a
+/// second per 300 MB, not ten.
+pub fn shared_level(len: usize) -> u32 {
+    if len <= 16 << 20 {
+        6
+    } else {
+        PER_REQUEST_LEVEL
+    }
+}
 
-/// Whether an `Accept-Encoding` value accepts gzip: `gzip` or `x-gzip`
-/// with a q-value above 0, else `*` with one (an explicit `gzip;q=0`
-/// wins over `*`).
-pub fn accepts_gzip(value: &[u8]) -> bool {
-    let (mut gzip, mut any) = (None, None);
-    for item in value.split(|&b| b == b',') {
-        let mut parts = item.split(|&b| b == b';');
-        let coding = parts.next().unwrap_or_default().trim_ascii();
-        let wanted = parts.all(|p| !zero_q(p.trim_ascii()));
-        if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
-            gzip = Some(wanted && gzip != Some(false));
-        } else if coding == b"*" {
-            any = Some(wanted);
+/// What a request's `Accept-Encoding` lines say of gzip, line by line
+/// (several lines are one comma-separated list, RFC 9110 §5.3).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GzipAcceptance {
+    /// What `gzip` / `x-gzip` items said (a refusal sticks).
+    gzip: Option<bool>,
+    /// What a `*` item said.
+    any: Option<bool>,
+}
+
+impl GzipAcceptance {
+    /// Take in one `Accept-Encoding` value.
+    pub fn add(&mut self, value: &[u8]) {
+        for item in value.split(|&b| b == b',') {
+            let mut parts = item.split(|&b| b == b';');
+            let coding = parts.next().unwrap_or_default().trim_ascii();
+            let wanted = parts.all(|p| !zero_q(p.trim_ascii()));
+            if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+                self.gzip = Some(wanted && self.gzip != Some(false));
+            } else if coding == b"*" {
+                self.any = Some(wanted && self.any != Some(false));
+            }
         }
     }
-    gzip.or(any).unwrap_or(false)
+
+    /// Whether gzip is acceptable: `gzip` or `x-gzip` with a q-value above
+    /// 0, else `*` with one (an explicit `gzip;q=0` wins over `*`).
+    pub fn accepts(&self) -> bool {
+        self.gzip.or(self.any).unwrap_or(false)
+    }
+}
+
+/// Whether one `Accept-Encoding` value accepts gzip (`GzipAcceptance`).
+pub fn accepts_gzip(value: &[u8]) -> bool {
+    let mut a = GzipAcceptance::default();
+    a.add(value);
+    a.accepts()
 }
 
 /// Whether a parameter is a q-value of zero (`q=0`, `Q=0.000`).
@@ -111,7 +141,7 @@ impl GzipEncoder {
 
 #[cfg(test)]
 mod tests {
-    use super::{GzipEncoder, accepts_gzip};
+    use super::{GzipAcceptance, GzipEncoder, accepts_gzip};
     use std::io::Read;
 
     fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -124,7 +154,7 @@ mod tests {
 
     #[test]
     fn members_decode_to_their_input_with_one_reused_encoder() {
-        for level in [super::PER_REQUEST_LEVEL, super::SHARED_LEVEL] {
+        for level in [super::PER_REQUEST_LEVEL, super::shared_level(0)] {
             round_trips(&mut GzipEncoder::new(level));
         }
     }
@@ -173,5 +203,14 @@ mod tests {
         ] {
             assert!(!accepts_gzip(no), "{}", String::from_utf8_lossy(no));
         }
+        // Two lines are one list: a refusal on either stands.
+        let mut two = GzipAcceptance::default();
+        two.add(b"gzip");
+        two.add(b"gzip;q=0");
+        assert!(!two.accepts());
+        let mut star = GzipAcceptance::default();
+        star.add(b"br");
+        star.add(b"*");
+        assert!(star.accepts());
     }
 }

@@ -98,7 +98,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
     }
     let mut keep_alive = minor_version >= 1;
     let (mut forwarded_for, mut real_ip, mut user_agent) = (None, None, None);
-    let mut accepts_gzip = false;
+    let mut gzip = super::gzip::GzipAcceptance::default();
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
@@ -123,7 +123,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         } else if name.eq_ignore_ascii_case("user-agent") {
             user_agent = Some(h.value);
         } else if name.eq_ignore_ascii_case("accept-encoding") {
-            accepts_gzip |= super::gzip::accepts_gzip(h.value);
+            gzip.add(h.value);
         }
     }
     Ok(Some(RequestHead {
@@ -134,7 +134,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         forwarded_for,
         real_ip,
         user_agent,
-        accepts_gzip,
+        accepts_gzip: gzip.accepts(),
     }))
 }
 

@@ -8,8 +8,13 @@
 //! when one is full the smallest counts go first, an eighth at a time, so
 //! the scan that finds them is paid once per many insertions; a count
 //! below the cut is refused (it would have been among the smallest), and
-//! while the shard is full again one below the last cut is refused
-//! without a scan.
+//! until a count leaves, one below the last cut is refused without a
+//! scan.
+//!
+//! Counts do not age: a torrent nobody announces keeps its count until
+//! bigger ones push it out, so a client that completes many made-up
+//! torrents twice can push out real counts of one (the most a count of
+//! one is worth).
 
 use hashbrown::HashMap;
 
@@ -59,7 +64,23 @@ impl IdleCounts {
 
     /// Take `hash`'s count back (its torrent has peers again).
     pub fn take(&mut self, hash: &InfoHash) -> Option<u32> {
-        self.counts.remove(hash)
+        let taken = self.counts.remove(hash);
+        if taken.is_some() {
+            // Room again: the next cut, if any, measures the counts then.
+            self.floor = 0;
+        }
+        taken
+    }
+
+    /// Keep only the counts of info hashes `keep` says yes to (the access
+    /// rules at the sweep); returns how many went.
+    pub fn retain(&mut self, mut keep: impl FnMut(&InfoHash) -> bool) -> usize {
+        let before = self.counts.len();
+        self.counts.retain(|h, _| keep(h));
+        if self.counts.len() < before {
+            self.floor = 0;
+        }
+        before - self.counts.len()
     }
 
     /// Every count kept.
@@ -123,12 +144,6 @@ impl IdleCounts {
         self.floor = pivot;
         target - left
     }
-
-    /// Forget every count (the shard's torrents were all dropped).
-    pub fn clear(&mut self) {
-        self.counts.clear();
-        self.floor = 0;
-    }
 }
 
 #[cfg(test)]
@@ -179,6 +194,20 @@ mod tests {
         }
         assert_eq!(t.keep(h(99), 7), Kept { evicted: 2 });
         assert_eq!((t.len(), t.get(&h(99))), (15, Some(7)));
+        // The access rules at the sweep: refused hashes go.
+        assert_eq!(t.retain(|hash| *hash != h(99)), 1);
+        assert_eq!(t.get(&h(99)), None);
+        // A count taken back lowers the floor: small counts fit again.
+        let mut f = IdleCounts::with_cap(8);
+        for i in 0..9 {
+            f.keep(h(i), 1000 + i);
+        }
+        assert_eq!(f.keep(h(50), 5), Kept { evicted: 1 }, "below the cut");
+        f.take(&h(8));
+        assert_eq!(f.keep(h(51), 5), Kept::default());
+        // Full again: the cut is measured anew and takes the 5.
+        assert_eq!(f.keep(h(52), 6), Kept { evicted: 1 });
+        assert_eq!((f.get(&h(51)), f.get(&h(52))), (None, Some(6)));
         // Nothing kept at all with a cap of 0.
         let mut none = IdleCounts::with_cap(0);
         assert_eq!(none.keep(h(1), 9), Kept { evicted: 1 });

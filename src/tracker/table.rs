@@ -295,6 +295,16 @@ impl ShardGuard<'_> {
             downloaded: 0,
         };
         let Some(t) = map.get_mut(info_hash, tag) else {
+            // No peers (a stop, or a port-0 announce): the count is the
+            // idle one, and a completion that counts anyway is added to it.
+            let n = idle.get(info_hash).unwrap_or(0);
+            if c.download == Download::Always {
+                applied.counted_download = true;
+                let evicted = idle.keep(*info_hash, n.saturating_add(1)).evicted;
+                self.idle_evicted
+                    .fetch_add(evicted as u64, Ordering::Relaxed);
+            }
+            applied.downloaded = idle.get(info_hash).unwrap_or(0);
             return (applied, R::default());
         };
         applied.effect = match c.addr {
@@ -532,6 +542,8 @@ impl SwarmTable {
         });
         self.idle_evicted
             .fetch_add(evicted as u64, Ordering::Relaxed);
+        // Counts of torrents the rules refuse now go too.
+        shard.idle.retain(&keep);
         cell.publish(&shard.torrents);
         let g = &self.gauges[i];
         g.idle.store(shard.idle.len() as u64, Ordering::Relaxed);
@@ -745,11 +757,30 @@ mod tests {
         assert_eq!(downloads(&table, &a), (None, Some(7)));
         table.lock(&a).drop_torrent(&a);
         assert_eq!(downloads(&table, &a), (None, None));
-        // Refused by the access rules at the sweep: not kept.
+        // A port-0 seeder's completion on an idle torrent counts there,
+        // and its answer says so.
+        let c = InfoHash([0xc0; 20]);
+        table.lock(&c).raise_downloads(&c, 3);
+        let port0 = PeerChange {
+            addr: addr(9),
+            update: PeerUpdate::ReadOnly,
+            now: 2500,
+            min_age: 0,
+            origin: Origin::Local,
+            download: Download::Always,
+        };
+        let h = *table.addr_hasher();
+        let (applied, ()) = table.lock(&c).apply(&c, &port0, &h, |_| ());
+        assert!(applied.counted_download);
+        assert_eq!(applied.downloaded, 4);
+        assert_eq!(downloads(&table, &c), (None, Some(4)));
+        // Refused by the access rules at the sweep: neither a swarm's
+        // count nor an idle one is kept.
         put(&table, b, addr(1), PeerUpdate::Leecher, 3000);
         complete(&table, b, addr(1), 3000);
-        table.sweep_next(4, 3001, 900, |_| false, never);
+        table.sweep_next(4, 3001, 900, |h| *h != b && *h != c, never);
         assert_eq!(downloads(&table, &b), (None, None));
+        assert_eq!(downloads(&table, &c), (None, None));
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! every part carry a tag under the cluster's key (`cluster::mac`): a
 //! head or part that does not check out makes the reader skip that
 //! node's checkpoint (counted), and it is checked before the next part is
-//! read. What a checkpoint restores is peers and completed counts only,
-//! never private mode's ledger records. Parts and head
-//! expire after the peer timeout (by then every peer in them has expired
-//! anyway), so a node that is gone for good leaves nothing behind.
+//! read. What a checkpoint restores is peers and completed counts only
+//! (those of torrents without peers too), never private mode's ledger
+//! records. Parts and head expire after the peer timeout (by then every
+//! peer in them has expired anyway, and every other node's checkpoint
+//! carries the same completed counts), so a node that is gone for good
+//! leaves nothing behind.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
