@@ -744,6 +744,23 @@ mod tests {
         );
     }
 
+    /// `request` from 127.0.0.1 at tracker time `now` with the worker's
+    /// `buffers`: the response as text, and the outcome.
+    fn request_at(
+        t: &Tracker,
+        p: &HttpPolicy,
+        now: u32,
+        request: &str,
+        rng: &mut SmallRng,
+        buffers: &mut Buffers,
+    ) -> (String, HttpOutcome) {
+        let head = parse_head(request.as_bytes()).unwrap().unwrap();
+        let mut out = Vec::new();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let outcome = handle_request(t, p, &head, peer, now, rng, buffers, &mut out);
+        (String::from_utf8(out).unwrap(), outcome)
+    }
+
     #[test]
     fn a_full_scrape_is_shared_until_it_is_too_old() {
         let t = tracker();
@@ -754,11 +771,8 @@ mod tests {
         let mut buffers = Buffers::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut at = |now: u32, request: &str, buffers: &mut Buffers| {
-            let head = parse_head(request.as_bytes()).unwrap().unwrap();
-            let mut out = Vec::new();
-            let peer = "127.0.0.1:1".parse().unwrap();
-            let outcome = handle_request(&t, &p, &head, peer, now, &mut rng, buffers, &mut out);
-            (String::from_utf8(out).unwrap(), outcome.tail)
+            let (out, outcome) = request_at(&t, &p, now, request, &mut rng, buffers);
+            (out, outcome.tail)
         };
         let full = "GET /scrape HTTP/1.1\r\n\r\n";
         at(0, &announce_req('a', 1, 0, ""), &mut buffers);
@@ -791,15 +805,8 @@ mod tests {
         let mut buffers = Buffers::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut at = |now: u32, request: &str, buffers: &mut Buffers| {
-            let head = parse_head(request.as_bytes()).unwrap().unwrap();
-            let mut out = Vec::new();
-            let peer = "127.0.0.1:1".parse().unwrap();
-            let outcome = handle_request(&t, &p, &head, peer, now, &mut rng, buffers, &mut out);
-            (
-                String::from_utf8(out).unwrap(),
-                outcome.tail,
-                outcome.gzipped,
-            )
+            let (out, outcome) = request_at(&t, &p, now, request, &mut rng, buffers);
+            (out, outcome.tail, outcome.gzipped)
         };
         at(0, &announce_req('a', 1, 0, ""), &mut buffers);
         let gz = "GET /scrape HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n";

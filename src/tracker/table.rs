@@ -44,7 +44,7 @@ struct Shard {
 }
 
 /// `tracker.max_idle_torrents`' default: completed counts kept for
-/// torrents without peers (about 25 to 42 bytes each: 250 to 420 MB full).
+/// torrents without peers (29 to 57 bytes each: about 420 MB when full).
 pub const DEFAULT_MAX_IDLE_TORRENTS: usize = 10_000_000;
 
 /// A shard: its lock, and where its slots are for lock-free prefetching.
